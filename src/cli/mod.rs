@@ -1,0 +1,83 @@
+//! Command-line interface: clap types live here and nowhere else; each
+//! subcommand turns its arguments into plain settings and calls the library.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A Pusher-compatible realtime server for Flarum forums.
+#[derive(Debug, Parser)]
+#[command(name = "flarum-ws", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Pusher protocol (websocket and HTTP API) on one port.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (FLARUM_WS_HOST; default 0.0.0.0).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port for websocket and HTTP API (FLARUM_WS_PORT; default 2083).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// YAML configuration file (FLARUM_WS_CONFIG).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Log every connection, subscription and message (FLARUM_WS_VERBOSE).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// How the process ends: 0 success, 1 a user-facing failure (bad
+/// configuration, port taken), 2 something unexpected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Unexpected = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub exit: Exit,
+}
+
+impl Failure {
+    pub fn user(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            exit: Exit::Failure,
+        }
+    }
+
+    pub fn unexpected(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            exit: Exit::Unexpected,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Exit, Failure> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
+}

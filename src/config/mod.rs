@@ -1,0 +1,141 @@
+//! Settings: gathered from every source, merged by precedence, validated.
+//!
+//! Precedence, highest first: command-line flags > environment > `.env` in
+//! the working directory > YAML file > forum settings > defaults. Every
+//! source produces the same all-`Option` [`PartialSettings`]; [`resolve`]
+//! layers them and remembers which source each value came from so that a
+//! command can show the admin where a setting was decided.
+
+mod fields;
+mod file;
+mod sources;
+mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use fields::{PartialSettings, VARIABLES};
+pub use sources::{Sources, load_sources};
+pub use value::Secret;
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Environment,
+    DotEnv(PathBuf),
+    Yaml(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag => f.write_str("command-line flag"),
+            Self::Environment => f.write_str("environment"),
+            Self::DotEnv(path) => write!(f, "{}", path.display()),
+            Self::Yaml(path) => write!(f, "{}", path.display()),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Which source decided each setting, by setting name.
+pub type Provenance = BTreeMap<&'static str, Source>;
+
+/// A problem with the configuration, worded for the admin who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    InvalidYaml { path: PathBuf, message: String },
+    #[error("invalid {origin} variable {name}={value:?}: {problem}")]
+    InvalidVariable {
+        origin: String,
+        name: String,
+        value: String,
+        problem: String,
+    },
+    #[error("unknown {origin} variable {name}; known variables: {known}")]
+    UnknownVariable { origin: String, name: String, known: String },
+    #[error("cannot read {path}: {message}")]
+    DotEnv { path: PathBuf, message: String },
+    #[error(
+        "no app credentials: {missing} not set. Set them with the variables FLARUM_WS_APP_ID, \
+         FLARUM_WS_APP_KEY and FLARUM_WS_APP_SECRET (also read from a .env file in the working \
+         directory), or in a YAML file passed with --config FILE or FLARUM_WS_CONFIG \
+         (keys app_id, app_key, app_secret; see contrib/flarum-ws.example.yaml)"
+    )]
+    MissingCredentials { missing: String },
+    #[error("invalid setting {name} (from {origin}): {problem}")]
+    InvalidSetting {
+        name: &'static str,
+        origin: Source,
+        problem: String,
+    },
+}
+
+/// The application the server serves (one per server, as in Flarum).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppCredentials {
+    pub id: String,
+    pub key: String,
+    pub secret: Secret,
+}
+
+/// Protocol limits; every one configurable, with Pusher's values as defaults
+/// except where a forum needs more (presence members).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_presence_members: usize,
+    pub max_presence_user_info_bytes: usize,
+    pub max_presence_user_id_length: usize,
+    pub max_channel_name_length: usize,
+    pub max_event_name_length: usize,
+    pub max_event_data_bytes: usize,
+    pub max_channels_per_event: usize,
+    pub max_batch_events: usize,
+    pub client_events_per_second: u32,
+    pub max_message_bytes: usize,
+    pub max_request_body_bytes: usize,
+    pub max_watchlist_size: usize,
+    pub cache_ttl: Duration,
+    pub socket_queue_capacity: usize,
+}
+
+/// Everything `serve` needs, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub app: AppCredentials,
+    pub host: String,
+    pub port: u16,
+    pub client_events: bool,
+    pub activity_timeout: Duration,
+    pub verbose: bool,
+    pub limits: Limits,
+}
+
+/// Settings and the source of each value.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub settings: Settings,
+    pub provenance: Provenance,
+}
+
+/// Merges the sources by precedence, applies defaults and validates.
+pub fn resolve(sources: Sources) -> Result<Resolved, ConfigError> {
+    let mut provenance = Provenance::new();
+    let mut merged = PartialSettings::default();
+    merged.layer_under(sources.flags, &Source::Flag, &mut provenance);
+    merged.layer_under(sources.environment, &Source::Environment, &mut provenance);
+    if let Some((path, dotenv)) = sources.dotenv {
+        merged.layer_under(dotenv, &Source::DotEnv(path), &mut provenance);
+    }
+    if let Some((path, yaml)) = sources.yaml {
+        merged.layer_under(yaml, &Source::Yaml(path), &mut provenance);
+    }
+    fields::into_settings(merged, provenance)
+}

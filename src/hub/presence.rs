@@ -1,0 +1,81 @@
+//! Presence members of one channel: a user counts once however many sockets
+//! (tabs) they have in the channel, so `member_added` fires on their first
+//! socket and `member_removed` on their last.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::protocol::messages::PresenceMember;
+
+/// One user in a presence channel.
+#[derive(Debug)]
+pub(super) struct Member {
+    /// The id as the forum sent it (number or string), echoed back unchanged.
+    pub user_id: Value,
+    pub user_info: Value,
+    /// How many of the channel's sockets belong to this user.
+    pub sockets: usize,
+}
+
+/// The members of a presence channel, keyed by the id's string form.
+#[derive(Debug, Default)]
+pub(super) struct Members {
+    by_key: HashMap<String, Member>,
+}
+
+/// What joining or leaving did to the member list.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Change {
+    /// The user's first socket joined (or last socket left).
+    Membership,
+    /// Another socket of a user already present joined or left.
+    SocketOnly,
+}
+
+impl Members {
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.by_key.values()
+    }
+
+    /// Adds a socket of `member`; the first socket's user_info is kept.
+    pub fn join(&mut self, member: PresenceMember) -> Change {
+        match self.by_key.get_mut(&member.key) {
+            Some(existing) => {
+                existing.sockets += 1;
+                Change::SocketOnly
+            }
+            None => {
+                self.by_key.insert(
+                    member.key,
+                    Member {
+                        user_id: member.user_id,
+                        user_info: member.user_info,
+                        sockets: 1,
+                    },
+                );
+                Change::Membership
+            }
+        }
+    }
+
+    /// Removes one socket of the user `key`; returns the member when it was
+    /// their last.
+    pub fn leave(&mut self, key: &str) -> Option<Member> {
+        let member = self.by_key.get_mut(key)?;
+        member.sockets = member.sockets.saturating_sub(1);
+        if member.sockets == 0 {
+            self.by_key.remove(key)
+        } else {
+            None
+        }
+    }
+}

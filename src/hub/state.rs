@@ -1,0 +1,418 @@
+//! The hub's shared state and the operations sessions and the HTTP API call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::link::{Frame, SocketLink};
+use super::presence::{Change, Members};
+use super::users::Users;
+use crate::protocol::messages::{PresenceMember, outgoing};
+use crate::protocol::{ChannelKind, ChannelName, SocketId};
+
+/// Limits the hub enforces; replaced as a whole when settings reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubLimits {
+    pub max_presence_members: usize,
+    pub cache_ttl: Duration,
+}
+
+/// Why a subscription was refused by the hub.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("presence channel {channel} already has {max} members, the configured maximum")]
+    PresenceFull { channel: String, max: usize },
+}
+
+/// A subscribed socket in a channel.
+#[derive(Debug)]
+struct Subscriber {
+    link: Arc<SocketLink>,
+    /// For presence channels, the member key this socket counts for.
+    member_key: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Channel {
+    subscribers: HashMap<SocketId, Subscriber>,
+    members: Members,
+}
+
+/// The last event published on a cache channel.
+#[derive(Debug, Clone)]
+struct CachedEvent {
+    frame: Frame,
+    stored: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct State {
+    channels: HashMap<ChannelName, Channel>,
+    cache: HashMap<ChannelName, CachedEvent>,
+    pub(super) users: Users,
+    limits: HubLimits,
+}
+
+/// What the HTTP API reports about one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelInfo {
+    pub occupied: bool,
+    pub subscription_count: usize,
+    /// Presence channels only.
+    pub user_count: Option<usize>,
+    /// The cached event frame and its remaining lifetime (cache channels).
+    pub cache: Option<(Value, Duration)>,
+}
+
+/// One occupied channel in the channel list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSummary {
+    pub name: String,
+    pub subscription_count: usize,
+    pub user_count: Option<usize>,
+}
+
+/// Cheap to clone handle on the shared hub.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    state: Arc<RwLock<State>>,
+}
+
+impl Hub {
+    pub fn new(limits: HubLimits) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(State {
+                channels: HashMap::new(),
+                cache: HashMap::new(),
+                users: Users::default(),
+                limits,
+            })),
+        }
+    }
+
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in
+        // a way that matters more than stopping all realtime delivery would.
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_limits(&self, limits: HubLimits) {
+        self.write().limits = limits;
+    }
+
+    /// Subscribes `link` and queues `subscription_succeeded` (with the member
+    /// list on presence channels) and the cache replay to it. Subscribing
+    /// twice is harmless and answers again.
+    pub fn subscribe(
+        &self,
+        link: &Arc<SocketLink>,
+        channel: &ChannelName,
+        member: Option<PresenceMember>,
+    ) -> Result<(), SubscribeError> {
+        let mut state = self.write();
+        let State {
+            channels,
+            cache,
+            limits,
+            ..
+        } = &mut *state;
+        let entry = channels.entry(channel.clone()).or_default();
+        let already = entry.subscribers.contains_key(&link.id);
+        let is_presence = channel.kind() == ChannelKind::Presence;
+
+        if is_presence && !already {
+            let member = member.expect("presence subscriptions carry their member");
+            if !entry.members.contains(&member.key) && entry.members.len() >= limits.max_presence_members {
+                if entry.subscribers.is_empty() {
+                    channels.remove(channel);
+                }
+                return Err(SubscribeError::PresenceFull {
+                    channel: channel.to_string(),
+                    max: limits.max_presence_members,
+                });
+            }
+            let key = member.key.clone();
+            let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
+            if entry.members.join(member) == Change::Membership {
+                let frame = Frame::from(added);
+                for subscriber in entry.subscribers.values() {
+                    subscriber.link.send(frame.clone());
+                }
+            }
+            entry.subscribers.insert(
+                link.id,
+                Subscriber {
+                    link: link.clone(),
+                    member_key: Some(key),
+                },
+            );
+        } else if !already {
+            entry.subscribers.insert(
+                link.id,
+                Subscriber {
+                    link: link.clone(),
+                    member_key: None,
+                },
+            );
+        }
+
+        let data = if is_presence {
+            outgoing::presence_data(entry.members.iter().map(|m| (&m.user_id, &m.user_info)))
+        } else {
+            Value::Object(Default::default())
+        };
+        link.send(outgoing::subscription_succeeded(channel.as_str(), &data).into());
+
+        if channel.class().cached {
+            match cache.get(channel) {
+                Some(cached) if cached.stored.elapsed() < limits.cache_ttl => {
+                    link.send(cached.frame.clone());
+                }
+                _ => {
+                    link.send(outgoing::cache_miss(channel.as_str()).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `socket` from `channel`; tells the others when a presence
+    /// member left with their last socket. Returns whether it was subscribed.
+    pub fn unsubscribe(&self, socket: SocketId, channel: &str) -> bool {
+        let mut state = self.write();
+        Self::remove_subscription(&mut state, socket, channel)
+    }
+
+    fn remove_subscription(state: &mut State, socket: SocketId, channel: &str) -> bool {
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return false;
+        };
+        let Some(subscriber) = entry.subscribers.remove(&socket) else {
+            return false;
+        };
+        if let Some(key) = subscriber.member_key
+            && let Some(member) = entry.members.leave(&key)
+        {
+            let frame = Frame::from(outgoing::member_removed(channel, &member.user_id));
+            for other in entry.subscribers.values() {
+                other.link.send(frame.clone());
+            }
+        }
+        if entry.subscribers.is_empty() {
+            state.channels.remove(channel);
+        }
+        true
+    }
+
+    /// Forgets a closed socket: its subscriptions (given by the session,
+    /// which knows them) and its signin.
+    pub fn remove_socket<'a>(&self, socket: SocketId, channels: impl IntoIterator<Item = &'a str>) {
+        let mut state = self.write();
+        for channel in channels {
+            Self::remove_subscription(&mut state, socket, channel);
+        }
+        state.users.sign_out(socket);
+    }
+
+    pub fn is_subscribed(&self, socket: SocketId, channel: &str) -> bool {
+        self.read()
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.subscribers.contains_key(&socket))
+    }
+
+    /// Queues `frame` to every subscriber of `channel` but `except`; remembers
+    /// it for later subscribers when `cache` is set. Returns how many sockets
+    /// it was queued to.
+    pub fn publish(&self, channel: &ChannelName, frame: Frame, except: Option<SocketId>, cache: bool) -> usize {
+        if cache {
+            let mut state = self.write();
+            state.cache.insert(
+                channel.clone(),
+                CachedEvent {
+                    frame: frame.clone(),
+                    stored: Instant::now(),
+                },
+            );
+            return Self::fan_out(&state, channel.as_str(), frame, except);
+        }
+        Self::fan_out(&self.read(), channel.as_str(), frame, except)
+    }
+
+    fn fan_out(state: &State, channel: &str, frame: Frame, except: Option<SocketId>) -> usize {
+        let Some(entry) = state.channels.get(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (id, subscriber) in &entry.subscribers {
+            if Some(*id) != except && subscriber.link.send(frame.clone()) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// The presence member key `socket` joined `channel` as.
+    pub fn member_key(&self, socket: SocketId, channel: &str) -> Option<String> {
+        self.read()
+            .channels
+            .get(channel)?
+            .subscribers
+            .get(&socket)?
+            .member_key
+            .clone()
+    }
+
+    /// Occupied channels whose name starts with `prefix`.
+    pub fn channels(&self, prefix: &str) -> Vec<ChannelSummary> {
+        let state = self.read();
+        let mut list: Vec<ChannelSummary> = state
+            .channels
+            .iter()
+            .filter(|(name, c)| name.as_str().starts_with(prefix) && !c.subscribers.is_empty())
+            .map(|(name, c)| ChannelSummary {
+                name: name.to_string(),
+                subscription_count: c.subscribers.len(),
+                user_count: (name.kind() == ChannelKind::Presence).then(|| c.members.len()),
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    pub fn channel_info(&self, channel: &ChannelName) -> ChannelInfo {
+        let state = self.read();
+        let entry = state.channels.get(channel.as_str());
+        let subscription_count = entry.map_or(0, |c| c.subscribers.len());
+        let cache = state.cache.get(channel.as_str()).and_then(|cached| {
+            let left = state.limits.cache_ttl.checked_sub(cached.stored.elapsed())?;
+            let frame: Value = serde_json::from_str(cached.frame.as_str()).ok()?;
+            Some((frame, left))
+        });
+        ChannelInfo {
+            occupied: subscription_count > 0,
+            subscription_count,
+            user_count: (channel.kind() == ChannelKind::Presence).then(|| entry.map_or(0, |c| c.members.len())),
+            cache,
+        }
+    }
+
+    /// The ids of a presence channel's members.
+    pub fn presence_user_ids(&self, channel: &str) -> Vec<Value> {
+        self.read()
+            .channels
+            .get(channel)
+            .map(|c| c.members.iter().map(|m| m.user_id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops cached events older than the TTL so forgotten channels do not
+    /// hold memory forever.
+    pub fn expire_cache(&self) {
+        let mut state = self.write();
+        let ttl = state.limits.cache_ttl;
+        state.cache.retain(|_, cached| cached.stored.elapsed() < ttl);
+    }
+
+    /// Number of distinct channels with at least one subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.read().channels.len()
+    }
+
+    #[cfg(test)]
+    fn subscriber_ids(&self, channel: &str) -> std::collections::HashSet<SocketId> {
+        self.read()
+            .channels
+            .get(channel)
+            .map(|c| c.subscribers.keys().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::parse_presence_member;
+    use std::collections::HashSet;
+
+    fn hub() -> Hub {
+        Hub::new(HubLimits {
+            max_presence_members: 2,
+            cache_ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn link() -> (Arc<SocketLink>, tokio::sync::mpsc::Receiver<Frame>) {
+        let (link, rx) = SocketLink::new(SocketId::random(), 16);
+        (Arc::new(link), rx)
+    }
+
+    fn drain(rx: &mut tokio::sync::mpsc::Receiver<Frame>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            out.push(frame.to_string());
+        }
+        out
+    }
+
+    fn member(id: &str) -> Option<PresenceMember> {
+        Some(parse_presence_member(Some(&format!(r#"{{"user_id":"{id}"}}"#)), 128, 1024).unwrap())
+    }
+
+    #[test]
+    fn member_events_only_on_first_and_last_socket() {
+        let hub = hub();
+        let channel = ChannelName::parse("presence-room", 200).unwrap();
+        let (a, mut a_rx) = link();
+        let (b1, mut b1_rx) = link();
+        let (b2, mut b2_rx) = link();
+        hub.subscribe(&a, &channel, member("a")).unwrap();
+        hub.subscribe(&b1, &channel, member("b")).unwrap();
+        hub.subscribe(&b2, &channel, member("b")).unwrap();
+        let a_frames = drain(&mut a_rx);
+        assert_eq!(a_frames.iter().filter(|f| f.contains("member_added")).count(), 1);
+        assert!(drain(&mut b1_rx).iter().all(|f| !f.contains("member_added")));
+        assert!(drain(&mut b2_rx).iter().all(|f| !f.contains("member_added")));
+
+        hub.unsubscribe(b1.id, "presence-room");
+        assert!(drain(&mut a_rx).is_empty());
+        hub.remove_socket(b2.id, ["presence-room"]);
+        assert_eq!(drain(&mut a_rx).iter().filter(|f| f.contains("member_removed")).count(), 1);
+        assert_eq!(hub.subscriber_ids("presence-room"), HashSet::from([a.id]));
+    }
+
+    #[test]
+    fn presence_member_cap_refuses_new_users_only() {
+        let hub = hub();
+        let channel = ChannelName::parse("presence-room", 200).unwrap();
+        let links: Vec<_> = (0..4).map(|_| link()).collect();
+        hub.subscribe(&links[0].0, &channel, member("a")).unwrap();
+        hub.subscribe(&links[1].0, &channel, member("b")).unwrap();
+        assert!(hub.subscribe(&links[2].0, &channel, member("c")).is_err());
+        hub.subscribe(&links[3].0, &channel, member("a")).unwrap();
+    }
+
+    #[test]
+    fn publish_skips_excluded_socket_and_caches() {
+        let hub = hub();
+        let channel = ChannelName::parse("cache-news", 200).unwrap();
+        let (a, mut a_rx) = link();
+        let (b, mut b_rx) = link();
+        hub.subscribe(&a, &channel, None).unwrap();
+        hub.subscribe(&b, &channel, None).unwrap();
+        assert!(drain(&mut a_rx).iter().any(|f| f.contains("cache_miss")));
+        drain(&mut b_rx);
+        assert_eq!(hub.publish(&channel, Frame::from("x"), Some(a.id), true), 1);
+        assert!(drain(&mut a_rx).is_empty());
+        assert_eq!(drain(&mut b_rx), vec!["x"]);
+        let (c, mut c_rx) = link();
+        hub.subscribe(&c, &channel, None).unwrap();
+        assert_eq!(drain(&mut c_rx).last().unwrap(), "x");
+    }
+}

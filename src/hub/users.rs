@@ -1,0 +1,113 @@
+//! Signed-in users (`pusher:signin`): which sockets belong to which user, who
+//! watches whom, and terminating a user's connections.
+//!
+//! A user is online while at least one of their sockets is signed in; their
+//! watchers hear `online` when the first socket signs in and `offline` when the
+//! last one goes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::link::{Frame, SocketLink};
+use super::state::{Hub, State};
+use crate::protocol::messages::{SigninUser, outgoing};
+use crate::protocol::{SocketId, close_code};
+
+type Sockets = HashMap<SocketId, Arc<SocketLink>>;
+
+#[derive(Debug, Default)]
+pub(super) struct Users {
+    sockets_by_user: HashMap<String, Sockets>,
+    signed_in: HashMap<SocketId, SigninUser>,
+    /// Watched user id → the sockets watching them.
+    watchers: HashMap<String, Sockets>,
+}
+
+impl Users {
+    fn notify_watchers(&self, user_id: &str, online: bool) {
+        let Some(watchers) = self.watchers.get(user_id) else {
+            return;
+        };
+        let ids = [user_id];
+        let frame = Frame::from(if online {
+            outgoing::watchlist_events(&ids, &[])
+        } else {
+            outgoing::watchlist_events(&[], &ids)
+        });
+        for link in watchers.values() {
+            link.send(frame.clone());
+        }
+    }
+
+    /// Forgets the signin of `socket`, telling watchers if the user went offline.
+    pub(super) fn sign_out(&mut self, socket: SocketId) {
+        let Some(user) = self.signed_in.remove(&socket) else {
+            return;
+        };
+        for watched in &user.watchlist {
+            if let Some(watchers) = self.watchers.get_mut(watched) {
+                watchers.remove(&socket);
+                if watchers.is_empty() {
+                    self.watchers.remove(watched);
+                }
+            }
+        }
+        if let Some(sockets) = self.sockets_by_user.get_mut(&user.id) {
+            sockets.remove(&socket);
+            if sockets.is_empty() {
+                self.sockets_by_user.remove(&user.id);
+                self.notify_watchers(&user.id, false);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Records that `link` is signed in as `user`, tells the user's watchers
+    /// if they just came online, and sends `link` the state of its watchlist.
+    pub fn sign_in(&self, link: &Arc<SocketLink>, user: SigninUser) {
+        let mut state = self.write();
+        let State { users, .. } = &mut *state;
+        users.sign_out(link.id);
+
+        let sockets = users.sockets_by_user.entry(user.id.clone()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(link.id, link.clone());
+        if first {
+            users.notify_watchers(&user.id, true);
+        }
+        for watched in &user.watchlist {
+            users
+                .watchers
+                .entry(watched.clone())
+                .or_default()
+                .insert(link.id, link.clone());
+        }
+        if !user.watchlist.is_empty() {
+            let (online, offline): (Vec<&str>, Vec<&str>) = user
+                .watchlist
+                .iter()
+                .map(String::as_str)
+                .partition(|id| users.sockets_by_user.contains_key(*id));
+            link.send(outgoing::watchlist_events(&online, &offline).into());
+        }
+        users.signed_in.insert(link.id, user);
+    }
+
+    /// The user `socket` is signed in as.
+    pub fn signed_in_user(&self, socket: SocketId) -> Option<String> {
+        self.read().users.signed_in.get(&socket).map(|u| u.id.clone())
+    }
+
+    /// Closes every socket signed in as `user_id` (4009); returns how many.
+    pub fn terminate_user(&self, user_id: &str) -> usize {
+        let state = self.read();
+        let Some(sockets) = state.users.sockets_by_user.get(user_id) else {
+            return 0;
+        };
+        for link in sockets.values() {
+            link.request_close(close_code::UNAUTHORIZED);
+        }
+        sockets.len()
+    }
+}

@@ -1,0 +1,19 @@
+//! flarum-ws: a Pusher-compatible realtime server for Flarum forums.
+//!
+//! ```text
+//! cli ─► config::resolve (flags ◄ env ◄ .env ◄ YAML ◄ defaults)
+//!     ─► server::run(listener, settings, shutdown)
+//!          http_api ─publish─► hub ─► per-socket bounded queue ─► socket
+//!          websocket session ─client event─┘
+//! ```
+//!
+//! Dependencies point one way: `protocol` ← `hub` ← `server` ← `cli`, and
+//! `config` ← `cli`. `protocol` is pure (no I/O) so it can be fuzzed; the hub
+//! knows no sockets; the server never parses configuration files.
+
+pub mod cli;
+pub mod config;
+pub mod hub;
+pub mod protocol;
+pub mod server;
+pub mod telemetry;

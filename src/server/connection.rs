@@ -1,0 +1,45 @@
+//! One TCP connection: HTTP/1.1 served by hyper, upgraded to a websocket on
+//! `/app/{key}`. On shutdown an idle keep-alive connection is closed and a
+//! request in flight is allowed to finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::context::ServerContext;
+use super::router;
+
+/// Slowloris guard: the request head must arrive within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head (request line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {
+    // Events are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |request| router::route(service_ctx.clone(), request));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = ctx.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!("HTTP connection from {peer} ended: {error}");
+    }
+}

@@ -1,0 +1,182 @@
+//! The signed HTTP API the forum's PHP side (pusher-php-server) and other
+//! server SDKs call: routing, body limits and request authentication. The
+//! endpoints themselves live in [`events`], [`channels`] and [`users`].
+
+mod channels;
+mod events;
+mod users;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use super::context::ServerContext;
+use super::response::{self, Body};
+use crate::protocol::signature::{SignedRequest, constant_time_eq, verify_request};
+
+/// An API failure: the status and a message that tells the caller what to fix.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// A request that passed authentication, with what the endpoints need.
+pub struct ApiRequest {
+    pub params: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+}
+
+impl ApiRequest {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The endpoint a path names.
+enum Route {
+    Events,
+    BatchEvents,
+    Channels,
+    Channel(String),
+    ChannelUsers(String),
+    TerminateUser(String),
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+/// Splits the path into the app id (when in the path) and the route.
+fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), ApiError> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no API endpoint {method} {path}"));
+    let (app_id, rest) = match segments.as_slice() {
+        ["apps", app_id, rest @ ..] => (Some(decode(app_id)), rest),
+        ["users", ..] => (None, &segments[..]),
+        _ => return Err(not_found()),
+    };
+    let route = match (method, rest) {
+        (&Method::POST, ["events"]) => Route::Events,
+        (&Method::POST, ["batch_events"]) => Route::BatchEvents,
+        (&Method::GET, ["channels"]) => Route::Channels,
+        (&Method::GET, ["channels", name]) => Route::Channel(decode(name)),
+        (&Method::GET, ["channels", name, "users"]) => Route::ChannelUsers(decode(name)),
+        (&Method::POST, ["users", user, "terminate_connections"]) => Route::TerminateUser(decode(user)),
+        _ => return Err(not_found()),
+    };
+    Ok((app_id, route))
+}
+
+pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Response<Body> {
+    match authenticate_and_run(&ctx, request).await {
+        Ok(value) => response::json(StatusCode::OK, &value),
+        Err(error) => {
+            tracing::debug!("HTTP API request refused with {}: {}", error.status, error.message);
+            response::error(error.status, error.message)
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes (max_request_body_bytes)"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(ApiError::bad_request(format!("could not read the request body: {error}"))),
+    }
+}
+
+async fn authenticate_and_run(ctx: &ServerContext, request: Request<Incoming>) -> Result<Value, ApiError> {
+    let method = request.method().clone();
+    let raw_path = request.uri().path().to_owned();
+    let (app_id, route) = parse_route(&method, &raw_path)?;
+    let app = &ctx.settings.app;
+    if let Some(app_id) = &app_id
+        && app_id != &app.id
+    {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no app with id {app_id}")));
+    }
+    let params: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let body = read_body(request, ctx.settings.limits.max_request_body_bytes).await?;
+
+    let auth_key = params
+        .iter()
+        .find(|(k, _)| k == "auth_key")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing query parameter auth_key"))?;
+    if !constant_time_eq(auth_key, &app.key) {
+        return Err(match app_id {
+            Some(id) => ApiError::new(StatusCode::UNAUTHORIZED, format!("auth_key does not belong to app {id}")),
+            None => ApiError::new(StatusCode::NOT_FOUND, "no app with this auth_key"),
+        });
+    }
+    let decoded_path = decode(&raw_path);
+    let mut paths = vec![raw_path.clone()];
+    if decoded_path != raw_path {
+        paths.push(decoded_path);
+    }
+    verify_request(
+        &SignedRequest {
+            method: method.as_str(),
+            paths: &paths,
+            params: &params,
+            body: &body,
+            now_unix: unix_now(),
+        },
+        app.secret.expose(),
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+
+    let api = ApiRequest { params, body };
+    match route {
+        Route::Events => events::trigger(ctx, &api),
+        Route::BatchEvents => events::trigger_batch(ctx, &api),
+        Route::Channels => channels::list(ctx, &api),
+        Route::Channel(name) => channels::show(ctx, &api, &name),
+        Route::ChannelUsers(name) => channels::users(ctx, &name),
+        Route::TerminateUser(user) => users::terminate(ctx, &user),
+    }
+}

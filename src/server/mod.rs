@@ -1,0 +1,109 @@
+//! The network side: one listener serving both the websocket route
+//! (`/app/{key}`) and the signed HTTP API, plus graceful shutdown.
+//!
+//! [`run`] takes an already-bound listener and a cancellation token so that
+//! tests can bind port 0 and stop the server whenever they like.
+
+mod connection;
+mod context;
+mod http_api;
+mod response;
+mod router;
+mod websocket;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use context::ServerContext;
+
+use crate::config::Settings;
+
+/// How long shutdown waits for connections to say goodbye before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often expired cache-channel events are dropped.
+const CACHE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Serves until `shutdown` is cancelled, then closes every websocket with
+/// 4200 (reconnect now), lets in-flight HTTP requests finish and returns
+/// within [`SHUTDOWN_GRACE`].
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> io::Result<()> {
+    let ctx = Arc::new(ServerContext::new(settings, shutdown.clone()));
+    let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    ctx.tracker.spawn(connection::serve(ctx.clone(), stream, peer));
+                }
+                Err(error) => accept_backoff(error).await,
+            },
+        }
+    }
+    drop(listener);
+    sweeper.abort();
+
+    let open = ctx.tracker.len();
+    tracing::info!("Shutting down: closing {open} connection(s) with 4200 (reconnect)");
+    ctx.tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait()).await.is_err() {
+        tracing::warn!(
+            "{} connection(s) did not close within {} s; exiting anyway",
+            ctx.tracker.len(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// Accept errors are per-connection (e.g. the peer reset) or resource
+/// exhaustion (out of file descriptors); neither may end the server.
+async fn accept_backoff(error: io::Error) {
+    tracing::warn!("accepting a connection failed: {error}; retrying");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn sweep_cache(ctx: Arc<ServerContext>) {
+    let mut interval = tokio::time::interval(CACHE_SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        ctx.hub.expire_cache();
+    }
+}
+
+/// Binds the configured address, explaining the usual failures.
+pub async fn bind(settings: &Settings) -> Result<TcpListener, BindError> {
+    let ip = settings.host.parse().map_err(|_| BindError::BadHost(settings.host.clone()))?;
+    let address = SocketAddr::new(ip, settings.port);
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| BindError::Io { address, source })
+}
+
+/// The listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("host {0:?} is not an IP address")]
+    BadHost(String),
+    #[error("{}", bind_hint(*address, source))]
+    Io { address: SocketAddr, source: io::Error },
+}
+
+fn bind_hint(address: SocketAddr, source: &io::Error) -> String {
+    let hint = match source.kind() {
+        io::ErrorKind::AddrInUse => {
+            " (another process already uses this port: stop it, or choose another port with --port / FLARUM_WS_PORT)"
+        }
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port)",
+        io::ErrorKind::AddrNotAvailable => " (this machine has no such address; use 0.0.0.0 or 127.0.0.1)",
+        _ => "",
+    };
+    format!("Failed to listen on tcp://{address}: {source}{hint}")
+}

@@ -1,0 +1,247 @@
+//! What a connection's client messages do: ping, subscribe, unsubscribe,
+//! signin and client events. Every refusal is answered with the protocol's
+//! error and leaves the connection open.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::hub::{Frame, SocketLink};
+use crate::protocol::messages::{
+    ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member, parse_signin_user,
+};
+use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
+use crate::protocol::{ChannelKind, ChannelName, close_code};
+use crate::server::context::ServerContext;
+
+/// Longest message text quoted back in logs.
+const LOG_QUOTE_CHARS: usize = 1000;
+
+/// One connection's protocol state.
+pub struct Handler {
+    ctx: Arc<ServerContext>,
+    link: Arc<SocketLink>,
+    /// The channels this socket joined, so closing can leave them all.
+    channels: HashSet<ChannelName>,
+    /// The user this socket signed in as.
+    user_id: Option<String>,
+    /// Start of the current one-second client event window and its count.
+    client_event_window: (Instant, u32),
+}
+
+impl Handler {
+    pub fn new(ctx: Arc<ServerContext>, link: Arc<SocketLink>) -> Self {
+        Self {
+            ctx,
+            link,
+            channels: HashSet::new(),
+            user_id: None,
+            client_event_window: (Instant::now(), 0),
+        }
+    }
+
+    /// Queues a frame for this socket, behind anything already queued.
+    pub fn reply(&self, frame: String) {
+        self.link.send(Frame::from(frame));
+    }
+
+    fn error(&self, code: Option<u16>, message: &str) {
+        tracing::debug!("Connection id {} error {code:?}: {message}", self.link.id);
+        self.reply(outgoing::error(code, message));
+    }
+
+    pub fn handle_text(&mut self, text: &str) {
+        if self.ctx.settings.verbose {
+            let quoted: String = text.chars().take(LOG_QUOTE_CHARS).collect();
+            tracing::info!("Connection id {} received message {quoted}", self.link.id);
+        }
+        match parse_client_message(text) {
+            Err(problem) => self.error(None, &problem.to_string()),
+            Ok(ClientMessage::Ping) => self.reply(outgoing::pong()),
+            Ok(ClientMessage::Pong) => {}
+            Ok(ClientMessage::Subscribe(request)) => self.subscribe(request),
+            Ok(ClientMessage::Unsubscribe { channel }) => self.unsubscribe(&channel),
+            Ok(ClientMessage::Signin { auth, user_data }) => self.signin(&auth, &user_data),
+            Ok(ClientMessage::ClientEvent { event, channel, data }) => self.client_event(&event, &channel, data),
+            Ok(ClientMessage::Unknown { event }) => {
+                self.error(None, &format!("Unknown event {event:?}"));
+            }
+        }
+    }
+
+    /// Refuses a subscription: `pusher:subscription_error` on the channel and
+    /// `pusher:error` for clients that only listen to the connection.
+    fn refuse_subscription(&self, channel: &str, kind: &str, status: u16, message: &str) {
+        tracing::debug!(
+            "Connection id {} subscription to {channel} refused: {message}",
+            self.link.id
+        );
+        self.reply(outgoing::subscription_error(channel, kind, message, status));
+        self.reply(outgoing::error(None, &format!("Subscription to {channel} refused: {message}")));
+    }
+
+    fn subscribe(&mut self, request: SubscribeRequest) {
+        let limits = &self.ctx.settings.limits;
+        let channel = match ChannelName::parse(&request.channel, limits.max_channel_name_length) {
+            Ok(channel) => channel,
+            Err(problem) => {
+                let shown: String = request.channel.chars().take(210).collect();
+                return self.refuse_subscription(&shown, "InvalidChannel", 400, &problem.to_string());
+            }
+        };
+        let kind = channel.kind();
+        let socket_id = self.link.id.to_string();
+        if kind == ChannelKind::ServerToUser && self.user_id.as_deref() != channel.server_to_user_id() {
+            return self.refuse_subscription(
+                channel.as_str(),
+                "AuthError",
+                403,
+                "only the socket signed in as this user may subscribe; call pusher.signin() first",
+            );
+        }
+        if kind.requires_auth() {
+            let channel_data = (kind == ChannelKind::Presence)
+                .then_some(request.channel_data.as_deref())
+                .flatten();
+            let signed = channel_string_to_sign(&socket_id, channel.as_str(), channel_data);
+            let app = &self.ctx.settings.app;
+            let verdict = match request.auth.as_deref() {
+                Some(auth) => verify_auth(&app.key, app.secret.expose(), &signed, auth).map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "no auth signature was sent; {} channels need one from the forum's auth endpoint",
+                    channel.as_str().split('-').next().unwrap_or("private")
+                )),
+            };
+            if let Err(message) = verdict {
+                return self.refuse_subscription(channel.as_str(), "AuthError", 401, &message);
+            }
+        }
+        let member = if kind == ChannelKind::Presence {
+            match parse_presence_member(
+                request.channel_data.as_deref(),
+                limits.max_presence_user_id_length,
+                limits.max_presence_user_info_bytes,
+            ) {
+                Ok(member) => Some(member),
+                Err(problem) => {
+                    return self.refuse_subscription(channel.as_str(), "InvalidChannelData", 400, &problem.to_string());
+                }
+            }
+        } else {
+            None
+        };
+        match self.ctx.hub.subscribe(&self.link, &channel, member) {
+            Ok(()) => {
+                if self.ctx.settings.verbose {
+                    tracing::info!("Connection id {} subscribed to {channel}", self.link.id);
+                }
+                self.channels.insert(channel);
+            }
+            Err(problem) => self.refuse_subscription(channel.as_str(), "LimitReached", 403, &problem.to_string()),
+        }
+    }
+
+    fn unsubscribe(&mut self, channel: &str) {
+        if self.channels.remove(channel) {
+            self.ctx.hub.unsubscribe(self.link.id, channel);
+            if self.ctx.settings.verbose {
+                tracing::info!("Connection id {} unsubscribed from {channel}", self.link.id);
+            }
+        }
+    }
+
+    fn signin(&mut self, auth: &str, user_data: &str) {
+        let app = &self.ctx.settings.app;
+        let signed = signin_string_to_sign(&self.link.id.to_string(), user_data);
+        if let Err(problem) = verify_auth(&app.key, app.secret.expose(), &signed, auth) {
+            return self.error(None, &format!("Signin refused: {problem}"));
+        }
+        let user = match parse_signin_user(user_data) {
+            Ok(user) => user,
+            Err(problem) => return self.error(None, &format!("Signin refused: {problem}")),
+        };
+        let max = self.ctx.settings.limits.max_watchlist_size;
+        if user.watchlist.len() > max {
+            return self.error(
+                Some(close_code::WATCHLIST_LIMIT),
+                &format!("Watchlist has {} users; the limit is {max}", user.watchlist.len()),
+            );
+        }
+        // A socket that signs in as someone else loses its old user channel.
+        if let Some(previous) = self.user_id.take() {
+            let own = format!("#server-to-user-{previous}");
+            self.unsubscribe(&own);
+        }
+        self.user_id = Some(user.id.clone());
+        if self.ctx.settings.verbose {
+            tracing::info!("Connection id {} signed in as user {}", self.link.id, user.id);
+        }
+        self.reply(outgoing::signin_success(user_data));
+        self.ctx.hub.sign_in(&self.link, user);
+    }
+
+    fn client_event(&mut self, event: &str, channel: &str, data: Value) {
+        let ctx = self.ctx.clone();
+        let settings = &ctx.settings;
+        if !settings.client_events {
+            return self.error(
+                None,
+                "Client events are disabled; enable client_events (FLARUM_WS_CLIENT_EVENTS=true) to allow them",
+            );
+        }
+        if event.len() > settings.limits.max_event_name_length {
+            return self.error(None, "Client event name is too long");
+        }
+        let Some(channel) = self.channels.get(channel).cloned() else {
+            return self.error(None, &format!("Client event refused: not subscribed to {channel}"));
+        };
+        if !channel.kind().allows_client_events() {
+            return self.error(
+                None,
+                "Client events are only allowed on private and presence channels (not encrypted ones)",
+            );
+        }
+        if !self.take_client_event_token() {
+            return self.error(
+                Some(close_code::CLIENT_EVENT_RATE_LIMIT),
+                &format!(
+                    "Client event rejected: more than {} per second",
+                    settings.limits.client_events_per_second
+                ),
+            );
+        }
+        let user_id = match channel.kind() {
+            ChannelKind::Presence => self.ctx.hub.member_key(self.link.id, channel.as_str()),
+            _ => None,
+        };
+        let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());
+        self.ctx
+            .hub
+            .publish(&channel, Frame::from(frame), Some(self.link.id), false);
+    }
+
+    /// A fixed one-second window: cheap and exact enough for "10 per second".
+    fn take_client_event_token(&mut self) -> bool {
+        let limit = self.ctx.settings.limits.client_events_per_second;
+        let (start, count) = &mut self.client_event_window;
+        if start.elapsed() >= Duration::from_secs(1) {
+            *start = Instant::now();
+            *count = 0;
+        }
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Leaves every channel and signs out; called once when the socket closes.
+    pub fn finish(&mut self) {
+        let channels = std::mem::take(&mut self.channels);
+        self.ctx
+            .hub
+            .remove_socket(self.link.id, channels.iter().map(ChannelName::as_str));
+    }
+}

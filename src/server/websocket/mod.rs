@@ -1,0 +1,142 @@
+//! The websocket side: the upgrade handshake, the decision whether the client
+//! may connect, and the per-connection session.
+//!
+//! Rejections (unknown key, missing or unsupported protocol, wrong path) are
+//! made *after* the upgrade, as `pusher:error` plus a close code: pusher-js
+//! only stops retrying when it sees the protocol's close code, while an HTTP
+//! error makes it retry forever.
+
+mod handler;
+mod session;
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::context::ServerContext;
+use super::response::{self, Body};
+use crate::protocol::{close_code, is_supported_protocol};
+
+/// Per-connection read buffer. tungstenite's default (128 KiB) would cost
+/// more memory than everything else a connection holds together.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Whether the request asks for a websocket upgrade.
+pub fn is_upgrade(request: &Request<Incoming>) -> bool {
+    let has_token = |name, token: &str| {
+        request.headers().get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .map(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    has_token(UPGRADE, "websocket") && has_token(CONNECTION, "upgrade")
+}
+
+/// What the server decided about a websocket client before it says a word.
+#[derive(Debug, Clone, PartialEq)]
+enum Admission {
+    Accept,
+    Reject { code: u16, message: String },
+}
+
+fn admit(ctx: &ServerContext, path: &str, query: Option<&str>) -> Admission {
+    let reject = |code, message: String| Admission::Reject { code, message };
+    let Some(key) = path.strip_prefix("/app/") else {
+        return reject(
+            close_code::PATH_NOT_FOUND,
+            format!("no websocket endpoint at {path}; clients connect to /app/<app key>"),
+        );
+    };
+    let key = key.trim_end_matches('/');
+    if key != ctx.settings.app.key {
+        return reject(
+            close_code::APP_NOT_FOUND,
+            format!("App key {key} does not exist; check the key the forum gives pusher-js"),
+        );
+    }
+    let protocol = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == "protocol")
+            .map(|(_, value)| value.into_owned())
+    });
+    match protocol {
+        None => reject(close_code::NO_PROTOCOL, "No protocol version supplied; add ?protocol=7".into()),
+        Some(version) => match version.parse::<u8>() {
+            Err(_) => reject(
+                close_code::INVALID_VERSION,
+                format!("Invalid protocol version {version:?}; use 7"),
+            ),
+            Ok(v) if !is_supported_protocol(v) => reject(
+                close_code::UNSUPPORTED_PROTOCOL,
+                format!("Unsupported protocol version {v}; this server speaks 5 to 7"),
+            ),
+            Ok(_) => Admission::Accept,
+        },
+    }
+}
+
+fn websocket_config(ctx: &ServerContext) -> WebSocketConfig {
+    let max_message = ctx.settings.limits.max_message_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+/// Answers the handshake with 101 and hands the upgraded stream to a session.
+pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Response<Body> {
+    let version_ok = request
+        .headers()
+        .get(SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let Some(key) = request.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
+        return response::error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header");
+    };
+    if !version_ok {
+        let mut refused = response::error(StatusCode::UPGRADE_REQUIRED, "only websocket version 13 is supported");
+        refused
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return refused;
+    }
+    if ctx.shutdown.is_cancelled() {
+        return response::error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    let admission = admit(&ctx, request.uri().path(), request.uri().query());
+    let config = websocket_config(&ctx);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let task_ctx = ctx.clone();
+    ctx.tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                match admission {
+                    Admission::Accept => session::run(task_ctx, socket).await,
+                    Admission::Reject { code, message } => session::reject(socket, code, &message).await,
+                }
+            }
+            Err(error) => tracing::debug!("websocket upgrade failed: {error}"),
+        }
+    });
+
+    let mut switching = Response::new(Body::default());
+    *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = switching.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept = derive_accept_key(key.as_bytes());
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    switching
+}

@@ -1,0 +1,230 @@
+//! One websocket connection from `connection_established` to close.
+//!
+//! A single task per connection selects over: a close request (app
+//! termination, slow consumer), server shutdown, frames queued by the hub,
+//! frames from the client, and the inactivity timer. Writes are batched: when
+//! several frames wait, they are all written before one flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::handler::Handler;
+use crate::hub::{Frame, SocketLink};
+use crate::protocol::messages::outgoing;
+use crate::protocol::{SocketId, close_code};
+use crate::server::context::ServerContext;
+
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// How long a client has to answer the server's `pusher:ping`.
+const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Upper bound on frames written before one flush.
+const MAX_BATCH: usize = 64;
+
+/// Bound on saying goodbye to a client that may not be reading any more.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends `pusher:error` with `code`, then closes with the same code.
+pub async fn reject(mut socket: Socket, code: u16, message: &str) {
+    tracing::debug!("refusing websocket connection: {code} {message}");
+    close_with(&mut socket, code, message, true).await;
+}
+
+async fn close_with(socket: &mut Socket, code: u16, message: &str, announce: bool) {
+    let goodbye = async {
+        if announce {
+            socket
+                .feed(Message::text(outgoing::error(Some(code), message)))
+                .await?;
+        }
+        let reason: String = message.chars().take(100).collect();
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            })))
+            .await?;
+        // Wait briefly for the client's close reply so the close is clean.
+        while let Some(Ok(_)) = socket.next().await {}
+        Ok::<(), WsError>(())
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+}
+
+/// Why the session is ending.
+enum Ending {
+    /// The client closed or vanished; nothing more to send.
+    ClientGone,
+    /// The server closes with this code and message.
+    Close { code: u16, message: String, announce: bool },
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close_code::OVER_CAPACITY => "Client is not reading fast enough; reconnect later",
+        close_code::UNAUTHORIZED => "Connection terminated by the application",
+        close_code::RECONNECT_NOW => "Server is shutting down; reconnect",
+        close_code::PONG_NOT_RECEIVED => "Pong reply not received in time",
+        _ => "Connection closed by the server",
+    }
+}
+
+/// Runs the session of an admitted client until it ends.
+pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
+    let id = SocketId::random();
+    let (link, mut queue) = SocketLink::new(id, ctx.settings.limits.socket_queue_capacity);
+    let link = Arc::new(link);
+    let mut handler = Handler::new(ctx.clone(), link.clone());
+    let activity_timeout = ctx.settings.activity_timeout;
+    let verbose = ctx.settings.verbose;
+    if verbose {
+        tracing::info!("New connection opened with id {id}");
+    }
+
+    let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
+    let ending = if socket.send(Message::text(established)).await.is_err() {
+        Ending::ClientGone
+    } else {
+        let mut deadline = Instant::now() + activity_timeout;
+        let mut awaiting_pong = false;
+        loop {
+            let step = tokio::select! {
+                biased;
+                code = link.close_requested() => Some(Ending::Close {
+                    code,
+                    message: close_reason(code).into(),
+                    announce: true,
+                }),
+                _ = ctx.shutdown.cancelled() => Some(Ending::Close {
+                    code: close_code::RECONNECT_NOW,
+                    message: close_reason(close_code::RECONNECT_NOW).into(),
+                    announce: true,
+                }),
+                Some(frame) = queue.recv() => {
+                    tokio::select! {
+                        biased;
+                        code = link.close_requested() => Some(Ending::Close {
+                            code,
+                            message: close_reason(code).into(),
+                            announce: false,
+                        }),
+                        written = write_batch(&mut socket, frame, &mut queue, id, verbose) => {
+                            written.err().map(|_| Ending::ClientGone)
+                        }
+                    }
+                }
+                incoming = socket.next() => {
+                    deadline = Instant::now() + activity_timeout;
+                    awaiting_pong = false;
+                    match incoming {
+                        None => Some(Ending::ClientGone),
+                        Some(Err(error)) => Some(read_error(id, error)),
+                        Some(Ok(message)) => {
+                            handle_message(&mut handler, &mut socket, message).await;
+                            None
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if awaiting_pong {
+                        Some(Ending::Close {
+                            code: close_code::PONG_NOT_RECEIVED,
+                            message: close_reason(close_code::PONG_NOT_RECEIVED).into(),
+                            announce: true,
+                        })
+                    } else {
+                        awaiting_pong = true;
+                        deadline = Instant::now() + PONG_TIMEOUT;
+                        link.send(Frame::from(outgoing::ping()));
+                        None
+                    }
+                }
+            };
+            if let Some(ending) = step {
+                break ending;
+            }
+        }
+    };
+
+    if let Ending::Close { code, message, announce } = &ending {
+        tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
+        close_with(&mut socket, *code, message, *announce).await;
+    }
+    handler.finish();
+    if verbose {
+        tracing::info!("Connection id {id} closed");
+    }
+}
+
+fn read_error(id: SocketId, error: WsError) -> Ending {
+    match error {
+        WsError::Capacity(problem) => {
+            tracing::warn!("Connection id {id} sent a message over the size limit: {problem}");
+            Ending::Close {
+                code: u16::from(CloseCode::Size),
+                message: format!("Message too large: {problem}"),
+                announce: true,
+            }
+        }
+        WsError::Protocol(problem) => {
+            tracing::debug!("Connection id {id} broke the websocket protocol: {problem}");
+            Ending::Close {
+                code: u16::from(CloseCode::Protocol),
+                message: format!("Websocket protocol error: {problem}"),
+                announce: false,
+            }
+        }
+        other => {
+            tracing::debug!("Connection id {id} read failed: {other}");
+            Ending::ClientGone
+        }
+    }
+}
+
+async fn handle_message(handler: &mut Handler, socket: &mut Socket, message: Message) {
+    match message {
+        Message::Text(text) => handler.handle_text(text.as_str()),
+        Message::Binary(_) => handler.reply(outgoing::error(
+            None,
+            "Binary frames are not supported; send JSON text frames",
+        )),
+        // tungstenite queued the pong; send it now rather than with the next frame.
+        Message::Ping(_) => {
+            let _ = socket.flush().await;
+        }
+        Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+    }
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+async fn write_batch(
+    socket: &mut Socket,
+    first: Frame,
+    queue: &mut mpsc::Receiver<Frame>,
+    id: SocketId,
+    verbose: bool,
+) -> Result<(), WsError> {
+    if verbose {
+        tracing::info!("Connection id {id} sending message {}", first.as_str());
+    }
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..MAX_BATCH {
+        let Ok(next) = queue.try_recv() else { break };
+        if verbose {
+            tracing::info!("Connection id {id} sending message {}", next.as_str());
+        }
+        socket.feed(Message::Text(next)).await?;
+    }
+    socket.flush().await
+}

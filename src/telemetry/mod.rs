@@ -1,0 +1,3 @@
+//! Logging (and, later, metrics).
+
+pub mod logging;
