@@ -17,7 +17,8 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
     let cwd = std::env::current_dir()
         .context("cannot read the working directory")
         .map_err(Failure::user)?;
-    let sources = config::load_sources(flags, args.config, &cwd, std::env::vars()).map_err(Failure::user)?;
+    let sources =
+        config::load_sources(flags, args.config, &cwd, std::env::vars()).map_err(Failure::user)?;
     let resolved = config::resolve(sources).map_err(Failure::user)?;
     let settings = resolved.settings;
     telemetry::logging::init(settings.verbose);
@@ -52,8 +53,10 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.
 async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot listen for SIGINT/SIGTERM; stop the server with SIGKILL");
         return;
     };

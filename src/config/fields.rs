@@ -71,6 +71,8 @@ settings! {
     client_events: bool = "FLARUM_WS_CLIENT_EVENTS",
     /// Seconds of silence before the server pings a client.
     activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT",
+    /// Seconds a client has to answer the server's ping before 4201.
+    pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT",
     /// Log every connection, subscription and message.
     verbose: bool = "FLARUM_WS_VERBOSE",
     max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS",
@@ -92,7 +94,12 @@ settings! {
 }
 
 /// Takes a value or its default, recording `Default` as its source.
-fn or_default<T>(value: Option<T>, name: &'static str, default: T, provenance: &mut Provenance) -> T {
+fn or_default<T>(
+    value: Option<T>,
+    name: &'static str,
+    default: T,
+    provenance: &mut Provenance,
+) -> T {
     value.unwrap_or_else(|| {
         provenance.insert(name, Source::Default);
         default
@@ -116,11 +123,23 @@ fn positive<T: PartialEq + Default>(
 }
 
 /// Applies defaults and validation to the merged settings.
-pub(super) fn into_settings(p: PartialSettings, mut provenance: Provenance) -> Result<Resolved, ConfigError> {
+pub(super) fn into_settings(
+    p: PartialSettings,
+    mut provenance: Provenance,
+) -> Result<Resolved, ConfigError> {
     let missing: Vec<&str> = [
-        ("app_id", p.app_id.as_ref().is_none_or(|v| v.trim().is_empty())),
-        ("app_key", p.app_key.as_ref().is_none_or(|v| v.trim().is_empty())),
-        ("app_secret", p.app_secret.as_ref().is_none_or(|v| v.expose().is_empty())),
+        (
+            "app_id",
+            p.app_id.as_ref().is_none_or(|v| v.trim().is_empty()),
+        ),
+        (
+            "app_key",
+            p.app_key.as_ref().is_none_or(|v| v.trim().is_empty()),
+        ),
+        (
+            "app_secret",
+            p.app_secret.as_ref().is_none_or(|v| v.expose().is_empty()),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, missing)| missing.then_some(name))
@@ -140,9 +159,15 @@ pub(super) fn into_settings(p: PartialSettings, mut provenance: Provenance) -> R
     let port = or_default(p.port, "port", 2083, pv);
     let client_events = or_default(p.client_events, "client_events", false, pv);
     let activity_timeout = or_default(p.activity_timeout, "activity_timeout", 120, pv);
+    let pong_timeout = or_default(p.pong_timeout, "pong_timeout", 30, pv);
     let verbose = or_default(p.verbose, "verbose", false, pv);
     let limits = Limits {
-        max_presence_members: or_default(p.max_presence_members, "max_presence_members", 10_000, pv),
+        max_presence_members: or_default(
+            p.max_presence_members,
+            "max_presence_members",
+            10_000,
+            pv,
+        ),
         max_presence_user_info_bytes: or_default(
             p.max_presence_user_info_bytes,
             "max_presence_user_info_bytes",
@@ -155,22 +180,62 @@ pub(super) fn into_settings(p: PartialSettings, mut provenance: Provenance) -> R
             128,
             pv,
         ),
-        max_channel_name_length: or_default(p.max_channel_name_length, "max_channel_name_length", 200, pv),
-        max_event_name_length: or_default(p.max_event_name_length, "max_event_name_length", 200, pv),
-        max_event_data_bytes: or_default(p.max_event_data_bytes, "max_event_data_bytes", 10 * 1024, pv),
-        max_channels_per_event: or_default(p.max_channels_per_event, "max_channels_per_event", 100, pv),
+        max_channel_name_length: or_default(
+            p.max_channel_name_length,
+            "max_channel_name_length",
+            200,
+            pv,
+        ),
+        max_event_name_length: or_default(
+            p.max_event_name_length,
+            "max_event_name_length",
+            200,
+            pv,
+        ),
+        max_event_data_bytes: or_default(
+            p.max_event_data_bytes,
+            "max_event_data_bytes",
+            10 * 1024,
+            pv,
+        ),
+        max_channels_per_event: or_default(
+            p.max_channels_per_event,
+            "max_channels_per_event",
+            100,
+            pv,
+        ),
         max_batch_events: or_default(p.max_batch_events, "max_batch_events", 10, pv),
-        client_events_per_second: or_default(p.client_events_per_second, "client_events_per_second", 10, pv),
+        client_events_per_second: or_default(
+            p.client_events_per_second,
+            "client_events_per_second",
+            10,
+            pv,
+        ),
         max_message_bytes: or_default(p.max_message_bytes, "max_message_bytes", 64 * 1024, pv),
-        max_request_body_bytes: or_default(p.max_request_body_bytes, "max_request_body_bytes", 256 * 1024, pv),
+        max_request_body_bytes: or_default(
+            p.max_request_body_bytes,
+            "max_request_body_bytes",
+            256 * 1024,
+            pv,
+        ),
         max_watchlist_size: or_default(p.max_watchlist_size, "max_watchlist_size", 100, pv),
         cache_ttl: Duration::from_secs(or_default(p.cache_ttl, "cache_ttl", 1800, pv)),
-        socket_queue_capacity: or_default(p.socket_queue_capacity, "socket_queue_capacity", 512, pv),
+        socket_queue_capacity: or_default(
+            p.socket_queue_capacity,
+            "socket_queue_capacity",
+            512,
+            pv,
+        ),
     };
     let pv = &provenance;
     positive(activity_timeout, "activity_timeout", pv)?;
+    positive(pong_timeout, "pong_timeout", pv)?;
     positive(limits.max_presence_members, "max_presence_members", pv)?;
-    positive(limits.max_channel_name_length, "max_channel_name_length", pv)?;
+    positive(
+        limits.max_channel_name_length,
+        "max_channel_name_length",
+        pv,
+    )?;
     positive(limits.max_event_name_length, "max_event_name_length", pv)?;
     positive(limits.max_event_data_bytes, "max_event_data_bytes", pv)?;
     positive(limits.max_channels_per_event, "max_channels_per_event", pv)?;
@@ -182,7 +247,9 @@ pub(super) fn into_settings(p: PartialSettings, mut provenance: Provenance) -> R
         return Err(ConfigError::InvalidSetting {
             name: "host",
             origin: pv.get("host").cloned().unwrap_or(Source::Default),
-            problem: format!("{host:?} is not an IP address (use 0.0.0.0 for all IPv4 interfaces, :: for all IPv6, 127.0.0.1 for this machine only)"),
+            problem: format!(
+                "{host:?} is not an IP address (use 0.0.0.0 for all IPv4 interfaces, :: for all IPv6, 127.0.0.1 for this machine only)"
+            ),
         });
     }
     Ok(Resolved {
@@ -192,6 +259,7 @@ pub(super) fn into_settings(p: PartialSettings, mut provenance: Provenance) -> R
             port,
             client_events,
             activity_timeout: Duration::from_secs(activity_timeout),
+            pong_timeout: Duration::from_secs(pong_timeout),
             verbose,
             limits,
         },

@@ -39,13 +39,19 @@ mod tests {
         assert_eq!(parsed.app_id.as_deref(), Some("1"));
         assert_eq!(parsed.port, Some(6001));
         assert_eq!(parsed.client_events, Some(true));
-        assert_eq!(parse_yaml("# nothing\n\n").unwrap(), PartialSettings::default());
+        assert_eq!(
+            parse_yaml("# nothing\n\n").unwrap(),
+            PartialSettings::default()
+        );
     }
 
     #[test]
     fn errors_name_key_and_line() {
         let unknown = parse_yaml("app_id: '1'\nprot: 6001\n").unwrap_err();
-        assert!(unknown.contains("prot") && unknown.contains("line 2"), "{unknown}");
+        assert!(
+            unknown.contains("prot") && unknown.contains("line 2"),
+            "{unknown}"
+        );
         let bad = parse_yaml("app_id: '1'\n\nport: lots\n").unwrap_err();
         assert!(bad.contains("port") && bad.contains("line 3"), "{bad}");
     }

@@ -49,7 +49,10 @@ pub type Provenance = BTreeMap<&'static str, Source>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     InvalidYaml { path: PathBuf, message: String },
     #[error("invalid {origin} variable {name}={value:?}: {problem}")]
@@ -60,7 +63,11 @@ pub enum ConfigError {
         problem: String,
     },
     #[error("unknown {origin} variable {name}; known variables: {known}")]
-    UnknownVariable { origin: String, name: String, known: String },
+    UnknownVariable {
+        origin: String,
+        name: String,
+        known: String,
+    },
     #[error("cannot read {path}: {message}")]
     DotEnv { path: PathBuf, message: String },
     #[error(
@@ -114,6 +121,7 @@ pub struct Settings {
     pub port: u16,
     pub client_events: bool,
     pub activity_timeout: Duration,
+    pub pong_timeout: Duration,
     pub verbose: bool,
     pub limits: Limits,
 }

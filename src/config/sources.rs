@@ -88,10 +88,19 @@ pub fn load_sources(
 
     let config_path = config_flag
         .or_else(|| env_vars.get(CONFIG_VARIABLE).map(PathBuf::from))
-        .or_else(|| dotenv_vars.as_ref()?.get(CONFIG_VARIABLE).map(PathBuf::from));
+        .or_else(|| {
+            dotenv_vars
+                .as_ref()?
+                .get(CONFIG_VARIABLE)
+                .map(PathBuf::from)
+        });
     let yaml = match config_path {
         Some(path) => {
-            let path = if path.is_relative() { cwd.join(path) } else { path };
+            let path = if path.is_relative() {
+                cwd.join(path)
+            } else {
+                path
+            };
             let partial = load_yaml(&path)?;
             Some((path, partial))
         }
@@ -112,14 +121,21 @@ mod tests {
     use crate::config::{Source, resolve};
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn precedence_flag_env_dotenv_yaml_default() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ws.yaml"), "app_id: '1'\napp_key: yk\napp_secret: ys\nport: 1001\nhost: 127.0.0.1\nactivity_timeout: 30\n").unwrap();
-        std::fs::write(dir.path().join(".env"), "FLARUM_WS_PORT=1002\nFLARUM_WS_APP_KEY=dk\nOTHER=x\n").unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "FLARUM_WS_PORT=1002\nFLARUM_WS_APP_KEY=dk\nOTHER=x\n",
+        )
+        .unwrap();
         let flags = PartialSettings {
             port: Some(1004),
             ..Default::default()
@@ -128,7 +144,11 @@ mod tests {
             flags,
             Some("ws.yaml".into()),
             dir.path(),
-            env(&[("FLARUM_WS_PORT", "1003"), ("FLARUM_WS_APP_KEY", "ek"), ("PATH", "/bin")]),
+            env(&[
+                ("FLARUM_WS_PORT", "1003"),
+                ("FLARUM_WS_APP_KEY", "ek"),
+                ("PATH", "/bin"),
+            ]),
         )
         .unwrap();
         let resolved = resolve(sources).unwrap();
@@ -147,8 +167,16 @@ mod tests {
     #[test]
     fn dotenv_beats_yaml() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ws.yaml"), "app_id: '1'\napp_key: yk\napp_secret: ys\n").unwrap();
-        std::fs::write(dir.path().join(".env"), "FLARUM_WS_CONFIG=ws.yaml\nFLARUM_WS_APP_KEY=dk\n").unwrap();
+        std::fs::write(
+            dir.path().join("ws.yaml"),
+            "app_id: '1'\napp_key: yk\napp_secret: ys\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "FLARUM_WS_CONFIG=ws.yaml\nFLARUM_WS_APP_KEY=dk\n",
+        )
+        .unwrap();
         let sources = load_sources(PartialSettings::default(), None, dir.path(), env(&[])).unwrap();
         let resolved = resolve(sources).unwrap();
         assert_eq!(resolved.settings.app.key, "dk");
@@ -158,26 +186,53 @@ mod tests {
     #[test]
     fn bad_values_and_unknown_variables_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load_sources(PartialSettings::default(), None, dir.path(), env(&[("FLARUM_WS_PORT", "abc")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("FLARUM_WS_PORT") && err.contains("abc"), "{err}");
-        let err = load_sources(PartialSettings::default(), None, dir.path(), env(&[("FLARUM_WS_PROT", "1")]))
-            .unwrap_err()
-            .to_string();
+        let err = load_sources(
+            PartialSettings::default(),
+            None,
+            dir.path(),
+            env(&[("FLARUM_WS_PORT", "abc")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FLARUM_WS_PORT") && err.contains("abc"),
+            "{err}"
+        );
+        let err = load_sources(
+            PartialSettings::default(),
+            None,
+            dir.path(),
+            env(&[("FLARUM_WS_PROT", "1")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("FLARUM_WS_PROT"), "{err}");
-        let err = load_sources(PartialSettings::default(), Some("missing.yaml".into()), dir.path(), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_sources(
+            PartialSettings::default(),
+            Some("missing.yaml".into()),
+            dir.path(),
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("missing.yaml"), "{err}");
     }
 
     #[test]
     fn missing_credentials_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let sources = load_sources(PartialSettings::default(), None, dir.path(), env(&[("FLARUM_WS_APP_ID", "1")])).unwrap();
+        let sources = load_sources(
+            PartialSettings::default(),
+            None,
+            dir.path(),
+            env(&[("FLARUM_WS_APP_ID", "1")]),
+        )
+        .unwrap();
         let err = resolve(sources).unwrap_err().to_string();
         assert!(err.contains("app_key, app_secret not set"), "{err}");
-        assert!(err.contains("FLARUM_WS_APP_KEY") && err.contains("--config"), "{err}");
+        assert!(
+            err.contains("FLARUM_WS_APP_KEY") && err.contains("--config"),
+            "{err}"
+        );
     }
 }

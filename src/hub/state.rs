@@ -95,11 +95,15 @@ impl Hub {
     pub(super) fn read(&self) -> RwLockReadGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in
         // a way that matters more than stopping all realtime delivery would.
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn set_limits(&self, limits: HubLimits) {
@@ -128,7 +132,9 @@ impl Hub {
 
         if is_presence && !already {
             let member = member.expect("presence subscriptions carry their member");
-            if !entry.members.contains(&member.key) && entry.members.len() >= limits.max_presence_members {
+            if !entry.members.contains(&member.key)
+                && entry.members.len() >= limits.max_presence_members
+            {
                 if entry.subscribers.is_empty() {
                     channels.remove(channel);
                 }
@@ -138,7 +144,8 @@ impl Hub {
                 });
             }
             let key = member.key.clone();
-            let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
+            let added =
+                outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
             if entry.members.join(member) == Change::Membership {
                 let frame = Frame::from(added);
                 for subscriber in entry.subscribers.values() {
@@ -230,7 +237,13 @@ impl Hub {
     /// Queues `frame` to every subscriber of `channel` but `except`; remembers
     /// it for later subscribers when `cache` is set. Returns how many sockets
     /// it was queued to.
-    pub fn publish(&self, channel: &ChannelName, frame: Frame, except: Option<SocketId>, cache: bool) -> usize {
+    pub fn publish(
+        &self,
+        channel: &ChannelName,
+        frame: Frame,
+        except: Option<SocketId>,
+        cache: bool,
+    ) -> usize {
         if cache {
             let mut state = self.write();
             state.cache.insert(
@@ -291,14 +304,18 @@ impl Hub {
         let entry = state.channels.get(channel.as_str());
         let subscription_count = entry.map_or(0, |c| c.subscribers.len());
         let cache = state.cache.get(channel.as_str()).and_then(|cached| {
-            let left = state.limits.cache_ttl.checked_sub(cached.stored.elapsed())?;
+            let left = state
+                .limits
+                .cache_ttl
+                .checked_sub(cached.stored.elapsed())?;
             let frame: Value = serde_json::from_str(cached.frame.as_str()).ok()?;
             Some((frame, left))
         });
         ChannelInfo {
             occupied: subscription_count > 0,
             subscription_count,
-            user_count: (channel.kind() == ChannelKind::Presence).then(|| entry.map_or(0, |c| c.members.len())),
+            user_count: (channel.kind() == ChannelKind::Presence)
+                .then(|| entry.map_or(0, |c| c.members.len())),
             cache,
         }
     }
@@ -317,7 +334,9 @@ impl Hub {
     pub fn expire_cache(&self) {
         let mut state = self.write();
         let ttl = state.limits.cache_ttl;
-        state.cache.retain(|_, cached| cached.stored.elapsed() < ttl);
+        state
+            .cache
+            .retain(|_, cached| cached.stored.elapsed() < ttl);
     }
 
     /// Number of distinct channels with at least one subscriber.
@@ -376,14 +395,34 @@ mod tests {
         hub.subscribe(&b1, &channel, member("b")).unwrap();
         hub.subscribe(&b2, &channel, member("b")).unwrap();
         let a_frames = drain(&mut a_rx);
-        assert_eq!(a_frames.iter().filter(|f| f.contains("member_added")).count(), 1);
-        assert!(drain(&mut b1_rx).iter().all(|f| !f.contains("member_added")));
-        assert!(drain(&mut b2_rx).iter().all(|f| !f.contains("member_added")));
+        assert_eq!(
+            a_frames
+                .iter()
+                .filter(|f| f.contains("member_added"))
+                .count(),
+            1
+        );
+        assert!(
+            drain(&mut b1_rx)
+                .iter()
+                .all(|f| !f.contains("member_added"))
+        );
+        assert!(
+            drain(&mut b2_rx)
+                .iter()
+                .all(|f| !f.contains("member_added"))
+        );
 
         hub.unsubscribe(b1.id, "presence-room");
         assert!(drain(&mut a_rx).is_empty());
         hub.remove_socket(b2.id, ["presence-room"]);
-        assert_eq!(drain(&mut a_rx).iter().filter(|f| f.contains("member_removed")).count(), 1);
+        assert_eq!(
+            drain(&mut a_rx)
+                .iter()
+                .filter(|f| f.contains("member_removed"))
+                .count(),
+            1
+        );
         assert_eq!(hub.subscriber_ids("presence-room"), HashSet::from([a.id]));
     }
 

@@ -96,7 +96,11 @@ impl Hub {
 
     /// The user `socket` is signed in as.
     pub fn signed_in_user(&self, socket: SocketId) -> Option<String> {
-        self.read().users.signed_in.get(&socket).map(|u| u.id.clone())
+        self.read()
+            .users
+            .signed_in
+            .get(&socket)
+            .map(|u| u.id.clone())
     }
 
     /// Closes every socket signed in as `user_id` (4009); returns how many.

@@ -30,7 +30,10 @@ pub enum ChannelKind {
 impl ChannelKind {
     /// Whether subscribing requires a channel authorization signature.
     pub fn requires_auth(self) -> bool {
-        matches!(self, Self::Private | Self::PrivateEncrypted | Self::Presence)
+        matches!(
+            self,
+            Self::Private | Self::PrivateEncrypted | Self::Presence
+        )
     }
 
     /// Whether clients may send `client-*` events on it.
@@ -50,7 +53,11 @@ pub struct ChannelClass {
 /// the start only.
 pub fn classify(name: &str) -> ChannelClass {
     const PREFIXES: [(&str, ChannelKind, bool); 8] = [
-        ("private-encrypted-cache-", ChannelKind::PrivateEncrypted, true),
+        (
+            "private-encrypted-cache-",
+            ChannelKind::PrivateEncrypted,
+            true,
+        ),
         ("private-encrypted-", ChannelKind::PrivateEncrypted, false),
         ("private-cache-", ChannelKind::Private, true),
         ("private-", ChannelKind::Private, false),

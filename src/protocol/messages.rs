@@ -13,12 +13,23 @@ pub enum ClientMessage {
     Ping,
     Pong,
     Subscribe(SubscribeRequest),
-    Unsubscribe { channel: String },
-    Signin { auth: String, user_data: String },
+    Unsubscribe {
+        channel: String,
+    },
+    Signin {
+        auth: String,
+        user_data: String,
+    },
     /// A `client-*` event to relay to the channel's other subscribers.
-    ClientEvent { event: String, channel: String, data: Value },
+    ClientEvent {
+        event: String,
+        channel: String,
+        data: Value,
+    },
     /// A well-formed message with an event this server does not know.
-    Unknown { event: String },
+    Unknown {
+        event: String,
+    },
 }
 
 /// `pusher:subscribe`'s data.
@@ -38,7 +49,10 @@ pub enum MessageError {
     #[error("message must be a JSON object with a string \"event\" field")]
     MissingEvent,
     #[error("{event}: {problem}")]
-    InvalidField { event: String, problem: &'static str },
+    InvalidField {
+        event: String,
+        problem: &'static str,
+    },
 }
 
 fn invalid(event: &str, problem: &'static str) -> MessageError {
@@ -54,9 +68,15 @@ fn data_object(event: &str, data: Option<Value>) -> Result<Map<String, Value>, M
         Some(Value::Object(map)) => Ok(map),
         Some(Value::String(text)) => match serde_json::from_str(&text) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(invalid(event, "data must be an object (or a string holding one)")),
+            _ => Err(invalid(
+                event,
+                "data must be an object (or a string holding one)",
+            )),
         },
-        _ => Err(invalid(event, "data must be an object (or a string holding one)")),
+        _ => Err(invalid(
+            event,
+            "data must be an object (or a string holding one)",
+        )),
     }
 }
 
@@ -75,7 +95,8 @@ fn optional_string(
 
 /// Parses one text frame from a client.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, MessageError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
     let Value::Object(mut message) = value else {
         return Err(MessageError::MissingEvent);
     };
@@ -88,8 +109,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, MessageError> {
         "pusher:pong" => Ok(ClientMessage::Pong),
         "pusher:subscribe" => {
             let mut data = data_object(&event, data)?;
-            let channel = optional_string(&mut data, "channel", &event, "channel must be a string")?
-                .ok_or_else(|| invalid(&event, "data.channel is required"))?;
+            let channel =
+                optional_string(&mut data, "channel", &event, "channel must be a string")?
+                    .ok_or_else(|| invalid(&event, "data.channel is required"))?;
             let auth = optional_string(&mut data, "auth", &event, "auth must be a string")?;
             let channel_data = optional_string(
                 &mut data,
@@ -105,16 +127,22 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, MessageError> {
         }
         "pusher:unsubscribe" => {
             let mut data = data_object(&event, data)?;
-            let channel = optional_string(&mut data, "channel", &event, "channel must be a string")?
-                .ok_or_else(|| invalid(&event, "data.channel is required"))?;
+            let channel =
+                optional_string(&mut data, "channel", &event, "channel must be a string")?
+                    .ok_or_else(|| invalid(&event, "data.channel is required"))?;
             Ok(ClientMessage::Unsubscribe { channel })
         }
         "pusher:signin" => {
             let mut data = data_object(&event, data)?;
             let auth = optional_string(&mut data, "auth", &event, "auth must be a string")?
                 .ok_or_else(|| invalid(&event, "data.auth is required"))?;
-            let user_data = optional_string(&mut data, "user_data", &event, "user_data must be a JSON string")?
-                .ok_or_else(|| invalid(&event, "data.user_data is required"))?;
+            let user_data = optional_string(
+                &mut data,
+                "user_data",
+                &event,
+                "user_data must be a JSON string",
+            )?
+            .ok_or_else(|| invalid(&event, "data.user_data is required"))?;
             Ok(ClientMessage::Signin { auth, user_data })
         }
         name if name.starts_with("client-") => {
@@ -269,7 +297,11 @@ pub mod outgoing {
 
     /// `pusher:error`; `code` is `None` for errors without a protocol code.
     pub fn error(code: Option<u16>, message: &str) -> String {
-        internal("pusher:error", None, &json!({ "code": code, "message": message }))
+        internal(
+            "pusher:error",
+            None,
+            &json!({ "code": code, "message": message }),
+        )
     }
 
     pub fn ping() -> String {
@@ -281,7 +313,11 @@ pub mod outgoing {
     }
 
     pub fn subscription_succeeded(channel: &str, data: &Value) -> String {
-        internal("pusher_internal:subscription_succeeded", Some(channel), data)
+        internal(
+            "pusher_internal:subscription_succeeded",
+            Some(channel),
+            data,
+        )
     }
 
     /// The presence payload of `subscription_succeeded`.
@@ -329,7 +365,11 @@ pub mod outgoing {
     }
 
     pub fn signin_success(user_data: &str) -> String {
-        internal("pusher:signin_success", None, &json!({ "user_data": user_data }))
+        internal(
+            "pusher:signin_success",
+            None,
+            &json!({ "user_data": user_data }),
+        )
     }
 
     /// `pusher_internal:watchlist_events` with one entry per non-empty group.
@@ -341,11 +381,20 @@ pub mod outgoing {
         if !offline.is_empty() {
             events.push(json!({ "name": "offline", "user_ids": offline }));
         }
-        internal("pusher_internal:watchlist_events", None, &json!({ "events": events }))
+        internal(
+            "pusher_internal:watchlist_events",
+            None,
+            &json!({ "events": events }),
+        )
     }
 
     /// An application event; `data` is relayed exactly as published.
-    pub fn channel_event(event: &str, channel: &str, data: &Value, user_id: Option<&str>) -> String {
+    pub fn channel_event(
+        event: &str,
+        channel: &str,
+        data: &Value,
+        user_id: Option<&str>,
+    ) -> String {
         #[derive(Serialize)]
         struct Event<'a> {
             event: &'a str,
@@ -371,7 +420,8 @@ mod tests {
     #[test]
     fn accepts_data_as_object_or_string() {
         let object = r#"{"event":"pusher:subscribe","data":{"channel":"a","auth":"k:s"}}"#;
-        let string = r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\",\"auth\":\"k:s\"}"}"#;
+        let string =
+            r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\",\"auth\":\"k:s\"}"}"#;
         let expected = ClientMessage::Subscribe(SubscribeRequest {
             channel: "a".into(),
             auth: Some("k:s".into()),
@@ -383,32 +433,50 @@ mod tests {
 
     #[test]
     fn rejects_wrong_shapes_with_a_reason() {
-        assert!(matches!(parse_client_message("{"), Err(MessageError::InvalidJson(_))));
+        assert!(matches!(
+            parse_client_message("{"),
+            Err(MessageError::InvalidJson(_))
+        ));
         assert_eq!(parse_client_message("[]"), Err(MessageError::MissingEvent));
-        assert_eq!(parse_client_message(r#"{"event":5}"#), Err(MessageError::MissingEvent));
-        assert!(parse_client_message(r#"{"event":"pusher:subscribe","data":{"channel":1}}"#).is_err());
+        assert_eq!(
+            parse_client_message(r#"{"event":5}"#),
+            Err(MessageError::MissingEvent)
+        );
+        assert!(
+            parse_client_message(r#"{"event":"pusher:subscribe","data":{"channel":1}}"#).is_err()
+        );
         assert!(parse_client_message(r#"{"event":"pusher:subscribe","data":7}"#).is_err());
         assert!(parse_client_message(r#"{"event":"client-x","data":{}}"#).is_err());
         assert_eq!(
             parse_client_message(r#"{"event":"whatever"}"#).unwrap(),
-            ClientMessage::Unknown { event: "whatever".into() }
+            ClientMessage::Unknown {
+                event: "whatever".into()
+            }
         );
     }
 
     #[test]
     fn presence_member_limits() {
-        let m = parse_presence_member(Some(r#"{"user_id":10,"user_info":{"n":1}}"#), 128, 1024).unwrap();
+        let m = parse_presence_member(Some(r#"{"user_id":10,"user_info":{"n":1}}"#), 128, 1024)
+            .unwrap();
         assert_eq!(m.key, "10");
         assert_eq!(m.user_id, json!(10));
         assert_eq!(
-            parse_presence_member(Some(&format!(r#"{{"user_id":"{}"}}"#, "x".repeat(129))), 128, 1024),
+            parse_presence_member(
+                Some(&format!(r#"{{"user_id":"{}"}}"#, "x".repeat(129))),
+                128,
+                1024
+            ),
             Err(PresenceDataError::UserIdTooLong { len: 129, max: 128 })
         );
         assert!(matches!(
             parse_presence_member(Some(r#"{"user_id":"a","user_info":"xxxxxxxxxx"}"#), 128, 5),
             Err(PresenceDataError::UserInfoTooLarge { .. })
         ));
-        assert_eq!(parse_presence_member(None, 128, 5), Err(PresenceDataError::Missing));
+        assert_eq!(
+            parse_presence_member(None, 128, 5),
+            Err(PresenceDataError::Missing)
+        );
         assert_eq!(
             parse_presence_member(Some(r#"{"user_id":""}"#), 128, 5),
             Err(PresenceDataError::BadUserId)
@@ -417,7 +485,8 @@ mod tests {
 
     #[test]
     fn internal_frames_carry_string_data() {
-        let frame: Value = serde_json::from_str(&outgoing::connection_established("1.2", 120)).unwrap();
+        let frame: Value =
+            serde_json::from_str(&outgoing::connection_established("1.2", 120)).unwrap();
         assert!(frame["data"].is_string());
         let inner: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
         assert_eq!(inner["socket_id"], "1.2");

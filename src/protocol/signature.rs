@@ -14,8 +14,8 @@ pub const TIMESTAMP_WINDOW_SECS: i64 = 600;
 
 /// Lower-case hex HMAC-SHA256 of `payload` keyed by `secret`.
 pub fn hmac_hex(secret: &str, payload: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(payload.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -65,7 +65,11 @@ pub fn verify_auth(
 }
 
 /// The string a private or encrypted channel authorization signs.
-pub fn channel_string_to_sign(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+pub fn channel_string_to_sign(
+    socket_id: &str,
+    channel: &str,
+    channel_data: Option<&str>,
+) -> String {
     match channel_data {
         Some(data) => format!("{socket_id}:{channel}:{data}"),
         None => format!("{socket_id}:{channel}"),
@@ -127,33 +131,38 @@ pub struct SignedRequest<'a> {
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &'static str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Verifies timestamp, body digest and signature of an API request whose
 /// `auth_key` has already been matched to the app owning `secret`.
 pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), RequestAuthError> {
     let params = request.params;
-    let signature = param(params, "auth_signature").ok_or(RequestAuthError::MissingParam("auth_signature"))?;
-    let timestamp = param(params, "auth_timestamp").ok_or(RequestAuthError::MissingParam("auth_timestamp"))?;
+    let signature =
+        param(params, "auth_signature").ok_or(RequestAuthError::MissingParam("auth_signature"))?;
+    let timestamp =
+        param(params, "auth_timestamp").ok_or(RequestAuthError::MissingParam("auth_timestamp"))?;
     match param(params, "auth_version") {
         Some("1.0") => {}
         Some(_) => return Err(RequestAuthError::BadVersion),
         None => return Err(RequestAuthError::MissingParam("auth_version")),
     }
-    let timestamp: i64 = timestamp.parse().map_err(|_| RequestAuthError::BadTimestamp)?;
+    let timestamp: i64 = timestamp
+        .parse()
+        .map_err(|_| RequestAuthError::BadTimestamp)?;
     let skew = (request.now_unix - timestamp).abs();
     if skew > TIMESTAMP_WINDOW_SECS {
         return Err(RequestAuthError::TimestampExpired { skew });
     }
     match param(params, "body_md5") {
-        Some(given) => {
-            if !constant_time_eq(&given.to_ascii_lowercase(), &body_md5(request.body)) {
-                return Err(RequestAuthError::BodyMd5Mismatch);
-            }
+        Some(given) if !constant_time_eq(&given.to_ascii_lowercase(), &body_md5(request.body)) => {
+            return Err(RequestAuthError::BodyMd5Mismatch);
         }
         None if !request.body.is_empty() => return Err(RequestAuthError::MissingBodyMd5),
-        None => {}
+        _ => {}
     }
     let signature = signature.to_ascii_lowercase();
     let mut first_signed = None;
@@ -194,24 +203,36 @@ mod tests {
             "afaed3695da2ffd16931f457e338e6c9f2921fa133ce7dac49f529792be6304c"
         );
         assert_eq!(
-            hmac_hex(SECRET, &signin_string_to_sign("1234.1234", r#"{"id":"12345"}"#)),
+            hmac_hex(
+                SECRET,
+                &signin_string_to_sign("1234.1234", r#"{"id":"12345"}"#)
+            ),
             "4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"
         );
     }
 
     #[test]
     fn verify_auth_checks_key_and_signature() {
-        let good = format!("{KEY}:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4");
-        assert_eq!(verify_auth(KEY, SECRET, "1234.1234:private-foobar", &good), Ok(()));
+        let good =
+            format!("{KEY}:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4");
+        assert_eq!(
+            verify_auth(KEY, SECRET, "1234.1234:private-foobar", &good),
+            Ok(())
+        );
         assert_eq!(
             verify_auth(KEY, SECRET, "1234.1234:private-other", &good),
-            Err(AuthError::BadSignature { signed: "1234.1234:private-other".into() })
+            Err(AuthError::BadSignature {
+                signed: "1234.1234:private-other".into()
+            })
         );
         assert_eq!(
             verify_auth("otherkey", SECRET, "1234.1234:private-foobar", &good),
             Err(AuthError::WrongKey)
         );
-        assert_eq!(verify_auth(KEY, SECRET, "x", "nocolon"), Err(AuthError::Malformed));
+        assert_eq!(
+            verify_auth(KEY, SECRET, "x", "nocolon"),
+            Err(AuthError::Malformed)
+        );
     }
 
     fn reference_request(now: i64, body: &str, md5: &str) -> Result<(), RequestAuthError> {
@@ -220,7 +241,10 @@ mod tests {
             ("auth_timestamp", "1353088179"),
             ("auth_version", "1.0"),
             ("body_md5", md5),
-            ("auth_signature", "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"),
+            (
+                "auth_signature",
+                "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -241,8 +265,14 @@ mod tests {
     #[test]
     fn reference_request_signature() {
         let body = r#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
-        assert_eq!(body_md5(body.as_bytes()), "ec365a775a4cd0599faeb73354201b6f");
-        assert_eq!(reference_request(1353088179 + 10, body, "ec365a775a4cd0599faeb73354201b6f"), Ok(()));
+        assert_eq!(
+            body_md5(body.as_bytes()),
+            "ec365a775a4cd0599faeb73354201b6f"
+        );
+        assert_eq!(
+            reference_request(1353088179 + 10, body, "ec365a775a4cd0599faeb73354201b6f"),
+            Ok(())
+        );
         assert_eq!(
             reference_request(1353088179 + 601, body, "ec365a775a4cd0599faeb73354201b6f"),
             Err(RequestAuthError::TimestampExpired { skew: 601 })

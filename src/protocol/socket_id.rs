@@ -72,9 +72,23 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", ".", "1.", ".1", "1.2.3", "a.b", "1,2", "99999999999.1", " 1.2", "-1.2"] {
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".1",
+            "1.2.3",
+            "a.b",
+            "1,2",
+            "99999999999.1",
+            " 1.2",
+            "-1.2",
+        ] {
             assert!(bad.parse::<SocketId>().is_err(), "{bad:?} accepted");
         }
-        assert_eq!("1234.1234".parse::<SocketId>().unwrap().to_string(), "1234.1234");
+        assert_eq!(
+            "1234.1234".parse::<SocketId>().unwrap().to_string(),
+            "1234.1234"
+        );
     }
 }

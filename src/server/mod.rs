@@ -32,7 +32,11 @@ const CACHE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Serves until `shutdown` is cancelled, then closes every websocket with
 /// 4200 (reconnect now), lets in-flight HTTP requests finish and returns
 /// within [`SHUTDOWN_GRACE`].
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let ctx = Arc::new(ServerContext::new(settings, shutdown.clone()));
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
 
@@ -53,7 +57,10 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
     let open = ctx.tracker.len();
     tracing::info!("Shutting down: closing {open} connection(s) with 4200 (reconnect)");
     ctx.tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "{} connection(s) did not close within {} s; exiting anyway",
             ctx.tracker.len(),
@@ -80,7 +87,10 @@ async fn sweep_cache(ctx: Arc<ServerContext>) {
 
 /// Binds the configured address, explaining the usual failures.
 pub async fn bind(settings: &Settings) -> Result<TcpListener, BindError> {
-    let ip = settings.host.parse().map_err(|_| BindError::BadHost(settings.host.clone()))?;
+    let ip = settings
+        .host
+        .parse()
+        .map_err(|_| BindError::BadHost(settings.host.clone()))?;
     let address = SocketAddr::new(ip, settings.port);
     TcpListener::bind(address)
         .await
@@ -93,7 +103,10 @@ pub enum BindError {
     #[error("host {0:?} is not an IP address")]
     BadHost(String),
     #[error("{}", bind_hint(*address, source))]
-    Io { address: SocketAddr, source: io::Error },
+    Io {
+        address: SocketAddr,
+        source: io::Error,
+    },
 }
 
 fn bind_hint(address: SocketAddr, source: &io::Error) -> String {
@@ -101,8 +114,12 @@ fn bind_hint(address: SocketAddr, source: &io::Error) -> String {
         io::ErrorKind::AddrInUse => {
             " (another process already uses this port: stop it, or choose another port with --port / FLARUM_WS_PORT)"
         }
-        io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port)",
-        io::ErrorKind::AddrNotAvailable => " (this machine has no such address; use 0.0.0.0 or 127.0.0.1)",
+        io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port)"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            " (this machine has no such address; use 0.0.0.0 or 127.0.0.1)"
+        }
         _ => "",
     };
     format!("Failed to listen on tcp://{address}: {source}{hint}")

@@ -19,14 +19,18 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
 
 /// `{"error": message}` with `status`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &json!({ "error": message.into(), "status": status.as_u16() }))
+    json(
+        status,
+        &json!({ "error": message.into(), "status": status.as_u16() }),
+    )
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

@@ -10,7 +10,10 @@ use super::context::ServerContext;
 use super::response::{self, Body};
 use super::{http_api, websocket};
 
-pub async fn route(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn route(
+    ctx: Arc<ServerContext>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path();
     if websocket::is_upgrade(&request) {
         return Ok(websocket::upgrade(ctx, request));
@@ -31,5 +34,8 @@ pub async fn route(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resul
     if path.starts_with("/apps/") || path.starts_with("/users/") {
         return Ok(http_api::handle(ctx, request).await);
     }
-    Ok(response::error(StatusCode::NOT_FOUND, format!("no route for {path}")))
+    Ok(response::error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {path}"),
+    ))
 }

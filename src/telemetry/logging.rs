@@ -5,7 +5,11 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: bool) {
-    let default = if verbose { "flarum_ws=debug,info" } else { "flarum_ws=info,warn" };
+    let default = if verbose {
+        "flarum_ws=debug,info"
+    } else {
+        "flarum_ws=info,warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -18,7 +18,11 @@ pub fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError
                 ));
             }
             "user_count" | "subscription_count" => {}
-            other => return Err(ApiError::bad_request(format!("unknown info attribute {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown info attribute {other:?}"
+                )));
+            }
         }
     }
     let mut channels = Map::new();
@@ -26,8 +30,13 @@ pub fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError
         let mut attributes = Map::new();
         for attribute in &info {
             match attribute.as_str() {
-                "user_count" => attributes.insert("user_count".into(), json!(summary.user_count.unwrap_or(0))),
-                _ => attributes.insert("subscription_count".into(), json!(summary.subscription_count)),
+                "user_count" => {
+                    attributes.insert("user_count".into(), json!(summary.user_count.unwrap_or(0)))
+                }
+                _ => attributes.insert(
+                    "subscription_count".into(),
+                    json!(summary.subscription_count),
+                ),
             };
         }
         channels.insert(summary.name, Value::Object(attributes));
@@ -48,9 +57,9 @@ pub fn show(ctx: &ServerContext, request: &ApiRequest, name: &str) -> Result<Val
     for attribute in parse_info(request.param("info")) {
         match attribute.as_str() {
             "user_count" => {
-                let count = info
-                    .user_count
-                    .ok_or_else(|| ApiError::bad_request("info=user_count is only available for presence channels"))?;
+                let count = info.user_count.ok_or_else(|| {
+                    ApiError::bad_request("info=user_count is only available for presence channels")
+                })?;
                 answer.insert("user_count".into(), json!(count));
             }
             "subscription_count" => {
@@ -64,7 +73,11 @@ pub fn show(ctx: &ServerContext, request: &ApiRequest, name: &str) -> Result<Val
                     );
                 }
             }
-            other => return Err(ApiError::bad_request(format!("unknown info attribute {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown info attribute {other:?}"
+                )));
+            }
         }
     }
     Ok(Value::Object(answer))

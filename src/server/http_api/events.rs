@@ -40,12 +40,16 @@ struct ValidEvent {
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn validate(ctx: &ServerContext, body: EventBody) -> Result<ValidEvent, ApiError> {
     let limits = &ctx.settings.limits;
-    let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
     if name.len() > limits.max_event_name_length {
         return Err(ApiError::bad_request(format!(
             "event name is {} characters long; the limit is {}",
@@ -69,10 +73,18 @@ fn validate(ctx: &ServerContext, body: EventBody) -> Result<ValidEvent, ApiError
         ));
     }
     let names = match (body.channel, body.channels) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("send either \"channel\" or \"channels\", not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send either \"channel\" or \"channels\", not both",
+            ));
+        }
         (Some(one), None) => vec![one],
         (None, Some(many)) => many,
-        (None, None) => return Err(ApiError::bad_request("\"channel\" or \"channels\" is required")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "\"channel\" or \"channels\" is required",
+            ));
+        }
     };
     if names.is_empty() {
         return Err(ApiError::bad_request("\"channels\" is empty"));
@@ -94,7 +106,10 @@ fn validate(ctx: &ServerContext, body: EventBody) -> Result<ValidEvent, ApiError
         })
         .collect::<Result<Vec<_>, _>>()?;
     let except = match body.socket_id {
-        Some(text) if !text.is_empty() => Some(text.parse::<SocketId>().map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(text) if !text.is_empty() => Some(
+            text.parse::<SocketId>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
         _ => None,
     };
     let info = parse_info(body.info.as_deref());
@@ -102,11 +117,17 @@ fn validate(ctx: &ServerContext, body: EventBody) -> Result<ValidEvent, ApiError
         match attribute.as_str() {
             "user_count" => {
                 if channels.iter().any(|c| c.kind() != ChannelKind::Presence) {
-                    return Err(ApiError::bad_request("info=user_count is only available for presence channels"));
+                    return Err(ApiError::bad_request(
+                        "info=user_count is only available for presence channels",
+                    ));
                 }
             }
             "subscription_count" => {}
-            other => return Err(ApiError::bad_request(format!("unknown info attribute {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown info attribute {other:?}"
+                )));
+            }
         }
     }
     Ok(ValidEvent {
@@ -136,7 +157,8 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
     for channel in &event.channels {
         let frame = outgoing::channel_event(&event.name, channel.as_str(), &event.data, None);
         let cached = channel.class().cached;
-        ctx.hub.publish(channel, Frame::from(frame), event.except, cached);
+        ctx.hub
+            .publish(channel, Frame::from(frame), event.except, cached);
         if ctx.settings.verbose {
             tracing::info!("API event {} published on {channel}", event.name);
         }
@@ -145,7 +167,9 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
             let mut values = Map::new();
             for attribute in &event.info {
                 match attribute.as_str() {
-                    "user_count" => values.insert("user_count".into(), json!(info.user_count.unwrap_or(0))),
+                    "user_count" => {
+                        values.insert("user_count".into(), json!(info.user_count.unwrap_or(0)))
+                    }
                     _ => values.insert("subscription_count".into(), json!(info.subscription_count)),
                 };
             }
@@ -181,7 +205,8 @@ pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value,
         .into_iter()
         .enumerate()
         .map(|(index, body)| {
-            validate(ctx, body).map_err(|e| ApiError::new(e.status, format!("batch[{index}]: {}", e.message)))
+            validate(ctx, body)
+                .map_err(|e| ApiError::new(e.status, format!("batch[{index}]: {}", e.message)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| !e.info.is_empty());
@@ -189,8 +214,16 @@ pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value,
         .iter()
         .map(|event| {
             let attributes = publish(ctx, event);
-            attributes.into_iter().next().map(|(_, v)| v).unwrap_or_else(|| json!({}))
+            attributes
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| json!({}))
         })
         .collect();
-    Ok(if any_info { json!({ "batch": results }) } else { json!({}) })
+    Ok(if any_info {
+        json!({ "batch": results })
+    } else {
+        json!({})
+    })
 }

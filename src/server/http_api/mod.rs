@@ -47,7 +47,10 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -68,7 +71,12 @@ fn decode(segment: &str) -> String {
 /// Splits the path into the app id (when in the path) and the route.
 fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no API endpoint {method} {path}"));
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no API endpoint {method} {path}"),
+        )
+    };
     let (app_id, rest) = match segments.as_slice() {
         ["apps", app_id, rest @ ..] => (Some(decode(app_id)), rest),
         ["users", ..] => (None, &segments[..]),
@@ -80,7 +88,9 @@ fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), A
         (&Method::GET, ["channels"]) => Route::Channels,
         (&Method::GET, ["channels", name]) => Route::Channel(decode(name)),
         (&Method::GET, ["channels", name, "users"]) => Route::ChannelUsers(decode(name)),
-        (&Method::POST, ["users", user, "terminate_connections"]) => Route::TerminateUser(decode(user)),
+        (&Method::POST, ["users", user, "terminate_connections"]) => {
+            Route::TerminateUser(decode(user))
+        }
         _ => return Err(not_found()),
     };
     Ok((app_id, route))
@@ -90,7 +100,11 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
     match authenticate_and_run(&ctx, request).await {
         Ok(value) => response::json(StatusCode::OK, &value),
         Err(error) => {
-            tracing::debug!("HTTP API request refused with {}: {}", error.status, error.message);
+            tracing::debug!(
+                "HTTP API request refused with {}: {}",
+                error.status,
+                error.message
+            );
             response::error(error.status, error.message)
         }
     }
@@ -121,11 +135,16 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<bytes::By
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::bad_request(format!("could not read the request body: {error}"))),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {error}"
+        ))),
     }
 }
 
-async fn authenticate_and_run(ctx: &ServerContext, request: Request<Incoming>) -> Result<Value, ApiError> {
+async fn authenticate_and_run(
+    ctx: &ServerContext,
+    request: Request<Incoming>,
+) -> Result<Value, ApiError> {
     let method = request.method().clone();
     let raw_path = request.uri().path().to_owned();
     let (app_id, route) = parse_route(&method, &raw_path)?;
@@ -133,7 +152,10 @@ async fn authenticate_and_run(ctx: &ServerContext, request: Request<Incoming>) -
     if let Some(app_id) = &app_id
         && app_id != &app.id
     {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no app with id {app_id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no app with id {app_id}"),
+        ));
     }
     let params: Vec<(String, String)> = request
         .uri()
@@ -146,10 +168,15 @@ async fn authenticate_and_run(ctx: &ServerContext, request: Request<Incoming>) -
         .iter()
         .find(|(k, _)| k == "auth_key")
         .map(|(_, v)| v.as_str())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing query parameter auth_key"))?;
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing query parameter auth_key")
+        })?;
     if !constant_time_eq(auth_key, &app.key) {
         return Err(match app_id {
-            Some(id) => ApiError::new(StatusCode::UNAUTHORIZED, format!("auth_key does not belong to app {id}")),
+            Some(id) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("auth_key does not belong to app {id}"),
+            ),
             None => ApiError::new(StatusCode::NOT_FOUND, "no app with this auth_key"),
         });
     }

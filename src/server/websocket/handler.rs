@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::{
-    ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member, parse_signin_user,
+    ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member,
+    parse_signin_user,
 };
 use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
 use crate::protocol::{ChannelKind, ChannelName, close_code};
@@ -64,7 +65,11 @@ impl Handler {
             Ok(ClientMessage::Subscribe(request)) => self.subscribe(request),
             Ok(ClientMessage::Unsubscribe { channel }) => self.unsubscribe(&channel),
             Ok(ClientMessage::Signin { auth, user_data }) => self.signin(&auth, &user_data),
-            Ok(ClientMessage::ClientEvent { event, channel, data }) => self.client_event(&event, &channel, data),
+            Ok(ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            }) => self.client_event(&event, &channel, data),
             Ok(ClientMessage::Unknown { event }) => {
                 self.error(None, &format!("Unknown event {event:?}"));
             }
@@ -79,7 +84,10 @@ impl Handler {
             self.link.id
         );
         self.reply(outgoing::subscription_error(channel, kind, message, status));
-        self.reply(outgoing::error(None, &format!("Subscription to {channel} refused: {message}")));
+        self.reply(outgoing::error(
+            None,
+            &format!("Subscription to {channel} refused: {message}"),
+        ));
     }
 
     fn subscribe(&mut self, request: SubscribeRequest) {
@@ -88,12 +96,19 @@ impl Handler {
             Ok(channel) => channel,
             Err(problem) => {
                 let shown: String = request.channel.chars().take(210).collect();
-                return self.refuse_subscription(&shown, "InvalidChannel", 400, &problem.to_string());
+                return self.refuse_subscription(
+                    &shown,
+                    "InvalidChannel",
+                    400,
+                    &problem.to_string(),
+                );
             }
         };
         let kind = channel.kind();
         let socket_id = self.link.id.to_string();
-        if kind == ChannelKind::ServerToUser && self.user_id.as_deref() != channel.server_to_user_id() {
+        if kind == ChannelKind::ServerToUser
+            && self.user_id.as_deref() != channel.server_to_user_id()
+        {
             return self.refuse_subscription(
                 channel.as_str(),
                 "AuthError",
@@ -108,7 +123,8 @@ impl Handler {
             let signed = channel_string_to_sign(&socket_id, channel.as_str(), channel_data);
             let app = &self.ctx.settings.app;
             let verdict = match request.auth.as_deref() {
-                Some(auth) => verify_auth(&app.key, app.secret.expose(), &signed, auth).map_err(|e| e.to_string()),
+                Some(auth) => verify_auth(&app.key, app.secret.expose(), &signed, auth)
+                    .map_err(|e| e.to_string()),
                 None => Err(format!(
                     "no auth signature was sent; {} channels need one from the forum's auth endpoint",
                     channel.as_str().split('-').next().unwrap_or("private")
@@ -126,7 +142,12 @@ impl Handler {
             ) {
                 Ok(member) => Some(member),
                 Err(problem) => {
-                    return self.refuse_subscription(channel.as_str(), "InvalidChannelData", 400, &problem.to_string());
+                    return self.refuse_subscription(
+                        channel.as_str(),
+                        "InvalidChannelData",
+                        400,
+                        &problem.to_string(),
+                    );
                 }
             }
         } else {
@@ -139,7 +160,12 @@ impl Handler {
                 }
                 self.channels.insert(channel);
             }
-            Err(problem) => self.refuse_subscription(channel.as_str(), "LimitReached", 403, &problem.to_string()),
+            Err(problem) => self.refuse_subscription(
+                channel.as_str(),
+                "LimitReached",
+                403,
+                &problem.to_string(),
+            ),
         }
     }
 
@@ -166,7 +192,10 @@ impl Handler {
         if user.watchlist.len() > max {
             return self.error(
                 Some(close_code::WATCHLIST_LIMIT),
-                &format!("Watchlist has {} users; the limit is {max}", user.watchlist.len()),
+                &format!(
+                    "Watchlist has {} users; the limit is {max}",
+                    user.watchlist.len()
+                ),
             );
         }
         // A socket that signs in as someone else loses its old user channel.
@@ -176,7 +205,11 @@ impl Handler {
         }
         self.user_id = Some(user.id.clone());
         if self.ctx.settings.verbose {
-            tracing::info!("Connection id {} signed in as user {}", self.link.id, user.id);
+            tracing::info!(
+                "Connection id {} signed in as user {}",
+                self.link.id,
+                user.id
+            );
         }
         self.reply(outgoing::signin_success(user_data));
         self.ctx.hub.sign_in(&self.link, user);
@@ -195,7 +228,10 @@ impl Handler {
             return self.error(None, "Client event name is too long");
         }
         let Some(channel) = self.channels.get(channel).cloned() else {
-            return self.error(None, &format!("Client event refused: not subscribed to {channel}"));
+            return self.error(
+                None,
+                &format!("Client event refused: not subscribed to {channel}"),
+            );
         };
         if !channel.kind().allows_client_events() {
             return self.error(

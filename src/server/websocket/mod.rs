@@ -12,7 +12,10 @@ mod session;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::header::{
+    CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
+};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -33,7 +36,10 @@ pub fn is_upgrade(request: &Request<Incoming>) -> bool {
         request.headers().get_all(name).iter().any(|value| {
             value
                 .to_str()
-                .map(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+                .map(|v| {
+                    v.split(',')
+                        .any(|part| part.trim().eq_ignore_ascii_case(token))
+                })
                 .unwrap_or(false)
         })
     };
@@ -68,7 +74,10 @@ fn admit(ctx: &ServerContext, path: &str, query: Option<&str>) -> Admission {
             .map(|(_, value)| value.into_owned())
     });
     match protocol {
-        None => reject(close_code::NO_PROTOCOL, "No protocol version supplied; add ?protocol=7".into()),
+        None => reject(
+            close_code::NO_PROTOCOL,
+            "No protocol version supplied; add ?protocol=7".into(),
+        ),
         Some(version) => match version.parse::<u8>() {
             Err(_) => reject(
                 close_code::INVALID_VERSION,
@@ -102,7 +111,10 @@ pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Respo
         return response::error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header");
     };
     if !version_ok {
-        let mut refused = response::error(StatusCode::UPGRADE_REQUIRED, "only websocket version 13 is supported");
+        let mut refused = response::error(
+            StatusCode::UPGRADE_REQUIRED,
+            "only websocket version 13 is supported",
+        );
         refused
             .headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -118,10 +130,17 @@ pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Respo
     ctx.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 match admission {
                     Admission::Accept => session::run(task_ctx, socket).await,
-                    Admission::Reject { code, message } => session::reject(socket, code, &message).await,
+                    Admission::Reject { code, message } => {
+                        session::reject(socket, code, &message).await
+                    }
                 }
             }
             Err(error) => tracing::debug!("websocket upgrade failed: {error}"),

@@ -26,9 +26,6 @@ use crate::server::context::ServerContext;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// How long a client has to answer the server's `pusher:ping`.
-const PONG_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Upper bound on frames written before one flush.
 const MAX_BATCH: usize = 64;
 
@@ -67,7 +64,11 @@ enum Ending {
     /// The client closed or vanished; nothing more to send.
     ClientGone,
     /// The server closes with this code and message.
-    Close { code: u16, message: String, announce: bool },
+    Close {
+        code: u16,
+        message: String,
+        announce: bool,
+    },
 }
 
 fn close_reason(code: u16) -> &'static str {
@@ -145,7 +146,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         })
                     } else {
                         awaiting_pong = true;
-                        deadline = Instant::now() + PONG_TIMEOUT;
+                        deadline = Instant::now() + ctx.settings.pong_timeout;
                         link.send(Frame::from(outgoing::ping()));
                         None
                     }
@@ -157,7 +158,12 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         }
     };
 
-    if let Ending::Close { code, message, announce } = &ending {
+    if let Ending::Close {
+        code,
+        message,
+        announce,
+    } = &ending
+    {
         tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
         close_with(&mut socket, *code, message, *announce).await;
     }

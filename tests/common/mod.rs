@@ -1,0 +1,304 @@
+//! Shared test harness: a real flarum-ws server on an ephemeral loopback
+//! port, a raw websocket client and a signed HTTP API client.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flarum_ws::config::{PartialSettings, Secret, Settings, Sources, resolve};
+use flarum_ws::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub const APP_ID: &str = "42";
+pub const KEY: &str = "test-key";
+pub const SECRET: &str = "test-secret";
+
+/// Settings as a forum admin would write them, with `tweak` applied.
+pub fn settings(tweak: impl FnOnce(&mut PartialSettings)) -> Settings {
+    let mut partial = PartialSettings {
+        app_id: Some(APP_ID.into()),
+        app_key: Some(KEY.into()),
+        app_secret: Some(Secret::new(SECRET)),
+        host: Some("127.0.0.1".into()),
+        port: Some(0),
+        client_events: Some(true),
+        ..Default::default()
+    };
+    tweak(&mut partial);
+    resolve(Sources {
+        flags: partial,
+        ..Default::default()
+    })
+    .expect("test settings are valid")
+    .settings
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut PartialSettings)) -> Self {
+        let settings = settings(tweak);
+        let listener = flarum_ws::server::bind(&settings).await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(flarum_ws::server::run(listener, settings, shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws_url(&format!("/app/{KEY}?protocol=7&client=js&version=8.4.0")))
+            .await
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: format!("http://{}", self.addr),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// A websocket client that speaks raw frames.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub socket_id: String,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Connects without expecting `connection_established` (for rejections).
+    pub async fn connect_raw(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket handshake");
+        ws
+    }
+
+    pub async fn connect(url: &str) -> Self {
+        let mut ws = Self::connect_raw(url).await;
+        let first = next_json(&mut ws).await.expect("connection_established");
+        assert_eq!(first["event"], "pusher:connection_established", "{first}");
+        let data: Value =
+            serde_json::from_str(first["data"].as_str().expect("data is a string")).unwrap();
+        let socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        Self { ws, socket_id }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.ws
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON text frame, failing the test after [`WAIT`].
+    pub async fn next(&mut self) -> Value {
+        next_json(&mut self.ws).await.expect("a frame")
+    }
+
+    /// The next frame whose event is `event` (skipping others).
+    pub async fn expect_event(&mut self, event: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["event"] == event {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(Some(frame)) = tokio::time::timeout(quiet, self.ws.next()).await {
+            panic!("expected no frame, got {frame:?}");
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        self.send(json!({"event":"pusher:subscribe","data":{"channel":channel}}))
+            .await;
+        self.next().await
+    }
+
+    pub async fn subscribe_private(&mut self, channel: &str) -> Value {
+        let auth = auth_for(&self.socket_id, channel, None);
+        self.send(json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}}))
+            .await;
+        self.next().await
+    }
+
+    pub async fn subscribe_presence(&mut self, channel: &str, channel_data: &str) -> Value {
+        let auth = auth_for(&self.socket_id, channel, Some(channel_data));
+        self.send(json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":channel_data}}))
+            .await;
+        self.next().await
+    }
+
+    pub async fn signin(&mut self, user_data: &str) -> Value {
+        let auth = format!(
+            "{KEY}:{}",
+            hmac_hex(SECRET, &format!("{}::user::{user_data}", self.socket_id))
+        );
+        self.send(json!({"event":"pusher:signin","data":{"auth":auth,"user_data":user_data}}))
+            .await;
+        self.next().await
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn expect_close(&mut self) -> u16 {
+        expect_close(&mut self.ws).await
+    }
+}
+
+pub async fn next_json(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+        {
+            Some(Ok(Message::Text(text))) => {
+                return Some(serde_json::from_str(&text).expect("JSON frame"));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+            Some(Err(e)) => panic!("websocket error {e}"),
+            None => return None,
+        }
+    }
+}
+
+/// Reads until the close frame and returns its code.
+pub async fn expect_close(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> u16 {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for close")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return u16::from(CloseCode::Status),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("websocket error before close: {e}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// The `auth` a forum would return for this subscription.
+pub fn auth_for(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    let signed = match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    };
+    format!("{KEY}:{}", hmac_hex(SECRET, &signed))
+}
+
+/// Parses the string `data` of an internal frame.
+pub fn data_of(frame: &Value) -> Value {
+    serde_json::from_str(frame["data"].as_str().expect("string data")).expect("JSON data")
+}
+
+/// A signed HTTP API client, as a forum's PHP side would be.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The signed query string for a request.
+pub fn signed_query(
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+    timestamp: i64,
+) -> String {
+    let mut params: Vec<(String, String)> = vec![
+        ("auth_key".into(), KEY.into()),
+        ("auth_timestamp".into(), timestamp.to_string()),
+        ("auth_version".into(), "1.0".into()),
+    ];
+    if !body.is_empty() {
+        params.push(("body_md5".into(), body_md5(body.as_bytes())));
+    }
+    for (k, v) in extra {
+        params.push((k.to_string(), v.to_string()));
+    }
+    let signature = hmac_hex(SECRET, &request_string_to_sign(method, path, &params));
+    params.push(("auth_signature".into(), signature));
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+impl Api {
+    pub async fn raw(&self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.base, path_and_query);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        };
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let body = body.to_string();
+        let query = signed_query("POST", path, &[], &body, unix_now());
+        self.raw("POST", &format!("{path}?{query}"), &body).await
+    }
+
+    pub async fn get(&self, path: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+        let query = signed_query("GET", path, extra, "", unix_now());
+        self.raw("GET", &format!("{path}?{query}"), "").await
+    }
+
+    pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> (u16, Value) {
+        self.post(
+            &format!("/apps/{APP_ID}/events"),
+            &json!({"name": event, "channel": channel, "data": data}),
+        )
+        .await
+    }
+}
