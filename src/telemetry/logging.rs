@@ -2,6 +2,8 @@
 //! flarum-ws logs at info, which with `--verbose` includes every connection,
 //! subscription and message, as the PHP server's console did.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: bool) {
@@ -14,6 +16,7 @@ pub fn init(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -1,0 +1,179 @@
+//! The `flarum-ws` binary as an admin runs it: configuration errors, the
+//! startup log, verbose logging without secrets, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn flarum_ws(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flarum-ws"));
+    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String) {
+    let Output { status, stderr, .. } = command.output().expect("run flarum-ws");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+#[test]
+fn without_credentials_it_says_where_they_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no app credentials"), "{stderr}");
+    assert!(stderr.contains("FLARUM_WS_APP_KEY") && stderr.contains("--config"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one clear message: {stderr}");
+}
+
+#[test]
+fn yaml_errors_name_the_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "absent.yaml"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("absent.yaml"), "{stderr}");
+
+    std::fs::write(dir.path().join("typo.yaml"), "app_id: '1'\napp_key: k\napp_secret: s\nprot: 1\n").unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "typo.yaml"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("typo.yaml") && stderr.contains("prot") && stderr.contains("line 4"), "{stderr}");
+
+    std::fs::write(dir.path().join("value.yaml"), "app_id: '1'\nport: many\n").unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path()).env("FLARUM_WS_CONFIG", "value.yaml").arg("serve"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("value.yaml") && stderr.contains("port") && stderr.contains("line 2"), "{stderr}");
+
+    std::fs::write(dir.path().join("broken.yaml"), "app_id: [unclosed\n").unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "-c", "broken.yaml"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("broken.yaml") && stderr.contains("line"), "{stderr}");
+}
+
+#[test]
+fn bad_environment_values_and_taken_ports_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(flarum_ws(dir.path())
+        .env("FLARUM_WS_ACTIVITY_TIMEOUT", "soon")
+        .arg("serve"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("FLARUM_WS_ACTIVITY_TIMEOUT"), "{stderr}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, stderr) = run(flarum_ws(dir.path())
+        .envs([("FLARUM_WS_APP_ID", "1"), ("FLARUM_WS_APP_KEY", "k"), ("FLARUM_WS_APP_SECRET", "s")])
+        .args(["serve", "--host", "127.0.0.1", "--port", &port]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Failed to listen on tcp://127.0.0.1:") && stderr.contains("another process"), "{stderr}");
+}
+
+/// A running `flarum-ws serve` and the address it printed.
+struct Running {
+    child: Child,
+    port: u16,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+fn start(command: &mut Command) -> Running {
+    let mut child = command.stderr(Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = log.recv_timeout(Duration::from_millis(100)) {
+            if let Some(rest) = line.split("Listening on ").nth(1) {
+                let address = rest.split_whitespace().next().unwrap();
+                let port = address.rsplit(':').next().unwrap().parse().unwrap();
+                return Running { child, port, log };
+            }
+            seen.push(line);
+        }
+    }
+    panic!("server did not start; log: {seen:?}");
+}
+
+impl Running {
+    fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code().unwrap_or(-1), self.log.try_iter().collect());
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn standalone_from_dotenv_with_verbose_logs_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("FLARUM_WS_APP_ID={APP_ID}\nFLARUM_WS_APP_KEY={KEY}\nFLARUM_WS_APP_SECRET={SECRET}\nFLARUM_WS_HOST=127.0.0.1\n"),
+    )
+    .unwrap();
+    let mut running = start(flarum_ws(dir.path()).args(["serve", "--port", "0", "--verbose"]));
+    let base = format!("127.0.0.1:{}", running.port);
+
+    let mut client = Client::connect(&format!("ws://{base}/app/{KEY}?protocol=7")).await;
+    client.subscribe("public").await;
+    let api = Api {
+        base: format!("http://{base}"),
+        http: reqwest::Client::new(),
+    };
+    let (status, _) = api.trigger("public", "newPost", r#"{"postId":158}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next().await["event"], "newPost");
+
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(data_of(&client.next().await)["code"], 4200);
+    assert_eq!(client.expect_close().await, 4200);
+    let (code, lines) = running.lines_until_exit();
+    assert_eq!(code, 0, "{lines:?}");
+
+    let log = lines.join("\n");
+    assert!(log.contains(&format!("Connection id {} sending message", client.socket_id)), "{log}");
+    assert!(log.contains(r#"sending message {"event":"newPost","channel":"public","data":"{\"postId\":158}"}"#), "{log}");
+    assert!(!log.contains(SECRET), "the secret leaked into the log");
+}
+
+#[tokio::test]
+async fn startup_line_matches_the_old_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ws.yaml"),
+        format!("app_id: '{APP_ID}'\napp_key: {KEY}\napp_secret: {SECRET}\nhost: 127.0.0.1\nport: 0\n"),
+    )
+    .unwrap();
+    let mut command = flarum_ws(dir.path());
+    command.args(["serve", "--config", "ws.yaml"]);
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("Starting the WebSocket server on port 0..."), "{first}");
+    let mut second = String::new();
+    reader.read_line(&mut second).unwrap();
+    assert!(second.contains("Listening on 127.0.0.1:") && second.contains(&format!("app id {APP_ID}")), "{second}");
+    let _ = child.kill();
+}
