@@ -56,3 +56,16 @@ mod tests {
         assert!(bad.contains("port") && bad.contains("line 3"), "{bad}");
     }
 }
+
+#[cfg(test)]
+mod shipped_files {
+    use super::parse_yaml;
+
+    #[test]
+    fn the_shipped_example_and_demo_configs_parse() {
+        let example = parse_yaml(include_str!("../../contrib/flarum-ws.example.yaml")).unwrap();
+        assert_eq!(example.port, Some(2083));
+        let demo = parse_yaml(include_str!("../../contrib/flarum-ws.demo.yaml")).unwrap();
+        assert_eq!(demo.app_key.as_deref(), Some("demo-key"));
+    }
+}

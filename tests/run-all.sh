@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of flarum-ws: the Rust unit and integration tests, then the
+# conformance suites that drive the real binary with the real clients
+# (pusher-js 5.1.1, 7.x and 8.x, the npm `pusher` SDK and the PyPI `pusher` SDK).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The conformance suites' own dependencies, from their committed lock files.
+if [ ! -d tests/conformance/node_modules ]; then
+  (cd tests/conformance && npm ci --no-audit --no-fund)
+fi
+python3 -c 'import pusher, websocket' 2>/dev/null \
+  || python3 -m pip install -q -r tests/conformance/python/requirements.txt
+
+cargo build
+cargo test
+
+export FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"
+(cd tests/conformance && npm test)
+python3 -m unittest discover -s tests/conformance/python -v
+echo "all tests passed"
