@@ -12,13 +12,19 @@ use common::*;
 
 fn flarum_ws(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flarum-ws"));
-    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap());
     command
 }
 
 fn run(command: &mut Command) -> (i32, String) {
     let Output { status, stderr, .. } = command.output().expect("run flarum-ws");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -27,7 +33,10 @@ fn without_credentials_it_says_where_they_come_from() {
     let (code, stderr) = run(flarum_ws(dir.path()).arg("serve"));
     assert_eq!(code, 1);
     assert!(stderr.contains("no app credentials"), "{stderr}");
-    assert!(stderr.contains("FLARUM_WS_APP_KEY") && stderr.contains("--config"), "{stderr}");
+    assert!(
+        stderr.contains("FLARUM_WS_APP_KEY") && stderr.contains("--config"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "one clear message: {stderr}");
 }
 
@@ -38,20 +47,35 @@ fn yaml_errors_name_the_file_key_and_line() {
     assert_eq!(code, 1);
     assert!(stderr.contains("absent.yaml"), "{stderr}");
 
-    std::fs::write(dir.path().join("typo.yaml"), "app_id: '1'\napp_key: k\napp_secret: s\nprot: 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        "app_id: '1'\napp_key: k\napp_secret: s\nprot: 1\n",
+    )
+    .unwrap();
     let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "typo.yaml"]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("typo.yaml") && stderr.contains("prot") && stderr.contains("line 4"), "{stderr}");
+    assert!(
+        stderr.contains("typo.yaml") && stderr.contains("prot") && stderr.contains("line 4"),
+        "{stderr}"
+    );
 
     std::fs::write(dir.path().join("value.yaml"), "app_id: '1'\nport: many\n").unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path()).env("FLARUM_WS_CONFIG", "value.yaml").arg("serve"));
+    let (code, stderr) = run(flarum_ws(dir.path())
+        .env("FLARUM_WS_CONFIG", "value.yaml")
+        .arg("serve"));
     assert_eq!(code, 1);
-    assert!(stderr.contains("value.yaml") && stderr.contains("port") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("value.yaml") && stderr.contains("port") && stderr.contains("line 2"),
+        "{stderr}"
+    );
 
     std::fs::write(dir.path().join("broken.yaml"), "app_id: [unclosed\n").unwrap();
     let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "-c", "broken.yaml"]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("broken.yaml") && stderr.contains("line"), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml") && stderr.contains("line"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -66,10 +90,18 @@ fn bad_environment_values_and_taken_ports_are_errors() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let (code, stderr) = run(flarum_ws(dir.path())
-        .envs([("FLARUM_WS_APP_ID", "1"), ("FLARUM_WS_APP_KEY", "k"), ("FLARUM_WS_APP_SECRET", "s")])
+        .envs([
+            ("FLARUM_WS_APP_ID", "1"),
+            ("FLARUM_WS_APP_KEY", "k"),
+            ("FLARUM_WS_APP_SECRET", "s"),
+        ])
         .args(["serve", "--host", "127.0.0.1", "--port", &port]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("Failed to listen on tcp://127.0.0.1:") && stderr.contains("another process"), "{stderr}");
+    assert!(
+        stderr.contains("Failed to listen on tcp://127.0.0.1:")
+            && stderr.contains("another process"),
+        "{stderr}"
+    );
 }
 
 /// A running `flarum-ws serve` and the address it printed.
@@ -100,6 +132,8 @@ fn start(command: &mut Command) -> Running {
             seen.push(line);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start; log: {seen:?}");
 }
 
@@ -120,6 +154,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -145,15 +180,32 @@ async fn standalone_from_dotenv_with_verbose_logs_and_sigterm() {
     assert_eq!(client.next().await["event"], "newPost");
 
     let pid = running.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(data_of(&client.next().await)["code"], 4200);
     assert_eq!(client.expect_close().await, 4200);
     let (code, lines) = running.lines_until_exit();
     assert_eq!(code, 0, "{lines:?}");
 
     let log = lines.join("\n");
-    assert!(log.contains(&format!("Connection id {} sending message", client.socket_id)), "{log}");
-    assert!(log.contains(r#"sending message {"event":"newPost","channel":"public","data":"{\"postId\":158}"}"#), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Connection id {} sending message",
+            client.socket_id
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            r#"sending message {"event":"newPost","channel":"public","data":"{\"postId\":158}"}"#
+        ),
+        "{log}"
+    );
     assert!(!log.contains(SECRET), "the secret leaked into the log");
 }
 
@@ -162,7 +214,9 @@ async fn startup_line_matches_the_old_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("ws.yaml"),
-        format!("app_id: '{APP_ID}'\napp_key: {KEY}\napp_secret: {SECRET}\nhost: 127.0.0.1\nport: 0\n"),
+        format!(
+            "app_id: '{APP_ID}'\napp_key: {KEY}\napp_secret: {SECRET}\nhost: 127.0.0.1\nport: 0\n"
+        ),
     )
     .unwrap();
     let mut command = flarum_ws(dir.path());
@@ -171,9 +225,16 @@ async fn startup_line_matches_the_old_server() {
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
-    assert!(first.contains("Starting the WebSocket server on port 0..."), "{first}");
+    assert!(
+        first.contains("Starting the WebSocket server on port 0..."),
+        "{first}"
+    );
     let mut second = String::new();
     reader.read_line(&mut second).unwrap();
-    assert!(second.contains("Listening on 127.0.0.1:") && second.contains(&format!("app id {APP_ID}")), "{second}");
+    assert!(
+        second.contains("Listening on 127.0.0.1:") && second.contains(&format!("app id {APP_ID}")),
+        "{second}"
+    );
     let _ = child.kill();
+    let _ = child.wait();
 }

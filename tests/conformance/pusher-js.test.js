@@ -2,29 +2,14 @@
 // npm `pusher` SDK playing the forum.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 
 for (const version of h.VERSIONS) {
   describe(`pusher-js ${version}`, () => {
-    let server;
-    let sdk;
-    const open = [];
-    const tab = (options) => {
-      const pusher = h.browser(version, server.port, options);
-      open.push(pusher);
-      return pusher;
-    };
-
-    before(async () => {
-      server = await h.startServer();
-      sdk = h.serverSdk(server.port);
-    });
-    after(async () => {
-      open.forEach((p) => p.disconnect());
-      await server.stop();
-    });
+    const fixture = h.serverPerSuite(version);
+    const tab = (options) => fixture.tab(options);
 
     it('connects with a socket id the SDKs accept', async () => {
       const pusher = tab();
@@ -37,10 +22,10 @@ for (const version of h.VERSIONS) {
       const news = await h.subscribed(pusher, 'public-news');
       const other = await h.subscribed(pusher, 'public-other');
       let got = h.next(news, 'newPost');
-      await sdk.trigger('public-news', 'newPost', { postId: 158, discussionId: 43 });
+      await fixture.sdk.trigger('public-news', 'newPost', { postId: 158, discussionId: 43 });
       assert.deepEqual(await got, { postId: 158, discussionId: 43 });
       const both = Promise.all([h.next(news, 'multi'), h.next(other, 'multi')]);
-      await sdk.trigger(['public-news', 'public-other'], 'multi', { n: 2 });
+      await fixture.sdk.trigger(['public-news', 'public-other'], 'multi', { n: 2 });
       assert.deepEqual(await both, [{ n: 2 }, { n: 2 }]);
     });
 
@@ -51,7 +36,7 @@ for (const version of h.VERSIONS) {
       const receiverChannel = await h.subscribed(receiver, 'public-exclude');
       const quiet = h.silence(senderChannel, 'update', 500);
       const got = h.next(receiverChannel, 'update');
-      await sdk.trigger('public-exclude', 'update', { x: 1 }, { socket_id: sender.connection.socket_id });
+      await fixture.sdk.trigger('public-exclude', 'update', { x: 1 }, { socket_id: sender.connection.socket_id });
       assert.deepEqual(await got, { x: 1 });
       await quiet;
     });
@@ -60,7 +45,7 @@ for (const version of h.VERSIONS) {
       const pusher = tab();
       const channel = await h.subscribed(pusher, 'private-user1');
       const got = h.next(channel, 'notification');
-      await sdk.trigger('private-user1', 'notification', { id: 9 });
+      await fixture.sdk.trigger('private-user1', 'notification', { id: 9 });
       assert.deepEqual(await got, { id: 9 });
 
       const forged = tab({ secret: 'not-the-secret' });
@@ -99,7 +84,7 @@ for (const version of h.VERSIONS) {
       assert.equal((await removed).id, 2);
       assert.equal(aliceChannel.members.count, 1);
 
-      const users = await (await sdk.get({ path: '/channels/presence-forum/users' })).json();
+      const users = await (await fixture.sdk.get({ path: '/channels/presence-forum/users' })).json();
       assert.deepEqual(users, { users: [{ id: '1' }] });
     });
 
@@ -129,9 +114,9 @@ for (const version of h.VERSIONS) {
       const pusher = tab();
       const channel = await h.subscribed(pusher, 'private-encrypted-secret');
       const got = h.next(channel, 'sealed');
-      await sdk.trigger('private-encrypted-secret', 'sealed', { plain: 'text' });
+      await fixture.sdk.trigger('private-encrypted-secret', 'sealed', { plain: 'text' });
       assert.deepEqual(await got, { plain: 'text' });
-      assert.ok(!server.logs.join('\n').includes('plain'), 'payload visible to the server');
+      assert.ok(!fixture.server.logs.join('\n').includes('plain'), 'payload visible to the server');
     });
 
     it('replays the last event of a cache channel and reports a miss', async () => {
@@ -139,8 +124,8 @@ for (const version of h.VERSIONS) {
       const empty = first.subscribe('cache-empty');
       await h.next(empty, 'pusher:cache_miss');
 
-      await sdk.trigger('cache-headline', 'headline', { v: 1 });
-      await sdk.trigger('cache-headline', 'headline', { v: 2 });
+      await fixture.sdk.trigger('cache-headline', 'headline', { v: 1 });
+      await fixture.sdk.trigger('cache-headline', 'headline', { v: 2 });
       const late = tab();
       const channel = late.subscribe('cache-headline');
       assert.deepEqual(await h.next(channel, 'headline'), { v: 2 });
@@ -173,12 +158,12 @@ for (const version of h.VERSIONS) {
         await h.sleep(200); // pusher-js subscribes to #server-to-user-101 after signin_success
 
         const message = h.next(user.user, 'direct');
-        await sdk.sendToUser('101', 'direct', { hello: 'you' });
+        await fixture.sdk.sendToUser('101', 'direct', { hello: 'you' });
         assert.deepEqual(await message, { hello: 'you' });
 
         const terminated = h.nextErrorCode(user);
         const offline = h.next(watcher.user.watchlist, 'offline');
-        await sdk.terminateUserConnections('101');
+        await fixture.sdk.terminateUserConnections('101');
         assert.equal(await terminated, 4009);
         assert.deepEqual((await offline).user_ids, ['101']);
       });

@@ -2,33 +2,18 @@
 // shaped like pusher-php-server's) against flarum-ws.
 'use strict';
 
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 
 describe('npm pusher SDK', () => {
-  let server;
-  let sdk;
-  const open = [];
-  const tab = (options) => {
-    const pusher = h.browser('8', server.port, options);
-    open.push(pusher);
-    return pusher;
-  };
-
-  before(async () => {
-    server = await h.startServer();
-    sdk = h.serverSdk(server.port);
-  });
-  after(async () => {
-    open.forEach((p) => p.disconnect());
-    await server.stop();
-  });
+  const fixture = h.serverPerSuite('8');
+  const tab = (options) => fixture.tab(options);
 
   it('triggers with info and gets the counts back', async () => {
     const a = tab({ user: { id: 1, info: {} } });
     await h.subscribed(a, 'presence-room');
-    const response = await sdk.trigger('presence-room', 'e', { x: 1 }, { info: 'user_count,subscription_count' });
+    const response = await fixture.sdk.trigger('presence-room', 'e', { x: 1 }, { info: 'user_count,subscription_count' });
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), {
       channels: { 'presence-room': { user_count: 1, subscription_count: 1 } },
@@ -46,7 +31,7 @@ describe('npm pusher SDK', () => {
       }),
     );
     const batch = Array.from({ length: 10 }, (_, i) => ({ channel: 'public-batch', name: 'item', data: { i } }));
-    const response = await sdk.triggerBatch(batch);
+    const response = await fixture.sdk.triggerBatch(batch);
     assert.equal(response.status, 200);
     await done;
     assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -57,10 +42,10 @@ describe('npm pusher SDK', () => {
     await h.subscribed(a, 'private-user1');
     await h.subscribed(a, 'private-user22');
     await h.subscribed(a, 'public');
-    const response = await sdk.get({ path: '/channels', params: { filter_by_prefix: 'private-user' } });
+    const response = await fixture.sdk.get({ path: '/channels', params: { filter_by_prefix: 'private-user' } });
     assert.deepEqual(await response.json(), { channels: { 'private-user1': {}, 'private-user22': {} } });
 
-    const one = await sdk.get({ path: '/channels/private-user1', params: { info: 'subscription_count' } });
+    const one = await fixture.sdk.get({ path: '/channels/private-user1', params: { info: 'subscription_count' } });
     assert.deepEqual(await one.json(), { occupied: true, subscription_count: 1 });
   });
 
@@ -69,21 +54,21 @@ describe('npm pusher SDK', () => {
     const b = tab({ user: { id: 'bob', info: {} } });
     await h.subscribed(a, 'presence-users');
     await h.subscribed(b, 'presence-users');
-    const response = await sdk.get({ path: '/channels/presence-users/users' });
+    const response = await fixture.sdk.get({ path: '/channels/presence-users/users' });
     const ids = (await response.json()).users.map((u) => u.id).sort();
     assert.deepEqual(ids, ['alice', 'bob']);
   });
 
   it('rejects a wrong secret with 401 and an oversized event with 413', async () => {
-    const forged = h.serverSdk(server.port, { secret: 'wrong' });
+    const forged = h.serverSdk(fixture.server.port, { secret: 'wrong' });
     await assert.rejects(forged.trigger('public', 'e', {}), (error) => {
       assert.equal(error.status, 401);
       assert.match(error.body, /signature/);
       return true;
     });
-    // sdk.post signs the raw body, bypassing the SDK's own 10 KB check.
+    // fixture.sdk.post signs the raw body, bypassing the SDK's own 10 KB check.
     const huge = { name: 'e', channel: 'public', data: 'x'.repeat(11 * 1024) };
-    await assert.rejects(sdk.post({ path: '/events', body: huge }), (error) => {
+    await assert.rejects(fixture.sdk.post({ path: '/events', body: huge }), (error) => {
       assert.equal(error.status, 413);
       return true;
     });

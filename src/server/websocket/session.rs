@@ -71,6 +71,17 @@ enum Ending {
     },
 }
 
+impl Ending {
+    /// The server closes with `code` and its standard reason.
+    fn server(code: u16, announce: bool) -> Self {
+        Self::Close {
+            code,
+            message: close_reason(code).into(),
+            announce,
+        }
+    }
+}
+
 fn close_reason(code: u16) -> &'static str {
     match code {
         close_code::OVER_CAPACITY => "Client is not reading fast enough; reconnect later",
@@ -102,24 +113,14 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         loop {
             let step = tokio::select! {
                 biased;
-                code = link.close_requested() => Some(Ending::Close {
-                    code,
-                    message: close_reason(code).into(),
-                    announce: true,
-                }),
-                _ = ctx.shutdown.cancelled() => Some(Ending::Close {
-                    code: close_code::RECONNECT_NOW,
-                    message: close_reason(close_code::RECONNECT_NOW).into(),
-                    announce: true,
-                }),
+                code = link.close_requested() => Some(Ending::server(code, true)),
+                _ = ctx.shutdown.cancelled() => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(frame) = queue.recv() => {
                     tokio::select! {
                         biased;
-                        code = link.close_requested() => Some(Ending::Close {
-                            code,
-                            message: close_reason(code).into(),
-                            announce: false,
-                        }),
+                        // The client stopped reading mid-write: no announcement
+                        // can get through, only the close frame (bounded).
+                        code = link.close_requested() => Some(Ending::server(code, false)),
                         written = write_batch(&mut socket, frame, &mut queue, id, verbose) => {
                             written.err().map(|_| Ending::ClientGone)
                         }
@@ -139,11 +140,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                 }
                 _ = sleep_until(deadline) => {
                     if awaiting_pong {
-                        Some(Ending::Close {
-                            code: close_code::PONG_NOT_RECEIVED,
-                            message: close_reason(close_code::PONG_NOT_RECEIVED).into(),
-                            announce: true,
-                        })
+                        Some(Ending::server(close_code::PONG_NOT_RECEIVED, true))
                     } else {
                         awaiting_pong = true;
                         deadline = Instant::now() + ctx.settings.pong_timeout;

@@ -3,6 +3,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
+const { before, after } = require('node:test');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -178,12 +179,40 @@ function nextErrorCode(pusher, ms = 5000) {
   });
 }
 
+/**
+ * Registers before/after hooks that run one server for the enclosing suite.
+ * Returns a fixture: `fixture.server`, `fixture.sdk` and `fixture.tab(options)`
+ * (a pusher-js of `version`, disconnected when the suite ends).
+ */
+function serverPerSuite(version) {
+  const open = [];
+  const fixture = {
+    server: null,
+    sdk: null,
+    tab(options) {
+      const pusher = browser(version, fixture.server.port, options);
+      open.push(pusher);
+      return pusher;
+    },
+  };
+  before(async () => {
+    fixture.server = await startServer();
+    fixture.sdk = serverSdk(fixture.server.port);
+  });
+  after(async () => {
+    open.forEach((pusher) => pusher.disconnect());
+    await fixture.server.stop();
+  });
+  return fixture;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 module.exports = {
   APP,
   VERSIONS,
   startServer,
+  serverPerSuite,
   serverSdk,
   browser,
   next,
