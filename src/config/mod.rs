@@ -8,6 +8,7 @@
 
 mod fields;
 mod file;
+pub mod php_literal;
 mod sources;
 mod value;
 
