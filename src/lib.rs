@@ -13,7 +13,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod forum;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod statistics;
 pub mod telemetry;

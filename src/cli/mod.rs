@@ -1,6 +1,8 @@
 //! Command-line interface: clap types live here and nowhere else; each
 //! subcommand turns its arguments into plain settings and calls the library.
 
+mod config;
+mod load;
 mod serve;
 
 use std::path::PathBuf;
@@ -20,11 +22,24 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Pusher protocol (websocket and HTTP API) on one port.
     Serve(ServeArgs),
+    /// Print every effective setting and where it came from (secrets redacted).
+    Config(SourceArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to bind (FLARUM_WS_HOST; default 0.0.0.0).
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Where settings come from; shared by every command that reads them.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// The Flarum forum's root directory, holding config.php (FLARUM_WS_ROOT;
+    /// default: the working directory, when it holds a config.php).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Address to bind (FLARUM_WS_HOST; default 0.0.0.0, or 127.0.0.1 in reverse-proxy mode).
     #[arg(long)]
     pub host: Option<String>,
     /// Port for websocket and HTTP API (FLARUM_WS_PORT; default 2083).
@@ -36,6 +51,9 @@ pub struct ServeArgs {
     /// Log every connection, subscription and message (FLARUM_WS_VERBOSE).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Do not write the forum's statistics rows (FLARUM_WS_STATISTICS=false).
+    #[arg(long)]
+    pub disable_statistics: bool,
 }
 
 /// How the process ends: 0 success, 1 a user-facing failure (bad
@@ -79,5 +97,6 @@ impl Failure {
 pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Config(args) => config::run(args),
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::value::{FromVariable, Secret};
-use super::{AppCredentials, ConfigError, Limits, Provenance, Resolved, Settings, Source};
+use super::{
+    AppCredentials, ConfigError, Limits, Provenance, Resolved, Settings, Source, TlsFiles,
+};
 
 macro_rules! settings {
     ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $var:literal ),* $(,)?) => {
@@ -43,6 +45,12 @@ macro_rules! settings {
                 Ok(partial)
             }
 
+            /// Every setting's name and value as text (secrets redacted), in
+            /// declaration order; `None` where this source is silent.
+            pub fn describe(&self) -> Vec<(&'static str, Option<String>)> {
+                vec![ $( (stringify!($field), self.$field.as_ref().map(|v| format!("{v:?}"))), )* ]
+            }
+
             /// Fills every field still unset from `lower`, recording the source.
             pub fn layer_under(&mut self, lower: Self, source: &Source, provenance: &mut Provenance) {
                 $(
@@ -75,6 +83,22 @@ settings! {
     pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT",
     /// Log every connection, subscription and message.
     verbose: bool = "FLARUM_WS_VERBOSE",
+    /// A TLS proxy (nginx) sits in front: serve plain HTTP, bind 127.0.0.1.
+    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY",
+    /// Full-chain certificate (PEM) for serving TLS.
+    tls_cert: String = "FLARUM_WS_TLS_CERT",
+    /// Private key (PEM) of the certificate.
+    tls_key: String = "FLARUM_WS_TLS_KEY",
+    /// Passphrase of an encrypted private key.
+    tls_passphrase: Secret = "FLARUM_WS_TLS_PASSPHRASE",
+    /// The certificate is self-signed (the server's own probes accept it).
+    self_signed: bool = "FLARUM_WS_SELF_SIGNED",
+    /// Host name browsers and the forum use to reach the server.
+    app_host: String = "FLARUM_WS_APP_HOST",
+    /// Seconds between rows of the forum's statistics widget.
+    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL",
+    /// Whether to write statistics rows to the forum database.
+    statistics: bool = "FLARUM_WS_STATISTICS",
     max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS",
     max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES",
     max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH",
@@ -91,19 +115,6 @@ settings! {
     cache_ttl: u64 = "FLARUM_WS_CACHE_TTL",
     /// Frames queued per socket before it counts as a slow consumer (4100).
     socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY",
-}
-
-/// Takes a value or its default, recording `Default` as its source.
-fn or_default<T>(
-    value: Option<T>,
-    name: &'static str,
-    default: T,
-    provenance: &mut Provenance,
-) -> T {
-    value.unwrap_or_else(|| {
-        provenance.insert(name, Source::Default);
-        default
-    })
 }
 
 /// Rejects zero for limits where zero would make the server useless.
@@ -123,10 +134,53 @@ fn positive<T: PartialEq + Default>(
 }
 
 /// Applies defaults and validation to the merged settings.
+/// Every default in one place, as the lowest-precedence source. The bind
+/// address is missing: its default depends on `reverse_proxy`.
+fn defaults() -> PartialSettings {
+    PartialSettings {
+        reverse_proxy: Some(false),
+        port: Some(2083),
+        client_events: Some(false),
+        activity_timeout: Some(120),
+        pong_timeout: Some(30),
+        verbose: Some(false),
+        self_signed: Some(false),
+        statistics: Some(true),
+        statistics_interval: Some(7200),
+        max_presence_members: Some(10_000),
+        max_presence_user_info_bytes: Some(1024),
+        max_presence_user_id_length: Some(128),
+        max_channel_name_length: Some(200),
+        max_event_name_length: Some(200),
+        max_event_data_bytes: Some(10 * 1024),
+        max_channels_per_event: Some(100),
+        max_batch_events: Some(10),
+        client_events_per_second: Some(10),
+        max_message_bytes: Some(64 * 1024),
+        max_request_body_bytes: Some(256 * 1024),
+        max_watchlist_size: Some(100),
+        cache_ttl: Some(1800),
+        socket_queue_capacity: Some(512),
+        ..Default::default()
+    }
+}
+
+/// Where credentials can come from, for the missing-credentials message.
+const STANDALONE_HINT: &str = "Set them with the variables FLARUM_WS_APP_ID, FLARUM_WS_APP_KEY and \
+    FLARUM_WS_APP_SECRET (also read from a .env file in the working directory), or in a YAML file \
+    passed with --config FILE or FLARUM_WS_CONFIG (keys app_id, app_key, app_secret; see \
+    contrib/flarum-ws.example.yaml), or run flarum-ws from a Flarum forum's root directory";
+const FORUM_HINT: &str = "The forum's settings table has no kyrne-websocket.app_id, app_key or app_secret: \
+    enable the websocket extension in the admin panel and save its settings page once. Or set them \
+    with the variables FLARUM_WS_APP_ID, FLARUM_WS_APP_KEY and FLARUM_WS_APP_SECRET, or in a YAML \
+    file passed with --config (keys app_id, app_key, app_secret)";
+
 pub(super) fn into_settings(
-    p: PartialSettings,
+    mut p: PartialSettings,
     mut provenance: Provenance,
+    from_forum: bool,
 ) -> Result<Resolved, ConfigError> {
+    p.layer_under(defaults(), &Source::Default, &mut provenance);
     let missing: Vec<&str> = [
         (
             "app_id",
@@ -147,89 +201,70 @@ pub(super) fn into_settings(
     if !missing.is_empty() {
         return Err(ConfigError::MissingCredentials {
             missing: missing.join(", "),
+            hint: if from_forum {
+                FORUM_HINT
+            } else {
+                STANDALONE_HINT
+            },
         });
     }
     let app = AppCredentials {
-        id: p.app_id.unwrap_or_default(),
-        key: p.app_key.unwrap_or_default(),
-        secret: p.app_secret.unwrap_or_else(|| Secret::new("")),
+        id: p.app_id.clone().unwrap_or_default(),
+        key: p.app_key.clone().unwrap_or_default(),
+        secret: p.app_secret.clone().unwrap_or_else(|| Secret::new("")),
     };
-    let pv = &mut provenance;
-    let host = or_default(p.host, "host", "0.0.0.0".to_owned(), pv);
-    let port = or_default(p.port, "port", 2083, pv);
-    let client_events = or_default(p.client_events, "client_events", false, pv);
-    let activity_timeout = or_default(p.activity_timeout, "activity_timeout", 120, pv);
-    let pong_timeout = or_default(p.pong_timeout, "pong_timeout", 30, pv);
-    let verbose = or_default(p.verbose, "verbose", false, pv);
+    let reverse_proxy = p.reverse_proxy.unwrap_or_default();
+    // Behind a local proxy the port must not be reachable from outside.
+    let default_host = if reverse_proxy {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
+    let host = match p.host.clone() {
+        Some(host) => host,
+        None => {
+            provenance.insert("host", Source::Default);
+            p.host = Some(default_host.to_owned());
+            default_host.to_owned()
+        }
+    };
+    let port = p.port.unwrap_or_default();
+    let client_events = p.client_events.unwrap_or_default();
+    let activity_timeout = p.activity_timeout.unwrap_or_default();
+    let pong_timeout = p.pong_timeout.unwrap_or_default();
+    let verbose = p.verbose.unwrap_or_default();
+    let self_signed = p.self_signed.unwrap_or_default();
+    let statistics = p.statistics.unwrap_or_default();
+    let statistics_interval = p.statistics_interval.unwrap_or_default();
+    // TLS is wanted exactly when a certificate is set and no proxy terminates it.
+    let tls = match (p.tls_cert.clone(), reverse_proxy) {
+        (Some(cert), false) if !cert.is_empty() => Some(TlsFiles {
+            cert: cert.into(),
+            key: p.tls_key.clone().unwrap_or_default().into(),
+            passphrase: p.tls_passphrase.clone().filter(|s| !s.expose().is_empty()),
+        }),
+        _ => None,
+    };
     let limits = Limits {
-        max_presence_members: or_default(
-            p.max_presence_members,
-            "max_presence_members",
-            10_000,
-            pv,
-        ),
-        max_presence_user_info_bytes: or_default(
-            p.max_presence_user_info_bytes,
-            "max_presence_user_info_bytes",
-            1024,
-            pv,
-        ),
-        max_presence_user_id_length: or_default(
-            p.max_presence_user_id_length,
-            "max_presence_user_id_length",
-            128,
-            pv,
-        ),
-        max_channel_name_length: or_default(
-            p.max_channel_name_length,
-            "max_channel_name_length",
-            200,
-            pv,
-        ),
-        max_event_name_length: or_default(
-            p.max_event_name_length,
-            "max_event_name_length",
-            200,
-            pv,
-        ),
-        max_event_data_bytes: or_default(
-            p.max_event_data_bytes,
-            "max_event_data_bytes",
-            10 * 1024,
-            pv,
-        ),
-        max_channels_per_event: or_default(
-            p.max_channels_per_event,
-            "max_channels_per_event",
-            100,
-            pv,
-        ),
-        max_batch_events: or_default(p.max_batch_events, "max_batch_events", 10, pv),
-        client_events_per_second: or_default(
-            p.client_events_per_second,
-            "client_events_per_second",
-            10,
-            pv,
-        ),
-        max_message_bytes: or_default(p.max_message_bytes, "max_message_bytes", 64 * 1024, pv),
-        max_request_body_bytes: or_default(
-            p.max_request_body_bytes,
-            "max_request_body_bytes",
-            256 * 1024,
-            pv,
-        ),
-        max_watchlist_size: or_default(p.max_watchlist_size, "max_watchlist_size", 100, pv),
-        cache_ttl: Duration::from_secs(or_default(p.cache_ttl, "cache_ttl", 1800, pv)),
-        socket_queue_capacity: or_default(
-            p.socket_queue_capacity,
-            "socket_queue_capacity",
-            512,
-            pv,
-        ),
+        max_presence_members: p.max_presence_members.unwrap_or_default(),
+        max_presence_user_info_bytes: p.max_presence_user_info_bytes.unwrap_or_default(),
+        max_presence_user_id_length: p.max_presence_user_id_length.unwrap_or_default(),
+        max_channel_name_length: p.max_channel_name_length.unwrap_or_default(),
+        max_event_name_length: p.max_event_name_length.unwrap_or_default(),
+        max_event_data_bytes: p.max_event_data_bytes.unwrap_or_default(),
+        max_channels_per_event: p.max_channels_per_event.unwrap_or_default(),
+        max_batch_events: p.max_batch_events.unwrap_or_default(),
+        client_events_per_second: p.client_events_per_second.unwrap_or_default(),
+        max_message_bytes: p.max_message_bytes.unwrap_or_default(),
+        max_request_body_bytes: p.max_request_body_bytes.unwrap_or_default(),
+        max_watchlist_size: p.max_watchlist_size.unwrap_or_default(),
+        cache_ttl: Duration::from_secs(p.cache_ttl.unwrap_or_default()),
+        socket_queue_capacity: p.socket_queue_capacity.unwrap_or_default(),
     };
     let pv = &provenance;
     positive(activity_timeout, "activity_timeout", pv)?;
     positive(pong_timeout, "pong_timeout", pv)?;
+    positive(statistics_interval, "statistics_interval", pv)?;
     positive(limits.max_presence_members, "max_presence_members", pv)?;
     positive(
         limits.max_channel_name_length,
@@ -260,9 +295,16 @@ pub(super) fn into_settings(
             client_events,
             activity_timeout: Duration::from_secs(activity_timeout),
             pong_timeout: Duration::from_secs(pong_timeout),
+            reverse_proxy,
+            tls,
+            self_signed,
+            app_host: p.app_host.clone().filter(|h| !h.is_empty()),
+            statistics,
+            statistics_interval: Duration::from_secs(statistics_interval),
             verbose,
             limits,
         },
         provenance,
+        effective: p,
     })
 }

@@ -28,6 +28,8 @@ pub enum Source {
     Environment,
     DotEnv(PathBuf),
     Yaml(PathBuf),
+    /// The forum: config.php and its settings table.
+    Forum(PathBuf),
     Default,
 }
 
@@ -38,6 +40,7 @@ impl fmt::Display for Source {
             Self::Environment => f.write_str("environment"),
             Self::DotEnv(path) => write!(f, "{}", path.display()),
             Self::Yaml(path) => write!(f, "{}", path.display()),
+            Self::Forum(path) => write!(f, "forum settings ({})", path.display()),
             Self::Default => f.write_str("default"),
         }
     }
@@ -71,13 +74,8 @@ pub enum ConfigError {
     },
     #[error("cannot read {path}: {message}")]
     DotEnv { path: PathBuf, message: String },
-    #[error(
-        "no app credentials: {missing} not set. Set them with the variables FLARUM_WS_APP_ID, \
-         FLARUM_WS_APP_KEY and FLARUM_WS_APP_SECRET (also read from a .env file in the working \
-         directory), or in a YAML file passed with --config FILE or FLARUM_WS_CONFIG \
-         (keys app_id, app_key, app_secret; see contrib/flarum-ws.example.yaml)"
-    )]
-    MissingCredentials { missing: String },
+    #[error("no app credentials: {missing} not set. {hint}")]
+    MissingCredentials { missing: String, hint: &'static str },
     #[error("invalid setting {name} (from {origin}): {problem}")]
     InvalidSetting {
         name: &'static str,
@@ -114,6 +112,14 @@ pub struct Limits {
     pub socket_queue_capacity: usize,
 }
 
+/// The certificate files TLS is served with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub passphrase: Option<Secret>,
+}
+
 /// Everything `serve` needs, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -123,6 +129,16 @@ pub struct Settings {
     pub client_events: bool,
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
+    /// A TLS proxy in front terminates TLS; the server speaks plain HTTP.
+    pub reverse_proxy: bool,
+    /// Certificate and key when the server itself should serve TLS.
+    pub tls: Option<TlsFiles>,
+    pub self_signed: bool,
+    /// Host name browsers use (the extension's app_host), when set.
+    pub app_host: Option<String>,
+    /// Whether to write the forum's statistics rows.
+    pub statistics: bool,
+    pub statistics_interval: Duration,
     pub verbose: bool,
     pub limits: Limits,
 }
@@ -132,6 +148,8 @@ pub struct Settings {
 pub struct Resolved {
     pub settings: Settings,
     pub provenance: Provenance,
+    /// Every setting's value after merging and defaults, for display.
+    pub effective: PartialSettings,
 }
 
 /// Merges the sources by precedence, applies defaults and validates.
@@ -146,5 +164,9 @@ pub fn resolve(sources: Sources) -> Result<Resolved, ConfigError> {
     if let Some((path, yaml)) = sources.yaml {
         merged.layer_under(yaml, &Source::Yaml(path), &mut provenance);
     }
-    fields::into_settings(merged, provenance)
+    let forum = sources.forum.is_some();
+    if let Some((path, settings)) = sources.forum {
+        merged.layer_under(settings, &Source::Forum(path), &mut provenance);
+    }
+    fields::into_settings(merged, provenance, forum)
 }

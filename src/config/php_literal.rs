@@ -27,7 +27,10 @@ impl PhpError {
 
 /// Parses the whole file and returns the value it returns.
 pub fn parse_config(source: &str) -> Result<Value, PhpError> {
-    let mut reader = Reader { src: source.as_bytes(), pos: 0 };
+    let mut reader = Reader {
+        src: source.as_bytes(),
+        pos: 0,
+    };
     reader.skip_bom();
     reader.expect_word("<?php", "the file must start with <?php")?;
     reader.skip_trivia()?;
@@ -128,7 +131,11 @@ impl Reader<'_> {
             None => "the end of the file".to_owned(),
             Some(_) => {
                 let rest = String::from_utf8_lossy(&self.src[self.pos..]);
-                let token: String = rest.chars().take_while(|c| !c.is_whitespace()).take(20).collect();
+                let token: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .take(20)
+                    .collect();
                 format!("`{token}`")
             }
         };
@@ -199,9 +206,13 @@ impl Reader<'_> {
         self.skip_trivia()?;
         let operator = match self.peek() {
             Some(b'.') => Some("a string concatenation"),
-            Some(b'?') if !self.src[self.pos..].starts_with(b"?>") => Some("a `?:` or `??` expression"),
+            Some(b'?') if !self.src[self.pos..].starts_with(b"?>") => {
+                Some("a `?:` or `??` expression")
+            }
             Some(b'+' | b'*' | b'/' | b'%' | b'|' | b'&') => Some("an arithmetic expression"),
-            Some(b'-') if self.src.get(self.pos + 1) != Some(&b'>') => Some("an arithmetic expression"),
+            Some(b'-') if self.src.get(self.pos + 1) != Some(&b'>') => {
+                Some("an arithmetic expression")
+            }
             _ => None,
         };
         if let Some(what) = operator {
@@ -385,7 +396,9 @@ impl Reader<'_> {
                 let ch = u32::from_str_radix(digits, 16)
                     .ok()
                     .and_then(char::from_u32)
-                    .ok_or_else(|| self.syntax(format!("invalid unicode escape \\u{{{digits}}}")))?;
+                    .ok_or_else(|| {
+                        self.syntax(format!("invalid unicode escape \\u{{{digits}}}"))
+                    })?;
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 self.pos = start + len + 1;
@@ -418,11 +431,20 @@ impl Reader<'_> {
             None => (false, text.strip_prefix('+').unwrap_or(&text)),
         };
         let invalid = || self.syntax(format!("`{text}` is not a number"));
-        let integer = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        let integer = if let Some(hex) = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
             Some(i64::from_str_radix(hex, 16).map_err(|_| invalid())?)
-        } else if let Some(bin) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
+        } else if let Some(bin) = digits
+            .strip_prefix("0b")
+            .or_else(|| digits.strip_prefix("0B"))
+        {
             Some(i64::from_str_radix(bin, 2).map_err(|_| invalid())?)
-        } else if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        } else if digits.len() > 1
+            && digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
             Some(i64::from_str_radix(digits.trim_start_matches("0o"), 8).map_err(|_| invalid())?)
         } else if digits.bytes().all(|b| b.is_ascii_digit()) && !digits.is_empty() {
             Some(digits.parse::<i64>().map_err(|_| invalid())?)
@@ -434,7 +456,9 @@ impl Reader<'_> {
             None => {
                 let float: f64 = digits.parse().map_err(|_| invalid())?;
                 let float = if negative { -float } else { float };
-                Number::from_f64(float).map(Value::Number).ok_or_else(invalid)
+                Number::from_f64(float)
+                    .map(Value::Number)
+                    .ok_or_else(invalid)
             }
         }
     }
@@ -494,9 +518,17 @@ return [
     #[test]
     fn computed_values_are_reported_with_their_line() {
         let cases = [
-            ("<?php return [\n'password' => getenv('DB_PASS'),\n];", 2, "getenv()"),
+            (
+                "<?php return [\n'password' => getenv('DB_PASS'),\n];",
+                2,
+                "getenv()",
+            ),
             ("<?php return [\n\n'password' => env('X'),\n];", 3, "env()"),
-            ("<?php\n$host = 'x';\nreturn ['host' => $host];", 2, "before `return`"),
+            (
+                "<?php\n$host = 'x';\nreturn ['host' => $host];",
+                2,
+                "before `return`",
+            ),
             ("<?php return [\n'port' => (int) '3306',\n];", 2, "cast"),
             ("<?php return ['a' => 'x' . 'y'];", 1, "concatenation"),
             ("<?php return ['a' => getenv('A') ?: 'b'];", 1, "getenv()"),
@@ -514,8 +546,17 @@ return [
     fn syntax_errors_name_the_line() {
         let error = parse_config("<?php return [\n'a' => 'b'\n'c' => 1];").unwrap_err();
         assert_eq!(error.line(), 3, "{error}");
-        assert!(matches!(parse_config("return [];"), Err(PhpError::Syntax { line: 1, .. })));
-        assert!(matches!(parse_config("<?php return ['a' => 'open"), Err(PhpError::Syntax { .. })));
-        assert!(matches!(parse_config("<?php return [];\nextra"), Err(PhpError::Syntax { line: 2, .. })));
+        assert!(matches!(
+            parse_config("return [];"),
+            Err(PhpError::Syntax { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse_config("<?php return ['a' => 'open"),
+            Err(PhpError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_config("<?php return [];\nextra"),
+            Err(PhpError::Syntax { line: 2, .. })
+        ));
     }
 }

@@ -10,6 +10,8 @@ use super::{ConfigError, PartialSettings, VARIABLES};
 
 /// Variables that choose sources rather than settings.
 const CONFIG_VARIABLE: &str = "FLARUM_WS_CONFIG";
+const ROOT_VARIABLE: &str = "FLARUM_WS_ROOT";
+const META_VARIABLES: [&str; 2] = [CONFIG_VARIABLE, ROOT_VARIABLE];
 
 /// The partial settings of every source, highest precedence first.
 #[derive(Debug, Default, Clone)]
@@ -18,6 +20,10 @@ pub struct Sources {
     pub environment: PartialSettings,
     pub dotenv: Option<(PathBuf, PartialSettings)>,
     pub yaml: Option<(PathBuf, PartialSettings)>,
+    /// The forum's settings, with the path of its config.php.
+    pub forum: Option<(PathBuf, PartialSettings)>,
+    /// The forum root named by FLARUM_WS_ROOT (environment, then `.env`).
+    pub root: Option<PathBuf>,
 }
 
 /// Keeps the `FLARUM_WS_*` variables and refuses unknown ones (a typo in a
@@ -31,10 +37,11 @@ fn our_variables(
         if !name.starts_with("FLARUM_WS_") {
             continue;
         }
-        let known = name == CONFIG_VARIABLE || VARIABLES.iter().any(|(_, var)| *var == name);
+        let known = META_VARIABLES.contains(&name.as_str())
+            || VARIABLES.iter().any(|(_, var)| *var == name);
         if !known {
             let mut names: Vec<&str> = VARIABLES.iter().map(|(_, var)| *var).collect();
-            names.push(CONFIG_VARIABLE);
+            names.extend(META_VARIABLES);
             return Err(ConfigError::UnknownVariable {
                 origin: origin.to_owned(),
                 name,
@@ -86,6 +93,10 @@ pub fn load_sources(
         None => None,
     };
 
+    let root = env_vars
+        .get(ROOT_VARIABLE)
+        .or_else(|| dotenv_vars.as_ref()?.get(ROOT_VARIABLE))
+        .map(PathBuf::from);
     let config_path = config_flag
         .or_else(|| env_vars.get(CONFIG_VARIABLE).map(PathBuf::from))
         .or_else(|| {
@@ -112,6 +123,8 @@ pub fn load_sources(
         environment,
         dotenv,
         yaml,
+        forum: None,
+        root,
     })
 }
 
@@ -230,6 +243,7 @@ mod tests {
         .unwrap();
         let err = resolve(sources).unwrap_err().to_string();
         assert!(err.contains("app_key, app_secret not set"), "{err}");
+        assert!(err.contains("forum's root directory"), "{err}");
         assert!(
             err.contains("FLARUM_WS_APP_KEY") && err.contains("--config"),
             "{err}"

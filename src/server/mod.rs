@@ -6,6 +6,7 @@
 
 mod connection;
 mod context;
+mod counters;
 mod http_api;
 mod response;
 mod router;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use context::ServerContext;
+pub use counters::{Counters, IntervalCounts};
 
 use crate::config::Settings;
 
@@ -37,11 +39,18 @@ pub async fn run(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let ctx = Arc::new(ServerContext::new(settings, shutdown.clone()));
+    serve(listener, Arc::new(ServerContext::new(settings, shutdown))).await
+}
+
+/// [`run`] with a context the caller keeps, to apply reloaded settings and
+/// read the counters while the server runs.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result<()> {
+    let shutdown = ctx.shutdown.clone();
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
 
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {

@@ -45,7 +45,7 @@ pub fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError
 }
 
 fn parse_channel(ctx: &ServerContext, name: &str) -> Result<ChannelName, ApiError> {
-    ChannelName::parse(name, ctx.settings.limits.max_channel_name_length)
+    ChannelName::parse(name, ctx.settings().limits.max_channel_name_length)
         .map_err(|e| ApiError::bad_request(format!("invalid channel name: {e}")))
 }
 

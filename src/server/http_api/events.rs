@@ -45,7 +45,8 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
 }
 
 fn validate(ctx: &ServerContext, body: EventBody) -> Result<ValidEvent, ApiError> {
-    let limits = &ctx.settings.limits;
+    let settings = ctx.settings();
+    let limits = &settings.limits;
     let name = body
         .name
         .filter(|n| !n.is_empty())
@@ -159,7 +160,7 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
         let cached = channel.class().cached;
         ctx.hub
             .publish(channel, Frame::from(frame), event.except, cached);
-        if ctx.settings.verbose {
+        if ctx.settings().verbose {
             tracing::info!("API event {} published on {channel}", event.name);
         }
         if !event.info.is_empty() {
@@ -182,6 +183,7 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
 pub fn trigger(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError> {
     let event = validate(ctx, parse_json(&request.body)?)?;
     let attributes = publish(ctx, &event);
+    ctx.counters.api_messages(1);
     Ok(if event.info.is_empty() {
         json!({})
     } else {
@@ -191,7 +193,7 @@ pub fn trigger(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiEr
 
 pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError> {
     let batch: BatchBody = parse_json(&request.body)?;
-    let max = ctx.settings.limits.max_batch_events;
+    let max = ctx.settings().limits.max_batch_events;
     if batch.batch.len() > max {
         return Err(ApiError::bad_request(format!(
             "batch has {} events; the limit is {max}",
@@ -210,6 +212,7 @@ pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value,
         })
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| !e.info.is_empty());
+    ctx.counters.api_messages(events.len() as u64);
     let results: Vec<Value> = events
         .iter()
         .map(|event| {

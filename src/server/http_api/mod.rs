@@ -148,7 +148,8 @@ async fn authenticate_and_run(
     let method = request.method().clone();
     let raw_path = request.uri().path().to_owned();
     let (app_id, route) = parse_route(&method, &raw_path)?;
-    let app = &ctx.settings.app;
+    let settings = ctx.settings();
+    let app = &settings.app;
     if let Some(app_id) = &app_id
         && app_id != &app.id
     {
@@ -162,7 +163,7 @@ async fn authenticate_and_run(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let body = read_body(request, ctx.settings.limits.max_request_body_bytes).await?;
+    let body = read_body(request, ctx.settings().limits.max_request_body_bytes).await?;
 
     let auth_key = params
         .iter()

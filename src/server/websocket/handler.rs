@@ -54,7 +54,8 @@ impl Handler {
     }
 
     pub fn handle_text(&mut self, text: &str) {
-        if self.ctx.settings.verbose {
+        self.ctx.counters.websocket_message();
+        if self.ctx.settings().verbose {
             let quoted: String = text.chars().take(LOG_QUOTE_CHARS).collect();
             tracing::info!("Connection id {} received message {quoted}", self.link.id);
         }
@@ -91,7 +92,8 @@ impl Handler {
     }
 
     fn subscribe(&mut self, request: SubscribeRequest) {
-        let limits = &self.ctx.settings.limits;
+        let settings = self.ctx.settings();
+        let limits = &settings.limits;
         let channel = match ChannelName::parse(&request.channel, limits.max_channel_name_length) {
             Ok(channel) => channel,
             Err(problem) => {
@@ -121,7 +123,8 @@ impl Handler {
                 .then_some(request.channel_data.as_deref())
                 .flatten();
             let signed = channel_string_to_sign(&socket_id, channel.as_str(), channel_data);
-            let app = &self.ctx.settings.app;
+            let settings = self.ctx.settings();
+            let app = &settings.app;
             let verdict = match request.auth.as_deref() {
                 Some(auth) => verify_auth(&app.key, app.secret.expose(), &signed, auth)
                     .map_err(|e| e.to_string()),
@@ -155,7 +158,7 @@ impl Handler {
         };
         match self.ctx.hub.subscribe(&self.link, &channel, member) {
             Ok(()) => {
-                if self.ctx.settings.verbose {
+                if self.ctx.settings().verbose {
                     tracing::info!("Connection id {} subscribed to {channel}", self.link.id);
                 }
                 self.channels.insert(channel);
@@ -172,14 +175,15 @@ impl Handler {
     fn unsubscribe(&mut self, channel: &str) {
         if self.channels.remove(channel) {
             self.ctx.hub.unsubscribe(self.link.id, channel);
-            if self.ctx.settings.verbose {
+            if self.ctx.settings().verbose {
                 tracing::info!("Connection id {} unsubscribed from {channel}", self.link.id);
             }
         }
     }
 
     fn signin(&mut self, auth: &str, user_data: &str) {
-        let app = &self.ctx.settings.app;
+        let settings = self.ctx.settings();
+        let app = &settings.app;
         let signed = signin_string_to_sign(&self.link.id.to_string(), user_data);
         if let Err(problem) = verify_auth(&app.key, app.secret.expose(), &signed, auth) {
             return self.error(None, &format!("Signin refused: {problem}"));
@@ -188,7 +192,7 @@ impl Handler {
             Ok(user) => user,
             Err(problem) => return self.error(None, &format!("Signin refused: {problem}")),
         };
-        let max = self.ctx.settings.limits.max_watchlist_size;
+        let max = self.ctx.settings().limits.max_watchlist_size;
         if user.watchlist.len() > max {
             return self.error(
                 Some(close_code::WATCHLIST_LIMIT),
@@ -204,7 +208,7 @@ impl Handler {
             self.unsubscribe(&own);
         }
         self.user_id = Some(user.id.clone());
-        if self.ctx.settings.verbose {
+        if self.ctx.settings().verbose {
             tracing::info!(
                 "Connection id {} signed in as user {}",
                 self.link.id,
@@ -217,7 +221,7 @@ impl Handler {
 
     fn client_event(&mut self, event: &str, channel: &str, data: Value) {
         let ctx = self.ctx.clone();
-        let settings = &ctx.settings;
+        let settings = ctx.settings();
         if !settings.client_events {
             return self.error(
                 None,
@@ -260,7 +264,7 @@ impl Handler {
 
     /// A fixed one-second window: cheap and exact enough for "10 per second".
     fn take_client_event_token(&mut self) -> bool {
-        let limit = self.ctx.settings.limits.client_events_per_second;
+        let limit = self.ctx.settings().limits.client_events_per_second;
         let (start, count) = &mut self.client_event_window;
         if start.elapsed() >= Duration::from_secs(1) {
             *start = Instant::now();

@@ -62,7 +62,7 @@ fn admit(ctx: &ServerContext, path: &str, query: Option<&str>) -> Admission {
         );
     };
     let key = key.trim_end_matches('/');
-    if key != ctx.settings.app.key {
+    if key != ctx.settings().app.key {
         return reject(
             close_code::APP_NOT_FOUND,
             format!("App key {key} does not exist; check the key the forum gives pusher-js"),
@@ -93,7 +93,7 @@ fn admit(ctx: &ServerContext, path: &str, query: Option<&str>) -> Admission {
 }
 
 fn websocket_config(ctx: &ServerContext) -> WebSocketConfig {
-    let max_message = ctx.settings.limits.max_message_bytes;
+    let max_message = ctx.settings().limits.max_message_bytes;
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)

@@ -95,14 +95,15 @@ fn close_reason(code: u16) -> &'static str {
 /// Runs the session of an admitted client until it ends.
 pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     let id = SocketId::random();
-    let (link, mut queue) = SocketLink::new(id, ctx.settings.limits.socket_queue_capacity);
+    let (link, mut queue) = SocketLink::new(id, ctx.settings().limits.socket_queue_capacity);
     let link = Arc::new(link);
     let mut handler = Handler::new(ctx.clone(), link.clone());
-    let activity_timeout = ctx.settings.activity_timeout;
-    let verbose = ctx.settings.verbose;
+    let activity_timeout = ctx.settings().activity_timeout;
+    let verbose = ctx.settings().verbose;
     if verbose {
         tracing::info!("New connection opened with id {id}");
     }
+    ctx.counters.connection_opened();
 
     let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
     let ending = if socket.send(Message::text(established)).await.is_err() {
@@ -143,7 +144,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         Some(Ending::server(close_code::PONG_NOT_RECEIVED, true))
                     } else {
                         awaiting_pong = true;
-                        deadline = Instant::now() + ctx.settings.pong_timeout;
+                        deadline = Instant::now() + ctx.settings().pong_timeout;
                         link.send(Frame::from(outgoing::ping()));
                         None
                     }
@@ -165,6 +166,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         close_with(&mut socket, *code, message, *announce).await;
     }
     handler.finish();
+    ctx.counters.connection_closed();
     if verbose {
         tracing::info!("Connection id {id} closed");
     }

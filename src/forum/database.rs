@@ -1,0 +1,315 @@
+//! The forum's database through sqlx's `Any` driver: one code path for
+//! MySQL/MariaDB, PostgreSQL and SQLite, with the few SQL differences
+//! (identifier quoting, placeholders, date arithmetic) kept here.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+// Identifiers in the SQL below are the table prefix, checked to be
+// [A-Za-z0-9_] when config.php is read; values are bound, never spliced.
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use super::ForumError;
+use super::config_php::{DatabaseConfig, Driver, ForumConfig};
+
+/// How long connecting to the database may take before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Characters left as they are in URL user, password and path parts.
+const URL_PART: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+const URL_PATH: &AsciiSet = &URL_PART.remove(b'/');
+
+/// One statistics interval's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatisticsRow {
+    pub peak_connections: u64,
+    pub websocket_messages: u64,
+    pub api_messages: u64,
+}
+
+/// A connection pool to the forum database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    driver: Driver,
+    prefix: String,
+    /// Where the database is, for messages (never the password).
+    described: String,
+}
+
+fn encode(part: &str) -> String {
+    utf8_percent_encode(part, URL_PART).to_string()
+}
+
+/// The sqlx URL for `config`, and a description without the password.
+fn connection_url(config: &DatabaseConfig) -> (String, String) {
+    let user = encode(&config.username);
+    let password = encode(config.password.expose());
+    let credentials = if password.is_empty() {
+        user
+    } else {
+        format!("{user}:{password}")
+    };
+    let name = encode(&config.database);
+    match config.driver {
+        Driver::MySql | Driver::MariaDb => {
+            let port = config.port.unwrap_or(3306);
+            match &config.unix_socket {
+                Some(socket) => (
+                    format!(
+                        "mysql://{credentials}@localhost/{name}?socket={}",
+                        encode(socket)
+                    ),
+                    format!(
+                        "{} database `{}` on socket {socket} as user `{}`",
+                        config.driver.name(),
+                        config.database,
+                        config.username
+                    ),
+                ),
+                None => (
+                    format!("mysql://{credentials}@{}:{port}/{name}", config.host),
+                    format!(
+                        "{} database `{}` at {}:{port} as user `{}`",
+                        config.driver.name(),
+                        config.database,
+                        config.host,
+                        config.username
+                    ),
+                ),
+            }
+        }
+        Driver::Postgres => {
+            let port = config.port.unwrap_or(5432);
+            let mut params = vec![format!(
+                "sslmode={}",
+                encode(config.sslmode.as_deref().unwrap_or("prefer"))
+            )];
+            if let Some(search_path) = &config.search_path {
+                params.push(format!(
+                    "options={}",
+                    encode(&format!("-c search_path={search_path}"))
+                ));
+            }
+            let host = if config.host.starts_with('/') {
+                params.push(format!("host={}", encode(&config.host)));
+                "localhost".to_owned()
+            } else {
+                config.host.clone()
+            };
+            (
+                format!(
+                    "postgres://{credentials}@{host}:{port}/{name}?{}",
+                    params.join("&")
+                ),
+                format!(
+                    "PostgreSQL database `{}` at {}:{port} as user `{}`",
+                    config.database, config.host, config.username
+                ),
+            )
+        }
+        Driver::Sqlite => (
+            format!(
+                "sqlite://{}?mode=rw",
+                utf8_percent_encode(&config.database, URL_PATH)
+            ),
+            format!("SQLite database {}", config.database),
+        ),
+    }
+}
+
+/// Whether a database error says the table does not exist.
+fn is_missing_table(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    matches!(db.code().as_deref(), Some("42S02" | "42P01" | "1146"))
+        || db.message().contains("no such table")
+}
+
+impl Database {
+    pub async fn connect(config: &ForumConfig) -> Result<Self, ForumError> {
+        install_default_drivers();
+        let (url, described) = connection_url(&config.database);
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect(&url);
+        let pool = match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(error)) => {
+                return Err(ForumError::Database(format!(
+                    "cannot connect to the forum's {described} (from {}): {error}. Check the database \
+                     block of config.php and that the database server is running",
+                    config.path.display()
+                )));
+            }
+            Err(_) => {
+                return Err(ForumError::Database(format!(
+                    "cannot connect to the forum's {described} (from {}): no answer within {} s",
+                    config.path.display(),
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        Ok(Self {
+            pool,
+            driver: config.database.driver,
+            prefix: config.database.prefix.clone(),
+            described,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn quote(&self, identifier: &str) -> String {
+        match self.driver {
+            Driver::MySql | Driver::MariaDb => format!("`{identifier}`"),
+            Driver::Postgres | Driver::Sqlite => format!("\"{identifier}\""),
+        }
+    }
+
+    fn placeholder(&self, n: usize) -> String {
+        match self.driver {
+            Driver::Postgres => format!("${n}"),
+            _ => "?".into(),
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Every `kyrne-websocket.*` and `flarum-pusher.*` row of the settings table.
+    pub async fn read_settings(&self) -> Result<Vec<(String, Option<String>)>, ForumError> {
+        let table = self.table("settings");
+        let key = self.quote("key");
+        let sql = format!(
+            "SELECT {key}, {value} FROM {table_q} WHERE {key} LIKE 'kyrne-websocket.%' OR {key} LIKE 'flarum-pusher.%'",
+            value = self.quote("value"),
+            table_q = self.quote(&table),
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(|error| {
+            if is_missing_table(&error) {
+                ForumError::Database(format!(
+                    "the {} has no table `{table}`: is the prefix in config.php right, and is Flarum installed there?",
+                    self.described
+                ))
+            } else {
+                ForumError::Database(format!("cannot read `{table}` from the {}: {error}", self.described))
+            }
+        })?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get(0)?;
+                let value: Option<String> = row.try_get(1)?;
+                Ok((key, value))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|error| {
+                ForumError::Database(format!("cannot decode a row of `{table}`: {error}"))
+            })
+    }
+
+    fn statistics_table(&self) -> String {
+        self.quote(&self.table("websockets_statistics_entries"))
+    }
+
+    /// Whether the extension's statistics table exists.
+    pub async fn has_statistics_table(&self) -> Result<bool, String> {
+        let sql = format!("SELECT 1 FROM {} WHERE 1 = 0", self.statistics_table());
+        match sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_missing_table(&error) => Ok(false),
+            Err(error) => Err(format!("cannot reach the {}: {error}", self.described)),
+        }
+    }
+
+    /// Inserts one statistics row and deletes rows older than ten days.
+    pub async fn write_statistics(&self, app_id: &str, row: StatisticsRow) -> Result<(), String> {
+        let table = self.statistics_table();
+        let insert = format!(
+            "INSERT INTO {table} (app_id, peak_connection_count, websocket_message_count, api_message_count, created_at, updated_at) \
+             VALUES ({}, {}, {}, {}, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            self.placeholder(1),
+            self.placeholder(2),
+            self.placeholder(3),
+            self.placeholder(4),
+        );
+        let clamp = |n: u64| i64::try_from(n.min(i32::MAX as u64)).unwrap_or(i64::from(i32::MAX));
+        sqlx::query(AssertSqlSafe(insert))
+            .bind(app_id.to_owned())
+            .bind(clamp(row.peak_connections))
+            .bind(clamp(row.websocket_messages))
+            .bind(clamp(row.api_messages))
+            .execute(&self.pool)
+            .await
+            .map_err(|error| {
+                format!("cannot write statistics to the {}: {error}", self.described)
+            })?;
+        let cutoff = match self.driver {
+            Driver::MySql | Driver::MariaDb => "NOW() - INTERVAL 10 DAY",
+            Driver::Postgres => "NOW() - INTERVAL '10 days'",
+            Driver::Sqlite => "datetime('now', '-10 days')",
+        };
+        let delete = format!("DELETE FROM {table} WHERE created_at < {cutoff}");
+        sqlx::query(AssertSqlSafe(delete))
+            .execute(&self.pool)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot delete old statistics from the {}: {error}",
+                    self.described
+                )
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(driver: Driver) -> DatabaseConfig {
+        DatabaseConfig {
+            driver,
+            host: "127.0.0.1".into(),
+            port: None,
+            unix_socket: None,
+            database: "flarum".into(),
+            username: "fl@rum".into(),
+            password: Secret::new("p@ss:w/rd"),
+            prefix: String::new(),
+            search_path: Some("forum".into()),
+            sslmode: None,
+        }
+    }
+
+    #[test]
+    fn urls_escape_credentials_and_descriptions_hide_the_password() {
+        let (url, described) = connection_url(&config(Driver::MySql));
+        assert_eq!(
+            url,
+            "mysql://fl%40rum:p%40ss%3Aw%2Frd@127.0.0.1:3306/flarum"
+        );
+        assert!(!described.contains("p@ss"));
+        let (url, _) = connection_url(&config(Driver::Postgres));
+        assert!(url.starts_with(
+            "postgres://fl%40rum:p%40ss%3Aw%2Frd@127.0.0.1:5432/flarum?sslmode=prefer&options="
+        ));
+        let mut sqlite = config(Driver::Sqlite);
+        sqlite.database = "/srv/forum/db file.sqlite".into();
+        assert_eq!(
+            connection_url(&sqlite).0,
+            "sqlite:///srv/forum/db%20file.sqlite?mode=rw"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Keeps the websocket extension's admin dashboard widget alive: one row of
+//! peak connections, websocket messages and API messages per interval in
+//! `{prefix}websockets_statistics_entries`, rows older than ten days deleted.
+//!
+//! A database outage loses at most the row being written; serving never
+//! depends on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::forum::{Database, StatisticsRow};
+use crate::server::ServerContext;
+
+/// Writes a row every `interval` until `shutdown`.
+pub async fn run(
+    database: Database,
+    ctx: Arc<ServerContext>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    match database.has_statistics_table().await {
+        Ok(true) => tracing::info!(
+            "Writing statistics to the forum database every {} s",
+            interval.as_secs()
+        ),
+        Ok(false) => {
+            tracing::info!(
+                "The forum has no websockets_statistics_entries table; not writing statistics"
+            );
+            return;
+        }
+        Err(error) => tracing::warn!("{error}; will try to write statistics anyway"),
+    }
+    ctx.counters.take_interval();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let counts = ctx.counters.take_interval();
+        // The extension skips intervals without any connection.
+        if counts.peak_connections == 0 {
+            continue;
+        }
+        let row = StatisticsRow {
+            peak_connections: counts.peak_connections,
+            websocket_messages: counts.websocket_messages,
+            api_messages: counts.api_messages,
+        };
+        let app_id = ctx.settings().app.id.clone();
+        match database.write_statistics(&app_id, row).await {
+            Ok(()) => tracing::debug!("statistics row written: {row:?}"),
+            Err(error) => {
+                tracing::warn!("{error}; this interval's statistics are lost, serving continues")
+            }
+        }
+    }
+}
