@@ -4,20 +4,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use common::process::{flarum_ws, start};
+use std::process::{Command, Output, Stdio};
 
 use common::*;
-
-fn flarum_ws(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flarum-ws"));
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap());
-    command
-}
 
 fn run(command: &mut Command) -> (i32, String) {
     let Output { status, stderr, .. } = command.output().expect("run flarum-ws");
@@ -102,60 +93,6 @@ fn bad_environment_values_and_taken_ports_are_errors() {
             && stderr.contains("another process"),
         "{stderr}"
     );
-}
-
-/// A running `flarum-ws serve` and the address it printed.
-struct Running {
-    child: Child,
-    port: u16,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-fn start(command: &mut Command) -> Running {
-    let mut child = command.stderr(Stdio::piped()).spawn().expect("spawn");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = log.recv_timeout(Duration::from_millis(100)) {
-            if let Some(rest) = line.split("Listening on ").nth(1) {
-                let address = rest.split_whitespace().next().unwrap();
-                let port = address.rsplit(':').next().unwrap().parse().unwrap();
-                return Running { child, port, log };
-            }
-            seen.push(line);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not start; log: {seen:?}");
-}
-
-impl Running {
-    fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code().unwrap_or(-1), self.log.try_iter().collect());
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

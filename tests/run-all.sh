@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of flarum-ws: the Rust unit and integration tests, then the
+# Runs every test of flarum-ws: the Rust unit and integration tests (the
+# forum tests against real MariaDB, PostgreSQL and SQLite), then the
 # conformance suites that drive the real binary with the real clients
 # (pusher-js 5.1.1, 7.x and 8.x, the npm `pusher` SDK and the PyPI `pusher` SDK).
 set -euo pipefail
@@ -11,6 +12,11 @@ if [ ! -d tests/conformance/node_modules ]; then
 fi
 python3 -c 'import pusher, websocket' 2>/dev/null \
   || python3 -m pip install -q -r tests/conformance/python/requirements.txt
+
+# Real MariaDB and PostgreSQL servers for the forum tests, stopped on exit.
+# shellcheck disable=SC1090
+source <(tests/services/start.sh)
+trap tests/services/stop.sh EXIT
 
 cargo build
 cargo test

@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
+
 pub const APP_ID: &str = "42";
 pub const KEY: &str = "test-key";
 pub const SECRET: &str = "test-secret";

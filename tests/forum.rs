@@ -1,0 +1,254 @@
+//! `flarum-ws serve` run from a Flarum forum root against real MariaDB,
+//! PostgreSQL and SQLite databases holding Flarum's settings schema, with
+//! config.php written by real PHP. The servers are started by
+//! tests/services/start.sh (tests/run-all.sh does that).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::process::{flarum_ws, start};
+use common::*;
+use serde_json::{Value, json};
+use sqlx::any::install_default_drivers;
+use sqlx::{AnyConnection, AssertSqlSafe, Connection};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Db {
+    MariaDb,
+    Postgres,
+    Sqlite,
+}
+
+fn service_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the test databases with `source <(tests/services/start.sh)` (tests/run-all.sh does this)")
+    })
+}
+
+fn password() -> String {
+    service_var("FLARUM_WS_TEST_DB_PASSWORD")
+}
+
+fn encoded_password() -> String {
+    password().replace('@', "%40").replace(' ', "%20")
+}
+
+/// An admin connection used to create the forum's database and tables.
+async fn admin(db: Db, database: &str, root: &Path) -> AnyConnection {
+    install_default_drivers();
+    let url = match db {
+        Db::MariaDb => format!(
+            "mysql://flarum:{}@127.0.0.1:{}/{database}",
+            encoded_password(),
+            service_var("FLARUM_WS_TEST_MYSQL_PORT")
+        ),
+        Db::Postgres => format!(
+            "postgres://flarum:{}@127.0.0.1:{}/{database}",
+            encoded_password(),
+            service_var("FLARUM_WS_TEST_PG_PORT")
+        ),
+        Db::Sqlite => format!("sqlite://{}/storage/{database}.sqlite?mode=rwc", root.display()),
+    };
+    AnyConnection::connect(&url).await.expect("admin connection")
+}
+
+async fn exec(conn: &mut AnyConnection, sql: String) {
+    sqlx::query(AssertSqlSafe(sql.clone()))
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A forum root: config.php written by PHP's var_export, a fresh database
+/// with Flarum's settings and statistics tables under `prefix`, and `rows`.
+async fn forum(db: Db, prefix: &str, rows: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("storage")).unwrap();
+    let name = format!("forum_{}", rand::random_range(0..u32::MAX));
+    if db != Db::Sqlite {
+        let server_db = if db == Db::MariaDb { "mysql" } else { "postgres" };
+        let mut conn = admin(db, server_db, root.path()).await;
+        exec(&mut conn, format!("CREATE DATABASE {name}")).await;
+    }
+    let mut conn = admin(db, &name, root.path()).await;
+    let (q, settings_ddl, stats_id) = match db {
+        Db::MariaDb => ("`", "`key` varchar(100) NOT NULL PRIMARY KEY, `value` longtext NULL", "id int unsigned AUTO_INCREMENT PRIMARY KEY"),
+        Db::Postgres => ("\"", "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL", "id serial PRIMARY KEY"),
+        Db::Sqlite => ("\"", "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL", "id integer PRIMARY KEY AUTOINCREMENT"),
+    };
+    exec(&mut conn, format!("CREATE TABLE {q}{prefix}settings{q} ({settings_ddl})")).await;
+    exec(
+        &mut conn,
+        format!(
+            "CREATE TABLE {q}{prefix}websockets_statistics_entries{q} ({stats_id}, app_id varchar(191) NOT NULL, \
+             peak_connection_count int NOT NULL, websocket_message_count int NOT NULL, api_message_count int NOT NULL, \
+             created_at timestamp NULL, updated_at timestamp NULL)"
+        ),
+    )
+    .await;
+    for (key, value) in rows {
+        let escaped = value.replace('\'', "''");
+        exec(&mut conn, format!("INSERT INTO {q}{prefix}settings{q} VALUES ('{key}', '{escaped}')")).await;
+    }
+    exec(&mut conn, format!("INSERT INTO {q}{prefix}settings{q} VALUES ('mail_driver', NULL)")).await;
+    conn.close().await.unwrap();
+
+    let database = match db {
+        Db::MariaDb => json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_MYSQL_PORT").parse::<u16>().unwrap(),
+            "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
+            "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true}),
+        Db::Postgres => json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_PG_PORT"),
+            "database": name, "username": "flarum", "password": password(), "prefix": if prefix.is_empty() { Value::Null } else { json!(prefix) },
+            "search_path": "public", "sslmode": "disable"}),
+        Db::Sqlite => json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"), "prefix": prefix, "foreign_key_constraints": true}),
+    };
+    write_config_php(root.path(), &json!({"debug": false, "database": database, "url": "https://forum.example", "paths": {"api": "api", "admin": "admin"}}));
+    root
+}
+
+/// Writes config.php exactly as Flarum's installer does, with real PHP.
+fn write_config_php(root: &Path, config: &Value) {
+    let script = "$c = json_decode(file_get_contents('php://stdin'), true); echo '<?php return ' . var_export($c, true) . ';';";
+    let mut php = Command::new("php")
+        .args(["-r", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("php-cli is needed for these tests (apt-get install php-cli)");
+    use std::io::Write;
+    php.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+    let output = php.wait_with_output().unwrap();
+    assert!(output.status.success());
+    std::fs::write(root.join("config.php"), output.stdout).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn credentials(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("kyrne-websocket.app_id", "815".into()),
+        ("kyrne-websocket.app_key", "forumkey0123456789abcdefghijklmn".into()),
+        ("kyrne-websocket.app_secret", SECRET.into()),
+        ("kyrne-websocket.app_port", port.to_string()),
+        ("kyrne-websocket.reverse_proxy", "1".into()),
+        ("kyrne-websocket.app_statistics-interval", "1".into()),
+    ]
+}
+
+fn api_for(port: u16, key: &str, secret: &str) -> (String, String, String) {
+    (format!("http://127.0.0.1:{port}"), key.to_owned(), secret.to_owned())
+}
+
+/// Triggers an event as the forum would, with the given credentials.
+async fn trigger(port: u16, app_id: &str, key: &str, secret: &str, channel: &str, event: &str, data: &str) -> u16 {
+    let (base, key, secret) = api_for(port, key, secret);
+    let path = format!("/apps/{app_id}/events");
+    let body = json!({"name": event, "channel": channel, "data": data}).to_string();
+    let ts = unix_now().to_string();
+    let mut params = vec![
+        ("auth_key".to_owned(), key.clone()),
+        ("auth_timestamp".to_owned(), ts),
+        ("auth_version".to_owned(), "1.0".to_owned()),
+        ("body_md5".to_owned(), flarum_ws::protocol::signature::body_md5(body.as_bytes())),
+    ];
+    let sig = flarum_ws::protocol::signature::hmac_hex(
+        &secret,
+        &flarum_ws::protocol::signature::request_string_to_sign("POST", &path, &params),
+    );
+    params.push(("auth_signature".into(), sig));
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    reqwest::Client::new()
+        .post(format!("{base}{path}?{query}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn node_client(version: &str, port: u16, key: &str, channel: &str, event: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
+    let mut child = Command::new("node")
+        .arg(script)
+        .args([version, &port.to_string(), key, channel, event])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node is needed for these tests");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdout)
+}
+
+async fn end_to_end(db: Db, prefix: &str) {
+    let port = free_port();
+    let rows = credentials(port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let root = forum(db, prefix, &rows).await;
+    let server = start(flarum_ws(root.path()).arg("serve"));
+    assert_eq!(server.port, port, "the port comes from kyrne-websocket.app_port");
+
+    let key = "forumkey0123456789abcdefghijklmn";
+    let (mut child, mut stdout) = node_client("8", port, key, "public", "newPost");
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "subscribed", "{db:?} {prefix:?}");
+    let status = trigger(port, "815", key, SECRET, "public", "newPost", r#"{"postId":158,"discussionId":43,"tagIds":[1]}"#).await;
+    assert_eq!(status, 200);
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), json!({"postId":158,"discussionId":43,"tagIds":[1]}));
+    assert!(child.wait().unwrap().success());
+
+    // A statistics row arrives within a couple of intervals (1 s here).
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;
+    client.subscribe("public").await;
+    let mut rows_found = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rows_found = statistics_rows(db, prefix, root.path()).await;
+        if rows_found > 0 {
+            break;
+        }
+    }
+    assert!(rows_found > 0, "no statistics row written for {db:?} {prefix:?}");
+    drop(server);
+}
+
+async fn statistics_rows(db: Db, prefix: &str, root: &Path) -> i64 {
+    let config = std::fs::read_to_string(root.join("config.php")).unwrap();
+    let name = config.split("'database' => '").nth(1).unwrap().split('\'').next().unwrap();
+    let name = name.trim_start_matches("storage/").trim_end_matches(".sqlite");
+    let mut conn = admin(db, name, root).await;
+    let q = if db == Db::MariaDb { "`" } else { "\"" };
+    let sql = format!("SELECT COUNT(*) FROM {q}{prefix}websockets_statistics_entries{q} WHERE peak_connection_count >= 1 AND app_id = '815'");
+    let row: (i64,) = sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap();
+    row.0
+}
+
+#[tokio::test]
+async fn serves_a_mariadb_forum_with_each_prefix() {
+    for prefix in ["", "flarum_", "pre"] {
+        end_to_end(Db::MariaDb, prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn serves_a_postgresql_forum_with_each_prefix() {
+    for prefix in ["", "flarum_", "pre"] {
+        end_to_end(Db::Postgres, prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn serves_a_sqlite_forum_with_each_prefix() {
+    for prefix in ["", "flarum_", "pre"] {
+        end_to_end(Db::Sqlite, prefix).await;
+    }
+}
