@@ -17,7 +17,7 @@ use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Db {
+enum Server {
     MariaDb,
     Postgres,
     Sqlite,
@@ -38,22 +38,27 @@ fn encoded_password() -> String {
 }
 
 /// An admin connection used to create the forum's database and tables.
-async fn admin(db: Db, database: &str, root: &Path) -> AnyConnection {
+async fn admin(db: Server, database: &str, root: &Path) -> AnyConnection {
     install_default_drivers();
     let url = match db {
-        Db::MariaDb => format!(
+        Server::MariaDb => format!(
             "mysql://flarum:{}@127.0.0.1:{}/{database}",
             encoded_password(),
             service_var("FLARUM_WS_TEST_MYSQL_PORT")
         ),
-        Db::Postgres => format!(
+        Server::Postgres => format!(
             "postgres://flarum:{}@127.0.0.1:{}/{database}",
             encoded_password(),
             service_var("FLARUM_WS_TEST_PG_PORT")
         ),
-        Db::Sqlite => format!("sqlite://{}/storage/{database}.sqlite?mode=rwc", root.display()),
+        Server::Sqlite => format!(
+            "sqlite://{}/storage/{database}.sqlite?mode=rwc",
+            root.display()
+        ),
     };
-    AnyConnection::connect(&url).await.expect("admin connection")
+    AnyConnection::connect(&url)
+        .await
+        .expect("admin connection")
 }
 
 async fn exec(conn: &mut AnyConnection, sql: String) {
@@ -65,22 +70,42 @@ async fn exec(conn: &mut AnyConnection, sql: String) {
 
 /// A forum root: config.php written by PHP's var_export, a fresh database
 /// with Flarum's settings and statistics tables under `prefix`, and `rows`.
-async fn forum(db: Db, prefix: &str, rows: &[(&str, &str)]) -> tempfile::TempDir {
+async fn forum(db: Server, prefix: &str, rows: &[(&str, &str)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("storage")).unwrap();
     let name = format!("forum_{}", rand::random_range(0..u32::MAX));
-    if db != Db::Sqlite {
-        let server_db = if db == Db::MariaDb { "mysql" } else { "postgres" };
+    if db != Server::Sqlite {
+        let server_db = if db == Server::MariaDb {
+            "mysql"
+        } else {
+            "postgres"
+        };
         let mut conn = admin(db, server_db, root.path()).await;
         exec(&mut conn, format!("CREATE DATABASE {name}")).await;
     }
     let mut conn = admin(db, &name, root.path()).await;
     let (q, settings_ddl, stats_id) = match db {
-        Db::MariaDb => ("`", "`key` varchar(100) NOT NULL PRIMARY KEY, `value` longtext NULL", "id int unsigned AUTO_INCREMENT PRIMARY KEY"),
-        Db::Postgres => ("\"", "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL", "id serial PRIMARY KEY"),
-        Db::Sqlite => ("\"", "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL", "id integer PRIMARY KEY AUTOINCREMENT"),
+        Server::MariaDb => (
+            "`",
+            "`key` varchar(100) NOT NULL PRIMARY KEY, `value` longtext NULL",
+            "id int unsigned AUTO_INCREMENT PRIMARY KEY",
+        ),
+        Server::Postgres => (
+            "\"",
+            "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL",
+            "id serial PRIMARY KEY",
+        ),
+        Server::Sqlite => (
+            "\"",
+            "\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL",
+            "id integer PRIMARY KEY AUTOINCREMENT",
+        ),
     };
-    exec(&mut conn, format!("CREATE TABLE {q}{prefix}settings{q} ({settings_ddl})")).await;
+    exec(
+        &mut conn,
+        format!("CREATE TABLE {q}{prefix}settings{q} ({settings_ddl})"),
+    )
+    .await;
     exec(
         &mut conn,
         format!(
@@ -92,21 +117,38 @@ async fn forum(db: Db, prefix: &str, rows: &[(&str, &str)]) -> tempfile::TempDir
     .await;
     for (key, value) in rows {
         let escaped = value.replace('\'', "''");
-        exec(&mut conn, format!("INSERT INTO {q}{prefix}settings{q} VALUES ('{key}', '{escaped}')")).await;
+        exec(
+            &mut conn,
+            format!("INSERT INTO {q}{prefix}settings{q} VALUES ('{key}', '{escaped}')"),
+        )
+        .await;
     }
-    exec(&mut conn, format!("INSERT INTO {q}{prefix}settings{q} VALUES ('mail_driver', NULL)")).await;
+    exec(
+        &mut conn,
+        format!("INSERT INTO {q}{prefix}settings{q} VALUES ('mail_driver', NULL)"),
+    )
+    .await;
     conn.close().await.unwrap();
 
     let database = match db {
-        Db::MariaDb => json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_MYSQL_PORT").parse::<u16>().unwrap(),
+        Server::MariaDb => {
+            json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_MYSQL_PORT").parse::<u16>().unwrap(),
             "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
-            "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true}),
-        Db::Postgres => json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_PG_PORT"),
+            "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true})
+        }
+        Server::Postgres => {
+            json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_PG_PORT"),
             "database": name, "username": "flarum", "password": password(), "prefix": if prefix.is_empty() { Value::Null } else { json!(prefix) },
-            "search_path": "public", "sslmode": "disable"}),
-        Db::Sqlite => json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"), "prefix": prefix, "foreign_key_constraints": true}),
+            "search_path": "public", "sslmode": "disable"})
+        }
+        Server::Sqlite => {
+            json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"), "prefix": prefix, "foreign_key_constraints": true})
+        }
     };
-    write_config_php(root.path(), &json!({"debug": false, "database": database, "url": "https://forum.example", "paths": {"api": "api", "admin": "admin"}}));
+    write_config_php(
+        root.path(),
+        &json!({"debug": false, "database": database, "url": "https://forum.example", "paths": {"api": "api", "admin": "admin"}}),
+    );
     root
 }
 
@@ -120,20 +162,31 @@ fn write_config_php(root: &Path, config: &Value) {
         .spawn()
         .expect("php-cli is needed for these tests (apt-get install php-cli)");
     use std::io::Write;
-    php.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+    php.stdin
+        .take()
+        .unwrap()
+        .write_all(config.to_string().as_bytes())
+        .unwrap();
     let output = php.wait_with_output().unwrap();
     assert!(output.status.success());
     std::fs::write(root.join("config.php"), output.stdout).unwrap();
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn credentials(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("kyrne-websocket.app_id", "815".into()),
-        ("kyrne-websocket.app_key", "forumkey0123456789abcdefghijklmn".into()),
+        (
+            "kyrne-websocket.app_key",
+            "forumkey0123456789abcdefghijklmn".into(),
+        ),
         ("kyrne-websocket.app_secret", SECRET.into()),
         ("kyrne-websocket.app_port", port.to_string()),
         ("kyrne-websocket.reverse_proxy", "1".into()),
@@ -142,11 +195,23 @@ fn credentials(port: u16) -> Vec<(&'static str, String)> {
 }
 
 fn api_for(port: u16, key: &str, secret: &str) -> (String, String, String) {
-    (format!("http://127.0.0.1:{port}"), key.to_owned(), secret.to_owned())
+    (
+        format!("http://127.0.0.1:{port}"),
+        key.to_owned(),
+        secret.to_owned(),
+    )
 }
 
 /// Triggers an event as the forum would, with the given credentials.
-async fn trigger(port: u16, app_id: &str, key: &str, secret: &str, channel: &str, event: &str, data: &str) -> u16 {
+async fn trigger(
+    port: u16,
+    app_id: &str,
+    key: &str,
+    secret: &str,
+    channel: &str,
+    event: &str,
+    data: &str,
+) -> u16 {
     let (base, key, secret) = api_for(port, key, secret);
     let path = format!("/apps/{app_id}/events");
     let body = json!({"name": event, "channel": channel, "data": data}).to_string();
@@ -155,14 +220,19 @@ async fn trigger(port: u16, app_id: &str, key: &str, secret: &str, channel: &str
         ("auth_key".to_owned(), key.clone()),
         ("auth_timestamp".to_owned(), ts),
         ("auth_version".to_owned(), "1.0".to_owned()),
-        ("body_md5".to_owned(), flarum_ws::protocol::signature::body_md5(body.as_bytes())),
+        (
+            "body_md5".to_owned(),
+            flarum_ws::protocol::signature::body_md5(body.as_bytes()),
+        ),
     ];
     let sig = flarum_ws::protocol::signature::hmac_hex(
         &secret,
         &flarum_ws::protocol::signature::request_string_to_sign("POST", &path, &params),
     );
     params.push(("auth_signature".into(), sig));
-    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
     reqwest::Client::new()
         .post(format!("{base}{path}?{query}"))
         .header("content-type", "application/json")
@@ -174,7 +244,13 @@ async fn trigger(port: u16, app_id: &str, key: &str, secret: &str, channel: &str
         .as_u16()
 }
 
-fn node_client(version: &str, port: u16, key: &str, channel: &str, event: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+fn node_client(
+    version: &str,
+    port: u16,
+    key: &str,
+    channel: &str,
+    event: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
     let mut child = Command::new("node")
         .arg(script)
@@ -186,24 +262,39 @@ fn node_client(version: &str, port: u16, key: &str, channel: &str, event: &str) 
     (child, stdout)
 }
 
-async fn end_to_end(db: Db, prefix: &str) {
+async fn end_to_end(db: Server, prefix: &str) {
     let port = free_port();
     let rows = credentials(port);
     let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let root = forum(db, prefix, &rows).await;
     let server = start(flarum_ws(root.path()).arg("serve"));
-    assert_eq!(server.port, port, "the port comes from kyrne-websocket.app_port");
+    assert_eq!(
+        server.port, port,
+        "the port comes from kyrne-websocket.app_port"
+    );
 
     let key = "forumkey0123456789abcdefghijklmn";
     let (mut child, mut stdout) = node_client("8", port, key, "public", "newPost");
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "subscribed", "{db:?} {prefix:?}");
-    let status = trigger(port, "815", key, SECRET, "public", "newPost", r#"{"postId":158,"discussionId":43,"tagIds":[1]}"#).await;
+    let status = trigger(
+        port,
+        "815",
+        key,
+        SECRET,
+        "public",
+        "newPost",
+        r#"{"postId":158,"discussionId":43,"tagIds":[1]}"#,
+    )
+    .await;
     assert_eq!(status, 200);
     line.clear();
     stdout.read_line(&mut line).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), json!({"postId":158,"discussionId":43,"tagIds":[1]}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap(),
+        json!({"postId":158,"discussionId":43,"tagIds":[1]})
+    );
     assert!(child.wait().unwrap().success());
 
     // A statistics row arrives within a couple of intervals (1 s here).
@@ -217,38 +308,261 @@ async fn end_to_end(db: Db, prefix: &str) {
             break;
         }
     }
-    assert!(rows_found > 0, "no statistics row written for {db:?} {prefix:?}");
+    assert!(
+        rows_found > 0,
+        "no statistics row written for {db:?} {prefix:?}"
+    );
     drop(server);
 }
 
-async fn statistics_rows(db: Db, prefix: &str, root: &Path) -> i64 {
+async fn statistics_rows(db: Server, prefix: &str, root: &Path) -> i64 {
     let config = std::fs::read_to_string(root.join("config.php")).unwrap();
-    let name = config.split("'database' => '").nth(1).unwrap().split('\'').next().unwrap();
-    let name = name.trim_start_matches("storage/").trim_end_matches(".sqlite");
+    let name = config
+        .split("'database' => '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let name = name
+        .trim_start_matches("storage/")
+        .trim_end_matches(".sqlite");
     let mut conn = admin(db, name, root).await;
-    let q = if db == Db::MariaDb { "`" } else { "\"" };
-    let sql = format!("SELECT COUNT(*) FROM {q}{prefix}websockets_statistics_entries{q} WHERE peak_connection_count >= 1 AND app_id = '815'");
-    let row: (i64,) = sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap();
+    let q = if db == Server::MariaDb { "`" } else { "\"" };
+    let sql = format!(
+        "SELECT COUNT(*) FROM {q}{prefix}websockets_statistics_entries{q} WHERE peak_connection_count >= 1 AND app_id = '815'"
+    );
+    let row: (i64,) = sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     row.0
 }
 
 #[tokio::test]
 async fn serves_a_mariadb_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
-        end_to_end(Db::MariaDb, prefix).await;
+        end_to_end(Server::MariaDb, prefix).await;
     }
 }
 
 #[tokio::test]
 async fn serves_a_postgresql_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
-        end_to_end(Db::Postgres, prefix).await;
+        end_to_end(Server::Postgres, prefix).await;
     }
 }
 
 #[tokio::test]
 async fn serves_a_sqlite_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
-        end_to_end(Db::Sqlite, prefix).await;
+        end_to_end(Server::Sqlite, prefix).await;
     }
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("run flarum-ws");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const HAND_WRITTEN: &str = r#"<?php
+// Written by hand, with the database file from the environment.
+$file = getenv('FORUM_DB_FILE');
+return [
+    'debug' => true,
+    'database' => ['driver' => 'sqlite', 'database' => $file, 'prefix' => 'pre',],
+    'url' => "https://forum.example",
+];
+"#;
+
+#[tokio::test]
+async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
+    let rows = credentials(free_port());
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let root = forum(Server::Sqlite, "pre", &rows).await;
+    let generated = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let file = generated
+        .split("'database' => 'storage/")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    std::fs::write(root.path().join("config.php"), HAND_WRITTEN).unwrap();
+
+    let (code, stdout, stderr) = run(flarum_ws(root.path())
+        .env("FORUM_DB_FILE", format!("storage/{file}"))
+        .arg("config"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("\"815\"") && stdout.contains("forum settings"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("verbose") && l.contains("true")),
+        "debug turns on verbose: {stdout}"
+    );
+    assert!(!stdout.contains(SECRET), "secret printed: {stdout}");
+
+    let (code, _, stderr) = run(flarum_ws(root.path())
+        .env("PATH", "/nonexistent")
+        .env("FORUM_DB_FILE", format!("storage/{file}"))
+        .arg("config"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("config.php line 3")
+            && stderr.contains("php")
+            && stderr.contains("FLARUM_WS_"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn forum_errors_say_what_is_wrong() {
+    let rows = credentials(free_port());
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // The database server is not there.
+    let root = forum(Server::MariaDb, "", &rows).await;
+    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let port = service_var("FLARUM_WS_TEST_MYSQL_PORT");
+    let closed = free_port().to_string();
+    std::fs::write(
+        root.path().join("config.php"),
+        config.replace(&format!("'port' => {port}"), &format!("'port' => {closed}")),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{closed}")) && stderr.contains("user `flarum`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&password()),
+        "password in the message: {stderr}"
+    );
+
+    // The prefix in config.php does not match the tables.
+    std::fs::write(
+        root.path().join("config.php"),
+        config.replace("'prefix' => ''", "'prefix' => 'wrong_'"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no table `wrong_settings`") && stderr.contains("prefix"),
+        "{stderr}"
+    );
+
+    // The extension's settings were never saved.
+    let empty = forum(Server::Sqlite, "", &[]).await;
+    let (code, _, stderr) = run(flarum_ws(empty.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("app_id, app_key, app_secret not set") && stderr.contains("admin panel"),
+        "{stderr}"
+    );
+
+    // Broken config.php, unknown driver, and a root without config.php.
+    std::fs::write(empty.path().join("config.php"), "<?php return [\n  'database' => [\n    'driver' => 'sqlite'\n    'database' => 'x',\n  ],\n];").unwrap();
+    let (code, _, stderr) = run(flarum_ws(empty.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("config.php: syntax error on line 4"),
+        "{stderr}"
+    );
+    std::fs::write(
+        empty.path().join("config.php"),
+        "<?php return ['database' => ['driver' => 'oracle', 'database' => 'x']];",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(flarum_ws(empty.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("\"oracle\" is not supported"), "{stderr}");
+    let nowhere = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(flarum_ws(nowhere.path()).args(["serve", "--root", "."]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no config.php"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_certificate_without_reverse_proxy_is_refused_until_tls_exists() {
+    let mut rows = credentials(free_port());
+    rows.retain(|(k, _)| *k != "kyrne-websocket.reverse_proxy");
+    rows.push(("kyrne-websocket.local_cert", "/etc/ssl/forum.pem".into()));
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let root = forum(Server::Sqlite, "", &rows).await;
+    let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/etc/ssl/forum.pem") && stderr.contains("Reverse Proxy Support"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_applies_a_new_secret_without_dropping_connections() {
+    let port = free_port();
+    let rows = credentials(port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let root = forum(Server::Postgres, "flarum_", &rows).await;
+    let server = start(flarum_ws(root.path()).arg("serve"));
+    let key = "forumkey0123456789abcdefghijklmn";
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;
+    client.subscribe("public").await;
+
+    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let name = config
+        .split("'database' => '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let mut conn = admin(Server::Postgres, name, root.path()).await;
+    exec(&mut conn, "UPDATE flarum_settings SET value = 'rotated-secret' WHERE key = 'kyrne-websocket.app_secret'".into()).await;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let mut status = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = trigger(
+            port,
+            "815",
+            key,
+            "rotated-secret",
+            "public",
+            "afterReload",
+            "1",
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "the new secret was not applied");
+    assert_eq!(
+        client.next().await["event"],
+        "afterReload",
+        "the connection survived the reload"
+    );
+    assert_eq!(
+        trigger(port, "815", key, SECRET, "public", "x", "1").await,
+        401
+    );
 }

@@ -360,7 +360,8 @@ impl Reader<'_> {
     /// One escape sequence of a double-quoted string (the `\` is consumed).
     fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), PhpError> {
         let Some(b) = self.peek() else {
-            return Ok(out.push(b'\\'));
+            out.push(b'\\');
+            return Ok(());
         };
         self.pos += 1;
         match b {

@@ -68,4 +68,3 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
-
