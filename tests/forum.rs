@@ -30,7 +30,7 @@ fn service_var(name: &str) -> String {
 }
 
 fn password() -> String {
-    service_var("FLARUM_WS_TEST_DB_PASSWORD")
+    service_var("TEST_DB_PASSWORD")
 }
 
 fn encoded_password() -> String {
@@ -44,12 +44,12 @@ async fn admin(db: Server, database: &str, root: &Path) -> AnyConnection {
         Server::MariaDb => format!(
             "mysql://flarum:{}@127.0.0.1:{}/{database}",
             encoded_password(),
-            service_var("FLARUM_WS_TEST_MYSQL_PORT")
+            service_var("TEST_DB_MYSQL_PORT")
         ),
         Server::Postgres => format!(
             "postgres://flarum:{}@127.0.0.1:{}/{database}",
             encoded_password(),
-            service_var("FLARUM_WS_TEST_PG_PORT")
+            service_var("TEST_DB_PG_PORT")
         ),
         Server::Sqlite => format!(
             "sqlite://{}/storage/{database}.sqlite?mode=rwc",
@@ -132,12 +132,12 @@ async fn forum(db: Server, prefix: &str, rows: &[(&str, &str)]) -> tempfile::Tem
 
     let database = match db {
         Server::MariaDb => {
-            json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_MYSQL_PORT").parse::<u16>().unwrap(),
+            json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("TEST_DB_MYSQL_PORT").parse::<u16>().unwrap(),
             "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
             "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true})
         }
         Server::Postgres => {
-            json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("FLARUM_WS_TEST_PG_PORT"),
+            json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("TEST_DB_PG_PORT"),
             "database": name, "username": "flarum", "password": password(), "prefix": if prefix.is_empty() { Value::Null } else { json!(prefix) },
             "search_path": "public", "sslmode": "disable"})
         }
@@ -431,7 +431,7 @@ async fn forum_errors_say_what_is_wrong() {
     // The database server is not there.
     let root = forum(Server::MariaDb, "", &rows).await;
     let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
-    let port = service_var("FLARUM_WS_TEST_MYSQL_PORT");
+    let port = service_var("TEST_DB_MYSQL_PORT");
     let closed = free_port().to_string();
     std::fs::write(
         root.path().join("config.php"),
@@ -564,5 +564,69 @@ async fn sighup_applies_a_new_secret_without_dropping_connections() {
     assert_eq!(
         trigger(port, "815", key, SECRET, "public", "x", "1").await,
         401
+    );
+}
+
+#[tokio::test]
+async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
+    let port = free_port();
+    let rows = credentials(port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let root = forum(Server::Sqlite, "", &rows).await;
+    let mut server = start(flarum_ws(root.path()).arg("serve"));
+    let key = "forumkey0123456789abcdefghijklmn";
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;
+    client.subscribe("public").await;
+
+    // Take the table away under the running server, then give it back.
+    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let name = config
+        .split("'database' => 'storage/")
+        .nth(1)
+        .unwrap()
+        .split(".sqlite")
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut conn = admin(Server::Sqlite, &name, root.path()).await;
+    exec(
+        &mut conn,
+        "ALTER TABLE websockets_statistics_entries RENAME TO parked".into(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        trigger(port, "815", key, SECRET, "public", "during", "1").await,
+        200
+    );
+    assert_eq!(client.next().await["event"], "during");
+    exec(
+        &mut conn,
+        "ALTER TABLE parked RENAME TO websockets_statistics_entries".into(),
+    )
+    .await;
+    let mut written = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        written = statistics_rows(Server::Sqlite, "", root.path()).await;
+        if written > 0 {
+            break;
+        }
+    }
+    assert!(written > 0, "statistics did not resume");
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, log) = server.lines_until_exit();
+    assert_eq!(code, 0);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("cannot write statistics") && l.contains("serving continues")),
+        "{log:?}"
     );
 }

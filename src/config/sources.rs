@@ -178,6 +178,37 @@ mod tests {
     }
 
     #[test]
+    fn yaml_beats_the_forum_and_the_forum_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ws.yaml"), "port: 7000\n").unwrap();
+        let mut sources = load_sources(
+            PartialSettings::default(),
+            Some("ws.yaml".into()),
+            dir.path(),
+            env(&[]),
+        )
+        .unwrap();
+        sources.forum = Some((
+            dir.path().join("config.php"),
+            PartialSettings {
+                app_id: Some("1".into()),
+                app_key: Some("k".into()),
+                app_secret: Some(crate::config::Secret::new("s")),
+                port: Some(2084),
+                reverse_proxy: Some(true),
+                ..Default::default()
+            },
+        ));
+        let resolved = resolve(sources).unwrap();
+        assert_eq!(resolved.settings.port, 7000);
+        assert_eq!(resolved.settings.app.key, "k");
+        // Reverse-proxy mode moves the default bind address to loopback.
+        assert_eq!(resolved.settings.host, "127.0.0.1");
+        assert!(matches!(resolved.provenance["app_key"], Source::Forum(_)));
+        assert_eq!(resolved.provenance["host"], Source::Default);
+    }
+
+    #[test]
     fn dotenv_beats_yaml() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

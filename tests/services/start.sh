@@ -6,9 +6,9 @@
 # or let tests/run-all.sh do it. Stop them with tests/services/stop.sh.
 set -euo pipefail
 
-DIR="${FLARUM_WS_SERVICES_DIR:-/tmp/flarum-ws-services}"
-MYSQL_PORT="${FLARUM_WS_TEST_MYSQL_PORT:-33061}"
-PG_PORT="${FLARUM_WS_TEST_PG_PORT:-54321}"
+DIR="${TEST_SERVICES_DIR:-/tmp/flarum-ws-services}"
+MYSQL_PORT="${TEST_DB_MYSQL_PORT:-33061}"
+PG_PORT="${TEST_DB_PG_PORT:-54321}"
 PASSWORD='fl@rum pass'
 
 command -v mariadbd >/dev/null || { echo "mariadb-server is not installed (apt-get install mariadb-server)" >&2; exit 1; }
@@ -47,8 +47,8 @@ done
 PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U flarum -d postgres -c 'SELECT 1' >/dev/null
 
 cat <<VARS
-export FLARUM_WS_TEST_MYSQL_PORT=$MYSQL_PORT
-export FLARUM_WS_TEST_MYSQL_SOCKET=$DIR/mysql.sock
-export FLARUM_WS_TEST_PG_PORT=$PG_PORT
-export FLARUM_WS_TEST_DB_PASSWORD='$PASSWORD'
+export TEST_DB_MYSQL_PORT=$MYSQL_PORT
+export TEST_DB_MYSQL_SOCKET=$DIR/mysql.sock
+export TEST_DB_PG_PORT=$PG_PORT
+export TEST_DB_PASSWORD='$PASSWORD'
 VARS
