@@ -494,7 +494,7 @@ async fn forum_errors_say_what_is_wrong() {
 }
 
 #[tokio::test]
-async fn a_certificate_without_reverse_proxy_is_refused_until_tls_exists() {
+async fn a_missing_certificate_file_is_a_startup_error() {
     let mut rows = credentials(free_port());
     rows.retain(|(k, _)| *k != "kyrne-websocket.reverse_proxy");
     rows.push(("kyrne-websocket.local_cert", "/etc/ssl/forum.pem".into()));

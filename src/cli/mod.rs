@@ -4,6 +4,7 @@
 mod config;
 mod load;
 mod serve;
+mod trigger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print every effective setting and where it came from (secrets redacted).
     Config(SourceArgs),
+    /// Send an event through the HTTP API with the forum's credentials.
+    Trigger(TriggerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// Channel to send on, e.g. `public`.
+    pub channel: String,
+    /// Event name, e.g. `newPost`.
+    pub event: String,
+    /// Event data (a string, usually JSON); default `{}`.
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -98,5 +113,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config(args) => config::run(args),
+        Command::Trigger(args) => trigger::run(args),
     }
 }

@@ -1,16 +1,17 @@
 //! `flarum-ws serve`: resolve settings, bind, serve until SIGINT/SIGTERM;
-//! SIGHUP re-reads every source and applies what can change live.
+//! SIGHUP re-reads every source (and the certificate) and applies what can
+//! change live.
 
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::load::{Loaded, load};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
-use crate::config::Settings;
 use crate::forum::Database;
 use crate::server::{self, ServerContext};
+use crate::tls::{self, CertStore};
 use crate::{statistics, telemetry};
 
 pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
@@ -20,26 +21,19 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
     runtime.block_on(serve(args.sources))
 }
 
-/// TLS arrives in a later version; serving plain HTTP to browsers that
-/// expect wss would fail in a way admins cannot see, so refuse clearly.
-fn refuse_unsupported_tls(settings: &Settings) -> Result<(), Failure> {
-    match &settings.tls {
-        None => Ok(()),
-        Some(files) => Err(Failure::user(anyhow!(
-            "a TLS certificate is configured ({}) and reverse-proxy mode is off, but this version of \
-             flarum-ws cannot serve TLS yet. Turn on \"Reverse Proxy Support\" in the extension's \
-             settings and let nginx terminate TLS (option 1 of the setup guide), or remove the \
-             certificate settings",
-            files.cert.display()
-        ))),
-    }
-}
-
 async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let Loaded { resolved, forum } = load(&args).await?;
     let settings = resolved.settings;
     telemetry::logging::init(settings.verbose);
-    refuse_unsupported_tls(&settings)?;
+    // Load the certificate before binding: a broken pair is a startup error.
+    let certificates = match &settings.tls {
+        Some(files) => {
+            let pair = tls::load_certified_key(files).map_err(Failure::user)?;
+            tracing::info!("Serving TLS with the certificate {}", files.cert.display());
+            Some((Arc::new(CertStore::new(pair)), files.clone()))
+        }
+        None => None,
+    };
     if let Some(forum) = &forum {
         tracing::info!("Using the forum at {}", forum.config.path.display());
     }
@@ -60,9 +54,16 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let shutdown = CancellationToken::new();
     let statistics_interval = settings.statistics_interval;
     let write_statistics = settings.statistics;
-    let ctx = Arc::new(ServerContext::new(settings, shutdown.clone()));
+    let mut ctx = ServerContext::new(settings, shutdown.clone());
+    let mut store = None;
+    if let Some((certs, files)) = certificates {
+        ctx = ctx.with_tls(tls::acceptor(certs.clone()));
+        tokio::spawn(tls::watch_files(certs.clone(), files, shutdown.clone()));
+        store = Some(certs);
+    }
+    let ctx = Arc::new(ctx);
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_hangup(args, ctx.clone()));
+    tokio::spawn(reload_on_hangup(args, ctx.clone(), store));
     if let (Some(forum), true) = (&forum, write_statistics) {
         match Database::connect(&forum.config).await {
             Ok(database) => {
@@ -104,7 +105,11 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 
 /// On SIGHUP, re-reads every source (config.php and the settings table
 /// included) and applies the result; a failed reload keeps what runs.
-async fn reload_on_hangup(args: SourceArgs, ctx: Arc<ServerContext>) {
+async fn reload_on_hangup(
+    args: SourceArgs,
+    ctx: Arc<ServerContext>,
+    certificates: Option<Arc<CertStore>>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; settings can only change with a restart");
@@ -112,6 +117,9 @@ async fn reload_on_hangup(args: SourceArgs, ctx: Arc<ServerContext>) {
     };
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading settings");
+        if let Some(certificates) = &certificates {
+            certificates.request_reload();
+        }
         let fresh = match load(&args).await {
             Ok(loaded) => loaded.resolved.settings,
             Err(failure) => {

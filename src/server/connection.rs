@@ -9,6 +9,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::context::ServerContext;
@@ -20,9 +21,28 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {
     // Events are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
+    match ctx.tls.clone() {
+        None => serve_http(ctx, stream, peer).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_http(ctx, tls, peer).await,
+                Ok(Err(error)) => tracing::debug!("TLS handshake with {peer} failed: {error}"),
+                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_http<S>(ctx: Arc<ServerContext>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_ctx = ctx.clone();
     let service = service_fn(move |request| router::route(service_ctx.clone(), request));
     let connection = http1::Builder::new()

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +21,8 @@ pub struct ServerContext {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Set when the server itself terminates TLS.
+    pub tls: Option<TlsAcceptor>,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -37,7 +40,14 @@ impl ServerContext {
             counters: Counters::default(),
             shutdown,
             tracker: TaskTracker::new(),
+            tls: None,
         }
+    }
+
+    /// Serve every connection over TLS with `acceptor`.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// The settings in force now; a connection keeps what it read.

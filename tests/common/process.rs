@@ -23,6 +23,9 @@ pub struct Running {
 }
 
 pub fn start(command: &mut Command) -> Running {
+    if command.get_args().next().is_none() {
+        command.arg("serve");
+    }
     let mut child = command.stderr(Stdio::piped()).spawn().expect("spawn");
     let stderr = child.stderr.take().unwrap();
     let (tx, log) = std::sync::mpsc::channel();

@@ -1,0 +1,73 @@
+//! `flarum-ws trigger CHANNEL EVENT [DATA]`: send an event through the HTTP
+//! API with the forum's credentials, as the forum would, to verify a setup
+//! by hand.
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use super::load::{Loaded, load, runtime};
+use super::{Exit, Failure, TriggerArgs};
+use crate::probe::{SignedClient, Target};
+
+/// How the server's own probes reach it: over loopback when it listens on
+/// every address, with the name browsers use for TLS verification.
+pub fn local_target(loaded: &Loaded) -> Target {
+    let settings = &loaded.resolved.settings;
+    let address = match settings.host.as_str() {
+        "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "::1".to_owned(),
+        other => other.to_owned(),
+    };
+    let forum_host = loaded
+        .forum
+        .as_ref()
+        .and_then(|f| f.config.url.as_deref())
+        .and_then(|url| url.split("://").nth(1))
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .map(str::to_owned);
+    Target {
+        address,
+        port: settings.port,
+        tls: settings.tls.is_some(),
+        server_name: settings
+            .app_host
+            .clone()
+            .or(forum_host)
+            .unwrap_or_else(|| "localhost".into()),
+        insecure: settings.self_signed,
+    }
+}
+
+pub fn run(args: TriggerArgs) -> Result<Exit, Failure> {
+    runtime()?.block_on(async {
+        let loaded = load(&args.sources).await?;
+        let settings = &loaded.resolved.settings;
+        let client = SignedClient {
+            target: local_target(&loaded),
+            app_id: settings.app.id.clone(),
+            key: settings.app.key.clone(),
+            secret: settings.app.secret.expose().to_owned(),
+        };
+        let data = args.data.unwrap_or_else(|| "{}".into());
+        let body = json!({"name": args.event, "channel": args.channel, "data": data}).to_string();
+        let (status, answer) = client
+            .post("/events", body)
+            .await
+            .map_err(|e| Failure::user(anyhow!(e)))?;
+        if status == 200 {
+            println!(
+                "sent {} on {} through {}://{}:{}",
+                args.event,
+                args.channel,
+                client.target.scheme("https", "http"),
+                client.target.address,
+                client.target.port
+            );
+            Ok(Exit::Success)
+        } else {
+            Err(Failure::user(anyhow!(
+                "the server answered {status}: {answer}"
+            )))
+        }
+    })
+}

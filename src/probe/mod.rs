@@ -1,0 +1,8 @@
+//! Talking to a running flarum-ws as its users do: the forum's signed HTTP
+//! API calls and a browser's websocket. Used by `trigger` and `check --live`.
+
+mod connect;
+mod http;
+
+pub use connect::{Stream, Target, connect};
+pub use http::{SignedClient, request};
