@@ -3,6 +3,7 @@
 
 mod config;
 mod load;
+mod nginx_snippet;
 mod serve;
 mod trigger;
 
@@ -27,6 +28,45 @@ pub enum Command {
     Config(SourceArgs),
     /// Send an event through the HTTP API with the forum's credentials.
     Trigger(TriggerArgs),
+    /// Print the reverse-proxy configuration for this forum (nginx, Caddy or Apache).
+    NginxSnippet(SnippetArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyFormat {
+    Nginx,
+    Caddy,
+    Apache,
+}
+
+#[derive(Debug, Args)]
+pub struct SnippetArgs {
+    /// The forum's host name (default: the extension's app_host, else the forum URL's host).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Print a complete nginx server block instead of the pieces to paste.
+    #[arg(long)]
+    pub full: bool,
+    /// `listen` of the complete server block.
+    #[arg(long, default_value = "443 ssl")]
+    pub listen: String,
+    /// Certificate for the complete server block (default: the extension's, else Let's Encrypt's path).
+    #[arg(long)]
+    pub ssl_certificate: Option<String>,
+    /// Key for the complete server block.
+    #[arg(long)]
+    pub ssl_certificate_key: Option<String>,
+    /// The forum's root directory in the paths printed (default: the forum's, else /var/www/flarum).
+    #[arg(long)]
+    pub forum_root: Option<PathBuf>,
+    /// PHP-FPM address for the complete server block.
+    #[arg(long, default_value = "unix:/var/run/php/php-fpm.sock")]
+    pub php_fpm: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ProxyFormat::Nginx)]
+    pub format: ProxyFormat,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -114,5 +154,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Serve(args) => serve::run(args),
         Command::Config(args) => config::run(args),
         Command::Trigger(args) => trigger::run(args),
+        Command::NginxSnippet(args) => nginx_snippet::run(args),
     }
 }

@@ -1,5 +1,7 @@
 //! One HTTP/1.1 request over a [`Stream`], and signed API calls built on it.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -8,8 +10,30 @@ use hyper_util::rt::TokioIo;
 use super::connect::{Target, connect};
 use crate::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
 
+/// How long one probe request may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends one request and returns the status and body.
 pub async fn request(
+    target: &Target,
+    method: &str,
+    path_and_query: &str,
+    body: String,
+) -> Result<(u16, String), String> {
+    let exchange = request_inner(target, method, path_and_query, body);
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            format!(
+                "no answer from {}:{} within {} s",
+                target.address,
+                target.port,
+                REQUEST_TIMEOUT.as_secs()
+            )
+        })?
+}
+
+async fn request_inner(
     target: &Target,
     method: &str,
     path_and_query: &str,
