@@ -11,6 +11,7 @@
 //! `config` ← `cli`. `protocol` is pure (no I/O) so it can be fuzzed; the hub
 //! knows no sockets; the server never parses configuration files.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod forum;

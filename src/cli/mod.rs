@@ -1,6 +1,7 @@
 //! Command-line interface: clap types live here and nowhere else; each
 //! subcommand turns its arguments into plain settings and calls the library.
 
+mod check;
 mod config;
 mod load;
 mod nginx_snippet;
@@ -30,6 +31,23 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Print the reverse-proxy configuration for this forum (nginx, Caddy or Apache).
     NginxSnippet(SnippetArgs),
+    /// Check the setup and say what is wrong and how to fix it (exit 0 ok, 1 failure, 2 could not run).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also connect as a browser would, subscribe, trigger an event as the forum would and receive it.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live, connect to this host:port instead of the browser's host (the name is kept for TLS).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,5 +173,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Config(args) => config::run(args),
         Command::Trigger(args) => trigger::run(args),
         Command::NginxSnippet(args) => nginx_snippet::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -1,0 +1,78 @@
+//! `flarum-ws check`: every check an admin would otherwise do by hand, each
+//! with a verdict and, when something is wrong, the fix. The seed's
+//! troubleshooting entries map onto them:
+//!
+//! | seed entry | check |
+//! |---|---|
+//! | "Failed to listen on tcp://0.0.0.0:{port}" | `port` |
+//! | ERR_SSL_VERSION_OR_CIPHER_MISMATCH | `certificate`, `private key`, `key matches`, `chain`, `names`, `expiry`, `self-signed` |
+//! | "WebSocket is closed before the connection is established" (double proxy) | `live` (upgrade refused on the way) |
+//! | 404 / connection interrupted (wrong proxy port, closed port) | `live`, `bind address`, `cloudflare` |
+
+mod certificate;
+mod live;
+mod port;
+mod setup;
+
+use serde::Serialize;
+
+pub use live::LiveOptions;
+pub use setup::{CheckInput, run_checks};
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Pass => "✓",
+            Self::Warn => "!",
+            Self::Fail => "✗",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub status: Status,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    pub fn pass(check: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            check,
+            status: Status::Pass,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            check,
+            status: Status::Warn,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    pub fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            check,
+            status: Status::Fail,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Running the checks in order; later checks run only when the earlier ones
+//! they depend on passed.
+
+use std::path::PathBuf;
+
+use super::certificate::check_certificate;
+use super::live::{LiveOptions, check_live};
+use super::port::check_port;
+use super::{Finding, Status};
+use crate::config::{self, PartialSettings, Settings};
+use crate::forum::{Database, ForumConfig, read_config_php, settings_from_rows};
+
+/// Ports Cloudflare's proxy forwards for HTTPS on every plan.
+const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
+
+/// What to check and where the settings come from.
+pub struct CheckInput {
+    pub flags: PartialSettings,
+    pub config: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub cwd: PathBuf,
+    pub environment: Vec<(String, String)>,
+    pub live: Option<LiveOptions>,
+}
+
+fn forum_host(forum: Option<&ForumConfig>) -> Option<String> {
+    forum?
+        .url
+        .as_deref()?
+        .split("://")
+        .nth(1)?
+        .split(['/', ':'])
+        .next()
+        .map(str::to_owned)
+}
+
+/// Runs every check that can run and returns all findings.
+pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut sources =
+        match config::load_sources(input.flags, input.config, &input.cwd, input.environment) {
+            Ok(sources) => sources,
+            Err(error) => {
+                findings.push(Finding::fail(
+                    "configuration",
+                    error.to_string(),
+                    "fix the file or variable named",
+                ));
+                return findings;
+            }
+        };
+    let (root, explicit) = match input.root.or_else(|| sources.root.clone()) {
+        Some(root) => (input.cwd.join(root), true),
+        None => (input.cwd.clone(), false),
+    };
+    let config_php = root.join("config.php");
+    let mut forum = None;
+    if config_php.is_file() {
+        match read_config_php(&config_php) {
+            Ok(config) => {
+                findings.push(Finding::pass(
+                    "config.php",
+                    format!(
+                        "{} ({} database)",
+                        config_php.display(),
+                        config.database.driver.name()
+                    ),
+                ));
+                forum = Some(config);
+            }
+            Err(error) => {
+                findings.push(Finding::fail(
+                    "config.php",
+                    error.to_string(),
+                    "fix config.php as described",
+                ));
+                return findings;
+            }
+        }
+    } else if explicit {
+        findings.push(Finding::fail(
+            "config.php",
+            format!("no config.php in {}", root.display()),
+            "pass --root with the forum's root directory",
+        ));
+        return findings;
+    } else {
+        findings.push(Finding::pass(
+            "config.php",
+            format!(
+                "no config.php in {}: running standalone from YAML and FLARUM_WS_* settings",
+                root.display()
+            ),
+        ));
+    }
+
+    if let Some(config) = &forum {
+        let database = match Database::connect(config).await {
+            Ok(database) => {
+                findings.push(Finding::pass("database", "reachable"));
+                database
+            }
+            Err(error) => {
+                findings.push(Finding::fail(
+                    "database",
+                    error.to_string(),
+                    "start the database server or fix the database block of config.php",
+                ));
+                return findings;
+            }
+        };
+        let rows = database.read_settings().await;
+        database.close().await;
+        match rows.and_then(|rows| settings_from_rows(rows, config)) {
+            Ok(settings) => {
+                findings.push(Finding::pass(
+                    "settings",
+                    "the extension's settings were read",
+                ));
+                sources.forum = Some((config.path.clone(), settings));
+            }
+            Err(error) => {
+                findings.push(Finding::fail(
+                    "settings",
+                    error.to_string(),
+                    "fix the setting on the extension's page",
+                ));
+                return findings;
+            }
+        }
+    }
+
+    let resolved = match config::resolve(sources) {
+        Ok(resolved) => {
+            findings.push(Finding::pass(
+                "credentials",
+                format!(
+                    "app id {}, key {}",
+                    resolved.settings.app.id, resolved.settings.app.key
+                ),
+            ));
+            resolved
+        }
+        Err(error) => {
+            findings.push(Finding::fail(
+                "credentials",
+                error.to_string(),
+                "see the message",
+            ));
+            return findings;
+        }
+    };
+    let settings = &resolved.settings;
+    let host = settings
+        .app_host
+        .clone()
+        .or_else(|| forum_host(forum.as_ref()));
+
+    findings.push(check_port(&settings.host, settings.port));
+    findings.push(check_bind_address(settings));
+    if let Some(finding) = check_cloudflare(settings) {
+        findings.push(finding);
+    }
+    findings.extend(check_certificate(settings, host.as_deref()));
+    if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
+        findings.push(Finding::pass(
+            "certificate",
+            "not used: the reverse proxy terminates TLS",
+        ));
+    }
+
+    if let Some(options) = input.live {
+        let before = findings
+            .iter()
+            .any(|f| f.status == Status::Fail && f.check != "port");
+        if before {
+            findings.push(Finding::fail(
+                "live",
+                "skipped: fix the failures above first",
+                "see above",
+            ));
+        } else {
+            let name = host.unwrap_or_else(|| "127.0.0.1".into());
+            findings.extend(check_live(settings, &name, &options).await);
+        }
+    }
+    findings
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn check_bind_address(settings: &Settings) -> Finding {
+    match (settings.reverse_proxy, is_loopback(&settings.host)) {
+        (true, true) => Finding::pass(
+            "bind address",
+            format!("{}: only the local proxy can connect", settings.host),
+        ),
+        (true, false) => Finding::warn(
+            "bind address",
+            format!(
+                "reverse-proxy mode is on but the server listens on {}, reachable around the proxy",
+                settings.host
+            ),
+            "bind 127.0.0.1 (remove the host override) so only nginx can connect",
+        ),
+        (false, true) => Finding::fail(
+            "bind address",
+            format!(
+                "the server listens on {} only, so browsers cannot reach it",
+                settings.host
+            ),
+            "turn on \"Reverse Proxy Support\" and proxy with nginx, or bind 0.0.0.0",
+        ),
+        (false, false) => Finding::pass(
+            "bind address",
+            format!(
+                "{}: browsers connect to port {} directly",
+                settings.host, settings.port
+            ),
+        ),
+    }
+}
+
+fn check_cloudflare(settings: &Settings) -> Option<Finding> {
+    if settings.reverse_proxy || CLOUDFLARE_HTTPS_PORTS.contains(&settings.port) {
+        return None;
+    }
+    Some(Finding::warn(
+        "cloudflare",
+        format!(
+            "port {} does not pass through Cloudflare's proxy",
+            settings.port
+        ),
+        "if the forum's DNS is proxied by Cloudflare (orange cloud), use 2053, 2083, 2087, 2096 or 8443",
+    ))
+}
