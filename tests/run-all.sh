@@ -21,7 +21,7 @@ trap tests/services/stop.sh EXIT
 cargo build
 cargo test
 
-export FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"
+export TEST_FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"
 (cd tests/conformance && npm test)
 python3 -m unittest discover -s tests/conformance/python -v
 echo "all tests passed"

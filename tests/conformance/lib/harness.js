@@ -8,7 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 
-const BIN = process.env.FLARUM_WS_BIN || path.resolve(__dirname, '../../../target/debug/flarum-ws');
+const BIN = process.env.TEST_FLARUM_WS_BIN || path.resolve(__dirname, '../../../target/debug/flarum-ws');
 const APP = { appId: '4242', key: 'conformance-key', secret: 'conformance-secret' };
 // Key for end-to-end encrypted channels; only the SDK and pusher-js know it.
 const MASTER_KEY = crypto.randomBytes(32).toString('base64');

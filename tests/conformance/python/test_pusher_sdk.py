@@ -18,7 +18,7 @@ import pusher
 import websocket
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FLARUM_WS_BIN", str(ROOT / "target" / "debug" / "flarum-ws"))
+BIN = os.environ.get("TEST_FLARUM_WS_BIN", str(ROOT / "target" / "debug" / "flarum-ws"))
 APP_ID, KEY, SECRET = "4242", "python-key", "python-secret"
 
 
