@@ -502,7 +502,10 @@ async fn a_missing_certificate_file_is_a_startup_error() {
     let root = forum(Server::Sqlite, "", &rows).await;
     let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
     assert_eq!(code, 1);
-    assert!(stderr.contains("cannot read /etc/ssl/forum.pem"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /etc/ssl/forum.pem"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

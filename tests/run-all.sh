@@ -18,7 +18,7 @@ python3 -c 'import pusher, websocket' 2>/dev/null \
 source <(tests/services/start.sh)
 trap tests/services/stop.sh EXIT
 
-cargo build
+cargo build --all-targets
 cargo test
 
 export TEST_FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"

@@ -25,6 +25,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let Loaded { resolved, forum } = load(&args).await?;
     let settings = resolved.settings;
     telemetry::logging::init(settings.verbose);
+    raise_open_file_limit();
     // Load the certificate before binding: a broken pair is a startup error.
     let certificates = match &settings.tls {
         Some(files) => {
@@ -84,6 +85,16 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         .map_err(Failure::unexpected)?;
     tracing::info!("Server stopped");
     Ok(Exit::Success)
+}
+
+/// Every connection is a file descriptor; the usual soft limit of 1024 would
+/// cap a forum at about a thousand open tabs. Raise it to the hard limit
+/// (systemd's LimitNOFILE sets that).
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("open files limit: {limit}"),
+        Err(error) => tracing::warn!("cannot raise the open files limit: {error}"),
+    }
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

@@ -1,0 +1,403 @@
+//! Load generator for any Pusher-compatible server (flarum-ws, sockudo,
+//! soketi...): opens N websocket clients, subscribes them to C channels,
+//! triggers E events through the signed HTTP API and measures what the
+//! users and the operator would notice: connect rate, resident memory per
+//! connection, deliveries per second, latency percentiles, lost messages and
+//! the server's CPU time per delivered message (from /proc/PID/stat).
+//!
+//! `cargo run --release --example loadgen -- --help`
+//!
+//! Each event's data is `T<send time in µs>:S<sequence>:<padding>`, so a
+//! client finds the send time without parsing JSON.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Parser, Clone)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    app_id: String,
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    secret: String,
+    /// The server's pid, for memory and CPU readings from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Websocket clients to open.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Channels the clients are spread over.
+    #[arg(long, default_value_t = 10)]
+    channels: usize,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Subscribe to private channels (signed auth) instead of public ones.
+    #[arg(long)]
+    private: bool,
+    /// Events to trigger through the HTTP API.
+    #[arg(long, default_value_t = 100)]
+    events: usize,
+    /// Target deliveries per second (0 = as fast as the server accepts).
+    #[arg(long, default_value_t = 0)]
+    deliveries_per_second: u64,
+    /// Event payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// HTTP requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+    /// Seconds to hold the subscribed connections idle before measuring memory.
+    #[arg(long, default_value_t = 2)]
+    settle: u64,
+    /// A name for this run in the output.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of `pid` in microseconds.
+fn cpu_micros(pid: Option<u32>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in clock ticks of 1/100 s on every common configuration.
+    Some(ticks * 10_000)
+}
+
+fn sign(secret: &str, payload: &str) -> String {
+    flarum_ws::protocol::signature::hmac_hex(secret, payload)
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct ClientReport {
+    latencies_us: Vec<u32>,
+}
+
+async fn run_client(
+    args: Arc<Args>,
+    index: usize,
+    opened: Arc<Semaphore>,
+    received_total: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+    ready: tokio::sync::mpsc::Sender<Result<(), String>>,
+) -> ClientReport {
+    let url = format!(
+        "ws://{}:{}/app/{}?protocol=7&client=js&version=8.4.0",
+        args.host, args.port, args.key
+    );
+    let permit = opened.acquire().await.unwrap();
+    let mut ws = match tokio_tungstenite::connect_async(&url).await {
+        Ok((ws, _)) => ws,
+        Err(e) => {
+            let _ = ready.send(Err(format!("connect: {e}"))).await;
+            return ClientReport::default();
+        }
+    };
+    // The handshake is done: let the next client connect.
+    drop(permit);
+    let channel = format!(
+        "{}bench-{}",
+        if args.private { "private-" } else { "" },
+        index % args.channels
+    );
+    let mut report = ClientReport::default();
+    let mut subscribed = false;
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = ws.next() => m,
+        };
+        let Some(Ok(Message::Text(text))) = message else {
+            if matches!(
+                message,
+                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_)))
+            ) {
+                continue;
+            }
+            if !subscribed {
+                let _ = ready
+                    .send(Err(format!("closed before subscribing: {message:?}")))
+                    .await;
+            }
+            break;
+        };
+        if let Some(position) = text.find("\"data\":\"T") {
+            let rest = &text[position + 9..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(sent) = digits.parse::<u64>() {
+                report
+                    .latencies_us
+                    .push(now_micros().saturating_sub(sent).min(u32::MAX as u64) as u32);
+                received_total.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        if text.contains("pusher:connection_established") {
+            let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let inner: serde_json::Value =
+                serde_json::from_str(data["data"].as_str().unwrap()).unwrap();
+            let socket_id = inner["socket_id"].as_str().unwrap_or_default();
+            let mut subscribe = json!({"channel": channel});
+            if args.private {
+                subscribe["auth"] = json!(format!(
+                    "{}:{}",
+                    args.key,
+                    sign(&args.secret, &format!("{socket_id}:{channel}"))
+                ));
+            }
+            let frame = json!({"event": "pusher:subscribe", "data": subscribe}).to_string();
+            if ws.send(Message::text(frame)).await.is_err() {
+                break;
+            }
+        } else if text.contains("subscription_succeeded") {
+            subscribed = true;
+            let _ = ready.send(Ok(())).await;
+        } else if text.contains("pusher:ping") {
+            let _ = ws
+                .send(Message::text(r#"{"event":"pusher:pong","data":{}}"#))
+                .await;
+        }
+    }
+    let _ = ws.close(None).await;
+    report
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+async fn trigger(
+    http: &reqwest::Client,
+    args: &Args,
+    channel: &str,
+    data: &str,
+) -> Result<(), String> {
+    let path = format!("/apps/{}/events", args.app_id);
+    let body = json!({"name": "bench", "channel": channel, "data": data}).to_string();
+    let md5 = flarum_ws::protocol::signature::body_md5(body.as_bytes());
+    let timestamp = (now_micros() / 1_000_000).to_string();
+    let mut params = vec![
+        ("auth_key".to_owned(), args.key.clone()),
+        ("auth_timestamp".to_owned(), timestamp),
+        ("auth_version".to_owned(), "1.0".to_owned()),
+        ("body_md5".to_owned(), md5),
+    ];
+    let signature = sign(
+        &args.secret,
+        &flarum_ws::protocol::signature::request_string_to_sign("POST", &path, &params),
+    );
+    params.push(("auth_signature".into(), signature));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let response = http
+        .post(format!("http://{}:{}{path}?{query}", args.host, args.port))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", response.status()))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    let rss_before = rss_kib(args.pid);
+
+    // Connect and subscribe.
+    let opened = Arc::new(Semaphore::new(args.concurrency));
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(1024);
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(args.connections);
+    for index in 0..args.connections {
+        clients.push(tokio::spawn(run_client(
+            args.clone(),
+            index,
+            opened.clone(),
+            received.clone(),
+            stop.clone(),
+            ready_tx.clone(),
+        )));
+    }
+    drop(ready_tx);
+    let mut subscribed = 0usize;
+    let mut failures = 0usize;
+    let mut first_error = None;
+    while subscribed + failures < args.connections {
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => subscribed += 1,
+            Ok(Some(Err(e))) => {
+                failures += 1;
+                first_error.get_or_insert(e);
+            }
+            _ => break,
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let rss_subscribed = rss_kib(args.pid);
+
+    // Trigger events, round-robin over channels.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.publishers)
+        .build()
+        .unwrap();
+    let subscribers_per_channel: Vec<u64> = (0..args.channels)
+        .map(|c| (0..subscribed).filter(|i| i % args.channels == c).count() as u64)
+        .collect();
+    let expected: u64 = (0..args.events)
+        .map(|e| subscribers_per_channel[e % args.channels])
+        .sum();
+    let padding = "x".repeat(args.payload.saturating_sub(40));
+    let cpu_start = cpu_micros(args.pid);
+    let send_start = Instant::now();
+    let gate = Arc::new(Semaphore::new(args.publishers));
+    let mut sends = Vec::with_capacity(args.events);
+    let mut errors = 0u64;
+    for event in 0..args.events {
+        if args.deliveries_per_second > 0 {
+            let per_event = subscribers_per_channel[event % args.channels].max(1) as f64;
+            let due = send_start
+                + Duration::from_secs_f64(
+                    event as f64 * per_event / args.deliveries_per_second as f64,
+                );
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let (http, args2) = (http.clone(), args.clone());
+        let channel = format!(
+            "{}bench-{}",
+            if args.private { "private-" } else { "" },
+            event % args.channels
+        );
+        let data = format!("T{}:S{event}:{padding}", now_micros());
+        sends.push(tokio::spawn(async move {
+            let result = trigger(&http, &args2, &channel, &data).await;
+            drop(permit);
+            result
+        }));
+    }
+    for send in sends {
+        if send.await.unwrap().is_err() {
+            errors += 1;
+        }
+    }
+    // Wait until everything arrived or nothing arrives for 3 s.
+    let mut last = received.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while received.load(Ordering::Relaxed) < expected {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let deliver_secs = send_start.elapsed().as_secs_f64()
+        - if received.load(Ordering::Relaxed) < expected {
+            3.0
+        } else {
+            0.0
+        };
+    let cpu_end = cpu_micros(args.pid);
+
+    stop.cancel();
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await.unwrap().latencies_us);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_kib(args.pid);
+
+    latencies.sort_unstable();
+    let delivered = latencies.len() as u64;
+    let cpu_per_delivery = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) if delivered > 0 => Some((b - a) as f64 / delivered as f64),
+        _ => None,
+    };
+    let kib_per_connection = match (rss_before, rss_subscribed) {
+        (Some(a), Some(b)) if subscribed > 0 => Some((b as f64 - a as f64) / subscribed as f64),
+        _ => None,
+    };
+    let report = json!({
+        "label": args.label,
+        "connections": args.connections,
+        "subscribed": subscribed,
+        "connect_failures": failures,
+        "first_error": first_error,
+        "channels": args.channels,
+        "private": args.private,
+        "connect_subscribe_per_sec": (subscribed as f64 / connect_secs).round(),
+        "rss_before_kib": rss_before,
+        "rss_subscribed_kib": rss_subscribed,
+        "rss_after_disconnect_kib": rss_after,
+        "kib_per_connection": kib_per_connection.map(|k| (k * 100.0).round() / 100.0),
+        "events": args.events,
+        "trigger_errors": errors,
+        "payload_bytes": args.payload,
+        "expected_deliveries": expected,
+        "delivered": delivered,
+        "lost": expected.saturating_sub(delivered),
+        "deliveries_per_sec": (delivered as f64 / deliver_secs.max(0.001)).round(),
+        "latency_us": {"p50": percentile(&latencies, 0.5), "p99": percentile(&latencies, 0.99), "max": latencies.last().copied().unwrap_or(0)},
+        "server_cpu_us_per_delivery": cpu_per_delivery.map(|c| (c * 1000.0).round() / 1000.0),
+    });
+    println!("{report}");
+    eprintln!(
+        "{}: {subscribed}/{} subscribed at {:.0}/s; {delivered}/{expected} delivered ({} lost) at {:.0}/s; latency p50 {} µs p99 {} µs max {} µs; server CPU {} µs/delivery; memory {} KiB/connection ({:?} → {:?} → {:?} KiB)",
+        args.label,
+        args.connections,
+        subscribed as f64 / connect_secs,
+        expected.saturating_sub(delivered),
+        delivered as f64 / deliver_secs.max(0.001),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0),
+        cpu_per_delivery.map_or("?".into(), |c| format!("{c:.2}")),
+        kib_per_connection.map_or("?".into(), |k| format!("{k:.1}")),
+        rss_before,
+        rss_subscribed,
+        rss_after,
+    );
+}
