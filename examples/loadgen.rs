@@ -239,6 +239,8 @@ async fn trigger(
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
+    // Thousands of clients need thousands of descriptors.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let rss_before = rss_kib(args.pid);
 
     // Connect and subscribe.

@@ -1,0 +1,56 @@
+"""Renders one compare.sh run (JSON lines) as bench/RESULTS.md."""
+
+import json
+import os
+import platform
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = {r["label"]: r for r in rows}
+servers = sorted({r["label"].split(" ", 1)[0] for r in rows})
+scenarios = []
+for r in rows:
+    name = r["label"].split(" ", 1)[1]
+    if name not in scenarios:
+        scenarios.append(name)
+
+mem_total = next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+out = [
+    "# Benchmark results",
+    "",
+    f"Machine: {os.cpu_count()} cores, {int(mem_total) // 1024} MiB memory, {platform.platform()}.",
+    "Command: `bash bench/compare.sh` (the servers run one after the other on loopback; the load",
+    "generator `examples/loadgen.rs` runs on the same machine, so both compete for the same cores).",
+    "",
+    "| scenario | server | subscribed | conn+sub/s | KiB/conn | delivered | lost | deliveries/s | p50 µs | p99 µs | max µs | server CPU µs/delivery | RSS after disconnect KiB |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+for name in scenarios:
+    for server in servers:
+        r = by.get(f"{server} {name}")
+        if not r:
+            continue
+        lat = r["latency_us"]
+        out.append(
+            f"| {name} | {server} | {r['subscribed']} | {r['connect_subscribe_per_sec']:.0f} | {r['kib_per_connection']} | "
+            f"{r['delivered']}/{r['expected_deliveries']} | {r['lost']} | {r['deliveries_per_sec']:.0f} | {lat['p50']} | {lat['p99']} | "
+            f"{lat['max']} | {r['server_cpu_us_per_delivery']} | {r['rss_after_disconnect_kib']} |"
+        )
+
+if "sockudo" in servers and "flarum-ws" in servers:
+    out += ["", "## Ratios (flarum-ws / sockudo)", "", "| scenario | KiB/conn | deliveries/s | p99 latency | CPU µs/delivery |", "|---|---|---|---|---|"]
+    for name in scenarios:
+        a, b = by.get(f"flarum-ws {name}"), by.get(f"sockudo {name}")
+        if not a or not b:
+            continue
+
+        def ratio(x, y):
+            return f"{x / y:.2f}×" if x and y else "-"
+
+        out.append(
+            f"| {name} | {ratio(a['kib_per_connection'], b['kib_per_connection'])} | "
+            f"{ratio(a['deliveries_per_sec'], b['deliveries_per_sec'])} | {ratio(a['latency_us']['p99'], b['latency_us']['p99'])} | "
+            f"{ratio(a['server_cpu_us_per_delivery'], b['server_cpu_us_per_delivery'])} |"
+        )
+out += ["", "Raw JSON lines of this run: `" + sys.argv[1] + "`; all runs: `bench/results.jsonl`."]
+print("\n".join(out))
