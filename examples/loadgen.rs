@@ -62,6 +62,9 @@ struct Args {
     /// Seconds to hold the subscribed connections idle before measuring memory.
     #[arg(long, default_value_t = 2)]
     settle: u64,
+    /// Seconds to wait after disconnecting before reading memory again.
+    #[arg(long, default_value_t = 8)]
+    after_disconnect: u64,
     /// A name for this run in the output.
     #[arg(long, default_value = "run")]
     label: String,
@@ -349,7 +352,8 @@ async fn main() {
     for client in clients {
         latencies.extend(client.await.unwrap().latencies_us);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Servers may give memory back some seconds after clients leave.
+    tokio::time::sleep(Duration::from_secs(args.after_disconnect)).await;
     let rss_after = rss_kib(args.pid);
 
     latencies.sort_unstable();

@@ -55,6 +55,8 @@ fn loadgen_counts_every_delivery_and_nothing_is_lost() {
             "40",
             "--settle",
             "0",
+            "--after-disconnect",
+            "0",
         ]);
         if private {
             command.arg("--private");

@@ -8,6 +8,7 @@ mod connection;
 mod context;
 mod counters;
 mod http_api;
+mod memory;
 mod response;
 mod router;
 mod websocket;
@@ -47,6 +48,7 @@ pub async fn run(
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result<()> {
     let shutdown = ctx.shutdown.clone();
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
+    let trimmer = tokio::spawn(memory::trim_after_disconnects(ctx.clone()));
 
     loop {
         tokio::select! {
@@ -62,6 +64,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     }
     drop(listener);
     sweeper.abort();
+    trimmer.abort();
 
     let open = ctx.tracker.len();
     tracing::info!("Shutting down: closing {open} connection(s) with 4200 (reconnect)");

@@ -27,8 +27,14 @@ use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
 
 /// Per-connection read buffer. tungstenite's default (128 KiB) would cost
-/// more memory than everything else a connection holds together.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// more memory than everything else a connection holds together; client
+/// frames (subscribe, signin, client events) are small.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+
+/// Frames are gathered up to this size and written with one system call
+/// (flushed at the end of each batch); the buffer grows only as far as a
+/// batch needs.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Whether the request asks for a websocket upgrade.
 pub fn is_upgrade(request: &Request<Incoming>) -> bool {
@@ -96,7 +102,7 @@ fn websocket_config(ctx: &ServerContext) -> WebSocketConfig {
     let max_message = ctx.settings().limits.max_message_bytes;
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
