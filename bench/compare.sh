@@ -26,6 +26,10 @@ if [[ " $SERVERS " == *" sockudo "* ]] && ! command -v sockudo >/dev/null; then
 fi
 
 start_server() {
+  if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+    echo "port $PORT is already in use; stop whatever listens there first" >&2
+    exit 1
+  fi
   case "$1" in
     flarum-ws)
       FLARUM_WS_APP_ID=$APP_ID FLARUM_WS_APP_KEY=$KEY FLARUM_WS_APP_SECRET=$SECRET \
@@ -38,12 +42,15 @@ start_server() {
         SOCKUDO_DEFAULT_APP_ID=$APP_ID SOCKUDO_DEFAULT_APP_KEY=$KEY SOCKUDO_DEFAULT_APP_SECRET=$SECRET \
         SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000000 \
         SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=10000 \
+        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=100000 \
         sockudo >/tmp/bench-server.log 2>&1 &
       ;;
   esac
   SERVER_PID=$!
   for _ in $(seq 1 100); do
-    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0
+    if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && kill -0 "$SERVER_PID" 2>/dev/null; then
+      return 0
+    fi
     sleep 0.1
   done
   echo "$1 did not start:" >&2
