@@ -109,27 +109,36 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     let ending = if socket.send(Message::text(established)).await.is_err() {
         Ending::ClientGone
     } else {
-        let mut deadline = Instant::now() + activity_timeout;
-        let mut awaiting_pong = false;
+        // Long-lived futures, created once: re-creating them on every wake
+        // would register and unregister waiters (and a timer) per frame.
+        let closed = link.close_requested();
+        tokio::pin!(closed);
+        let shutdown = ctx.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let timer = sleep_until(Instant::now() + activity_timeout);
+        tokio::pin!(timer);
+        // Incoming frames only move this mark; the timer checks it when it fires.
+        let mut last_activity = Instant::now();
+        let mut ping_sent_at: Option<Instant> = None;
         loop {
             let step = tokio::select! {
                 biased;
-                code = link.close_requested() => Some(Ending::server(code, true)),
-                _ = ctx.shutdown.cancelled() => Some(Ending::server(close_code::RECONNECT_NOW, true)),
+                code = &mut closed => Some(Ending::server(code, true)),
+                _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(frame) = queue.recv() => {
                     tokio::select! {
                         biased;
                         // The client stopped reading mid-write: no announcement
                         // can get through, only the close frame (bounded).
-                        code = link.close_requested() => Some(Ending::server(code, false)),
+                        code = &mut closed => Some(Ending::server(code, false)),
                         written = write_batch(&mut socket, frame, &mut queue, id, verbose) => {
                             written.err().map(|_| Ending::ClientGone)
                         }
                     }
                 }
                 incoming = socket.next() => {
-                    deadline = Instant::now() + activity_timeout;
-                    awaiting_pong = false;
+                    last_activity = Instant::now();
                     match incoming {
                         None => Some(Ending::ClientGone),
                         Some(Err(error)) => Some(read_error(id, error)),
@@ -139,14 +148,26 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         }
                     }
                 }
-                _ = sleep_until(deadline) => {
-                    if awaiting_pong {
-                        Some(Ending::server(close_code::PONG_NOT_RECEIVED, true))
-                    } else {
-                        awaiting_pong = true;
-                        deadline = Instant::now() + ctx.settings().pong_timeout;
-                        link.send(Frame::from(outgoing::ping()));
-                        None
+                () = &mut timer => {
+                    let now = Instant::now();
+                    match ping_sent_at {
+                        // Any frame since the ping counts as the answer.
+                        Some(sent) if last_activity > sent => {
+                            ping_sent_at = None;
+                            timer.as_mut().reset(last_activity + activity_timeout);
+                            None
+                        }
+                        Some(_) => Some(Ending::server(close_code::PONG_NOT_RECEIVED, true)),
+                        None if last_activity + activity_timeout > now => {
+                            timer.as_mut().reset(last_activity + activity_timeout);
+                            None
+                        }
+                        None => {
+                            ping_sent_at = Some(now);
+                            timer.as_mut().reset(now + ctx.settings().pong_timeout);
+                            link.send(Frame::from(outgoing::ping()));
+                            None
+                        }
                     }
                 }
             };
