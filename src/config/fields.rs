@@ -99,6 +99,18 @@ settings! {
     statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL",
     /// Whether to write statistics rows to the forum database.
     statistics: bool = "FLARUM_WS_STATISTICS",
+    /// Open websocket connections the server accepts in all.
+    max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS",
+    /// Open websocket connections per client IP address.
+    max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP",
+    /// Channels one connection may be subscribed to at once.
+    max_subscriptions_per_connection: usize = "FLARUM_WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    /// Seconds a client has to send its request head (slowloris guard).
+    handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT",
+    /// Browser origins allowed to connect (empty: any).
+    allowed_origins: Vec<String> = "FLARUM_WS_ALLOWED_ORIGINS",
+    /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
+    trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
     max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS",
     max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES",
     max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH",
@@ -147,6 +159,10 @@ fn defaults() -> PartialSettings {
         self_signed: Some(false),
         statistics: Some(true),
         statistics_interval: Some(7200),
+        max_connections: Some(50_000),
+        max_connections_per_ip: Some(1_000),
+        max_subscriptions_per_connection: Some(1_000),
+        handshake_timeout: Some(10),
         max_presence_members: Some(10_000),
         max_presence_user_info_bytes: Some(1024),
         max_presence_user_id_length: Some(128),
@@ -245,7 +261,38 @@ pub(super) fn into_settings(
         }),
         _ => None,
     };
+    let trusted_proxies = match p.trusted_proxies.clone() {
+        Some(list) => list,
+        // The local reverse proxy is trusted to say who the client is.
+        None if reverse_proxy => vec!["127.0.0.1".to_owned(), "::1".to_owned()],
+        None => Vec::new(),
+    };
+    let mut trusted = Vec::new();
+    for entry in &trusted_proxies {
+        let ip = entry
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| ConfigError::InvalidSetting {
+                name: "trusted_proxies",
+                origin: provenance
+                    .get("trusted_proxies")
+                    .cloned()
+                    .unwrap_or(Source::Default),
+                problem: format!("{entry:?} is not an IP address"),
+            })?;
+        trusted.push(ip);
+    }
+    let allowed_origins: Vec<String> = p
+        .allowed_origins
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+        .collect();
     let limits = Limits {
+        max_connections: p.max_connections.unwrap_or_default(),
+        max_connections_per_ip: p.max_connections_per_ip.unwrap_or_default(),
+        max_subscriptions_per_connection: p.max_subscriptions_per_connection.unwrap_or_default(),
+        handshake_timeout: Duration::from_secs(p.handshake_timeout.unwrap_or_default()),
         max_presence_members: p.max_presence_members.unwrap_or_default(),
         max_presence_user_info_bytes: p.max_presence_user_info_bytes.unwrap_or_default(),
         max_presence_user_id_length: p.max_presence_user_id_length.unwrap_or_default(),
@@ -266,6 +313,14 @@ pub(super) fn into_settings(
     positive(pong_timeout, "pong_timeout", pv)?;
     positive(statistics_interval, "statistics_interval", pv)?;
     positive(limits.max_presence_members, "max_presence_members", pv)?;
+    positive(limits.max_connections, "max_connections", pv)?;
+    positive(limits.max_connections_per_ip, "max_connections_per_ip", pv)?;
+    positive(
+        limits.max_subscriptions_per_connection,
+        "max_subscriptions_per_connection",
+        pv,
+    )?;
+    positive(limits.handshake_timeout, "handshake_timeout", pv)?;
     positive(
         limits.max_channel_name_length,
         "max_channel_name_length",
@@ -301,6 +356,8 @@ pub(super) fn into_settings(
             app_host: p.app_host.clone().filter(|h| !h.is_empty()),
             statistics,
             statistics_interval: Duration::from_secs(statistics_interval),
+            allowed_origins,
+            trusted_proxies: trusted,
             verbose,
             limits,
         },

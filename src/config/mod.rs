@@ -96,6 +96,10 @@ pub struct AppCredentials {
 /// except where a forum needs more (presence members).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub handshake_timeout: Duration,
     pub max_presence_members: usize,
     pub max_presence_user_info_bytes: usize,
     pub max_presence_user_id_length: usize,
@@ -139,6 +143,11 @@ pub struct Settings {
     /// Whether to write the forum's statistics rows.
     pub statistics: bool,
     pub statistics_interval: Duration,
+    /// Browser origins allowed to open websockets (lower case, no trailing
+    /// slash); empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Peers whose forwarded-for headers name the real client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub verbose: bool,
     pub limits: Limits,
 }

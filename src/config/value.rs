@@ -61,6 +61,18 @@ impl FromVariable for bool {
     }
 }
 
+/// Lists are comma-separated in variables (YAML uses a real list).
+impl FromVariable for Vec<String> {
+    fn from_variable(text: &str) -> Result<Self, String> {
+        Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
 macro_rules! numeric_from_variable {
     ($($ty:ty),*) => {$(
         impl FromVariable for $ty {

@@ -15,9 +15,6 @@ use tokio::net::TcpStream;
 use super::context::ServerContext;
 use super::router;
 
-/// Slowloris guard: the request head must arrive within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
@@ -44,10 +41,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
-    let service = service_fn(move |request| router::route(service_ctx.clone(), request));
+    let service = service_fn(move |request| router::route(service_ctx.clone(), peer, request));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(ctx.settings().limits.handshake_timeout)
         .max_buf_size(MAX_HEAD_BYTES.max(8192))
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admission::ConnectionSlots;
 use super::counters::Counters;
 use crate::config::Settings;
 use crate::hub::{Hub, HubLimits};
@@ -23,6 +24,8 @@ pub struct ServerContext {
     pub tracker: TaskTracker,
     /// Set when the server itself terminates TLS.
     pub tls: Option<TlsAcceptor>,
+    /// Open websocket connections, in all and per client address.
+    pub slots: Arc<ConnectionSlots>,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -41,6 +44,7 @@ impl ServerContext {
             shutdown,
             tracker: TaskTracker::new(),
             tls: None,
+            slots: Arc::new(ConnectionSlots::default()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Dispatch of one HTTP request: websocket upgrade, HTTP API, health.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -12,11 +13,12 @@ use super::{http_api, websocket};
 
 pub async fn route(
     ctx: Arc<ServerContext>,
+    peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path();
     if websocket::is_upgrade(&request) {
-        return Ok(websocket::upgrade(ctx, request));
+        return Ok(websocket::upgrade(ctx, peer, request));
     }
     if path.starts_with("/app/") {
         return Ok(response::error(

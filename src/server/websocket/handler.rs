@@ -106,6 +106,15 @@ impl Handler {
                 );
             }
         };
+        let max = limits.max_subscriptions_per_connection;
+        if !self.channels.contains(&channel) && self.channels.len() >= max {
+            return self.refuse_subscription(
+                channel.as_str(),
+                "LimitReached",
+                403,
+                &format!("this connection is already subscribed to {max} channels, the configured maximum"),
+            );
+        }
         let kind = channel.kind();
         let socket_id = self.link.id.to_string();
         if kind == ChannelKind::ServerToUser

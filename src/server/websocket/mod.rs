@@ -9,12 +9,13 @@
 mod handler;
 mod session;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
-    UPGRADE,
+    CONNECTION, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,6 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::admission::{SlotRefused, client_ip, origin_allowed};
 use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
@@ -108,7 +110,11 @@ fn websocket_config(ctx: &ServerContext) -> WebSocketConfig {
 }
 
 /// Answers the handshake with 101 and hands the upgraded stream to a session.
-pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Response<Body> {
+pub fn upgrade(
+    ctx: Arc<ServerContext>,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
     let version_ok = request
         .headers()
         .get(SEC_WEBSOCKET_VERSION)
@@ -129,7 +135,49 @@ pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Respo
     if ctx.shutdown.is_cancelled() {
         return response::error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
-    let admission = admit(&ctx, request.uri().path(), request.uri().query());
+    let settings = ctx.settings();
+    let mut admission = admit(&ctx, request.uri().path(), request.uri().query());
+    let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
+    if admission == Admission::Accept && !origin_allowed(origin, &settings.allowed_origins) {
+        admission = Admission::Reject {
+            code: close_code::UNAUTHORIZED,
+            message: format!(
+                "Origin {} is not allowed to connect; add it to allowed_origins",
+                origin.unwrap_or_default()
+            ),
+        };
+    }
+    // The slot travels with the session and is given back when it ends.
+    let mut slot = None;
+    if admission == Admission::Accept {
+        let ip = client_ip(peer, request.headers(), &settings.trusted_proxies);
+        let limits = &settings.limits;
+        match ctx
+            .slots
+            .try_admit(ip, limits.max_connections, limits.max_connections_per_ip)
+        {
+            Ok(admitted) => slot = Some(admitted),
+            Err(refused) => {
+                let message = match refused {
+                    SlotRefused::ServerFull { max } => {
+                        format!(
+                            "Over capacity: the server holds its maximum of {max} connections; retry later"
+                        )
+                    }
+                    SlotRefused::TooManyFromAddress { ip, max } => {
+                        format!(
+                            "Over capacity: {ip} already has {max} connections open; retry later"
+                        )
+                    }
+                };
+                tracing::warn!("Refusing a websocket connection: {message}");
+                admission = Admission::Reject {
+                    code: close_code::OVER_CAPACITY,
+                    message,
+                };
+            }
+        }
+    }
     let config = websocket_config(&ctx);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task_ctx = ctx.clone();
@@ -143,7 +191,10 @@ pub fn upgrade(ctx: Arc<ServerContext>, mut request: Request<Incoming>) -> Respo
                 )
                 .await;
                 match admission {
-                    Admission::Accept => session::run(task_ctx, socket).await,
+                    Admission::Accept => {
+                        session::run(task_ctx, socket).await;
+                        drop(slot);
+                    }
                     Admission::Reject { code, message } => {
                         session::reject(socket, code, &message).await
                     }

@@ -1,0 +1,185 @@
+//! Connection limits, the origin allow-list, trusted-proxy addresses,
+//! subscription limits and the slowloris guard, over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn connect_with(
+    server: &TestServer,
+    headers: &[(&'static str, &str)],
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = server
+        .ws_url(&format!("/app/{KEY}?protocol=7"))
+        .into_client_request()
+        .unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake")
+        .0
+}
+
+async fn first_event(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> serde_json::Value {
+    next_json(ws).await.expect("a frame")
+}
+
+#[tokio::test]
+async fn total_and_per_address_limits_close_with_4100_and_free_up() {
+    let server = TestServer::with(|s| {
+        s.max_connections = Some(3);
+        s.max_connections_per_ip = Some(2);
+    })
+    .await;
+    let a = server.client().await;
+    let _b = server.client().await;
+    // A third from 127.0.0.1: over the per-address limit.
+    let mut c = connect_with(&server, &[]).await;
+    let error = first_event(&mut c).await;
+    assert_eq!(data_of(&error)["code"], 4100);
+    assert!(
+        data_of(&error)["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1 already has 2")
+    );
+    assert_eq!(expect_close(&mut c).await, 4100);
+    // Closing one gives its slot back.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = server.client().await;
+
+    // The total limit, whatever the addresses.
+    let full = TestServer::with(|s| s.max_connections = Some(2)).await;
+    let _x = full.client().await;
+    let _y = full.client().await;
+    let mut z = connect_with(&full, &[]).await;
+    let error = first_event(&mut z).await;
+    assert_eq!(data_of(&error)["code"], 4100);
+    assert!(
+        data_of(&error)["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum of 2 connections")
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let server = TestServer::with(|s| {
+        s.max_connections_per_ip = Some(1);
+        s.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
+    // Behind the trusted proxy, two clients with different addresses both get in.
+    let mut one = connect_with(&server, &[("x-forwarded-for", "203.0.113.1")]).await;
+    assert_eq!(
+        first_event(&mut one).await["event"],
+        "pusher:connection_established"
+    );
+    let mut two = connect_with(&server, &[("x-real-ip", "203.0.113.2")]).await;
+    assert_eq!(
+        first_event(&mut two).await["event"],
+        "pusher:connection_established"
+    );
+    // The same forwarded address twice is over the limit.
+    let mut three =
+        connect_with(&server, &[("x-forwarded-for", "198.51.100.9, 203.0.113.1")]).await;
+    assert_eq!(data_of(&first_event(&mut three).await)["code"], 4100);
+
+    // An untrusted peer cannot pick its address with the header.
+    let strict = TestServer::with(|s| s.max_connections_per_ip = Some(1)).await;
+    let mut first = connect_with(&strict, &[("x-forwarded-for", "203.0.113.1")]).await;
+    assert_eq!(
+        first_event(&mut first).await["event"],
+        "pusher:connection_established"
+    );
+    let mut second = connect_with(&strict, &[("x-forwarded-for", "203.0.113.99")]).await;
+    assert_eq!(data_of(&first_event(&mut second).await)["code"], 4100);
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_connect() {
+    let server =
+        TestServer::with(|s| s.allowed_origins = Some(vec!["https://forum.example".into()])).await;
+    let mut allowed = connect_with(&server, &[("origin", "https://forum.example")]).await;
+    assert_eq!(
+        first_event(&mut allowed).await["event"],
+        "pusher:connection_established"
+    );
+    let mut refused = connect_with(&server, &[("origin", "https://elsewhere.example")]).await;
+    let error = first_event(&mut refused).await;
+    assert_eq!(data_of(&error)["code"], 4009);
+    assert_eq!(expect_close(&mut refused).await, 4009);
+    // Non-browser clients send no Origin and could forge one anyway.
+    let mut tool = connect_with(&server, &[]).await;
+    assert_eq!(
+        first_event(&mut tool).await["event"],
+        "pusher:connection_established"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_limited() {
+    let server = TestServer::with(|s| s.max_subscriptions_per_connection = Some(2)).await;
+    let mut client = server.client().await;
+    client.subscribe("one").await;
+    client.subscribe("two").await;
+    let refused = client.subscribe("three").await;
+    assert_eq!(refused["event"], "pusher:subscription_error");
+    assert!(
+        data_of(&refused)["error"]
+            .as_str()
+            .unwrap()
+            .contains("2 channels")
+    );
+    client.next().await;
+    // Subscribing again to a joined channel is fine, and the connection lives on.
+    assert_eq!(
+        client.subscribe("one").await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    client.send(json!({"event":"pusher:ping","data":{}})).await;
+    assert_eq!(client.next().await["event"], "pusher:pong");
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off() {
+    let server = TestServer::with(|s| s.handshake_timeout = Some(1)).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /app/test-key?protocol=7 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 512];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a client sending its headers slowly kept the connection"
+    );
+    // Everyone else is still served.
+    let mut client = server.client().await;
+    assert_eq!(
+        client.subscribe("news").await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+}
