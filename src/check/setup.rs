@@ -161,6 +161,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     if let Some(finding) = check_cloudflare(settings) {
         findings.push(finding);
     }
+    findings.push(check_origins(settings, forum.as_ref()));
     findings.extend(check_certificate(settings, host.as_deref()));
     if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
         findings.push(Finding::pass(
@@ -222,6 +223,26 @@ fn check_bind_address(settings: &Settings) -> Finding {
             ),
         ),
     }
+}
+
+fn check_origins(settings: &Settings, forum: Option<&ForumConfig>) -> Finding {
+    if !settings.allowed_origins.is_empty() {
+        return Finding::pass(
+            "origins",
+            format!("browsers from {} only", settings.allowed_origins.join(", ")),
+        );
+    }
+    let suggestion = forum
+        .and_then(|f| f.url.as_deref())
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| "https://your.forum".into());
+    Finding::warn(
+        "origins",
+        "pages of any website may open websockets to this server",
+        format!(
+            "set allowed_origins to the forum's origin: FLARUM_WS_ALLOWED_ORIGINS={suggestion}"
+        ),
+    )
 }
 
 fn check_cloudflare(settings: &Settings) -> Option<Finding> {
