@@ -263,6 +263,16 @@ fn ports_bind_addresses_and_the_forum_database() {
     );
     assert_eq!(code, 0);
     assert_eq!(finding(&findings, "bind address")["status"], "warn");
+    assert_eq!(finding(&findings, "origins")["status"], "warn");
+    let (_, findings) = check(
+        dir.path(),
+        &[
+            ("FLARUM_WS_PORT", free.clone()),
+            ("FLARUM_WS_ALLOWED_ORIGINS", "https://forum.example".into()),
+        ],
+        &[],
+    );
+    assert_eq!(finding(&findings, "origins")["status"], "pass");
     let (code, findings) = check(
         dir.path(),
         &[
