@@ -183,3 +183,50 @@ async fn a_slow_request_head_is_cut_off() {
         "pusher_internal:subscription_succeeded"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
+    let server = TestServer::with(|s| s.socket_queue_capacity = Some(16)).await;
+    let mut healthy = server.client().await;
+    healthy.subscribe("news").await;
+    let mut stalled = server.client().await;
+    stalled.subscribe("news").await;
+    // From here on `stalled` never reads: its TCP buffers fill, then its queue.
+
+    let api = server.api();
+    let payload = "x".repeat(9 * 1024);
+    let (_, before) = api
+        .get(
+            &format!("/apps/{APP_ID}/channels/news"),
+            &[("info", "subscription_count")],
+        )
+        .await;
+    assert_eq!(before["subscription_count"], 2);
+    let mut dropped = false;
+    for i in 0..2000u32 {
+        let (status, _) = api.trigger("news", "bulk", &format!("{i}:{payload}")).await;
+        assert_eq!(status, 200);
+        let frame = healthy.next().await;
+        assert!(
+            frame["data"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{i}:")),
+            "healthy client missed event {i}"
+        );
+        if i % 50 == 49 {
+            let (_, info) = api
+                .get(
+                    &format!("/apps/{APP_ID}/channels/news"),
+                    &[("info", "subscription_count")],
+                )
+                .await;
+            if info["subscription_count"] == 1 {
+                dropped = true;
+                break;
+            }
+        }
+    }
+    assert!(dropped, "the stalled client was never dropped");
+    drop(stalled);
+}
