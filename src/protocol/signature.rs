@@ -153,7 +153,7 @@ pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), R
     let timestamp: i64 = timestamp
         .parse()
         .map_err(|_| RequestAuthError::BadTimestamp)?;
-    let skew = (request.now_unix - timestamp).abs();
+    let skew = request.now_unix.saturating_sub(timestamp).saturating_abs();
     if skew > TIMESTAMP_WINDOW_SECS {
         return Err(RequestAuthError::TimestampExpired { skew });
     }
@@ -260,6 +260,30 @@ mod tests {
             },
             SECRET,
         )
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_not_overflowed() {
+        for timestamp in [i64::MIN, i64::MAX] {
+            let params = vec![
+                ("auth_key".to_string(), KEY.to_string()),
+                ("auth_timestamp".to_string(), timestamp.to_string()),
+                ("auth_version".to_string(), "1.0".to_string()),
+                ("auth_signature".to_string(), "00".to_string()),
+            ];
+            let paths = ["/apps/3/events".to_string()];
+            let request = SignedRequest {
+                method: "GET",
+                paths: &paths,
+                params: &params,
+                body: b"",
+                now_unix: 1_700_000_000,
+            };
+            assert!(matches!(
+                verify_request(&request, SECRET),
+                Err(RequestAuthError::TimestampExpired { .. })
+            ));
+        }
     }
 
     #[test]
