@@ -7,17 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use common::pki::Pki;
-use common::process::{flarum_ws, start};
+use common::process::{flarum_ws, free_port, start};
 use common::*;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Runs `check --json` with `envs` (plus credentials) and returns the exit
 /// code and the findings by check name.

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::{flarum_ws, start};
+use common::process::{BrowserTab, flarum_ws, free_port, start};
 use common::*;
 use serde_json::{Value, json};
 use sqlx::any::install_default_drivers;
@@ -172,14 +171,6 @@ fn write_config_php(root: &Path, config: &Value) {
     std::fs::write(root.join("config.php"), output.stdout).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn credentials(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("kyrne-websocket.app_id", "815".into()),
@@ -244,24 +235,6 @@ async fn trigger(
         .as_u16()
 }
 
-fn node_client(
-    version: &str,
-    port: u16,
-    key: &str,
-    channel: &str,
-    event: &str,
-) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
-    let mut child = Command::new("node")
-        .arg(script)
-        .args([version, &port.to_string(), key, channel, event])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node is needed for these tests");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    (child, stdout)
-}
-
 async fn end_to_end(db: Server, prefix: &str) {
     let port = free_port();
     let rows = credentials(port);
@@ -274,10 +247,8 @@ async fn end_to_end(db: Server, prefix: &str) {
     );
 
     let key = "forumkey0123456789abcdefghijklmn";
-    let (mut child, mut stdout) = node_client("8", port, key, "public", "newPost");
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "subscribed", "{db:?} {prefix:?}");
+    let mut tab = BrowserTab::open("8", port, key, "public", "newPost", None);
+    assert_eq!(tab.line(), "subscribed", "{db:?} {prefix:?}");
     let status = trigger(
         port,
         "815",
@@ -289,13 +260,11 @@ async fn end_to_end(db: Server, prefix: &str) {
     )
     .await;
     assert_eq!(status, 200);
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
     assert_eq!(
-        serde_json::from_str::<Value>(&line).unwrap(),
+        serde_json::from_str::<Value>(&tab.line()).unwrap(),
         json!({"postId":158,"discussionId":43,"tagIds":[1]})
     );
-    assert!(child.wait().unwrap().success());
+    assert!(tab.child.wait().unwrap().success());
 
     // A statistics row arrives within a couple of intervals (1 s here).
     let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;

@@ -4,23 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::pki::Pki;
-use common::process::{flarum_ws, start};
+use common::process::{BrowserTab, flarum_ws, free_port, start};
 use common::*;
 use flarum_ws::probe::{Target, request};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn with_credentials(command: &mut Command, port: u16) -> &mut Command {
     command.envs([
@@ -138,20 +129,15 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
         "the site is served by @web"
     );
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
-    let mut node = Command::new("node")
-        .arg(script)
-        .args(["8", &nginx_port.to_string(), KEY, "public", "newPost"])
-        .env("FORCE_TLS", "1")
-        .env("WS_HOST", "localhost")
-        .env("NODE_EXTRA_CA_CERTS", &pki.root_pem)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(node.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "subscribed", "pusher-js through nginx");
+    let mut tab = BrowserTab::open(
+        "8",
+        nginx_port,
+        KEY,
+        "public",
+        "newPost",
+        Some(&pki.root_pem),
+    );
+    assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
     let trigger = with_credentials(&mut flarum_ws(forum.path()), ws_port)
         .args(["trigger", "public", "newPost", r#"{"postId":3}"#])
         .output()
@@ -161,10 +147,8 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
         "{}",
         String::from_utf8_lossy(&trigger.stderr)
     );
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), r#"{"postId":3}"#);
-    assert!(node.wait().unwrap().success());
+    assert_eq!(tab.line(), r#"{"postId":3}"#);
+    assert!(tab.child.wait().unwrap().success());
 
     // SIGTERM lets the master stop its workers too (SIGKILL would orphan them).
     let pid = nginx.id().to_string();

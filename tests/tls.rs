@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::pki::{Pki, openssl};
-use common::process::{Running, flarum_ws, start};
+use common::process::{BrowserTab, Running, flarum_ws, start};
 use common::*;
 use flarum_ws::probe::{SignedClient, Stream, Target, connect};
 use futures_util::SinkExt;
@@ -74,21 +73,15 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
     ));
 
     for version in ["8", "5"] {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
-        let mut node = Command::new("node")
-            .arg(script)
-            .args([version, &server.port.to_string(), KEY, "public", "newPost"])
-            .env("FORCE_TLS", "1")
-            .env("WS_HOST", "localhost")
-            .env("NODE_EXTRA_CA_CERTS", &pki.root_pem)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(node.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "subscribed", "pusher-js {version} over wss");
+        let mut tab = BrowserTab::open(
+            version,
+            server.port,
+            KEY,
+            "public",
+            "newPost",
+            Some(&pki.root_pem),
+        );
+        assert_eq!(tab.line(), "subscribed", "pusher-js {version} over wss");
 
         // The admin's `trigger` verifies the chain against the CA it is told to trust.
         let output = tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
@@ -104,13 +97,11 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(String::from_utf8_lossy(&output.stdout).contains("https://127.0.0.1"));
-        line.clear();
-        stdout.read_line(&mut line).unwrap();
         assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&tab.line()).unwrap(),
             json!({"postId": 7})
         );
-        assert!(node.wait().unwrap().success());
+        assert!(tab.child.wait().unwrap().success());
     }
 
     // Without trusting the CA, trigger refuses the certificate...

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Finding;
 use crate::config::Settings;
-use crate::probe::{SignedClient, Target, connect};
+use crate::probe::{SignedClient, Target, connect, local_address};
 
 /// How long each live step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,11 +44,7 @@ fn browser_target(settings: &Settings, host: &str, options: &LiveOptions) -> Tar
 
 /// Where the forum's PHP side sends API requests.
 fn forum_target(settings: &Settings, host: &str) -> Target {
-    let address = match settings.host.as_str() {
-        "0.0.0.0" => "127.0.0.1".to_owned(),
-        "::" => "::1".to_owned(),
-        other => other.to_owned(),
-    };
+    let address = local_address(&settings.host);
     Target {
         address,
         port: settings.port,

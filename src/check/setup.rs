@@ -23,17 +23,6 @@ pub struct CheckInput {
     pub live: Option<LiveOptions>,
 }
 
-fn forum_host(forum: Option<&ForumConfig>) -> Option<String> {
-    forum?
-        .url
-        .as_deref()?
-        .split("://")
-        .nth(1)?
-        .split(['/', ':'])
-        .next()
-        .map(str::to_owned)
-}
-
 /// Runs every check that can run and returns all findings.
 pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -154,7 +143,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let host = settings
         .app_host
         .clone()
-        .or_else(|| forum_host(forum.as_ref()));
+        .or_else(|| forum.as_ref().and_then(ForumConfig::host));
 
     findings.push(check_port(&settings.host, settings.port));
     findings.push(check_bind_address(settings));

@@ -23,13 +23,7 @@ struct Values {
 
 fn values(loaded: &Loaded, args: &SnippetArgs) -> Values {
     let settings = &loaded.resolved.settings;
-    let forum_host = loaded
-        .forum
-        .as_ref()
-        .and_then(|f| f.config.url.as_deref())
-        .and_then(|url| url.split("://").nth(1))
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .map(str::to_owned);
+    let forum_host = loaded.forum.as_ref().and_then(|f| f.config.host());
     let server_name = args
         .server_name
         .clone()

@@ -7,24 +7,14 @@ use serde_json::json;
 
 use super::load::{Loaded, load, runtime};
 use super::{Exit, Failure, TriggerArgs};
-use crate::probe::{SignedClient, Target};
+use crate::probe::{SignedClient, Target, local_address};
 
 /// How the server's own probes reach it: over loopback when it listens on
 /// every address, with the name browsers use for TLS verification.
 pub fn local_target(loaded: &Loaded) -> Target {
     let settings = &loaded.resolved.settings;
-    let address = match settings.host.as_str() {
-        "0.0.0.0" => "127.0.0.1".to_owned(),
-        "::" => "::1".to_owned(),
-        other => other.to_owned(),
-    };
-    let forum_host = loaded
-        .forum
-        .as_ref()
-        .and_then(|f| f.config.url.as_deref())
-        .and_then(|url| url.split("://").nth(1))
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .map(str::to_owned);
+    let address = local_address(&settings.host);
+    let forum_host = loaded.forum.as_ref().and_then(|f| f.config.host());
     Target {
         address,
         port: settings.port,

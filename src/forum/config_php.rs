@@ -59,6 +59,20 @@ pub struct ForumConfig {
     pub debug: bool,
 }
 
+impl ForumConfig {
+    /// The host name of the forum's `url`, e.g. `forum.example`.
+    pub fn host(&self) -> Option<String> {
+        self.url
+            .as_deref()?
+            .split("://")
+            .nth(1)?
+            .split(['/', ':'])
+            .next()
+            .filter(|host| !host.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 /// PHP that evaluates config.php and prints it as JSON. Flarum 2.x setups
 /// may call Laravel's `env()`, which plain PHP lacks; a minimal stand-in
 /// reading the process environment is defined for them.

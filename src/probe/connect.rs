@@ -31,6 +31,16 @@ impl Target {
     }
 }
 
+/// Where a probe on this machine reaches a server bound to `bind_host`:
+/// loopback when it listens on every address.
+pub fn local_address(bind_host: &str) -> String {
+    match bind_host {
+        "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "::1".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// A plain or TLS stream.
 pub enum Stream {
     Plain(TcpStream),

@@ -4,5 +4,5 @@
 mod connect;
 mod http;
 
-pub use connect::{Stream, Target, connect};
+pub use connect::{Stream, Target, connect, local_address};
 pub use http::{SignedClient, request};

@@ -71,3 +71,57 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A browser tab: pusher-js `version` running tests/conformance/forum-client.js,
+/// subscribed to a channel and waiting for one event. With `tls_ca`, it
+/// connects with wss to `localhost`, trusting that CA.
+pub struct BrowserTab {
+    pub child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl BrowserTab {
+    pub fn open(
+        version: &str,
+        port: u16,
+        key: &str,
+        channel: &str,
+        event: &str,
+        tls_ca: Option<&Path>,
+    ) -> Self {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/forum-client.js");
+        let mut command = Command::new("node");
+        command
+            .arg(script)
+            .args([version, &port.to_string(), key, channel, event]);
+        if let Some(ca) = tls_ca {
+            command
+                .env("FORCE_TLS", "1")
+                .env("WS_HOST", "localhost")
+                .env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node is needed for these tests");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self { child, stdout }
+    }
+
+    /// The next line the tab printed (`subscribed`, then the event's data).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+}
