@@ -116,14 +116,7 @@ async fn standalone_from_dotenv_with_verbose_logs_and_sigterm() {
     assert_eq!(status, 200);
     assert_eq!(client.next().await["event"], "newPost");
 
-    let pid = running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    running.signal("TERM");
     assert_eq!(data_of(&client.next().await)["code"], 4200);
     assert_eq!(client.expect_close().await, 4200);
     let (code, lines) = running.lines_until_exit();

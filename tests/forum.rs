@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::{BrowserTab, flarum_ws, free_port, start};
+use common::process::{BrowserTab, Running, flarum_ws, free_port, start};
 use common::*;
 use serde_json::{Value, json};
 use sqlx::any::install_default_drivers;
@@ -69,7 +69,7 @@ async fn exec(conn: &mut AnyConnection, sql: String) {
 
 /// A forum root: config.php written by PHP's var_export, a fresh database
 /// with Flarum's settings and statistics tables under `prefix`, and `rows`.
-async fn forum(db: Server, prefix: &str, rows: &[(&str, &str)]) -> tempfile::TempDir {
+async fn forum(db: Server, prefix: &str, rows: &[(&'static str, String)]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("storage")).unwrap();
     let name = format!("forum_{}", rand::random_range(0..u32::MAX));
@@ -171,13 +171,25 @@ fn write_config_php(root: &Path, config: &Value) {
     std::fs::write(root.join("config.php"), output.stdout).unwrap();
 }
 
+/// The app key the forums made here store in their settings table.
+const FORUM_KEY: &str = "forumkey0123456789abcdefghijklmn";
+
+/// A forum holding the extension's credentials, `flarum-ws serve` started
+/// in it with no other configuration, and a client subscribed to `public`.
+async fn serving_forum(db: Server, prefix: &str) -> (tempfile::TempDir, Running, Client) {
+    let port = free_port();
+    let root = forum(db, prefix, &credentials(port)).await;
+    let server = start(flarum_ws(root.path()).arg("serve"));
+    let mut client =
+        Client::connect(&format!("ws://127.0.0.1:{port}/app/{FORUM_KEY}?protocol=7")).await;
+    client.subscribe("public").await;
+    (root, server, client)
+}
+
 fn credentials(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("kyrne-websocket.app_id", "815".into()),
-        (
-            "kyrne-websocket.app_key",
-            "forumkey0123456789abcdefghijklmn".into(),
-        ),
+        ("kyrne-websocket.app_key", FORUM_KEY.into()),
         ("kyrne-websocket.app_secret", SECRET.into()),
         ("kyrne-websocket.app_port", port.to_string()),
         ("kyrne-websocket.reverse_proxy", "1".into()),
@@ -238,7 +250,6 @@ async fn trigger(
 async fn end_to_end(db: Server, prefix: &str) {
     let port = free_port();
     let rows = credentials(port);
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let root = forum(db, prefix, &rows).await;
     let server = start(flarum_ws(root.path()).arg("serve"));
     assert_eq!(
@@ -246,7 +257,7 @@ async fn end_to_end(db: Server, prefix: &str) {
         "the port comes from kyrne-websocket.app_port"
     );
 
-    let key = "forumkey0123456789abcdefghijklmn";
+    let key = FORUM_KEY;
     let mut tab = BrowserTab::open("8", port, key, "public", "newPost", None);
     assert_eq!(tab.line(), "subscribed", "{db:?} {prefix:?}");
     let status = trigger(
@@ -284,19 +295,19 @@ async fn end_to_end(db: Server, prefix: &str) {
     drop(server);
 }
 
-async fn statistics_rows(db: Server, prefix: &str, root: &Path) -> i64 {
+/// The database a forum made by [`forum`] uses (for SQLite, its file stem).
+fn database_name(root: &Path) -> String {
     let config = std::fs::read_to_string(root.join("config.php")).unwrap();
-    let name = config
-        .split("'database' => '")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let name = name
-        .trim_start_matches("storage/")
-        .trim_end_matches(".sqlite");
-    let mut conn = admin(db, name, root).await;
+    let quoted = config.split("'database' => '").nth(1).unwrap();
+    let name = quoted.split('\'').next().unwrap();
+    name.trim_start_matches("storage/")
+        .trim_end_matches(".sqlite")
+        .to_owned()
+}
+
+async fn statistics_rows(db: Server, prefix: &str, root: &Path) -> i64 {
+    let name = database_name(root);
+    let mut conn = admin(db, &name, root).await;
     let q = if db == Server::MariaDb { "`" } else { "\"" };
     let sql = format!(
         "SELECT COUNT(*) FROM {q}{prefix}websockets_statistics_entries{q} WHERE peak_connection_count >= 1 AND app_id = '815'"
@@ -351,7 +362,6 @@ return [
 #[tokio::test]
 async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
     let rows = credentials(free_port());
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let root = forum(Server::Sqlite, "pre", &rows).await;
     let generated = std::fs::read_to_string(root.path().join("config.php")).unwrap();
     let file = generated
@@ -395,7 +405,6 @@ async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
 #[tokio::test]
 async fn forum_errors_say_what_is_wrong() {
     let rows = credentials(free_port());
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     // The database server is not there.
     let root = forum(Server::MariaDb, "", &rows).await;
@@ -467,7 +476,6 @@ async fn a_missing_certificate_file_is_a_startup_error() {
     let mut rows = credentials(free_port());
     rows.retain(|(k, _)| *k != "kyrne-websocket.reverse_proxy");
     rows.push(("kyrne-websocket.local_cert", "/etc/ssl/forum.pem".into()));
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let root = forum(Server::Sqlite, "", &rows).await;
     let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
     assert_eq!(code, 1);
@@ -479,33 +487,12 @@ async fn a_missing_certificate_file_is_a_startup_error() {
 
 #[tokio::test]
 async fn sighup_applies_a_new_secret_without_dropping_connections() {
-    let port = free_port();
-    let rows = credentials(port);
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let root = forum(Server::Postgres, "flarum_", &rows).await;
-    let server = start(flarum_ws(root.path()).arg("serve"));
-    let key = "forumkey0123456789abcdefghijklmn";
-    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;
-    client.subscribe("public").await;
+    let (root, server, mut client) = serving_forum(Server::Postgres, "flarum_").await;
+    let (port, key) = (server.port, FORUM_KEY);
 
-    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
-    let name = config
-        .split("'database' => '")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let mut conn = admin(Server::Postgres, name, root.path()).await;
+    let mut conn = admin(Server::Postgres, &database_name(root.path()), root.path()).await;
     exec(&mut conn, "UPDATE flarum_settings SET value = 'rotated-secret' WHERE key = 'kyrne-websocket.app_secret'".into()).await;
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.signal("HUP");
 
     let mut status = 0;
     for _ in 0..40 {
@@ -538,26 +525,11 @@ async fn sighup_applies_a_new_secret_without_dropping_connections() {
 
 #[tokio::test]
 async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
-    let port = free_port();
-    let rows = credentials(port);
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let root = forum(Server::Sqlite, "", &rows).await;
-    let mut server = start(flarum_ws(root.path()).arg("serve"));
-    let key = "forumkey0123456789abcdefghijklmn";
-    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{key}?protocol=7")).await;
-    client.subscribe("public").await;
+    let (root, mut server, mut client) = serving_forum(Server::Sqlite, "").await;
+    let (port, key) = (server.port, FORUM_KEY);
 
     // Take the table away under the running server, then give it back.
-    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
-    let name = config
-        .split("'database' => 'storage/")
-        .nth(1)
-        .unwrap()
-        .split(".sqlite")
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut conn = admin(Server::Sqlite, &name, root.path()).await;
+    let mut conn = admin(Server::Sqlite, &database_name(root.path()), root.path()).await;
     exec(
         &mut conn,
         "ALTER TABLE websockets_statistics_entries RENAME TO parked".into(),
@@ -583,14 +555,7 @@ async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
         }
     }
     assert!(written > 0, "statistics did not resume");
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.signal("TERM");
     let (code, log) = server.lines_until_exit();
     assert_eq!(code, 0);
     assert!(

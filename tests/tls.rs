@@ -11,10 +11,11 @@ use std::time::Duration;
 use common::pki::{Pki, openssl};
 use common::process::{BrowserTab, Running, flarum_ws, start};
 use common::*;
-use flarum_ws::probe::{SignedClient, Stream, Target, connect};
+use flarum_ws::probe::{SignedClient, Target, connect};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::either::Either;
 
 fn tls_server(dir: &Path, cert: &Path, key: &Path, passphrase: Option<&str>) -> Command {
     let mut command = flarum_ws(dir);
@@ -55,8 +56,8 @@ fn target(port: u16) -> Target {
 /// The leaf certificate a new TLS connection is served.
 async fn served_certificate(port: u16) -> Vec<u8> {
     match connect(&target(port)).await.expect("TLS connection") {
-        Stream::Tls(tls) => tls.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
-        Stream::Plain(_) => unreachable!("asked for TLS"),
+        Either::Right(tls) => tls.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+        Either::Left(_) => unreachable!("asked for TLS"),
     }
 }
 
@@ -319,14 +320,7 @@ async fn renewed_certificates_reach_new_clients_while_old_ones_stay() {
     assert_eq!(status, 200);
     assert_eq!(next_json_any(&mut ws).await["event"], "stillHere");
 
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.signal("TERM");
     let (_, log) = server.lines_until_exit();
     assert!(
         log.iter()

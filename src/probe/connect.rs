@@ -6,10 +6,10 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
@@ -41,11 +41,9 @@ pub fn local_address(bind_host: &str) -> String {
     }
 }
 
-/// A plain or TLS stream.
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// A plain (`Left`) or TLS (`Right`) stream; tokio-util's `Either` already
+/// forwards reads and writes to whichever it holds.
+pub type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// Accepts every certificate: what the forum's PHP client does with the
 /// self-signed switch on.
@@ -131,7 +129,7 @@ pub async fn connect(target: &Target) -> Result<Stream, String> {
         .map_err(|e| format!("cannot connect to {}:{}: {e}", target.address, target.port))?;
     let _ = tcp.set_nodelay(true);
     if !target.tls {
-        return Ok(Stream::Plain(tcp));
+        return Ok(Either::Left(tcp));
     }
     let name = ServerName::try_from(target.server_name.clone())
         .map_err(|_| format!("{:?} is not a valid server name", target.server_name))?;
@@ -142,51 +140,5 @@ pub async fn connect(target: &Target) -> Result<Stream, String> {
             target.address, target.port, target.server_name
         )
     })?;
-    Ok(Stream::Tls(Box::new(tls)))
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
+    Ok(Either::Right(Box::new(tls)))
 }

@@ -52,6 +52,16 @@ pub fn start(command: &mut Command) -> Running {
 }
 
 impl Running {
+    /// Sends a signal (`TERM`, `HUP`...) to the server, as an admin would with kill.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
     pub fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
