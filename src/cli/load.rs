@@ -20,6 +20,7 @@ pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
         port: args.port,
         verbose: args.verbose.then_some(true),
         statistics: args.disable_statistics.then_some(false),
+        log_format: args.log_format.clone(),
         ..Default::default()
     };
     let cwd = std::env::current_dir()

@@ -127,6 +127,9 @@ pub struct SourceArgs {
     /// Do not write the forum's statistics rows (FLARUM_WS_STATISTICS=false).
     #[arg(long)]
     pub disable_statistics: bool,
+    /// Log lines as text or json (FLARUM_WS_LOG_FORMAT; default text).
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
 }
 
 /// How the process ends: 0 success, 1 a user-facing failure (bad

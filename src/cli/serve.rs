@@ -11,6 +11,7 @@ use super::load::{Loaded, load};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::forum::Database;
 use crate::server::{self, ServerContext};
+use crate::telemetry::systemd;
 use crate::tls::{self, CertStore};
 use crate::{statistics, telemetry};
 
@@ -24,7 +25,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
 async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let Loaded { resolved, forum } = load(&args).await?;
     let settings = resolved.settings;
-    telemetry::logging::init(settings.verbose);
+    telemetry::logging::init(settings.verbose, settings.log_format);
     raise_open_file_limit();
     // Load the certificate before binding: a broken pair is a startup error.
     let certificates = match &settings.tls {
@@ -63,7 +64,23 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         store = Some(certs);
     }
     let ctx = Arc::new(ctx);
+    if let Some(address) = ctx.settings().metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| {
+                format!("cannot open the metrics listener on {address} (metrics_listen)")
+            })
+            .map_err(Failure::user)?;
+        tracing::info!("Serving /metrics, /up and /ready without a token on http://{address}");
+        tokio::spawn(server::serve_private_listener(
+            metrics_listener,
+            ctx.clone(),
+        ));
+    }
+    announce_admin_pages(&ctx, address);
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(systemd::watchdog(shutdown.clone()));
+    tokio::spawn(report_status(ctx.clone()));
     tokio::spawn(reload_on_hangup(args, ctx.clone(), store));
     if let (Some(forum), true) = (&forum, write_statistics) {
         match Database::connect(&forum.config).await {
@@ -79,6 +96,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         }
     }
 
+    systemd::ready(&format!("listening on {address}"));
     server::serve(listener, ctx)
         .await
         .context("the server stopped unexpectedly")
@@ -111,7 +129,45 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
     }
+    systemd::stopping();
     shutdown.cancel();
+}
+
+/// Says where the dashboard is; a made-up token is shown this once.
+fn announce_admin_pages(ctx: &ServerContext, address: std::net::SocketAddr) {
+    let scheme = if ctx.tls.is_some() { "https" } else { "http" };
+    let host = match (address.ip().is_unspecified(), &ctx.settings().app_host) {
+        (false, _) => address.ip().to_string(),
+        (true, Some(app_host)) => app_host.clone(),
+        (true, None) => "localhost".to_owned(),
+    };
+    let port = address.port();
+    if ctx.admin_token_generated() {
+        tracing::info!(
+            "Dashboard: {scheme}://{host}:{port}/dashboard?token={} (a new token at every start; set admin_token to keep one)",
+            ctx.admin_token().expose()
+        );
+    } else {
+        tracing::info!("Dashboard: {scheme}://{host}:{port}/dashboard (sign in with admin_token)");
+    }
+}
+
+/// Keeps `systemctl status` showing the connection count.
+async fn report_status(ctx: Arc<ServerContext>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        ticker.tick().await;
+        let totals = ctx.hub.totals();
+        systemd::status(&format!(
+            "{} connections, {} channels, {} subscriptions",
+            ctx.counters.connections(),
+            totals.channels,
+            totals.subscriptions
+        ));
+    }
 }
 
 /// On SIGHUP, re-reads every source (config.php and the settings table
@@ -128,6 +184,7 @@ async fn reload_on_hangup(
     };
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading settings");
+        systemd::reloading();
         if let Some(certificates) = &certificates {
             certificates.request_reload();
         }
@@ -138,6 +195,7 @@ async fn reload_on_hangup(
                     "reload failed, keeping the current settings: {:#}",
                     failure.error
                 );
+                systemd::ready("reload failed; running with the previous settings");
                 continue;
             }
         };
@@ -153,5 +211,6 @@ async fn reload_on_hangup(
         }
         ctx.apply(fresh);
         tracing::info!("Settings reloaded; open connections were kept");
+        systemd::ready("settings reloaded");
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::value::{FromVariable, Secret};
 use super::{
-    AppCredentials, ConfigError, Limits, Provenance, Resolved, Settings, Source, TlsFiles,
+    AppCredentials, ConfigError, Limits, LogFormat, Provenance, Resolved, Settings, Source,
+    TlsFiles,
 };
 
 macro_rules! settings {
@@ -127,6 +128,12 @@ settings! {
     cache_ttl: u64 = "FLARUM_WS_CACHE_TTL",
     /// Frames queued per socket before it counts as a slow consumer (4100).
     socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY",
+    /// Token for /dashboard and /metrics (unset: a random one, printed at startup).
+    admin_token: Secret = "FLARUM_WS_ADMIN_TOKEN",
+    /// ADDRESS:PORT of a separate listener serving /metrics without a token.
+    metrics_listen: String = "FLARUM_WS_METRICS_LISTEN",
+    /// Log lines as `text` (for people) or `json` (for log shippers).
+    log_format: String = "FLARUM_WS_LOG_FORMAT",
 }
 
 /// Rejects zero for limits where zero would make the server useless.
@@ -177,6 +184,7 @@ fn defaults() -> PartialSettings {
         max_watchlist_size: Some(100),
         cache_ttl: Some(1800),
         socket_queue_capacity: Some(512),
+        log_format: Some("text".into()),
         ..Default::default()
     }
 }
@@ -342,6 +350,28 @@ pub(super) fn into_settings(
             ),
         });
     }
+    let log_format = match p.log_format.as_deref().unwrap_or_default() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::InvalidSetting {
+                name: "log_format",
+                origin: pv.get("log_format").cloned().unwrap_or(Source::Default),
+                problem: format!("{other:?} is not a log format (use text or json)"),
+            });
+        }
+    };
+    let metrics_listen =
+        match p.metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::InvalidSetting {
+                    name: "metrics_listen",
+                    origin: pv.get("metrics_listen").cloned().unwrap_or(Source::Default),
+                    problem: format!("{text:?} is not ADDRESS:PORT (for example 127.0.0.1:9601)"),
+                }
+            })?),
+        };
     Ok(Resolved {
         settings: Settings {
             app,
@@ -360,6 +390,9 @@ pub(super) fn into_settings(
             trusted_proxies: trusted,
             verbose,
             limits,
+            admin_token: p.admin_token.clone().filter(|t| !t.expose().is_empty()),
+            metrics_listen,
+            log_format,
         },
         provenance,
         effective: p,

@@ -150,6 +150,20 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub verbose: bool,
     pub limits: Limits,
+    /// Token for /dashboard and /metrics; `None`: the server makes one up.
+    pub admin_token: Option<Secret>,
+    /// A separate listener for /metrics without a token (keep it private).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// Settings and the source of each value.

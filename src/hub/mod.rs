@@ -16,4 +16,4 @@ mod state;
 mod users;
 
 pub use link::{Frame, SocketLink};
-pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, SubscribeError};
+pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

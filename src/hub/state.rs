@@ -66,6 +66,14 @@ pub struct ChannelInfo {
     pub cache: Option<(Value, Duration)>,
 }
 
+/// Sizes of the hub, for metrics and the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubTotals {
+    pub channels: usize,
+    pub subscriptions: usize,
+    pub presence_members: usize,
+}
+
 /// One occupied channel in the channel list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelSummary {
@@ -339,9 +347,18 @@ impl Hub {
             .retain(|_, cached| cached.stored.elapsed() < ttl);
     }
 
-    /// Number of distinct channels with at least one subscriber.
-    pub fn channel_count(&self) -> usize {
-        self.read().channels.len()
+    /// Channels, subscriptions and presence members, counted now.
+    pub fn totals(&self) -> HubTotals {
+        let state = self.read();
+        let mut totals = HubTotals {
+            channels: state.channels.len(),
+            ..HubTotals::default()
+        };
+        for channel in state.channels.values() {
+            totals.subscriptions += channel.subscribers.len();
+            totals.presence_members += channel.members.len();
+        }
+        totals
     }
 
     #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What every connection task shares: settings (swapped whole on reload),
-//! the hub, counters, the shutdown token and the task tracker that shutdown
-//! waits on.
+//! the hub, counters and metrics, the shutdown token and the task tracker
+//! that shutdown waits on.
 
 use std::sync::Arc;
 
@@ -11,8 +11,10 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
 use super::counters::Counters;
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use crate::hub::{Hub, HubLimits};
+use crate::telemetry::feed::Feed;
+use crate::telemetry::metrics::{Metrics, Snapshot};
 
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
@@ -26,6 +28,12 @@ pub struct ServerContext {
     pub tls: Option<TlsAcceptor>,
     /// Open websocket connections, in all and per client address.
     pub slots: Arc<ConnectionSlots>,
+    pub metrics: Metrics,
+    /// Recent activity for the dashboard.
+    pub feed: Feed,
+    /// The admin token used when the settings name none; made up at startup.
+    generated_admin_token: Secret,
+    pub started: std::time::Instant,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -45,6 +53,10 @@ impl ServerContext {
             tracker: TaskTracker::new(),
             tls: None,
             slots: Arc::new(ConnectionSlots::default()),
+            metrics: Metrics::new(),
+            feed: Feed::default(),
+            generated_admin_token: Secret::new(random_token()),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -59,10 +71,41 @@ impl ServerContext {
         self.settings.load_full()
     }
 
+    /// The token that opens /dashboard and /metrics: `admin_token` from the
+    /// settings, else the one made up at startup.
+    pub fn admin_token(&self) -> Secret {
+        self.settings()
+            .admin_token
+            .clone()
+            .unwrap_or_else(|| self.generated_admin_token.clone())
+    }
+
+    /// Whether the admin token is the made-up one (and must be shown once).
+    pub fn admin_token_generated(&self) -> bool {
+        self.settings().admin_token.is_none()
+    }
+
+    /// The metrics as text, with the hub's and connections' state read now.
+    pub fn render_metrics(&self) -> String {
+        let totals = self.hub.totals();
+        self.metrics.render(Snapshot {
+            connections: self.counters.connections(),
+            channels: totals.channels,
+            subscriptions: totals.subscriptions,
+            presence_members: totals.presence_members,
+        })
+    }
+
     /// Applies reloaded settings: credentials and limits take effect for
     /// new requests and messages at once; connections stay open.
     pub fn apply(&self, settings: Settings) {
         self.hub.set_limits(hub_limits(&settings));
         self.settings.store(Arc::new(settings));
     }
+}
+
+/// 128 random bits as hex.
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
 }

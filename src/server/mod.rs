@@ -4,12 +4,15 @@
 //! [`run`] takes an already-bound listener and a cancellation token so that
 //! tests can bind port 0 and stop the server whenever they like.
 
+mod admin;
 mod admission;
 mod connection;
 mod context;
 mod counters;
+mod dashboard;
 mod http_api;
 mod memory;
+mod ops;
 mod response;
 mod router;
 mod websocket;
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use context::ServerContext;
 pub use counters::{Counters, IntervalCounts};
+pub use ops::serve_private_listener;
 
 use crate::config::Settings;
 

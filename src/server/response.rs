@@ -1,4 +1,5 @@
-//! HTTP responses: JSON bodies with the right status and content type.
+//! HTTP responses: JSON, text and HTML bodies with the right status and
+//! content type.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,11 +27,19 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    typed(status, "text/plain; charset=utf-8", body)
+}
+
+/// `body` with `status` and `content_type`.
+pub fn typed(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -1,4 +1,5 @@
-//! Dispatch of one HTTP request: websocket upgrade, HTTP API, health.
+//! Dispatch of one HTTP request: websocket upgrade, HTTP API, health,
+//! metrics and the dashboard.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::context::ServerContext;
 use super::response::{self, Body};
-use super::{http_api, websocket};
+use super::{dashboard, http_api, ops, websocket};
 
 pub async fn route(
     ctx: Arc<ServerContext>,
@@ -26,12 +27,14 @@ pub async fn route(
             "this is the websocket endpoint: connect with a websocket client such as pusher-js",
         ));
     }
-    if path == "/up" {
-        return Ok(if ctx.shutdown.is_cancelled() {
-            response::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-        } else {
-            response::text(StatusCode::OK, "OK\n")
-        });
+    match path {
+        "/up" => return Ok(ops::liveness()),
+        "/ready" => return Ok(ops::readiness(&ctx)),
+        "/metrics" => return Ok(ops::metrics(&ctx, &request, true)),
+        _ => {}
+    }
+    if path == "/dashboard" || path.starts_with("/dashboard/") {
+        return Ok(dashboard::handle(&ctx, request).await);
     }
     if path.starts_with("/apps/") || path.starts_with("/users/") {
         return Ok(http_api::handle(ctx, request).await);

@@ -4,6 +4,8 @@
 //! `"channels"` for several; both are accepted (reading only `channels`
 //! silently drops every single-channel event of a forum).
 
+use std::time::Instant;
+
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -13,6 +15,7 @@ use crate::hub::Frame;
 use crate::protocol::messages::outgoing;
 use crate::protocol::{ChannelKind, ChannelName, SocketId};
 use crate::server::context::ServerContext;
+use crate::telemetry::feed::{FeedItem, FeedKind};
 
 #[derive(Debug, Deserialize)]
 struct EventBody {
@@ -158,8 +161,16 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
     for channel in &event.channels {
         let frame = outgoing::channel_event(&event.name, channel.as_str(), &event.data, None);
         let cached = channel.class().cached;
+        let started = Instant::now();
         ctx.hub
             .publish(channel, Frame::from(frame), event.except, cached);
+        ctx.metrics.fanout(started.elapsed());
+        ctx.feed.record(
+            FeedItem::new(FeedKind::ApiEvent)
+                .channel(channel.as_str())
+                .event(&event.name)
+                .data(&event.data),
+        );
         if ctx.settings().verbose {
             tracing::info!("API event {} published on {channel}", event.name);
         }
@@ -184,6 +195,7 @@ pub fn trigger(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiEr
     let event = validate(ctx, parse_json(&request.body)?)?;
     let attributes = publish(ctx, &event);
     ctx.counters.api_messages(1);
+    ctx.metrics.api_events(1);
     Ok(if event.info.is_empty() {
         json!({})
     } else {
@@ -213,6 +225,7 @@ pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value,
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| !e.info.is_empty());
     ctx.counters.api_messages(events.len() as u64);
+    ctx.metrics.api_events(events.len() as u64);
     let results: Vec<Value> = events
         .iter()
         .map(|event| {

@@ -64,6 +64,20 @@ enum Route {
     TerminateUser(String),
 }
 
+impl Route {
+    /// The endpoint's name in metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::BatchEvents => "batch_events",
+            Self::Channels => "channels",
+            Self::Channel(_) => "channel",
+            Self::ChannelUsers(_) => "channel_users",
+            Self::TerminateUser(_) => "terminate_connections",
+        }
+    }
+}
+
 fn decode(segment: &str) -> String {
     percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
@@ -97,7 +111,9 @@ fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), A
 }
 
 pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Response<Body> {
-    match authenticate_and_run(&ctx, request).await {
+    let endpoint = parse_route(request.method(), request.uri().path())
+        .map_or("unknown", |(_, route)| route.name());
+    let response = match authenticate_and_run(&ctx, request).await {
         Ok(value) => response::json(StatusCode::OK, &value),
         Err(error) => {
             tracing::debug!(
@@ -107,7 +123,10 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
             );
             response::error(error.status, error.message)
         }
-    }
+    };
+    ctx.metrics
+        .api_request(endpoint, response.status().as_u16());
+    response
 }
 
 fn unix_now() -> i64 {
@@ -207,4 +226,16 @@ async fn authenticate_and_run(
         Route::ChannelUsers(name) => channels::users(ctx, &name),
         Route::TerminateUser(user) => users::terminate(ctx, &user),
     }
+}
+
+/// Publishes one event given as the API's JSON body, for callers that are
+/// already authenticated another way (the dashboard's test form).
+pub fn trigger_authenticated(ctx: &ServerContext, body: bytes::Bytes) -> Result<Value, ApiError> {
+    events::trigger(
+        ctx,
+        &ApiRequest {
+            params: Vec::new(),
+            body,
+        },
+    )
 }

@@ -16,6 +16,7 @@ use crate::protocol::messages::{
 use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
 use crate::protocol::{ChannelKind, ChannelName, close_code};
 use crate::server::context::ServerContext;
+use crate::telemetry::feed::{FeedItem, FeedKind};
 
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
@@ -55,6 +56,7 @@ impl Handler {
 
     pub fn handle_text(&mut self, text: &str) {
         self.ctx.counters.websocket_message();
+        self.ctx.metrics.message_received(text.len());
         if self.ctx.settings().verbose {
             let quoted: String = text.chars().take(LOG_QUOTE_CHARS).collect();
             tracing::info!("Connection id {} received message {quoted}", self.link.id);
@@ -170,6 +172,11 @@ impl Handler {
                 if self.ctx.settings().verbose {
                     tracing::info!("Connection id {} subscribed to {channel}", self.link.id);
                 }
+                self.ctx.feed.record(
+                    FeedItem::new(FeedKind::Subscribed)
+                        .socket(self.link.id)
+                        .channel(channel.as_str()),
+                );
                 self.channels.insert(channel);
             }
             Err(problem) => self.refuse_subscription(
@@ -184,6 +191,11 @@ impl Handler {
     fn unsubscribe(&mut self, channel: &str) {
         if self.channels.remove(channel) {
             self.ctx.hub.unsubscribe(self.link.id, channel);
+            self.ctx.feed.record(
+                FeedItem::new(FeedKind::Unsubscribed)
+                    .socket(self.link.id)
+                    .channel(channel),
+            );
             if self.ctx.settings().verbose {
                 tracing::info!("Connection id {} unsubscribed from {channel}", self.link.id);
             }
@@ -266,6 +278,13 @@ impl Handler {
             _ => None,
         };
         let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());
+        self.ctx.feed.record(
+            FeedItem::new(FeedKind::ClientEvent)
+                .socket(self.link.id)
+                .channel(channel.as_str())
+                .event(event)
+                .data(&data),
+        );
         self.ctx
             .hub
             .publish(&channel, Frame::from(frame), Some(self.link.id), false);

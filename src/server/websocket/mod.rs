@@ -196,6 +196,7 @@ pub fn upgrade(
                         drop(slot);
                     }
                     Admission::Reject { code, message } => {
+                        task_ctx.metrics.connection_refused(code);
                         session::reject(socket, code, &message).await
                     }
                 }

@@ -23,6 +23,7 @@ use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
 use crate::server::context::ServerContext;
+use crate::telemetry::feed::{FeedItem, FeedKind};
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -59,10 +60,17 @@ async fn close_with(socket: &mut Socket, code: u16, message: &str, announce: boo
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
 }
 
+/// Close code recorded when a client vanished without a close frame.
+const ABNORMAL_CLOSURE: u16 = 1006;
+
+/// Close code recorded when the client's close frame carried none.
+const NO_STATUS_RECEIVED: u16 = 1005;
+
 /// Why the session is ending.
 enum Ending {
-    /// The client closed or vanished; nothing more to send.
-    ClientGone,
+    /// The client closed (with the code of its close frame) or vanished;
+    /// nothing more to send.
+    ClientGone(Option<u16>),
     /// The server closes with this code and message.
     Close {
         code: u16,
@@ -104,10 +112,13 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         tracing::info!("New connection opened with id {id}");
     }
     ctx.counters.connection_opened();
+    ctx.metrics.connection_opened();
+    ctx.feed
+        .record(FeedItem::new(FeedKind::Connected).socket(id));
 
     let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
     let ending = if socket.send(Message::text(established)).await.is_err() {
-        Ending::ClientGone
+        Ending::ClientGone(None)
     } else {
         // Long-lived futures, created once: re-creating them on every wake
         // would register and unregister waiters (and a timer) per frame.
@@ -133,15 +144,26 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         // can get through, only the close frame (bounded).
                         code = &mut closed => Some(Ending::server(code, false)),
                         written = write_batch(&mut socket, frame, &mut queue, id, verbose) => {
-                            written.err().map(|_| Ending::ClientGone)
+                            match written {
+                                Ok((messages, bytes)) => {
+                                    ctx.metrics.messages_sent(messages, bytes);
+                                    None
+                                }
+                                Err(_) => Some(Ending::ClientGone(None)),
+                            }
                         }
                     }
                 }
                 incoming = socket.next() => {
                     last_activity = Instant::now();
                     match incoming {
-                        None => Some(Ending::ClientGone),
+                        None => Some(Ending::ClientGone(None)),
                         Some(Err(error)) => Some(read_error(id, error)),
+                        Some(Ok(Message::Close(frame))) => {
+                            // tungstenite answers the close; the next read ends the stream.
+                            let code = frame.map_or(NO_STATUS_RECEIVED, |f| u16::from(f.code));
+                            Some(Ending::ClientGone(Some(code)))
+                        }
                         Some(Ok(message)) => {
                             handle_message(&mut handler, &mut socket, message).await;
                             None
@@ -177,17 +199,31 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         }
     };
 
-    if let Ending::Close {
-        code,
-        message,
-        announce,
-    } = &ending
-    {
-        tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
-        close_with(&mut socket, *code, message, *announce).await;
-    }
+    let close_code = match &ending {
+        Ending::Close {
+            code,
+            message,
+            announce,
+        } => {
+            tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
+            close_with(&mut socket, *code, message, *announce).await;
+            *code
+        }
+        Ending::ClientGone(Some(code)) => {
+            // Let tungstenite send its close reply before the socket drops.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.next()).await;
+            *code
+        }
+        Ending::ClientGone(None) => ABNORMAL_CLOSURE,
+    };
     handler.finish();
     ctx.counters.connection_closed();
+    ctx.metrics.connection_closed(close_code);
+    ctx.feed.record(
+        FeedItem::new(FeedKind::Disconnected)
+            .socket(id)
+            .detail(format!("close code {close_code}")),
+    );
     if verbose {
         tracing::info!("Connection id {id} closed");
     }
@@ -213,7 +249,7 @@ fn read_error(id: SocketId, error: WsError) -> Ending {
         }
         other => {
             tracing::debug!("Connection id {id} read failed: {other}");
-            Ending::ClientGone
+            Ending::ClientGone(None)
         }
     }
 }
@@ -234,13 +270,16 @@ async fn handle_message(handler: &mut Handler, socket: &mut Socket, message: Mes
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
+/// Returns how many messages and payload bytes were written.
 async fn write_batch(
     socket: &mut Socket,
     first: Frame,
     queue: &mut mpsc::Receiver<Frame>,
     id: SocketId,
     verbose: bool,
-) -> Result<(), WsError> {
+) -> Result<(u64, u64), WsError> {
+    let mut messages = 1;
+    let mut bytes = first.len() as u64;
     if verbose {
         tracing::info!("Connection id {id} sending message {}", first.as_str());
     }
@@ -250,7 +289,10 @@ async fn write_batch(
         if verbose {
             tracing::info!("Connection id {id} sending message {}", next.as_str());
         }
+        messages += 1;
+        bytes += next.len() as u64;
         socket.feed(Message::Text(next)).await?;
     }
-    socket.flush().await
+    socket.flush().await?;
+    Ok((messages, bytes))
 }
