@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 if [ ! -d tests/conformance/node_modules ]; then
   (cd tests/conformance && npm ci --no-audit --no-fund)
 fi
-python3 -c 'import pusher, websocket' 2>/dev/null \
+python3 -c 'import pusher, websocket, prometheus_client' 2>/dev/null \
   || python3 -m pip install -q -r tests/conformance/python/requirements.txt
 
 # Real MariaDB and PostgreSQL servers for the forum tests, stopped on exit.

@@ -117,9 +117,11 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         .record(FeedItem::new(FeedKind::Connected).socket(id));
 
     let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
+    let established_bytes = established.len() as u64;
     let ending = if socket.send(Message::text(established)).await.is_err() {
         Ending::ClientGone(None)
     } else {
+        ctx.metrics.messages_sent(1, established_bytes);
         // Long-lived futures, created once: re-creating them on every wake
         // would register and unregister waiters (and a timer) per frame.
         let closed = link.close_requested();

@@ -25,12 +25,13 @@ APP_ID, KEY, SECRET = "4242", "python-key", "python-secret"
 class Server:
     """A `flarum-ws serve` process on a free loopback port."""
 
-    def __init__(self):
+    def __init__(self, extra_env=None):
         env = {
             "PATH": os.environ["PATH"],
             "FLARUM_WS_APP_ID": APP_ID,
             "FLARUM_WS_APP_KEY": KEY,
             "FLARUM_WS_APP_SECRET": SECRET,
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen(
             [BIN, "serve", "--host", "127.0.0.1", "--port", "0"],

@@ -1,0 +1,486 @@
+//! What operators see: /metrics (values after real traffic, and who may read
+//! them), /up and /ready, the dashboard's access rules and JSON endpoints,
+//! JSON logs, the systemd notify protocol and the shipped unit file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::{flarum_ws, free_port, start};
+use common::{SECRET, TestServer};
+use flarum_ws::config::Secret;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const ADMIN_TOKEN: &str = "ops-token-for-tests";
+
+/// Samples of an OpenMetrics text, by `name{labels}`.
+fn parse_samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            (series.to_owned(), value.parse().expect("numeric sample"))
+        })
+        .collect()
+}
+
+async fn scrape(base: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_what_clients_and_the_api_did() {
+    let server = TestServer::with(|s| s.admin_token = Some(Secret::new(ADMIN_TOKEN))).await;
+    let base = format!("http://{}", server.addr);
+
+    let (status, body) = scrape(&base, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("admin token"), "{body}");
+    assert_eq!(scrape(&base, Some("wrong")).await.0, 401);
+
+    let mut reader = server.client().await;
+    reader.subscribe("news").await;
+    let mut member = server.client().await;
+    member
+        .subscribe_presence("presence-room", r#"{"user_id":"7"}"#)
+        .await;
+    let (status, _) = server.api().trigger("news", "posted", "{}").await;
+    assert_eq!(status, 200);
+    reader.expect_event("posted").await;
+    let (status, _) = server
+        .api()
+        .raw("POST", "/apps/42/events?auth_key=test-key", "{}")
+        .await;
+    assert_eq!(status, 401);
+    member
+        .ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+
+    // The closed socket is counted once its session has ended.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let (status, text) = scrape(&base, Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200);
+        assert!(text.ends_with("# EOF\n"));
+        let samples = parse_samples(&text);
+        if samples.get("flarum_ws_connections") == Some(&1.0) || Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let get = |name: &str| {
+        samples
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("no {name} in {samples:?}"))
+    };
+    assert_eq!(get("flarum_ws_connections"), 1.0);
+    assert_eq!(get("flarum_ws_connections_opened_total"), 2.0);
+    assert_eq!(
+        get(r#"flarum_ws_connections_closed_total{code="1000"}"#),
+        1.0
+    );
+    assert_eq!(get("flarum_ws_channels"), 1.0);
+    assert_eq!(get("flarum_ws_subscriptions"), 1.0);
+    assert_eq!(get("flarum_ws_presence_members"), 0.0);
+    assert_eq!(get("flarum_ws_messages_received_total"), 2.0);
+    // Two connection_established, two subscription_succeeded, one event.
+    assert!(get("flarum_ws_messages_sent_total") >= 5.0);
+    assert!(get("flarum_ws_sent_bytes_total") > 100.0);
+    assert_eq!(
+        get(r#"flarum_ws_http_api_requests_total{endpoint="events",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"flarum_ws_http_api_requests_total{endpoint="events",status="401"}"#),
+        1.0
+    );
+    assert_eq!(get("flarum_ws_http_api_events_total"), 1.0);
+    assert_eq!(get("flarum_ws_fanout_duration_seconds_count"), 1.0);
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_open_fds") > 3.0);
+
+    // The app secret works as a bearer token too.
+    assert_eq!(scrape(&base, Some(SECRET)).await.0, 200);
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_dashboard_is_closed_without_the_token() {
+    let server = TestServer::with(|s| s.admin_token = Some(Secret::new(ADMIN_TOKEN))).await;
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let page = http.get(format!("{base}/dashboard")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 401);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"token\""), "a sign-in form: {html}");
+    assert!(
+        !html.contains("/dashboard/state"),
+        "not the dashboard itself"
+    );
+
+    let wrong = http
+        .get(format!("{base}/dashboard?token=guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.text().await.unwrap().contains("not right"));
+    for path in ["/dashboard/state", "/dashboard/feed"] {
+        let refused = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(refused.status().as_u16(), 401, "{path}");
+        let with_cookie = http
+            .get(format!("{base}{path}"))
+            .header("cookie", "flarum_ws_admin=guess")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_cookie.status().as_u16(), 401, "{path}");
+    }
+    let trigger = http
+        .post(format!("{base}/dashboard/trigger"))
+        .json(&json!({"name":"x","channel":"public","data":"{}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status().as_u16(), 401);
+
+    // Signing in with the app secret sets a cookie holding the admin token.
+    let signed_in = http
+        .post(format!("{base}/dashboard"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={SECRET}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.starts_with(&format!("flarum_ws_admin={ADMIN_TOKEN};")),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains(SECRET));
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    let page = http
+        .get(format!("{base}/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(page.text().await.unwrap().contains("/dashboard/state"));
+
+    // A form from another site cannot post JSON; the plain-form post is refused.
+    let form_post = http
+        .post(format!("{base}/dashboard/trigger"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=x&channel=public&data=%7B%7D")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form_post.status().as_u16(), 415);
+
+    let mut watcher = server.client().await;
+    watcher.subscribe("public").await;
+    let sent = http
+        .post(format!("{base}/dashboard/trigger"))
+        .header("cookie", &cookie)
+        .json(&json!({"name":"hello","channel":"public","data":"{\"from\":\"dashboard\"}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 200);
+    let answer: Value = sent.json().await.unwrap();
+    assert_eq!(answer["subscribers"], 1);
+    let event = watcher.expect_event("hello").await;
+    assert_eq!(event["data"], "{\"from\":\"dashboard\"}");
+
+    let state: Value = http
+        .get(format!("{base}/dashboard/state"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["connections"], 1);
+    assert_eq!(state["channels"][0]["name"], "public");
+    assert_eq!(state["channels"][0]["subscription_count"], 1);
+    let feed: Value = http
+        .get(format!("{base}/dashboard/feed?after=0"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["connected", "subscribed", "api_event"]);
+    server.shutdown.cancel();
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let response = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&response.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.parse().unwrap_or(0), body.to_owned())
+}
+
+fn standalone(dir: &Path) -> Command {
+    let mut command = flarum_ws(dir);
+    command
+        .env("FLARUM_WS_APP_ID", "1")
+        .env("FLARUM_WS_APP_KEY", "ops-key")
+        .env("FLARUM_WS_APP_SECRET", "ops-secret-never-logged")
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"]);
+    command
+}
+
+/// The private listener serves metrics without a token, and `/ready` turns
+/// 503 while the main port drains (a client that does not answer the
+/// shutdown close keeps it draining for a moment).
+#[tokio::test]
+async fn private_listener_and_readiness_while_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let server = start(standalone(dir.path()).env(
+        "FLARUM_WS_METRICS_LISTEN",
+        format!("127.0.0.1:{metrics_port}"),
+    ));
+    let (status, text) = http_get(metrics_port, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("flarum_ws_connections 0"), "{text}");
+    assert_eq!(http_get(metrics_port, "/ready"), (200, "ready\n".into()));
+    assert_eq!(http_get(server.port, "/ready").0, 200);
+    assert_eq!(http_get(server.port, "/metrics").0, 401);
+
+    // Connected, then never reads again.
+    let (_silent, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/app/ops-key?protocol=7",
+        server.port
+    ))
+    .await
+    .unwrap();
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = Vec::new();
+    loop {
+        let (status, body) = http_get(metrics_port, "/ready");
+        seen.push(status);
+        if status == 503 {
+            assert!(body.contains("draining"), "{body}");
+            assert_eq!(http_get(metrics_port, "/up").0, 200, "alive while draining");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reported draining: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_never_hold_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(standalone(dir.path()).args(["--log-format", "json", "--verbose"]));
+    // A refused API call and a websocket with a bad key give problem lines.
+    let (status, _) = http_get(
+        server.port,
+        "/apps/1/channels?auth_key=ops-key&auth_signature=bad&auth_timestamp=1&auth_version=1.0",
+    );
+    assert_eq!(status, 401);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("ws://127.0.0.1:{}/app/ops-key?protocol=7", server.port);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(
+            r#"{"event":"pusher:subscribe","data":{"channel":"private-x","auth":"ops-key:bad"}}"#,
+        ))
+        .await
+        .unwrap();
+        ws.send(Message::text("not json")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    server.signal("TERM");
+    let (code, lines) = server.lines_until_exit();
+    assert_eq!(code, 0);
+    assert!(lines.len() >= 3, "{lines:?}");
+    let mut problems_with_socket = 0;
+    for line in &lines {
+        let object: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(object["timestamp"].is_string(), "{line}");
+        assert!(object["level"].is_string(), "{line}");
+        assert!(object["message"].is_string(), "{line}");
+        assert!(
+            !line.contains("ops-secret-never-logged"),
+            "secret in {line}"
+        );
+        let message = object["message"].as_str().unwrap();
+        if object["level"] == "DEBUG" && message.contains("Connection id") {
+            problems_with_socket += 1;
+        }
+    }
+    assert!(
+        problems_with_socket >= 1,
+        "socket ids on problem lines: {lines:?}"
+    );
+}
+
+/// A stand-in for systemd's notify socket: the datagrams the server sends.
+struct NotifySocket {
+    socket: UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self {
+            socket,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// The next datagram that contains `needle`.
+    fn expect(&self, needle: &str) -> String {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let len = self
+                .socket
+                .recv(&mut buffer)
+                .unwrap_or_else(|e| panic!("no {needle} notification: {e}"));
+            let message = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            if message.contains(needle) {
+                return message;
+            }
+        }
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::new();
+    let mut command = standalone(dir.path());
+    command
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", "200000");
+    let mut server = start(&mut command);
+
+    let ready = notify.expect("READY=1");
+    assert!(ready.contains("STATUS=listening on 127.0.0.1:"), "{ready}");
+    // READY=1 is sent once the port accepts connections.
+    assert_eq!(http_get(server.port, "/up").0, 200);
+    notify.expect("WATCHDOG=1");
+    notify.expect("WATCHDOG=1");
+
+    server.signal("HUP");
+    let reloading = notify.expect("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    notify.expect("READY=1");
+
+    server.signal("TERM");
+    notify.expect("STOPPING=1");
+    assert_eq!(server.lines_until_exit().0, 0);
+}
+
+#[test]
+fn the_shipped_unit_file_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/flarum-ws.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for needed in [
+        "Type=notify",
+        "Restart=on-failure",
+        "LimitNOFILE=",
+        "WatchdogSec=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "User=www-data",
+        "WorkingDirectory=/var/www/flarum",
+        "ProtectSystem=strict",
+    ] {
+        assert!(text.contains(needed), "the unit lacks {needed}");
+    }
+    let Ok(analyze) = which("systemd-analyze") else {
+        panic!("systemd-analyze is needed to verify the unit (Debian package systemd)");
+    };
+    // Verify a copy that runs the binary just built, in a forum root that exists.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("flarum-ws.service");
+    let text = text
+        .replace("/usr/local/bin/flarum-ws", env!("CARGO_BIN_EXE_flarum-ws"))
+        .replace("/var/www/flarum", dir.path().to_str().unwrap());
+    std::fs::write(&copy, text).unwrap();
+    let output = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("flarum-ws.service"))
+        .collect();
+    assert!(output.status.success() && problems.is_empty(), "{stderr}");
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or(())
+}
