@@ -28,6 +28,13 @@ fn check(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>
         .args(args)
         .output()
         .unwrap();
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains(SECRET),
+            "the app secret in check's output: {text}"
+        );
+    }
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("JSON report: {}", String::from_utf8_lossy(&output.stdout)));
     assert_eq!(report["ok"], output.status.code() == Some(0));

@@ -230,3 +230,45 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
     assert!(dropped, "the stalled client was never dropped");
     drop(stalled);
 }
+
+/// The forum's signed requests are limited per second; unsigned ones do not
+/// count against that budget (the key is public).
+#[tokio::test]
+async fn api_requests_per_key_are_limited_with_429() {
+    let server = TestServer::with(|s| s.api_requests_per_second = Some(5)).await;
+    let api = server.api();
+    for _ in 0..20 {
+        let (status, _) = api
+            .raw(
+                "POST",
+                &format!("/apps/{APP_ID}/events?auth_key={KEY}"),
+                "{}",
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    // Twelve signed requests span at most two one-second windows, so at
+    // most ten pass; the first passes because the refused unsigned ones
+    // above were not counted.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(api.trigger("news", "e", "{}").await);
+    }
+    assert_eq!(statuses[0].0, 200, "{statuses:?}");
+    let accepted = statuses.iter().filter(|(status, _)| *status == 200).count();
+    assert!(accepted <= 10, "{statuses:?}");
+    let (_, body) = statuses
+        .iter()
+        .find(|(status, _)| *status == 429)
+        .expect("some requests are refused with 429");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("api_requests_per_second"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.trigger("news", "e", "{}").await.0, 200, "a new second");
+    server.shutdown.cancel();
+}

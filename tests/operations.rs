@@ -118,6 +118,8 @@ async fn metrics_count_what_clients_and_the_api_did() {
     assert!(get("process_resident_memory_bytes") > 1e6);
     assert!(get("process_open_fds") > 3.0);
 
+    let (_, text) = scrape(&base, Some(ADMIN_TOKEN)).await;
+    assert!(!text.contains(SECRET), "no secret in the metrics");
     // The app secret works as a bearer token too.
     assert_eq!(scrape(&base, Some(SECRET)).await.0, 200);
     server.shutdown.cancel();
@@ -256,6 +258,9 @@ async fn the_dashboard_is_closed_without_the_token() {
         .map(|item| item["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["connected", "subscribed", "api_event"]);
+    for text in [state.to_string(), feed.to_string()] {
+        assert!(!text.contains(SECRET), "no secret on the dashboard: {text}");
+    }
     server.shutdown.cancel();
 }
 

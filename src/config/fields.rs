@@ -121,6 +121,8 @@ settings! {
     max_channels_per_event: usize = "FLARUM_WS_MAX_CHANNELS_PER_EVENT",
     max_batch_events: usize = "FLARUM_WS_MAX_BATCH_EVENTS",
     client_events_per_second: u32 = "FLARUM_WS_CLIENT_EVENTS_PER_SECOND",
+    /// Signed HTTP API requests per second for the app's key (429 above it).
+    api_requests_per_second: u32 = "FLARUM_WS_API_REQUESTS_PER_SECOND",
     max_message_bytes: usize = "FLARUM_WS_MAX_MESSAGE_BYTES",
     max_request_body_bytes: usize = "FLARUM_WS_MAX_REQUEST_BODY_BYTES",
     max_watchlist_size: usize = "FLARUM_WS_MAX_WATCHLIST_SIZE",
@@ -179,6 +181,7 @@ fn defaults() -> PartialSettings {
         max_channels_per_event: Some(100),
         max_batch_events: Some(10),
         client_events_per_second: Some(10),
+        api_requests_per_second: Some(1000),
         max_message_bytes: Some(64 * 1024),
         max_request_body_bytes: Some(256 * 1024),
         max_watchlist_size: Some(100),
@@ -310,6 +313,7 @@ pub(super) fn into_settings(
         max_channels_per_event: p.max_channels_per_event.unwrap_or_default(),
         max_batch_events: p.max_batch_events.unwrap_or_default(),
         client_events_per_second: p.client_events_per_second.unwrap_or_default(),
+        api_requests_per_second: p.api_requests_per_second.unwrap_or_default(),
         max_message_bytes: p.max_message_bytes.unwrap_or_default(),
         max_request_body_bytes: p.max_request_body_bytes.unwrap_or_default(),
         max_watchlist_size: p.max_watchlist_size.unwrap_or_default(),
@@ -338,6 +342,11 @@ pub(super) fn into_settings(
     positive(limits.max_event_data_bytes, "max_event_data_bytes", pv)?;
     positive(limits.max_channels_per_event, "max_channels_per_event", pv)?;
     positive(limits.max_batch_events, "max_batch_events", pv)?;
+    positive(
+        limits.api_requests_per_second,
+        "api_requests_per_second",
+        pv,
+    )?;
     positive(limits.max_message_bytes, "max_message_bytes", pv)?;
     positive(limits.max_request_body_bytes, "max_request_body_bytes", pv)?;
     positive(limits.socket_queue_capacity, "socket_queue_capacity", pv)?;

@@ -109,6 +109,7 @@ pub struct Limits {
     pub max_channels_per_event: usize,
     pub max_batch_events: usize,
     pub client_events_per_second: u32,
+    pub api_requests_per_second: u32,
     pub max_message_bytes: usize,
     pub max_request_body_bytes: usize,
     pub max_watchlist_size: usize,

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
 use super::counters::Counters;
+use super::rate::RateWindow;
 use crate::config::{Secret, Settings};
 use crate::hub::{Hub, HubLimits};
 use crate::telemetry::feed::Feed;
@@ -34,6 +35,8 @@ pub struct ServerContext {
     /// The admin token used when the settings name none; made up at startup.
     generated_admin_token: Secret,
     pub started: std::time::Instant,
+    /// Signed HTTP API requests this second (one app, so one key).
+    pub api_rate: std::sync::Mutex<RateWindow>,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -57,6 +60,7 @@ impl ServerContext {
             feed: Feed::default(),
             generated_admin_token: Secret::new(random_token()),
             started: std::time::Instant::now(),
+            api_rate: std::sync::Mutex::new(RateWindow::default()),
         }
     }
 

@@ -13,6 +13,7 @@ mod dashboard;
 mod http_api;
 mod memory;
 mod ops;
+mod rate;
 mod response;
 mod router;
 mod websocket;

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::header::RETRY_AFTER;
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
@@ -113,7 +114,7 @@ fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), A
 pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Response<Body> {
     let endpoint = parse_route(request.method(), request.uri().path())
         .map_or("unknown", |(_, route)| route.name());
-    let response = match authenticate_and_run(&ctx, request).await {
+    let mut response = match authenticate_and_run(&ctx, request).await {
         Ok(value) => response::json(StatusCode::OK, &value),
         Err(error) => {
             tracing::debug!(
@@ -126,6 +127,11 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
     };
     ctx.metrics
         .api_request(endpoint, response.status().as_u16());
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    }
     response
 }
 
@@ -216,6 +222,24 @@ async fn authenticate_and_run(
         app.secret.expose(),
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+
+    // Counted after authentication: the key is public, so unsigned requests
+    // must not be able to use up the forum's budget.
+    let limit = settings.limits.api_requests_per_second;
+    let allowed = ctx
+        .api_rate
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .try_take(limit);
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {limit} API requests in one second for key {}; retry in a second (api_requests_per_second)",
+                app.key
+            ),
+        ));
+    }
 
     let api = ApiRequest { params, body };
     match route {

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -16,6 +15,7 @@ use crate::protocol::messages::{
 use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
 use crate::protocol::{ChannelKind, ChannelName, close_code};
 use crate::server::context::ServerContext;
+use crate::server::rate::RateWindow;
 use crate::telemetry::feed::{FeedItem, FeedKind};
 
 /// Longest message text quoted back in logs.
@@ -30,7 +30,7 @@ pub struct Handler {
     /// The user this socket signed in as.
     user_id: Option<String>,
     /// Start of the current one-second client event window and its count.
-    client_event_window: (Instant, u32),
+    client_events: RateWindow,
 }
 
 impl Handler {
@@ -40,7 +40,7 @@ impl Handler {
             link,
             channels: HashSet::new(),
             user_id: None,
-            client_event_window: (Instant::now(), 0),
+            client_events: RateWindow::default(),
         }
     }
 
@@ -290,19 +290,9 @@ impl Handler {
             .publish(&channel, Frame::from(frame), Some(self.link.id), false);
     }
 
-    /// A fixed one-second window: cheap and exact enough for "10 per second".
     fn take_client_event_token(&mut self) -> bool {
         let limit = self.ctx.settings().limits.client_events_per_second;
-        let (start, count) = &mut self.client_event_window;
-        if start.elapsed() >= Duration::from_secs(1) {
-            *start = Instant::now();
-            *count = 0;
-        }
-        if *count >= limit {
-            return false;
-        }
-        *count += 1;
-        true
+        self.client_events.try_take(limit)
     }
 
     /// Leaves every channel and signs out; called once when the socket closes.
