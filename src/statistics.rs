@@ -35,6 +35,7 @@ pub async fn run(
     }
     ctx.counters.take_interval();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -52,8 +53,13 @@ pub async fn run(
         };
         let app_id = ctx.settings().app.id.clone();
         match database.write_statistics(&app_id, row).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("The forum database answers again; statistics rows resume");
+            }
             Ok(()) => tracing::debug!("statistics row written: {row:?}"),
             Err(error) => {
+                failing = true;
                 tracing::warn!("{error}; this interval's statistics are lost, serving continues")
             }
         }

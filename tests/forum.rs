@@ -564,3 +564,67 @@ async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
         "{log:?}"
     );
 }
+
+/// The forum's MariaDB goes away under the running server (its connections
+/// reset, new ones refused) and comes back: websocket clients and the HTTP
+/// API keep working, the log says what failed, a reload during the outage
+/// keeps the settings in force, and statistics rows resume afterwards.
+// Multi-threaded: `start` blocks its thread while the forwarder must run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_going_away_and_coming_back_is_survived() {
+    let mysql_port: u16 = service_var("TEST_DB_MYSQL_PORT").parse().unwrap();
+    let outage = common::outage::Outage::forward_to(mysql_port).await;
+    let port = free_port();
+    let root = forum(Server::MariaDb, "", &credentials(port)).await;
+    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let through_outage = config.replace(
+        &format!("'port' => {mysql_port},"),
+        &format!("'port' => {},", outage.port),
+    );
+    assert_ne!(config, through_outage, "config.php names the port");
+    std::fs::write(root.path().join("config.php"), through_outage).unwrap();
+
+    let mut server = start(flarum_ws(root.path()).arg("serve"));
+    let mut client =
+        Client::connect(&format!("ws://127.0.0.1:{port}/app/{FORUM_KEY}?protocol=7")).await;
+    client.subscribe("public").await;
+
+    outage.go_down();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        trigger(port, "815", FORUM_KEY, SECRET, "public", "during", "1").await,
+        200
+    );
+    assert_eq!(client.next().await["event"], "during");
+    let mut late =
+        Client::connect(&format!("ws://127.0.0.1:{port}/app/{FORUM_KEY}?protocol=7")).await;
+    late.subscribe("public").await;
+
+    outage.come_back();
+    let before = statistics_rows(Server::MariaDb, "", root.path()).await;
+    let mut after = before;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = statistics_rows(Server::MariaDb, "", root.path()).await;
+        if after > before {
+            break;
+        }
+    }
+    assert!(after > before, "statistics did not resume");
+    server.signal("TERM");
+    let (code, log) = server.lines_until_exit();
+    assert_eq!(code, 0);
+    let has = |needle: &str| log.iter().any(|l| l.contains(needle));
+    assert!(has("statistics are lost, serving continues"), "{log:?}");
+    assert!(
+        has("reload failed, keeping the current settings"),
+        "{log:?}"
+    );
+    assert!(has("The forum database answers again"), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.contains(&password())),
+        "the password never appears: {log:?}"
+    );
+}
