@@ -628,3 +628,91 @@ async fn the_database_going_away_and_coming_back_is_survived() {
         "the password never appears: {log:?}"
     );
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> Self {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs needs root (CI runs as root): mount -t tmpfs failed"
+        );
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Fills the disk with one file until writing fails with "no space".
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        loop {
+            if let Err(error) = file.write_all(&chunk).and_then(|_| file.sync_all()) {
+                assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
+                return filler;
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// The disk holding a SQLite forum fills up while the server writes
+/// statistics: serving goes on, the log says what failed, and rows resume
+/// once space is freed.
+#[tokio::test]
+async fn a_full_disk_loses_statistics_rows_but_not_the_service() {
+    let port = free_port();
+    let root = forum(Server::Sqlite, "", &credentials(port)).await;
+    let storage = root.path().join("storage");
+    let file = format!("{}.sqlite", database_name(root.path()));
+    let parked = root.path().join(&file);
+    std::fs::rename(storage.join(&file), &parked).unwrap();
+    let disk = SmallDisk::mount(&storage, "1m");
+    std::fs::copy(&parked, storage.join(&file)).unwrap();
+
+    let mut server = start(flarum_ws(root.path()).arg("serve"));
+    let mut client =
+        Client::connect(&format!("ws://127.0.0.1:{port}/app/{FORUM_KEY}?protocol=7")).await;
+    client.subscribe("public").await;
+    let filler = disk.fill();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        trigger(port, "815", FORUM_KEY, SECRET, "public", "while-full", "1").await,
+        200
+    );
+    assert_eq!(client.next().await["event"], "while-full");
+
+    let before = statistics_rows(Server::Sqlite, "", root.path()).await;
+    std::fs::remove_file(filler).unwrap();
+    let mut after = before;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = statistics_rows(Server::Sqlite, "", root.path()).await;
+        if after > before {
+            break;
+        }
+    }
+    assert!(after > before, "statistics did not resume");
+    server.signal("TERM");
+    let (code, log) = server.lines_until_exit();
+    assert_eq!(code, 0);
+    let has = |needle: &str| log.iter().any(|l| l.contains(needle));
+    assert!(has("statistics are lost, serving continues"), "{log:?}");
+    assert!(has("The forum database answers again"), "{log:?}");
+    drop(disk);
+}
