@@ -12,13 +12,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{App, cpu_micros, now_micros, rss_kib};
 
 #[derive(Debug, Parser, Clone)]
 struct Args {
@@ -70,32 +74,14 @@ struct Args {
     label: String,
 }
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// User plus system CPU time of `pid` in microseconds.
-fn cpu_micros(pid: Option<u32>) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports in clock ticks of 1/100 s on every common configuration.
-    Some(ticks * 10_000)
-}
-
-fn sign(secret: &str, payload: &str) -> String {
-    flarum_ws::protocol::signature::hmac_hex(secret, payload)
+/// The app under test, as the shared support code wants it.
+fn app(args: &Args) -> App {
+    App {
+        base: format!("http://{}:{}", args.host, args.port),
+        id: args.app_id.clone(),
+        key: args.key.clone(),
+        secret: args.secret.clone(),
+    }
 }
 
 /// What one client saw.
@@ -170,11 +156,7 @@ async fn run_client(
             let socket_id = inner["socket_id"].as_str().unwrap_or_default();
             let mut subscribe = json!({"channel": channel});
             if args.private {
-                subscribe["auth"] = json!(format!(
-                    "{}:{}",
-                    args.key,
-                    sign(&args.secret, &format!("{socket_id}:{channel}"))
-                ));
+                subscribe["auth"] = json!(app(&args).channel_auth(socket_id, &channel, None));
             }
             let frame = json!({"event": "pusher:subscribe", "data": subscribe}).to_string();
             if ws.send(Message::text(frame)).await.is_err() {
@@ -199,44 +181,6 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
-}
-
-async fn trigger(
-    http: &reqwest::Client,
-    args: &Args,
-    channel: &str,
-    data: &str,
-) -> Result<(), String> {
-    let path = format!("/apps/{}/events", args.app_id);
-    let body = json!({"name": "bench", "channel": channel, "data": data}).to_string();
-    let md5 = flarum_ws::protocol::signature::body_md5(body.as_bytes());
-    let timestamp = (now_micros() / 1_000_000).to_string();
-    let mut params = vec![
-        ("auth_key".to_owned(), args.key.clone()),
-        ("auth_timestamp".to_owned(), timestamp),
-        ("auth_version".to_owned(), "1.0".to_owned()),
-        ("body_md5".to_owned(), md5),
-    ];
-    let signature = sign(
-        &args.secret,
-        &flarum_ws::protocol::signature::request_string_to_sign("POST", &path, &params),
-    );
-    params.push(("auth_signature".into(), signature));
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish();
-    let response = http
-        .post(format!("http://{}:{}{path}?{query}", args.host, args.port))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {}", response.status()))
-    }
 }
 
 #[tokio::main]
@@ -316,7 +260,7 @@ async fn main() {
         );
         let data = format!("T{}:S{event}:{padding}", now_micros());
         sends.push(tokio::spawn(async move {
-            let result = trigger(&http, &args2, &channel, &data).await;
+            let result = app(&args2).trigger(&http, &channel, "bench", &data).await;
             drop(permit);
             result
         }));

@@ -1,0 +1,99 @@
+//! What the load generator and the soak run share: reading a server's memory
+//! and CPU from /proc, and triggering events through the signed HTTP API.
+#![allow(dead_code)] // each example uses a different part
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of `pid` in microseconds.
+pub fn cpu_micros(pid: Option<u32>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in clock ticks of 1/100 s on every common configuration.
+    Some(ticks * 10_000)
+}
+
+/// The app a run talks to.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub base: String,
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl App {
+    /// `key:signature` authorizing `socket_id` for a private or presence channel.
+    pub fn channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
+        let payload = match channel_data {
+            Some(data) => format!("{socket_id}:{channel}:{data}"),
+            None => format!("{socket_id}:{channel}"),
+        };
+        let signature = flarum_ws::protocol::signature::hmac_hex(&self.secret, &payload);
+        format!("{}:{signature}", self.key)
+    }
+
+    /// Triggers `event` on `channel` as the forum would.
+    pub async fn trigger(
+        &self,
+        http: &reqwest::Client,
+        channel: &str,
+        event: &str,
+        data: &str,
+    ) -> Result<(), String> {
+        use flarum_ws::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
+        let path = format!("/apps/{}/events", self.id);
+        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
+        let mut params = vec![
+            ("auth_key".to_owned(), self.key.clone()),
+            (
+                "auth_timestamp".to_owned(),
+                (now_micros() / 1_000_000).to_string(),
+            ),
+            ("auth_version".to_owned(), "1.0".to_owned()),
+            ("body_md5".to_owned(), body_md5(body.as_bytes())),
+        ];
+        let signature = hmac_hex(
+            &self.secret,
+            &request_string_to_sign("POST", &path, &params),
+        );
+        params.push(("auth_signature".into(), signature));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let response = http
+            .post(format!("{}{path}?{query}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", response.status()))
+        }
+    }
+}
