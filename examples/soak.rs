@@ -65,7 +65,7 @@ struct Published {
 }
 
 fn channel_name(index: usize) -> String {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         format!("soak-{index}")
     } else {
         format!("presence-soak-{index}")
