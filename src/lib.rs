@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod forum;
 pub mod hub;

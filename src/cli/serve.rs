@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::load::{Loaded, load};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
+use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::forum::Database;
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
@@ -62,6 +63,15 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         ctx = ctx.with_tls(tls::acceptor(certs.clone()));
         tokio::spawn(tls::watch_files(certs.clone(), files, shutdown.clone()));
         store = Some(certs);
+    }
+    if let Some(url) = ctx.settings().redis_url.clone() {
+        cluster::check_url(url.expose()).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
+        let config = ClusterConfig {
+            redis_url: url.expose().to_owned(),
+            prefix: ctx.settings().redis_prefix.clone(),
+        };
+        let cluster = Cluster::start(config, ctx.hub.clone(), shutdown.clone());
+        ctx = ctx.with_cluster(cluster);
     }
     let ctx = Arc::new(ctx);
     if let Some(address) = ctx.settings().metrics_listen {

@@ -136,6 +136,10 @@ settings! {
     metrics_listen: String = "FLARUM_WS_METRICS_LISTEN",
     /// Log lines as `text` (for people) or `json` (for log shippers).
     log_format: String = "FLARUM_WS_LOG_FORMAT",
+    /// Redis for running several nodes as one server (unset: one node).
+    redis_url: Secret = "FLARUM_WS_REDIS_URL",
+    /// Prefix of the Redis channel, so several forums can share one Redis.
+    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX",
 }
 
 /// Rejects zero for limits where zero would make the server useless.
@@ -188,6 +192,7 @@ fn defaults() -> PartialSettings {
         cache_ttl: Some(1800),
         socket_queue_capacity: Some(512),
         log_format: Some("text".into()),
+        redis_prefix: Some("flarum-ws".into()),
         ..Default::default()
     }
 }
@@ -402,6 +407,8 @@ pub(super) fn into_settings(
             admin_token: p.admin_token.clone().filter(|t| !t.expose().is_empty()),
             metrics_listen,
             log_format,
+            redis_url: p.redis_url.clone().filter(|u| !u.expose().is_empty()),
+            redis_prefix: p.redis_prefix.clone().unwrap_or_default(),
         },
         provenance,
         effective: p,

@@ -156,6 +156,9 @@ pub struct Settings {
     /// A separate listener for /metrics without a token (keep it private).
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub log_format: LogFormat,
+    /// Redis for a cluster of nodes (may hold a password, hence secret).
+    pub redis_url: Option<Secret>,
+    pub redis_prefix: String,
 }
 
 /// How log lines are written.

@@ -11,9 +11,11 @@
 //! `subscription_succeeded`.
 
 mod link;
+mod notice;
 mod presence;
 mod state;
 mod users;
 
 pub use link::{Frame, SocketLink};
+pub use notice::Notice;
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

@@ -42,6 +42,10 @@ impl Members {
         self.by_key.contains_key(key)
     }
 
+    pub fn get(&self, key: &str) -> Option<&Member> {
+        self.by_key.get(key)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
         self.by_key.values()
     }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use tokio::sync::mpsc;
+
 use super::link::{Frame, SocketLink};
+use super::notice::Notice;
 use super::presence::{Change, Members};
 use super::users::Users;
 use crate::protocol::messages::{PresenceMember, outgoing};
@@ -37,7 +40,23 @@ struct Subscriber {
 #[derive(Debug, Default)]
 struct Channel {
     subscribers: HashMap<SocketId, Subscriber>,
+    /// Presence members: this node's subscribers and, in a cluster, the
+    /// members other nodes reported.
     members: Members,
+}
+
+impl Channel {
+    /// Neither local subscribers nor members elsewhere: the entry can go.
+    fn is_unused(&self) -> bool {
+        self.subscribers.is_empty() && self.members.len() == 0
+    }
+
+    fn announce_removed(&self, channel: &str, user_id: &Value) {
+        let frame = Frame::from(outgoing::member_removed(channel, user_id));
+        for subscriber in self.subscribers.values() {
+            subscriber.link.send(frame.clone());
+        }
+    }
 }
 
 /// The last event published on a cache channel.
@@ -53,6 +72,8 @@ pub(super) struct State {
     cache: HashMap<ChannelName, CachedEvent>,
     pub(super) users: Users,
     limits: HubLimits,
+    /// Where local presence and signin changes are told, when watched.
+    pub(super) notices: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 /// What the HTTP API reports about one channel.
@@ -96,6 +117,7 @@ impl Hub {
                 cache: HashMap::new(),
                 users: Users::default(),
                 limits,
+                notices: None,
             })),
         }
     }
@@ -132,6 +154,7 @@ impl Hub {
             channels,
             cache,
             limits,
+            notices: state_notices,
             ..
         } = &mut *state;
         let entry = channels.entry(channel.clone()).or_default();
@@ -143,7 +166,7 @@ impl Hub {
             if !entry.members.contains(&member.key)
                 && entry.members.len() >= limits.max_presence_members
             {
-                if entry.subscribers.is_empty() {
+                if entry.is_unused() {
                     channels.remove(channel);
                 }
                 return Err(SubscribeError::PresenceFull {
@@ -152,6 +175,13 @@ impl Hub {
                 });
             }
             let key = member.key.clone();
+            if let Some(notices) = &state_notices {
+                let _ = notices.send(Notice::Joined {
+                    channel: channel.to_string(),
+                    socket: link.id,
+                    member: member.clone(),
+                });
+            }
             let added =
                 outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
             if entry.members.join(member) == Change::Membership {
@@ -211,18 +241,84 @@ impl Hub {
         let Some(subscriber) = entry.subscribers.remove(&socket) else {
             return false;
         };
-        if let Some(key) = subscriber.member_key
-            && let Some(member) = entry.members.leave(&key)
-        {
-            let frame = Frame::from(outgoing::member_removed(channel, &member.user_id));
-            for other in entry.subscribers.values() {
-                other.link.send(frame.clone());
+        if let Some(key) = subscriber.member_key {
+            if let Some(notices) = &state.notices {
+                let _ = notices.send(Notice::Left {
+                    channel: channel.to_owned(),
+                    socket,
+                });
+            }
+            if let Some(member) = entry.members.leave(&key) {
+                entry.announce_removed(channel, &member.user_id);
             }
         }
-        if entry.subscribers.is_empty() {
+        if entry.is_unused() {
             state.channels.remove(channel);
         }
         true
+    }
+
+    /// Sends this hub's presence and signin changes to the returned receiver
+    /// from now on (the cluster adapter mirrors them to other nodes).
+    pub fn watch_changes(&self) -> mpsc::UnboundedReceiver<Notice> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.write().notices = Some(sender);
+        receiver
+    }
+
+    /// A member joined `channel` on another node: counted like a local
+    /// socket, so `member_added` fires only for the user's first socket in
+    /// the whole cluster. Presence limits do not apply (the other node
+    /// already admitted it).
+    pub fn remote_join(&self, channel: &ChannelName, member: PresenceMember) {
+        let mut state = self.write();
+        let entry = state.channels.entry(channel.clone()).or_default();
+        let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
+        if entry.members.join(member) == Change::Membership {
+            let frame = Frame::from(added);
+            for subscriber in entry.subscribers.values() {
+                subscriber.link.send(frame.clone());
+            }
+        }
+    }
+
+    /// A member's socket on another node left `channel`.
+    pub fn remote_leave(&self, channel: &str, key: &str) {
+        let mut state = self.write();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        if let Some(member) = entry.members.leave(key) {
+            entry.announce_removed(channel, &member.user_id);
+        }
+        if entry.is_unused() {
+            state.channels.remove(channel);
+        }
+    }
+
+    /// This node's own presence memberships: (channel, socket, member).
+    pub fn local_members(&self) -> Vec<(String, SocketId, PresenceMember)> {
+        let state = self.read();
+        let mut list = Vec::new();
+        for (name, channel) in &state.channels {
+            for (socket, subscriber) in &channel.subscribers {
+                let Some(key) = &subscriber.member_key else {
+                    continue;
+                };
+                if let Some(member) = channel.members.get(key) {
+                    list.push((
+                        name.to_string(),
+                        *socket,
+                        PresenceMember {
+                            user_id: member.user_id.clone(),
+                            key: key.clone(),
+                            user_info: member.user_info.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        list
     }
 
     /// Forgets a closed socket: its subscriptions (given by the session,
@@ -232,7 +328,8 @@ impl Hub {
         for channel in channels {
             Self::remove_subscription(&mut state, socket, channel);
         }
-        state.users.sign_out(socket);
+        let State { users, notices, .. } = &mut *state;
+        users.sign_out(socket, notices.as_ref());
     }
 
     pub fn is_subscribed(&self, socket: SocketId, channel: &str) -> bool {
@@ -350,11 +447,11 @@ impl Hub {
     /// Channels, subscriptions and presence members, counted now.
     pub fn totals(&self) -> HubTotals {
         let state = self.read();
-        let mut totals = HubTotals {
-            channels: state.channels.len(),
-            ..HubTotals::default()
-        };
+        let mut totals = HubTotals::default();
         for channel in state.channels.values() {
+            if !channel.subscribers.is_empty() {
+                totals.channels += 1;
+            }
             totals.subscriptions += channel.subscribers.len();
             totals.presence_members += channel.members.len();
         }

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::mpsc::UnboundedSender;
+
 use super::link::{Frame, SocketLink};
+use super::notice::Notice;
 use super::state::{Hub, State};
 use crate::protocol::messages::{SigninUser, outgoing};
 use crate::protocol::{SocketId, close_code};
@@ -21,9 +24,16 @@ pub(super) struct Users {
     signed_in: HashMap<SocketId, SigninUser>,
     /// Watched user id → the sockets watching them.
     watchers: HashMap<String, Sockets>,
+    /// In a cluster: signed-in sockets per user on other nodes.
+    remote: HashMap<String, usize>,
 }
 
 impl Users {
+    /// Whether `user_id` has a signed-in socket on any node.
+    fn is_online(&self, user_id: &str) -> bool {
+        self.sockets_by_user.contains_key(user_id) || self.remote.contains_key(user_id)
+    }
+
     fn notify_watchers(&self, user_id: &str, online: bool) {
         let Some(watchers) = self.watchers.get(user_id) else {
             return;
@@ -40,10 +50,16 @@ impl Users {
     }
 
     /// Forgets the signin of `socket`, telling watchers if the user went offline.
-    pub(super) fn sign_out(&mut self, socket: SocketId) {
+    pub(super) fn sign_out(&mut self, socket: SocketId, notices: Option<&UnboundedSender<Notice>>) {
         let Some(user) = self.signed_in.remove(&socket) else {
             return;
         };
+        if let Some(notices) = notices {
+            let _ = notices.send(Notice::SignedOut {
+                socket,
+                user_id: user.id.clone(),
+            });
+        }
         for watched in &user.watchlist {
             if let Some(watchers) = self.watchers.get_mut(watched) {
                 watchers.remove(&socket);
@@ -56,7 +72,9 @@ impl Users {
             sockets.remove(&socket);
             if sockets.is_empty() {
                 self.sockets_by_user.remove(&user.id);
-                self.notify_watchers(&user.id, false);
+                if !self.is_online(&user.id) {
+                    self.notify_watchers(&user.id, false);
+                }
             }
         }
     }
@@ -67,13 +85,19 @@ impl Hub {
     /// if they just came online, and sends `link` the state of its watchlist.
     pub fn sign_in(&self, link: &Arc<SocketLink>, user: SigninUser) {
         let mut state = self.write();
-        let State { users, .. } = &mut *state;
-        users.sign_out(link.id);
+        let State { users, notices, .. } = &mut *state;
+        users.sign_out(link.id, notices.as_ref());
+        if let Some(notices) = notices {
+            let _ = notices.send(Notice::SignedIn {
+                socket: link.id,
+                user_id: user.id.clone(),
+            });
+        }
 
+        let was_online = users.is_online(&user.id);
         let sockets = users.sockets_by_user.entry(user.id.clone()).or_default();
-        let first = sockets.is_empty();
         sockets.insert(link.id, link.clone());
-        if first {
+        if !was_online {
             users.notify_watchers(&user.id, true);
         }
         for watched in &user.watchlist {
@@ -88,10 +112,47 @@ impl Hub {
                 .watchlist
                 .iter()
                 .map(String::as_str)
-                .partition(|id| users.sockets_by_user.contains_key(*id));
+                .partition(|id| users.is_online(id));
             link.send(outgoing::watchlist_events(&online, &offline).into());
         }
         users.signed_in.insert(link.id, user);
+    }
+
+    /// A socket on another node signed in as `user_id`.
+    pub fn remote_sign_in(&self, user_id: &str) {
+        let mut state = self.write();
+        let users = &mut state.users;
+        let was_online = users.is_online(user_id);
+        *users.remote.entry(user_id.to_owned()).or_default() += 1;
+        if !was_online {
+            users.notify_watchers(user_id, true);
+        }
+    }
+
+    /// A socket on another node signed out of `user_id`.
+    pub fn remote_sign_out(&self, user_id: &str) {
+        let mut state = self.write();
+        let users = &mut state.users;
+        let Some(count) = users.remote.get_mut(user_id) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            users.remote.remove(user_id);
+            if !users.is_online(user_id) {
+                users.notify_watchers(user_id, false);
+            }
+        }
+    }
+
+    /// This node's signed-in sockets and their users.
+    pub fn local_signins(&self) -> Vec<(SocketId, String)> {
+        self.read()
+            .users
+            .signed_in
+            .iter()
+            .map(|(socket, user)| (*socket, user.id.clone()))
+            .collect()
     }
 
     /// The user `socket` is signed in as.

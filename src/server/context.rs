@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::admission::ConnectionSlots;
 use super::counters::Counters;
 use super::rate::RateWindow;
+use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
 use crate::hub::{Hub, HubLimits};
 use crate::telemetry::feed::Feed;
@@ -35,6 +36,8 @@ pub struct ServerContext {
     /// The admin token used when the settings name none; made up at startup.
     generated_admin_token: Secret,
     pub started: std::time::Instant,
+    /// The Redis adapter, when several nodes serve as one.
+    pub cluster: Option<Arc<Cluster>>,
     /// Signed HTTP API requests this second (one app, so one key).
     pub api_rate: std::sync::Mutex<RateWindow>,
 }
@@ -48,6 +51,7 @@ fn hub_limits(settings: &Settings) -> HubLimits {
 
 impl ServerContext {
     pub fn new(settings: Settings, shutdown: CancellationToken) -> Self {
+        let with_cluster = settings.redis_url.is_some();
         Self {
             hub: Hub::new(hub_limits(&settings)),
             settings: ArcSwap::from_pointee(settings),
@@ -56,12 +60,19 @@ impl ServerContext {
             tracker: TaskTracker::new(),
             tls: None,
             slots: Arc::new(ConnectionSlots::default()),
-            metrics: Metrics::new(),
+            metrics: Metrics::new(with_cluster),
             feed: Feed::default(),
             generated_admin_token: Secret::new(random_token()),
             started: std::time::Instant::now(),
+            cluster: None,
             api_rate: std::sync::Mutex::new(RateWindow::default()),
         }
+    }
+
+    /// Share events, presence and users with other nodes through `cluster`.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Serve every connection over TLS with `acceptor`.
@@ -97,6 +108,7 @@ impl ServerContext {
             channels: totals.channels,
             subscriptions: totals.subscriptions,
             presence_members: totals.presence_members,
+            cluster: self.cluster.as_ref().map(|cluster| cluster.status()),
         })
     }
 

@@ -15,6 +15,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::cluster::ClusterStatus;
+
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -28,6 +30,8 @@ pub struct Snapshot {
     pub channels: usize,
     pub subscriptions: usize,
     pub presence_members: usize,
+    /// The Redis adapter's state, when running as a cluster.
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// Message totals since startup.
@@ -58,16 +62,16 @@ pub struct Metrics {
     slow_consumers: Counter,
     resident_memory: Gauge,
     open_fds: Gauge,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
+    redis_up: Gauge,
+    cluster_nodes: Gauge,
+    bus_published: Counter,
+    bus_received: Counter,
+    bus_dropped: Counter,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of one node; `with_cluster` adds the Redis adapter's.
+    pub fn new(with_cluster: bool) -> Self {
         let mut root = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
@@ -89,6 +93,11 @@ impl Metrics {
             slow_consumers: Counter::default(),
             resident_memory: Gauge::default(),
             open_fds: Gauge::default(),
+            redis_up: Gauge::default(),
+            cluster_nodes: Gauge::default(),
+            bus_published: Counter::default(),
+            bus_received: Counter::default(),
+            bus_dropped: Counter::default(),
         };
         let own = root.sub_registry_with_prefix("flarum_ws");
         own.register(
@@ -174,6 +183,33 @@ impl Metrics {
             "Connections closed with 4100 because their queue filled",
             metrics.slow_consumers.clone(),
         );
+        if with_cluster {
+            own.register(
+                "redis_up",
+                "1 while the Redis adapter is subscribed to the cluster's channel, 0 while Redis is away",
+                metrics.redis_up.clone(),
+            );
+            own.register(
+                "cluster_nodes",
+                "Nodes in the cluster, this one included",
+                metrics.cluster_nodes.clone(),
+            );
+            own.register(
+                "redis_messages_published",
+                "Messages this node published to the cluster",
+                metrics.bus_published.clone(),
+            );
+            own.register(
+                "redis_messages_received",
+                "Messages from other nodes applied by this node",
+                metrics.bus_received.clone(),
+            );
+            own.register(
+                "redis_messages_dropped",
+                "Messages for other nodes dropped because Redis was unreachable or slow",
+                metrics.bus_dropped.clone(),
+            );
+        }
         root.register_with_unit(
             "process_resident_memory",
             "Resident memory of the process",
@@ -256,6 +292,18 @@ impl Metrics {
         self.channels.set(snapshot.channels as i64);
         self.subscriptions.set(snapshot.subscriptions as i64);
         self.presence_members.set(snapshot.presence_members as i64);
+        if let Some(cluster) = snapshot.cluster {
+            self.redis_up.set(i64::from(cluster.redis_up));
+            self.cluster_nodes.set(cluster.other_nodes as i64 + 1);
+            // The adapter keeps the totals; bring the counters up to them.
+            for (counter, total) in [
+                (&self.bus_published, cluster.published),
+                (&self.bus_received, cluster.received),
+                (&self.bus_dropped, cluster.dropped),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         if let Some(rss) = resident_memory_bytes() {
             self.resident_memory.set(rss as i64);
         }
@@ -283,7 +331,7 @@ mod tests {
 
     #[test]
     fn renders_counters_with_their_labels() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(false);
         metrics.connection_opened();
         metrics.connection_closed(4100);
         metrics.api_request("events", 200);
@@ -293,6 +341,7 @@ mod tests {
             channels: 1,
             subscriptions: 2,
             presence_members: 0,
+            cluster: None,
         });
         assert!(text.contains("flarum_ws_connections 2\n"), "{text}");
         assert!(text.contains("flarum_ws_connections_opened_total 1\n"));

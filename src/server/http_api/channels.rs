@@ -1,13 +1,28 @@
 //! `GET /apps/{id}/channels`, `/channels/{name}` and `/channels/{name}/users`.
+//!
+//! In a cluster, subscriber counts add the other nodes' (asked when the
+//! request comes); presence members are already mirrored into this node's
+//! hub, so user counts and user lists are cluster-wide as they stand.
+
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
 use super::events::parse_info;
 use super::{ApiError, ApiRequest};
+use crate::hub::ChannelSummary;
 use crate::protocol::{ChannelKind, ChannelName};
 use crate::server::context::ServerContext;
 
-pub fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError> {
+/// Subscriber counts of the other nodes' channels starting with `prefix`.
+async fn remote_counts(ctx: &ServerContext, prefix: &str) -> HashMap<String, usize> {
+    match &ctx.cluster {
+        Some(cluster) => cluster.remote_counts(prefix).await,
+        None => HashMap::new(),
+    }
+}
+
+pub async fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError> {
     let prefix = request.param("filter_by_prefix").unwrap_or("");
     let info = parse_info(request.param("info"));
     for attribute in &info {
@@ -25,8 +40,32 @@ pub fn list(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError
             }
         }
     }
+    let mut summaries: BTreeMap<String, ChannelSummary> = ctx
+        .hub
+        .channels(prefix)
+        .into_iter()
+        .map(|summary| (summary.name.clone(), summary))
+        .collect();
+    for (name, count) in remote_counts(ctx, prefix).await {
+        match summaries.get_mut(&name) {
+            Some(summary) => summary.subscription_count += count,
+            None => {
+                let Ok(channel) = ChannelName::parse(&name, usize::MAX) else {
+                    continue;
+                };
+                summaries.insert(
+                    name.clone(),
+                    ChannelSummary {
+                        user_count: ctx.hub.channel_info(&channel).user_count,
+                        name,
+                        subscription_count: count,
+                    },
+                );
+            }
+        }
+    }
     let mut channels = Map::new();
-    for summary in ctx.hub.channels(prefix) {
+    for summary in summaries.into_values() {
         let mut attributes = Map::new();
         for attribute in &info {
             match attribute.as_str() {
@@ -49,9 +88,20 @@ fn parse_channel(ctx: &ServerContext, name: &str) -> Result<ChannelName, ApiErro
         .map_err(|e| ApiError::bad_request(format!("invalid channel name: {e}")))
 }
 
-pub fn show(ctx: &ServerContext, request: &ApiRequest, name: &str) -> Result<Value, ApiError> {
+pub async fn show(
+    ctx: &ServerContext,
+    request: &ApiRequest,
+    name: &str,
+) -> Result<Value, ApiError> {
     let channel = parse_channel(ctx, name)?;
-    let info = ctx.hub.channel_info(&channel);
+    let mut info = ctx.hub.channel_info(&channel);
+    if let Some(count) = remote_counts(ctx, channel.as_str())
+        .await
+        .get(channel.as_str())
+    {
+        info.subscription_count += count;
+        info.occupied = info.subscription_count > 0;
+    }
     let mut answer = Map::new();
     answer.insert("occupied".into(), json!(info.occupied));
     for attribute in parse_info(request.param("info")) {

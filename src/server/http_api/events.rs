@@ -161,10 +161,14 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
     for channel in &event.channels {
         let frame = outgoing::channel_event(&event.name, channel.as_str(), &event.data, None);
         let cached = channel.class().cached;
+        let frame = Frame::from(frame);
         let started = Instant::now();
         ctx.hub
-            .publish(channel, Frame::from(frame), event.except, cached);
+            .publish(channel, frame.clone(), event.except, cached);
         ctx.metrics.fanout(started.elapsed());
+        if let Some(cluster) = &ctx.cluster {
+            cluster.broadcast_event(channel, &frame, event.except, cached);
+        }
         ctx.feed.record(
             FeedItem::new(FeedKind::ApiEvent)
                 .channel(channel.as_str())

@@ -245,8 +245,8 @@ async fn authenticate_and_run(
     match route {
         Route::Events => events::trigger(ctx, &api),
         Route::BatchEvents => events::trigger_batch(ctx, &api),
-        Route::Channels => channels::list(ctx, &api),
-        Route::Channel(name) => channels::show(ctx, &api, &name),
+        Route::Channels => channels::list(ctx, &api).await,
+        Route::Channel(name) => channels::show(ctx, &api, &name).await,
         Route::ChannelUsers(name) => channels::users(ctx, &name),
         Route::TerminateUser(user) => users::terminate(ctx, &user),
     }

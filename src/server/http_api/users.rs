@@ -11,6 +11,9 @@ pub fn terminate(ctx: &ServerContext, user_id: &str) -> Result<Value, ApiError> 
         return Err(ApiError::bad_request("user id is empty"));
     }
     let closed = ctx.hub.terminate_user(user_id);
+    if let Some(cluster) = &ctx.cluster {
+        cluster.terminate_user(user_id);
+    }
     tracing::info!("Terminating {closed} connection(s) of user {user_id} on the app's request");
     Ok(json!({}))
 }

@@ -285,9 +285,13 @@ impl Handler {
                 .event(event)
                 .data(&data),
         );
+        let frame = Frame::from(frame);
         self.ctx
             .hub
-            .publish(&channel, Frame::from(frame), Some(self.link.id), false);
+            .publish(&channel, frame.clone(), Some(self.link.id), false);
+        if let Some(cluster) = &self.ctx.cluster {
+            cluster.broadcast_event(&channel, &frame, Some(self.link.id), false);
+        }
     }
 
     fn take_client_event_token(&mut self) -> bool {

@@ -1,0 +1,95 @@
+//! What nodes say to each other on the Redis pub/sub channel, as JSON. Every
+//! message carries the sending node's id; a node ignores its own.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A presence membership of one socket, as mirrored between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    pub channel: String,
+    pub socket: String,
+    pub user_id: Value,
+    pub key: String,
+    pub user_info: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// An event to fan out to the node's local subscribers.
+    Event {
+        channel: String,
+        frame: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<String>,
+        #[serde(default)]
+        cache: bool,
+    },
+    Joined(MemberEntry),
+    Left {
+        channel: String,
+        socket: String,
+    },
+    SignedIn {
+        socket: String,
+        user_id: String,
+    },
+    SignedOut {
+        socket: String,
+        user_id: String,
+    },
+    /// Close every socket signed in as `user_id` (4009).
+    Terminate {
+        user_id: String,
+    },
+    /// "I am alive"; nodes silent for longer than the expiry are dropped.
+    Heartbeat,
+    /// A node (re)joined: everyone answers with a [`Message::Snapshot`].
+    Hello,
+    /// Everything the sender's own clients contribute to shared state;
+    /// replaces what the receivers knew of the sender.
+    Snapshot {
+        members: Vec<MemberEntry>,
+        signins: Vec<(String, String)>,
+    },
+    /// "How many subscribers do your channels starting with `prefix` have?"
+    Query {
+        id: u64,
+        prefix: String,
+    },
+    /// The answer to query `id` of node `to`.
+    Counts {
+        to: String,
+        id: u64,
+        channels: Vec<(String, usize)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub node: String,
+    #[serde(flatten)]
+    pub message: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_as_tagged_json() {
+        let envelope = Envelope {
+            node: "n1".into(),
+            message: Message::Event {
+                channel: "public".into(),
+                frame: r#"{"event":"x"}"#.into(),
+                except: None,
+                cache: false,
+            },
+        };
+        let text = serde_json::to_string(&envelope).unwrap();
+        assert!(text.contains(r#""type":"event""#), "{text}");
+        assert_eq!(serde_json::from_str::<Envelope>(&text).unwrap(), envelope);
+    }
+}

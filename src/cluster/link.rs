@@ -1,0 +1,218 @@
+//! The two Redis connections of a node: one publishing the bus messages in
+//! the order they were queued, one subscribed to the bus. Both reconnect
+//! with back-off for as long as the server runs; while Redis is away the
+//! node serves its own clients and what it would have published is dropped
+//! (and counted).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cluster, ClusterConfig, EXPIRY};
+
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Time allowed for connecting and for each command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn bus_channel(config: &ClusterConfig) -> String {
+    format!("{}:bus", config.prefix)
+}
+
+/// The Redis URL without its password, for logs.
+pub fn describe(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<credentials>@{host}"),
+            None => format!("{scheme}://{rest}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Whether `url` is a Redis URL the client accepts; the error says why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|error| format!("invalid redis_url {}: {error}", describe(url)))
+}
+
+/// Waits out one back-off step; false when the server is stopping.
+async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(LAST_RETRY);
+    true
+}
+
+async fn connect_publisher(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(LAST_RETRY);
+    client.get_connection_manager_with_config(config).await
+}
+
+/// Publishes queued messages one at a time, so other nodes see them in the
+/// order this node produced them.
+pub async fn publish_loop(
+    cluster: Arc<Cluster>,
+    config: ClusterConfig,
+    mut queue: mpsc::Receiver<String>,
+    shutdown: CancellationToken,
+) {
+    let client = match redis::Client::open(config.redis_url.as_str()) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!("Redis publisher not started: {error}");
+            return;
+        }
+    };
+    let channel = bus_channel(&config);
+    let mut connection: Option<ConnectionManager> = None;
+    let mut delay = FIRST_RETRY;
+    let mut failing = false;
+    loop {
+        let payload = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = queue.recv() => match next {
+                Some(payload) => payload,
+                None => return,
+            },
+        };
+        if connection.is_none() {
+            match connect_publisher(&client).await {
+                Ok(manager) => {
+                    connection = Some(manager);
+                    delay = FIRST_RETRY;
+                }
+                Err(error) => {
+                    cluster.dropped.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        tracing::warn!(
+                            "cannot publish to Redis ({error}); messages to other nodes are dropped until it answers"
+                        );
+                        failing = true;
+                    }
+                    if !back_off(&mut delay, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(manager) = connection.as_mut() else {
+            continue;
+        };
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(manager)
+            .await;
+        match published {
+            Ok(_) => {
+                cluster.published.fetch_add(1, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("Publishing to Redis works again");
+                    failing = false;
+                }
+            }
+            Err(error) => {
+                cluster.dropped.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!(
+                        "publishing to Redis failed ({error}); messages to other nodes are dropped until it answers"
+                    );
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Listens to the bus, reconnecting with back-off. A connection that
+/// delivers nothing (not even this node's own heartbeats) for [`EXPIRY`] is
+/// considered dead and replaced.
+pub async fn subscribe_loop(
+    cluster: Arc<Cluster>,
+    config: ClusterConfig,
+    shutdown: CancellationToken,
+) {
+    let client = match redis::Client::open(config.redis_url.as_str()) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!("Redis subscriber not started: {error}");
+            return;
+        }
+    };
+    let channel = bus_channel(&config);
+    let mut delay = FIRST_RETRY;
+    let mut reported = false;
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await {
+            Ok(Ok(pubsub)) => pubsub,
+            outcome => {
+                if !reported {
+                    let reason = match outcome {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "no answer".to_owned(),
+                    };
+                    tracing::warn!(
+                        "cannot subscribe to Redis at {} ({reason}); serving local clients only, retrying",
+                        describe(&config.redis_url)
+                    );
+                    reported = true;
+                }
+                if !back_off(&mut delay, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        tracing::info!("Connected to Redis; synchronising with the other nodes");
+        reported = false;
+        delay = FIRST_RETRY;
+        cluster.connected();
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = tokio::time::timeout(EXPIRY, messages.next()) => next,
+            };
+            match next {
+                Ok(Some(message)) => match message.get_payload::<String>() {
+                    Ok(payload) => cluster.receive(&payload),
+                    Err(error) => tracing::warn!("ignoring a Redis message: {error}"),
+                },
+                Ok(None) => {
+                    tracing::warn!(
+                        "Lost the connection to Redis; serving local clients only, reconnecting"
+                    );
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "Redis delivered nothing for {} s; reconnecting",
+                        EXPIRY.as_secs()
+                    );
+                    break;
+                }
+            }
+        }
+        cluster.disconnected();
+    }
+}

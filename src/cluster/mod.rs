@@ -1,0 +1,390 @@
+//! Several flarum-ws nodes behaving as one server, over Redis pub/sub.
+//!
+//! Every node publishes on one Redis channel (`{prefix}:bus`) and listens to
+//! it. Events triggered on any node are fanned out by every node to its own
+//! subscribers (exactly once: a node ignores its own messages and delivers
+//! those locally itself). Presence members and signed-in users are mirrored
+//! into each node's hub, so member lists, `member_added`/`member_removed`
+//! and watchlists are cluster-wide. Channel counts for the HTTP API are
+//! asked of the other nodes when a request needs them.
+//!
+//! Nodes say they are alive every [`HEARTBEAT`]; one silent for [`EXPIRY`]
+//! is forgotten (its members leave). When Redis is unreachable each node
+//! keeps serving its own clients, reconnects with back-off, and on
+//! reconnecting says hello and its own state, which every node answers with
+//! theirs: presence resynchronises. Messages published during the outage
+//! are lost.
+
+pub mod bus;
+mod link;
+mod peers;
+
+pub use link::{check_url, describe as describe_url};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::bus::{Envelope, MemberEntry, Message};
+use self::peers::Peers;
+use crate::hub::{Frame, Hub, Notice};
+use crate::protocol::{ChannelName, SocketId};
+
+/// How often a node says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A node not heard from for this long is forgotten: a node killed outright
+/// has its members removed within `EXPIRY + HEARTBEAT` (6 s).
+pub const EXPIRY: Duration = Duration::from_secs(5);
+
+/// How long an HTTP API request waits for the other nodes' counts.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Messages waiting to be published; beyond this (Redis slow or away)
+/// new ones are dropped and counted.
+const OUTGOING_CAPACITY: usize = 65_536;
+
+/// Where the cluster's Redis is and how its keys are named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    /// Prefix of the pub/sub channel, so several forums can share a Redis.
+    pub prefix: String,
+}
+
+/// The adapter's health, for metrics, `/ready` and the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub redis_up: bool,
+    pub other_nodes: usize,
+    pub published: u64,
+    pub received: u64,
+    pub dropped: u64,
+}
+
+type PendingQueries = HashMap<u64, mpsc::UnboundedSender<Vec<(String, usize)>>>;
+
+pub struct Cluster {
+    node: String,
+    hub: Hub,
+    outgoing: mpsc::Sender<String>,
+    peers: Mutex<Peers>,
+    pending: Mutex<PendingQueries>,
+    next_query: AtomicU64,
+    redis_up: AtomicBool,
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Cluster {
+    /// Starts the adapter: the Redis connections (retried until `shutdown`),
+    /// heartbeats, expiry and the mirroring of `hub`'s changes.
+    pub fn start(config: ClusterConfig, hub: Hub, shutdown: CancellationToken) -> Arc<Self> {
+        let (outgoing, queue) = mpsc::channel(OUTGOING_CAPACITY);
+        let node = hex::encode(rand::random::<[u8; 6]>());
+        let cluster = Arc::new(Self {
+            node,
+            hub: hub.clone(),
+            outgoing,
+            peers: Mutex::new(Peers::default()),
+            pending: Mutex::new(HashMap::new()),
+            next_query: AtomicU64::new(1),
+            redis_up: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        tracing::info!(
+            "Cluster node {} using Redis at {} (channel {}:bus)",
+            cluster.node,
+            link::describe(&config.redis_url),
+            config.prefix
+        );
+        let notices = hub.watch_changes();
+        tokio::spawn(link::publish_loop(
+            cluster.clone(),
+            config.clone(),
+            queue,
+            shutdown.clone(),
+        ));
+        tokio::spawn(link::subscribe_loop(
+            cluster.clone(),
+            config,
+            shutdown.clone(),
+        ));
+        tokio::spawn(cluster.clone().mirror_changes(notices));
+        tokio::spawn(cluster.clone().heartbeat_and_expire(shutdown));
+        cluster
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            redis_up: self.redis_up.load(Ordering::Relaxed),
+            other_nodes: self.lock_peers().count(),
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, message: Message) {
+        let envelope = Envelope {
+            node: self.node.clone(),
+            message,
+        };
+        let Ok(text) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        if self.outgoing.try_send(text).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Has every other node deliver `frame` to its subscribers of `channel`.
+    pub fn broadcast_event(
+        &self,
+        channel: &ChannelName,
+        frame: &Frame,
+        except: Option<SocketId>,
+        cache: bool,
+    ) {
+        self.send(Message::Event {
+            channel: channel.to_string(),
+            frame: frame.as_str().to_owned(),
+            except: except.map(|id| id.to_string()),
+            cache,
+        });
+    }
+
+    /// Has every other node close the sockets signed in as `user_id`.
+    pub fn terminate_user(&self, user_id: &str) {
+        self.send(Message::Terminate {
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    /// Subscriber counts of the other nodes' channels starting with `prefix`,
+    /// summed per channel. Waits for every live node, at most
+    /// [`QUERY_TIMEOUT`]; a node that does not answer in time is left out.
+    pub async fn remote_counts(&self, prefix: &str) -> HashMap<String, usize> {
+        let expected = self.lock_peers().count();
+        let mut totals = HashMap::new();
+        if expected == 0 || !self.redis_up.load(Ordering::Relaxed) {
+            return totals;
+        }
+        let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+        let (answers, mut replies) = mpsc::unbounded_channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, answers);
+        self.send(Message::Query {
+            id,
+            prefix: prefix.to_owned(),
+        });
+        let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+        let mut answered = 0;
+        while answered < expected {
+            match tokio::time::timeout_at(deadline, replies.recv()).await {
+                Ok(Some(channels)) => {
+                    answered += 1;
+                    for (name, count) in channels {
+                        *totals.entry(name).or_insert(0) += count;
+                    }
+                }
+                _ => {
+                    tracing::warn!(
+                        "{answered} of {expected} other node(s) answered a channel count in time; the answer may be short"
+                    );
+                    break;
+                }
+            }
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        totals
+    }
+
+    /// This node's own contribution to shared state.
+    fn snapshot(&self) -> Message {
+        let members = self
+            .hub
+            .local_members()
+            .into_iter()
+            .map(|(channel, socket, member)| MemberEntry {
+                channel,
+                socket: socket.to_string(),
+                user_id: member.user_id,
+                key: member.key,
+                user_info: member.user_info,
+            })
+            .collect();
+        let signins = self
+            .hub
+            .local_signins()
+            .into_iter()
+            .map(|(socket, user)| (socket.to_string(), user))
+            .collect();
+        Message::Snapshot { members, signins }
+    }
+
+    /// Called by the link once subscribed to the bus (again).
+    fn connected(&self) {
+        self.redis_up.store(true, Ordering::Relaxed);
+        self.send(Message::Hello);
+        self.send(self.snapshot());
+    }
+
+    fn disconnected(&self) {
+        self.redis_up.store(false, Ordering::Relaxed);
+    }
+
+    /// Applies one message from the bus.
+    fn receive(&self, payload: &str) {
+        let envelope: Envelope = match serde_json::from_str(payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!("ignoring an unreadable cluster message: {error}");
+                return;
+            }
+        };
+        if envelope.node == self.node {
+            return;
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let node = envelope.node.as_str();
+        let newcomer = self.lock_peers().seen(node);
+        if newcomer {
+            tracing::info!("Cluster node {node} joined");
+        }
+        let hub = &self.hub;
+        match envelope.message {
+            Message::Event {
+                channel,
+                frame,
+                except,
+                cache,
+            } => {
+                if let Ok(channel) = ChannelName::parse(&channel, usize::MAX) {
+                    let except = except.and_then(|id| id.parse::<SocketId>().ok());
+                    hub.publish(&channel, Frame::from(frame), except, cache);
+                }
+            }
+            Message::Joined(entry) => self.lock_peers().joined(hub, node, entry),
+            Message::Left { channel, socket } => {
+                self.lock_peers().left(hub, node, &channel, &socket)
+            }
+            Message::SignedIn { socket, user_id } => {
+                self.lock_peers().signed_in(hub, node, socket, user_id)
+            }
+            Message::SignedOut { socket, .. } => self.lock_peers().signed_out(hub, node, &socket),
+            Message::Terminate { user_id } => {
+                let closed = hub.terminate_user(&user_id);
+                if closed > 0 {
+                    tracing::info!(
+                        "Terminating {closed} connection(s) of user {user_id} at node {node}'s request"
+                    );
+                }
+            }
+            Message::Heartbeat => {}
+            Message::Hello => self.send(self.snapshot()),
+            Message::Snapshot { members, signins } => {
+                self.lock_peers().snapshot(hub, node, members, signins)
+            }
+            Message::Query { id, prefix } => {
+                let channels = hub
+                    .channels(&prefix)
+                    .into_iter()
+                    .map(|summary| (summary.name, summary.subscription_count))
+                    .collect();
+                self.send(Message::Counts {
+                    to: node.to_owned(),
+                    id,
+                    channels,
+                });
+            }
+            Message::Counts { to, id, channels } => {
+                if to == self.node
+                    && let Some(waiting) = self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&id)
+                {
+                    let _ = waiting.send(channels);
+                }
+            }
+        }
+        // A node we did not know may hold members: ask for its state.
+        if newcomer {
+            self.send(Message::Hello);
+        }
+    }
+
+    /// Forwards the hub's local presence and signin changes to the bus.
+    async fn mirror_changes(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+        while let Some(notice) = notices.recv().await {
+            let message = match notice {
+                Notice::Joined {
+                    channel,
+                    socket,
+                    member,
+                } => Message::Joined(MemberEntry {
+                    channel,
+                    socket: socket.to_string(),
+                    user_id: member.user_id,
+                    key: member.key,
+                    user_info: member.user_info,
+                }),
+                Notice::Left { channel, socket } => Message::Left {
+                    channel,
+                    socket: socket.to_string(),
+                },
+                Notice::SignedIn { socket, user_id } => Message::SignedIn {
+                    socket: socket.to_string(),
+                    user_id,
+                },
+                Notice::SignedOut { socket, user_id } => Message::SignedOut {
+                    socket: socket.to_string(),
+                    user_id,
+                },
+            };
+            self.send(message);
+        }
+    }
+
+    async fn heartbeat_and_expire(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if self.redis_up.load(Ordering::Relaxed) {
+                self.send(Message::Heartbeat);
+            }
+            let gone = self.lock_peers().expire(&self.hub, EXPIRY);
+            for (node, members) in gone {
+                tracing::warn!(
+                    "Cluster node {node} was silent for {} s; removed its {members} presence member socket(s)",
+                    EXPIRY.as_secs()
+                );
+            }
+        }
+    }
+}

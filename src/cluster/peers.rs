@@ -1,0 +1,184 @@
+//! What this node knows of the other nodes: their presence members and
+//! signed-in users (mirrored into the hub so presence and watchlists are
+//! cluster-wide) and when each was last heard from. A node silent for
+//! longer than the expiry is forgotten: its members leave (with
+//! `member_removed` where they were the user's last socket) and its
+//! signed-in users go offline.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::bus::MemberEntry;
+use crate::hub::Hub;
+use crate::protocol::ChannelName;
+use crate::protocol::messages::PresenceMember;
+
+#[derive(Debug)]
+struct Peer {
+    last_seen: Instant,
+    /// (channel, socket) → member.
+    members: HashMap<(String, String), MemberEntry>,
+    /// socket → user id.
+    signins: HashMap<String, String>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Self {
+            last_seen: Instant::now(),
+            members: HashMap::new(),
+            signins: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Peers {
+    by_node: HashMap<String, Peer>,
+}
+
+fn apply_join(hub: &Hub, entry: &MemberEntry) {
+    let Ok(channel) = ChannelName::parse(&entry.channel, usize::MAX) else {
+        return;
+    };
+    hub.remote_join(
+        &channel,
+        PresenceMember {
+            user_id: entry.user_id.clone(),
+            key: entry.key.clone(),
+            user_info: entry.user_info.clone(),
+        },
+    );
+}
+
+impl Peers {
+    /// Marks `node` alive; returns true when it was unknown.
+    pub fn seen(&mut self, node: &str) -> bool {
+        match self.by_node.get_mut(node) {
+            Some(peer) => {
+                peer.last_seen = Instant::now();
+                false
+            }
+            None => {
+                self.by_node.insert(node.to_owned(), Peer::new());
+                true
+            }
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.by_node.len()
+    }
+
+    pub fn joined(&mut self, hub: &Hub, node: &str, entry: MemberEntry) {
+        let peer = self
+            .by_node
+            .entry(node.to_owned())
+            .or_insert_with(Peer::new);
+        let id = (entry.channel.clone(), entry.socket.clone());
+        if !peer.members.contains_key(&id) {
+            apply_join(hub, &entry);
+            peer.members.insert(id, entry);
+        }
+    }
+
+    pub fn left(&mut self, hub: &Hub, node: &str, channel: &str, socket: &str) {
+        let Some(peer) = self.by_node.get_mut(node) else {
+            return;
+        };
+        if let Some(entry) = peer
+            .members
+            .remove(&(channel.to_owned(), socket.to_owned()))
+        {
+            hub.remote_leave(channel, &entry.key);
+        }
+    }
+
+    pub fn signed_in(&mut self, hub: &Hub, node: &str, socket: String, user_id: String) {
+        let peer = self
+            .by_node
+            .entry(node.to_owned())
+            .or_insert_with(Peer::new);
+        if let Some(previous) = peer.signins.insert(socket, user_id.clone()) {
+            hub.remote_sign_out(&previous);
+        }
+        hub.remote_sign_in(&user_id);
+    }
+
+    pub fn signed_out(&mut self, hub: &Hub, node: &str, socket: &str) {
+        let Some(peer) = self.by_node.get_mut(node) else {
+            return;
+        };
+        if let Some(user_id) = peer.signins.remove(socket) {
+            hub.remote_sign_out(&user_id);
+        }
+    }
+
+    /// Replaces what is known of `node` with its snapshot, changing only
+    /// what differs (so users present before and after do not flicker).
+    pub fn snapshot(
+        &mut self,
+        hub: &Hub,
+        node: &str,
+        members: Vec<MemberEntry>,
+        signins: Vec<(String, String)>,
+    ) {
+        let peer = self
+            .by_node
+            .entry(node.to_owned())
+            .or_insert_with(Peer::new);
+        let fresh: HashMap<(String, String), MemberEntry> = members
+            .into_iter()
+            .map(|entry| ((entry.channel.clone(), entry.socket.clone()), entry))
+            .collect();
+        // Joins first, so a user moving between sockets never drops to zero.
+        for (id, entry) in &fresh {
+            if !peer.members.contains_key(id) {
+                apply_join(hub, entry);
+            }
+        }
+        for (id, entry) in &peer.members {
+            if !fresh.contains_key(id) {
+                hub.remote_leave(&id.0, &entry.key);
+            }
+        }
+        peer.members = fresh;
+
+        let fresh: HashMap<String, String> = signins.into_iter().collect();
+        for (socket, user) in &fresh {
+            if peer.signins.get(socket) != Some(user) {
+                hub.remote_sign_in(user);
+            }
+        }
+        for (socket, user) in &peer.signins {
+            if fresh.get(socket) != Some(user) {
+                hub.remote_sign_out(user);
+            }
+        }
+        peer.signins = fresh;
+    }
+
+    /// Forgets nodes not heard from within `expiry`; returns their ids and
+    /// how many members each had.
+    pub fn expire(&mut self, hub: &Hub, expiry: Duration) -> Vec<(String, usize)> {
+        let silent: Vec<String> = self
+            .by_node
+            .iter()
+            .filter(|(_, peer)| peer.last_seen.elapsed() > expiry)
+            .map(|(node, _)| node.clone())
+            .collect();
+        silent
+            .into_iter()
+            .filter_map(|node| {
+                let peer = self.by_node.remove(&node)?;
+                for ((channel, _), entry) in &peer.members {
+                    hub.remote_leave(channel, &entry.key);
+                }
+                for user in peer.signins.values() {
+                    hub.remote_sign_out(user);
+                }
+                Some((node, peer.members.len()))
+            })
+            .collect()
+    }
+}
