@@ -76,9 +76,9 @@ impl Peers {
             .entry(node.to_owned())
             .or_insert_with(Peer::new);
         let id = (entry.channel.clone(), entry.socket.clone());
-        if !peer.members.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = peer.members.entry(id) {
             apply_join(hub, &entry);
-            peer.members.insert(id, entry);
+            slot.insert(entry);
         }
     }
 
