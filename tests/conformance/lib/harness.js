@@ -43,6 +43,7 @@ function startServer({ env = {}, port = 0 } = {}) {
           clearTimeout(timer);
           resolve({
             port: Number(match[1]),
+            child,
             logs,
             exited: new Promise((done) => child.once('exit', (code) => done(code))),
             stop() {
