@@ -294,3 +294,76 @@ fn ports_bind_addresses_and_the_forum_database() {
     assert_eq!(finding(&findings, "config.php")["status"], "pass");
     assert_eq!(finding(&findings, "database")["status"], "fail");
 }
+
+/// A redis-server on a free loopback port, killed when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed (apt-get install redis-server)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reports_whether_redis_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (_, findings) = check(dir.path(), &[("FLARUM_WS_REDIS_URL", url)], &[]);
+    let redis_finding = finding(&findings, "redis");
+    assert_eq!(redis_finding["status"], "pass", "{redis_finding}");
+    assert!(
+        redis_finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 flarum-ws node(s) listen on flarum-ws:bus"),
+        "{redis_finding}"
+    );
+
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let (code, findings) = check(dir.path(), &[("FLARUM_WS_REDIS_URL", closed)], &[]);
+    assert_eq!(code, 1);
+    let redis_finding = finding(&findings, "redis");
+    assert_eq!(redis_finding["status"], "fail", "{redis_finding}");
+    assert!(redis_finding["fix"].as_str().unwrap().contains("redis_url"));
+
+    let (_, findings) = check(
+        dir.path(),
+        &[("FLARUM_WS_REDIS_URL", "http://nope".into())],
+        &[],
+    );
+    assert_eq!(finding(&findings, "redis")["status"], "fail");
+}

@@ -7,6 +7,7 @@ use super::certificate::check_certificate;
 use super::live::{LiveOptions, check_live};
 use super::port::check_port;
 use super::{Finding, Status};
+use crate::cluster;
 use crate::config::{self, PartialSettings, Settings};
 use crate::forum::{Database, ForumConfig, read_config_php, settings_from_rows};
 
@@ -151,6 +152,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.push(check_origins(settings, forum.as_ref()));
+    if let Some(finding) = check_redis(settings).await {
+        findings.push(finding);
+    }
     findings.extend(check_certificate(settings, host.as_deref()));
     if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
         findings.push(Finding::pass(
@@ -175,6 +179,33 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// With `redis_url`: whether Redis answers, and how many nodes listen.
+async fn check_redis(settings: &Settings) -> Option<Finding> {
+    let url = settings.redis_url.as_ref()?.expose();
+    let shown = cluster::describe_url(url);
+    if let Err(problem) = cluster::check_url(url) {
+        return Some(Finding::fail(
+            "redis",
+            problem,
+            "write it as redis://[:password@]host:port[/db]",
+        ));
+    }
+    Some(match cluster::probe(url, &settings.redis_prefix).await {
+        Ok(nodes) => Finding::pass(
+            "redis",
+            format!(
+                "Redis at {shown} answers; {nodes} flarum-ws node(s) listen on {}:bus",
+                settings.redis_prefix
+            ),
+        ),
+        Err(problem) => Finding::fail(
+            "redis",
+            format!("Redis at {shown} does not answer: {problem}"),
+            "start Redis (systemctl start redis-server) or fix redis_url; without it the nodes serve only their own clients",
+        ),
+    })
 }
 
 fn is_loopback(host: &str) -> bool {

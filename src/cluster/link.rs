@@ -216,3 +216,23 @@ pub async fn subscribe_loop(
         cluster.disconnected();
     }
 }
+
+/// Connects to Redis and answers how many nodes listen on the cluster's
+/// channel (for `flarum-ws check`).
+pub async fn probe(url: &str, prefix: &str) -> Result<usize, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let query = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("{prefix}:bus"))
+            .query_async(&mut connection)
+            .await?;
+        Ok::<_, redis::RedisError>(counts.first().map_or(0, |(_, n)| *n))
+    };
+    match tokio::time::timeout(COMMAND_TIMEOUT, query).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", COMMAND_TIMEOUT.as_secs())),
+    }
+}

@@ -19,7 +19,7 @@ pub mod bus;
 mod link;
 mod peers;
 
-pub use link::{check_url, describe as describe_url};
+pub use link::{check_url, describe as describe_url, probe};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
