@@ -34,7 +34,8 @@ start_server() {
     flarum-ws)
       FLARUM_WS_APP_ID=$APP_ID FLARUM_WS_APP_KEY=$KEY FLARUM_WS_APP_SECRET=$SECRET \
         FLARUM_WS_HOST=127.0.0.1 FLARUM_WS_PORT=$PORT FLARUM_WS_STATISTICS=false \
-        FLARUM_WS_MAX_PRESENCE_MEMBERS=10000 \
+        FLARUM_WS_MAX_PRESENCE_MEMBERS=10000 FLARUM_WS_MAX_CONNECTIONS_PER_IP=100000 \
+        FLARUM_WS_API_REQUESTS_PER_SECOND=1000000 \
         target/release/flarum-ws serve >/tmp/bench-server.log 2>&1 &
       ;;
     sockudo)

@@ -30,6 +30,9 @@ struct Args {
     host: String,
     #[arg(long)]
     port: u16,
+    /// Trigger through this port instead (another node of a cluster).
+    #[arg(long)]
+    publish_port: Option<u16>,
     #[arg(long)]
     app_id: String,
     #[arg(long)]
@@ -77,7 +80,11 @@ struct Args {
 /// The app under test, as the shared support code wants it.
 fn app(args: &Args) -> App {
     App {
-        base: format!("http://{}:{}", args.host, args.port),
+        base: format!(
+            "http://{}:{}",
+            args.host,
+            args.publish_port.unwrap_or(args.port)
+        ),
         id: args.app_id.clone(),
         key: args.key.clone(),
         secret: args.secret.clone(),
