@@ -182,3 +182,116 @@ impl Peers {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::hub::{HubLimits, SocketLink};
+    use crate::protocol::SocketId;
+    use crate::protocol::messages::parse_presence_member;
+
+    fn entry(channel: &str, socket: &str, user: &str) -> MemberEntry {
+        MemberEntry {
+            channel: channel.into(),
+            socket: socket.into(),
+            user_id: json!(user),
+            key: user.into(),
+            user_info: json!({}),
+        }
+    }
+
+    /// A hub with one local member (user "1") in presence-room, and what
+    /// that member's socket receives.
+    fn hub_with_listener() -> (Hub, tokio::sync::mpsc::Receiver<crate::hub::Frame>) {
+        let hub = Hub::new(HubLimits {
+            max_presence_members: 100,
+            cache_ttl: Duration::from_secs(60),
+        });
+        let (link, mut rx) = SocketLink::new(SocketId::random(), 64);
+        let member = parse_presence_member(Some(r#"{"user_id":"1"}"#), 128, 1024).unwrap();
+        let channel = ChannelName::parse("presence-room", 200).unwrap();
+        hub.subscribe(&Arc::new(link), &channel, Some(member))
+            .unwrap();
+        while rx.try_recv().is_ok() {}
+        (hub, rx)
+    }
+
+    fn events(rx: &mut tokio::sync::mpsc::Receiver<crate::hub::Frame>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+            let user = serde_json::from_str::<serde_json::Value>(value["data"].as_str().unwrap())
+                .unwrap()["user_id"]
+                .clone();
+            seen.push(format!(
+                "{} {}",
+                value["event"].as_str().unwrap(),
+                user.as_str().unwrap()
+            ));
+        }
+        seen
+    }
+
+    #[test]
+    fn a_snapshot_changes_only_what_differs() {
+        let (hub, mut rx) = hub_with_listener();
+        let mut peers = Peers::default();
+        peers.snapshot(&hub, "n2", vec![entry("presence-room", "a", "2")], vec![]);
+        assert_eq!(events(&mut rx), ["pusher_internal:member_added 2"]);
+
+        // The same member again plus a newcomer: only the newcomer is news.
+        peers.snapshot(
+            &hub,
+            "n2",
+            vec![
+                entry("presence-room", "a", "2"),
+                entry("presence-room", "b", "3"),
+            ],
+            vec![],
+        );
+        assert_eq!(events(&mut rx), ["pusher_internal:member_added 3"]);
+
+        // User 2 moved to another socket of the same node: no flicker.
+        peers.snapshot(
+            &hub,
+            "n2",
+            vec![
+                entry("presence-room", "c", "2"),
+                entry("presence-room", "b", "3"),
+            ],
+            vec![],
+        );
+        assert_eq!(events(&mut rx), Vec::<String>::new());
+
+        peers.snapshot(&hub, "n2", vec![], vec![]);
+        let mut left = events(&mut rx);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "pusher_internal:member_removed 2",
+                "pusher_internal:member_removed 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_silent_node_is_expired_with_its_members() {
+        let (hub, mut rx) = hub_with_listener();
+        let mut peers = Peers::default();
+        peers.joined(&hub, "n2", entry("presence-room", "a", "2"));
+        // A duplicate announcement counts once.
+        peers.joined(&hub, "n2", entry("presence-room", "a", "2"));
+        assert_eq!(events(&mut rx), ["pusher_internal:member_added 2"]);
+        assert!(peers.expire(&hub, Duration::from_secs(60)).is_empty());
+        std::thread::sleep(Duration::from_millis(20));
+        let gone = peers.expire(&hub, Duration::from_millis(10));
+        assert_eq!(gone, [("n2".to_owned(), 1)]);
+        assert_eq!(events(&mut rx), ["pusher_internal:member_removed 2"]);
+        assert_eq!(peers.count(), 0);
+    }
+}
