@@ -151,6 +151,14 @@ fn state(ctx: &ServerContext) -> Value {
         })
         .collect();
     let settings = ctx.settings();
+    let cluster = ctx.cluster.as_ref().map(|cluster| {
+        let status = cluster.status();
+        json!({
+            "node": cluster.node_id(),
+            "redis_up": status.redis_up,
+            "nodes": status.other_nodes + 1,
+        })
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "app_id": settings.app.id,
@@ -160,6 +168,7 @@ fn state(ctx: &ServerContext) -> Value {
         "presence_members": totals.presence_members,
         "traffic": ctx.metrics.traffic(),
         "channels": channels,
+        "cluster": cluster,
     })
 }
 
