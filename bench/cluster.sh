@@ -97,7 +97,7 @@ for server in $SERVERS; do
   done
 done
 
-python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1)" >bench/CLUSTER.md <<'PY'
+python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" >bench/CLUSTER.md <<'PY'
 import json, os, subprocess, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 skipped = [line.strip() for line in open(sys.argv[2]) if line.strip()]
@@ -119,7 +119,7 @@ if skipped:
     print("\nNot run:\n")
     for line in skipped:
         print(f"- {line}")
-if sys.argv[3]:
-    print(f"\nsockudo: `{sys.argv[3]}`")
+if sys.argv[3].strip() != "()":
+    print(f"\nsockudo: {sys.argv[3]}, built with `cargo install --locked sockudo --features redis` (ADAPTER_DRIVER and CACHE_DRIVER redis for the cross-node runs).")
 PY
 echo "wrote bench/CLUSTER.md" >&2
