@@ -22,26 +22,15 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{App, cpu_micros, now_micros, rss_kib};
+use support::{App, Target, cpu_micros, now_micros, rss_kib};
 
 #[derive(Debug, Parser, Clone)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long)]
-    port: u16,
+    #[command(flatten)]
+    target: Target,
     /// Trigger through this port instead (another node of a cluster).
     #[arg(long)]
     publish_port: Option<u16>,
-    #[arg(long)]
-    app_id: String,
-    #[arg(long)]
-    key: String,
-    #[arg(long)]
-    secret: String,
-    /// The server's pid, for memory and CPU readings from /proc.
-    #[arg(long)]
-    pid: Option<u32>,
     /// Websocket clients to open.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -77,18 +66,9 @@ struct Args {
     label: String,
 }
 
-/// The app under test, as the shared support code wants it.
+/// The app under test, triggered through `--publish-port` when given.
 fn app(args: &Args) -> App {
-    App {
-        base: format!(
-            "http://{}:{}",
-            args.host,
-            args.publish_port.unwrap_or(args.port)
-        ),
-        id: args.app_id.clone(),
-        key: args.key.clone(),
-        secret: args.secret.clone(),
-    }
+    args.target.app(args.publish_port)
 }
 
 /// What one client saw.
@@ -107,7 +87,7 @@ async fn run_client(
 ) -> ClientReport {
     let url = format!(
         "ws://{}:{}/app/{}?protocol=7&client=js&version=8.4.0",
-        args.host, args.port, args.key
+        args.target.host, args.target.port, args.target.key
     );
     let permit = opened.acquire().await.unwrap();
     let mut ws = match tokio_tungstenite::connect_async(&url).await {
@@ -195,7 +175,7 @@ async fn main() {
     let args = Arc::new(Args::parse());
     // Thousands of clients need thousands of descriptors.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let rss_before = rss_kib(args.pid);
+    let rss_before = rss_kib(args.target.pid);
 
     // Connect and subscribe.
     let opened = Arc::new(Semaphore::new(args.concurrency));
@@ -230,7 +210,7 @@ async fn main() {
     }
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
-    let rss_subscribed = rss_kib(args.pid);
+    let rss_subscribed = rss_kib(args.target.pid);
 
     // Trigger events, round-robin over channels.
     let http = reqwest::Client::builder()
@@ -244,7 +224,7 @@ async fn main() {
         .map(|e| subscribers_per_channel[e % args.channels])
         .sum();
     let padding = "x".repeat(args.payload.saturating_sub(40));
-    let cpu_start = cpu_micros(args.pid);
+    let cpu_start = cpu_micros(args.target.pid);
     let send_start = Instant::now();
     let gate = Arc::new(Semaphore::new(args.publishers));
     let mut sends = Vec::with_capacity(args.events);
@@ -296,7 +276,7 @@ async fn main() {
         } else {
             0.0
         };
-    let cpu_end = cpu_micros(args.pid);
+    let cpu_end = cpu_micros(args.target.pid);
 
     stop.cancel();
     let mut latencies = Vec::new();
@@ -305,7 +285,7 @@ async fn main() {
     }
     // Servers may give memory back some seconds after clients leave.
     tokio::time::sleep(Duration::from_secs(args.after_disconnect)).await;
-    let rss_after = rss_kib(args.pid);
+    let rss_after = rss_kib(args.target.pid);
 
     latencies.sort_unstable();
     let delivered = latencies.len() as u64;

@@ -24,23 +24,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{App, rss_kib};
+use support::{App, Target, rss_kib};
 
 #[derive(Debug, Parser, Clone)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long)]
-    port: u16,
-    #[arg(long)]
-    app_id: String,
-    #[arg(long)]
-    key: String,
-    #[arg(long)]
-    secret: String,
-    /// The server's pid, for memory readings from /proc.
-    #[arg(long)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    target: Target,
     /// How long to churn, in seconds.
     #[arg(long, default_value_t = 120)]
     seconds: u64,
@@ -99,7 +88,7 @@ async fn client_session(
 ) -> Result<(), String> {
     let url = format!(
         "ws://{}:{}/app/{}?protocol=7&client=soak",
-        args.host, args.port, args.key
+        args.target.host, args.target.port, args.target.key
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -259,18 +248,13 @@ async fn publisher(app: App, args: Arc<Args>, published: Arc<Published>, until: 
 async fn main() {
     let args = Arc::new(Args::parse());
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let app = App {
-        base: format!("http://{}:{}", args.host, args.port),
-        id: args.app_id.clone(),
-        key: args.key.clone(),
-        secret: args.secret.clone(),
-    };
+    let app = args.target.app(None);
     let published = Arc::new(Published {
         started: (0..args.channels).map(|_| AtomicU64::new(0)).collect(),
         finished: (0..args.channels).map(|_| AtomicU64::new(0)).collect(),
     });
     let tally = Arc::new(Tally::default());
-    let rss_start = rss_kib(args.pid);
+    let rss_start = rss_kib(args.target.pid);
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
 
@@ -299,14 +283,14 @@ async fn main() {
     }
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak_rss = peak_rss.max(rss_kib(args.pid));
+        peak_rss = peak_rss.max(rss_kib(args.target.pid));
     }
     let publish_failures = publishing.await.unwrap();
     for worker in workers {
         let _ = worker.await;
     }
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
-    let rss_end = rss_kib(args.pid);
+    let rss_end = rss_kib(args.target.pid);
 
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let events: u64 = published

@@ -319,6 +319,18 @@ async fn statistics_rows(db: Server, prefix: &str, root: &Path) -> i64 {
     row.0
 }
 
+/// Waits (up to 10 s) until the forum (no prefix) has more than `before`
+/// statistics rows.
+async fn wait_for_more_statistics_rows(db: Server, root: &Path, before: i64) {
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if statistics_rows(db, "", root).await > before {
+            return;
+        }
+    }
+    panic!("statistics rows did not resume on {db:?}");
+}
+
 #[tokio::test]
 async fn serves_a_mariadb_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
@@ -604,15 +616,7 @@ async fn the_database_going_away_and_coming_back_is_survived() {
 
     outage.come_back();
     let before = statistics_rows(Server::MariaDb, "", root.path()).await;
-    let mut after = before;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        after = statistics_rows(Server::MariaDb, "", root.path()).await;
-        if after > before {
-            break;
-        }
-    }
-    assert!(after > before, "statistics did not resume");
+    wait_for_more_statistics_rows(Server::MariaDb, root.path(), before).await;
     server.signal("TERM");
     let (code, log) = server.lines_until_exit();
     assert_eq!(code, 0);
@@ -699,15 +703,7 @@ async fn a_full_disk_loses_statistics_rows_but_not_the_service() {
 
     let before = statistics_rows(Server::Sqlite, "", root.path()).await;
     std::fs::remove_file(filler).unwrap();
-    let mut after = before;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        after = statistics_rows(Server::Sqlite, "", root.path()).await;
-        if after > before {
-            break;
-        }
-    }
-    assert!(after > before, "statistics did not resume");
+    wait_for_more_statistics_rows(Server::Sqlite, root.path(), before).await;
     server.signal("TERM");
     let (code, log) = server.lines_until_exit();
     assert_eq!(code, 0);

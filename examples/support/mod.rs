@@ -30,6 +30,36 @@ pub fn cpu_micros(pid: Option<u32>) -> Option<u64> {
     Some(ticks * 10_000)
 }
 
+// Which server and app a run drives (flattened into each example's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long)]
+    pub port: u16,
+    #[arg(long)]
+    pub app_id: String,
+    #[arg(long)]
+    pub key: String,
+    #[arg(long)]
+    pub secret: String,
+    /// The server's pid, for memory and CPU readings from /proc.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+impl Target {
+    /// The app, reached through `port` (another node's, or the target's).
+    pub fn app(&self, port: Option<u16>) -> App {
+        App {
+            base: format!("http://{}:{}", self.host, port.unwrap_or(self.port)),
+            id: self.app_id.clone(),
+            key: self.key.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
 /// The app a run talks to.
 #[derive(Debug, Clone)]
 pub struct App {

@@ -43,6 +43,14 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .map_err(|error| format!("invalid redis_url {}: {error}", describe(url)))
 }
 
+/// The Redis client for `role`; `None` (logged) when the URL is unusable,
+/// which startup has already ruled out.
+fn open_client(config: &ClusterConfig, role: &str) -> Option<redis::Client> {
+    redis::Client::open(config.redis_url.as_str())
+        .inspect_err(|error| tracing::error!("Redis {role} not started: {error}"))
+        .ok()
+}
+
 /// Waits out one back-off step; false when the server is stopping.
 async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
@@ -70,12 +78,8 @@ pub async fn publish_loop(
     mut queue: mpsc::Receiver<String>,
     shutdown: CancellationToken,
 ) {
-    let client = match redis::Client::open(config.redis_url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!("Redis publisher not started: {error}");
-            return;
-        }
+    let Some(client) = open_client(&config, "publisher") else {
+        return;
     };
     let channel = bus_channel(&config);
     let mut connection: Option<ConnectionManager> = None;
@@ -147,12 +151,8 @@ pub async fn subscribe_loop(
     config: ClusterConfig,
     shutdown: CancellationToken,
 ) {
-    let client = match redis::Client::open(config.redis_url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!("Redis subscriber not started: {error}");
-            return;
-        }
+    let Some(client) = open_client(&config, "subscriber") else {
+        return;
     };
     let channel = bus_channel(&config);
     let mut delay = FIRST_RETRY;
