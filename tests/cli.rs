@@ -168,3 +168,47 @@ async fn startup_line_matches_the_old_server() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `--redis-url` is a flag like the others; the URL (which may hold a
+/// password) is redacted by `config`, and a URL Redis cannot use stops
+/// `serve` with a clear error.
+#[test]
+fn redis_url_flag_is_redacted_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = flarum_ws(dir.path())
+        .envs([
+            ("FLARUM_WS_APP_ID", APP_ID),
+            ("FLARUM_WS_APP_KEY", KEY),
+            ("FLARUM_WS_APP_SECRET", SECRET),
+        ])
+        .args(["config", "--redis-url", "redis://:hunter2@127.0.0.1:6379"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("redis_url"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        line.contains("<redacted>") && line.contains("command-line flag"),
+        "{line}"
+    );
+    assert!(!shown.contains("hunter2"));
+
+    let (code, stderr) = run(flarum_ws(dir.path())
+        .envs([
+            ("FLARUM_WS_APP_ID", APP_ID),
+            ("FLARUM_WS_APP_KEY", KEY),
+            ("FLARUM_WS_APP_SECRET", SECRET),
+        ])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--redis-url",
+            "http://:hunter2@nowhere",
+        ]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid redis_url"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use super::{Failure, SourceArgs};
-use crate::config::{self, PartialSettings, Resolved};
+use crate::config::{self, PartialSettings, Resolved, Secret};
 use crate::forum::{self, Forum};
 
 /// Resolved settings and the forum they partly came from.
@@ -21,6 +21,7 @@ pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
         verbose: args.verbose.then_some(true),
         statistics: args.disable_statistics.then_some(false),
         log_format: args.log_format.clone(),
+        redis_url: args.redis_url.clone().map(Secret::new),
         ..Default::default()
     };
     let cwd = std::env::current_dir()

@@ -130,6 +130,9 @@ pub struct SourceArgs {
     /// Log lines as text or json (FLARUM_WS_LOG_FORMAT; default text).
     #[arg(long, value_name = "text|json")]
     pub log_format: Option<String>,
+    /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL).
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    pub redis_url: Option<String>,
 }
 
 /// How the process ends: 0 success, 1 a user-facing failure (bad
