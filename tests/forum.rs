@@ -218,24 +218,15 @@ async fn trigger(
     let (base, key, secret) = api_for(port, key, secret);
     let path = format!("/apps/{app_id}/events");
     let body = json!({"name": event, "channel": channel, "data": data}).to_string();
-    let ts = unix_now().to_string();
-    let mut params = vec![
-        ("auth_key".to_owned(), key.clone()),
-        ("auth_timestamp".to_owned(), ts),
-        ("auth_version".to_owned(), "1.0".to_owned()),
-        (
-            "body_md5".to_owned(),
-            flarum_ws::protocol::signature::body_md5(body.as_bytes()),
-        ),
-    ];
-    let sig = flarum_ws::protocol::signature::hmac_hex(
+    let query = flarum_ws::protocol::signature::signed_query(
+        "POST",
+        &path,
+        &key,
         &secret,
-        &flarum_ws::protocol::signature::request_string_to_sign("POST", &path, &params),
+        body.as_bytes(),
+        unix_now(),
+        &[],
     );
-    params.push(("auth_signature".into(), sig));
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish();
     reqwest::Client::new()
         .post(format!("{base}{path}?{query}"))
         .header("content-type", "application/json")

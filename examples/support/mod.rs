@@ -93,26 +93,17 @@ impl App {
         event: &str,
         data: &str,
     ) -> Result<(), String> {
-        use flarum_ws::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
         let path = format!("/apps/{}/events", self.id);
         let body = json!({"name": event, "channel": channel, "data": data}).to_string();
-        let mut params = vec![
-            ("auth_key".to_owned(), self.key.clone()),
-            (
-                "auth_timestamp".to_owned(),
-                (now_micros() / 1_000_000).to_string(),
-            ),
-            ("auth_version".to_owned(), "1.0".to_owned()),
-            ("body_md5".to_owned(), body_md5(body.as_bytes())),
-        ];
-        let signature = hmac_hex(
+        let query = flarum_ws::protocol::signature::signed_query(
+            "POST",
+            &path,
+            &self.key,
             &self.secret,
-            &request_string_to_sign("POST", &path, &params),
+            body.as_bytes(),
+            (now_micros() / 1_000_000) as i64,
+            &[],
         );
-        params.push(("auth_signature".into(), signature));
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
         let response = http
             .post(format!("{}{path}?{query}", self.base))
             .header("content-type", "application/json")

@@ -8,7 +8,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 
 use super::connect::{Target, connect};
-use crate::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
+use crate::protocol::signature::signed_query;
 
 /// How long one probe request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,22 +79,17 @@ impl SignedClient {
         let full_path = format!("/apps/{}{path}", self.app_id);
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
+            .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let mut params = vec![
-            ("auth_key".to_owned(), self.key.clone()),
-            ("auth_timestamp".to_owned(), timestamp.to_string()),
-            ("auth_version".to_owned(), "1.0".to_owned()),
-            ("body_md5".to_owned(), body_md5(body.as_bytes())),
-        ];
-        let signature = hmac_hex(
+        let query = signed_query(
+            "POST",
+            &full_path,
+            &self.key,
             &self.secret,
-            &request_string_to_sign("POST", &full_path, &params),
+            body.as_bytes(),
+            timestamp,
+            &[],
         );
-        params.push(("auth_signature".to_owned(), signature));
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
         request(&self.target, "POST", &format!("{full_path}?{query}"), body).await
     }
 }

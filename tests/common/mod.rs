@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flarum_ws::config::{PartialSettings, Secret, Settings, Sources, resolve};
-use flarum_ws::protocol::signature::{body_md5, hmac_hex, request_string_to_sign};
+use flarum_ws::protocol::signature::hmac_hex;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -244,6 +244,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// The signed query string for a request.
+/// A query string signed with the test app's credentials.
 pub fn signed_query(
     method: &str,
     path: &str,
@@ -251,22 +252,15 @@ pub fn signed_query(
     body: &str,
     timestamp: i64,
 ) -> String {
-    let mut params: Vec<(String, String)> = vec![
-        ("auth_key".into(), KEY.into()),
-        ("auth_timestamp".into(), timestamp.to_string()),
-        ("auth_version".into(), "1.0".into()),
-    ];
-    if !body.is_empty() {
-        params.push(("body_md5".into(), body_md5(body.as_bytes())));
-    }
-    for (k, v) in extra {
-        params.push((k.to_string(), v.to_string()));
-    }
-    let signature = hmac_hex(SECRET, &request_string_to_sign(method, path, &params));
-    params.push(("auth_signature".into(), signature));
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish()
+    flarum_ws::protocol::signature::signed_query(
+        method,
+        path,
+        KEY,
+        SECRET,
+        body.as_bytes(),
+        timestamp,
+        extra,
+    )
 }
 
 impl Api {
