@@ -112,9 +112,13 @@ fn parse_route(method: &Method, path: &str) -> Result<(Option<String>, Route), A
 }
 
 pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Response<Body> {
-    let endpoint = parse_route(request.method(), request.uri().path())
-        .map_or("unknown", |(_, route)| route.name());
-    let mut response = match authenticate_and_run(&ctx, request).await {
+    let parsed = parse_route(request.method(), request.uri().path());
+    let endpoint = parsed.as_ref().map_or("unknown", |(_, route)| route.name());
+    let outcome = match parsed {
+        Ok((app_id, route)) => authenticate_and_run(&ctx, request, app_id, route).await,
+        Err(error) => Err(error),
+    };
+    let mut response = match outcome {
         Ok(value) => response::json(StatusCode::OK, &value),
         Err(error) => {
             tracing::debug!(
@@ -169,10 +173,11 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<bytes::By
 async fn authenticate_and_run(
     ctx: &ServerContext,
     request: Request<Incoming>,
+    app_id: Option<String>,
+    route: Route,
 ) -> Result<Value, ApiError> {
     let method = request.method().clone();
     let raw_path = request.uri().path().to_owned();
-    let (app_id, route) = parse_route(&method, &raw_path)?;
     let settings = ctx.settings();
     let app = &settings.app;
     if let Some(app_id) = &app_id
