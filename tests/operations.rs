@@ -125,6 +125,18 @@ async fn metrics_count_what_clients_and_the_api_did() {
     server.shutdown.cancel();
 }
 
+/// GETs `url` with the admin token as a bearer token; the JSON answer.
+async fn admin_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_dashboard_is_closed_without_the_token() {
     let server = TestServer::with(|s| s.admin_token = Some(Secret::new(ADMIN_TOKEN))).await;
@@ -230,27 +242,11 @@ async fn the_dashboard_is_closed_without_the_token() {
     let event = watcher.expect_event("hello").await;
     assert_eq!(event["data"], "{\"from\":\"dashboard\"}");
 
-    let state: Value = http
-        .get(format!("{base}/dashboard/state"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = admin_json(&http, &format!("{base}/dashboard/state")).await;
     assert_eq!(state["connections"], 1);
     assert_eq!(state["channels"][0]["name"], "public");
     assert_eq!(state["channels"][0]["subscription_count"], 1);
-    let feed: Value = http
-        .get(format!("{base}/dashboard/feed?after=0"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed = admin_json(&http, &format!("{base}/dashboard/feed?after=0")).await;
     let kinds: Vec<&str> = feed["items"]
         .as_array()
         .unwrap()
