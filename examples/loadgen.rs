@@ -170,6 +170,69 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[index]
 }
 
+/// Triggers the events from a runtime on a thread of its own. On the
+/// clients' runtime each request would wait its turn behind thousands of
+/// client tasks (and so would the next one), so "as fast as the server
+/// accepts" would measure the load generator's scheduling, not the server.
+async fn publish_on_own_thread(
+    args: Arc<Args>,
+    subscribers_per_channel: Vec<u64>,
+    send_start: Instant,
+) -> u64 {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the publishers");
+        let errors = runtime.block_on(publish(args, subscribers_per_channel, send_start));
+        let _ = done_tx.send(errors);
+    });
+    done_rx.await.expect("the publisher thread finishes")
+}
+
+/// Triggers `--events` events round-robin over the channels, at the fixed
+/// rate or with `--publishers` requests in flight; returns how many failed.
+async fn publish(args: Arc<Args>, subscribers_per_channel: Vec<u64>, send_start: Instant) -> u64 {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.publishers)
+        .build()
+        .unwrap();
+    let padding = "x".repeat(args.payload.saturating_sub(40));
+    let gate = Arc::new(Semaphore::new(args.publishers));
+    let mut sends = Vec::with_capacity(args.events);
+    for event in 0..args.events {
+        if args.deliveries_per_second > 0 {
+            let per_event = subscribers_per_channel[event % args.channels].max(1) as f64;
+            let due = send_start
+                + Duration::from_secs_f64(
+                    event as f64 * per_event / args.deliveries_per_second as f64,
+                );
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let (http, args2) = (http.clone(), args.clone());
+        let channel = format!(
+            "{}bench-{}",
+            if args.private { "private-" } else { "" },
+            event % args.channels
+        );
+        let data = format!("T{}:S{event}:{padding}", now_micros());
+        sends.push(tokio::spawn(async move {
+            let result = app(&args2).trigger(&http, &channel, "bench", &data).await;
+            drop(permit);
+            result
+        }));
+    }
+    let mut errors = 0;
+    for send in sends {
+        if send.await.unwrap().is_err() {
+            errors += 1;
+        }
+    }
+    errors
+}
+
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
@@ -213,50 +276,15 @@ async fn main() {
     let rss_subscribed = rss_kib(args.target.pid);
 
     // Trigger events, round-robin over channels.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.publishers)
-        .build()
-        .unwrap();
     let subscribers_per_channel: Vec<u64> = (0..args.channels)
         .map(|c| (0..subscribed).filter(|i| i % args.channels == c).count() as u64)
         .collect();
     let expected: u64 = (0..args.events)
         .map(|e| subscribers_per_channel[e % args.channels])
         .sum();
-    let padding = "x".repeat(args.payload.saturating_sub(40));
     let cpu_start = cpu_micros(args.target.pid);
     let send_start = Instant::now();
-    let gate = Arc::new(Semaphore::new(args.publishers));
-    let mut sends = Vec::with_capacity(args.events);
-    let mut errors = 0u64;
-    for event in 0..args.events {
-        if args.deliveries_per_second > 0 {
-            let per_event = subscribers_per_channel[event % args.channels].max(1) as f64;
-            let due = send_start
-                + Duration::from_secs_f64(
-                    event as f64 * per_event / args.deliveries_per_second as f64,
-                );
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let permit = gate.clone().acquire_owned().await.unwrap();
-        let (http, args2) = (http.clone(), args.clone());
-        let channel = format!(
-            "{}bench-{}",
-            if args.private { "private-" } else { "" },
-            event % args.channels
-        );
-        let data = format!("T{}:S{event}:{padding}", now_micros());
-        sends.push(tokio::spawn(async move {
-            let result = app(&args2).trigger(&http, &channel, "bench", &data).await;
-            drop(permit);
-            result
-        }));
-    }
-    for send in sends {
-        if send.await.unwrap().is_err() {
-            errors += 1;
-        }
-    }
+    let errors = publish_on_own_thread(args.clone(), subscribers_per_channel, send_start).await;
     // Wait until everything arrived or nothing arrives for 3 s.
     let mut last = received.load(Ordering::Relaxed);
     let mut quiet_since = Instant::now();
