@@ -52,5 +52,18 @@ if "sockudo" in servers and "flarum-ws" in servers:
             f"{ratio(a['deliveries_per_sec'], b['deliveries_per_sec'])} | {ratio(a['latency_us']['p99'], b['latency_us']['p99'])} | "
             f"{ratio(a['server_cpu_us_per_delivery'], b['server_cpu_us_per_delivery'])} |"
         )
+out += [
+    "",
+    "## Reading the table",
+    "",
+    "- *Full speed* keeps `--publishers` (8) trigger requests in flight. The load generator sends",
+    "  them from a runtime on a thread of its own, so the rate is what the server accepts, not how",
+    "  soon the generator's own 10 000 client tasks let a publisher run.",
+    "- At full speed the latency is time spent queued: a server that accepts events faster than",
+    "  the clients read them holds more of them in its per-socket queues, so its p50/p99 grow with",
+    "  its acceptance rate. The fixed-rate scenario is the latency comparison.",
+    "- Server CPU per delivery is the server's user+system time from `/proc/PID/stat` during the",
+    "  trigger phase divided by the deliveries counted by the clients.",
+]
 out += ["", "Raw JSON lines of this run: `" + sys.argv[1] + "`; all runs: `bench/results.jsonl`."]
 print("\n".join(out))
