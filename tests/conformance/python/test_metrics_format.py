@@ -40,6 +40,7 @@ class MetricsFormatTest(unittest.TestCase):
             with self.assertRaises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
             self.assertEqual(refused.exception.code, 401)
+            refused.exception.close()
 
             request = urllib.request.Request(
                 f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}

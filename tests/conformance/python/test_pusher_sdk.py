@@ -52,14 +52,19 @@ class Server:
                     self.port = int(match.group(1))
                     ready.set()
 
-        threading.Thread(target=read_log, daemon=True).start()
+        self.reader = threading.Thread(target=read_log, daemon=True)
+        self.reader.start()
         if not ready.wait(10):
             self.process.kill()
             raise RuntimeError("flarum-ws did not start: " + "".join(self.log))
 
     def stop(self):
         self.process.terminate()
-        return self.process.wait(10)
+        code = self.process.wait(10)
+        # The log reader ends at the pipe's end of file; then the pipe can close.
+        self.reader.join(5)
+        self.process.stderr.close()
+        return code
 
 
 class Browser:
