@@ -323,6 +323,28 @@ async fn client_events_follow_the_rules() {
 }
 
 #[tokio::test]
+async fn a_client_event_much_larger_than_the_read_buffer_arrives_whole() {
+    // The server reads at most 1 KiB at a time; an 8 KiB event (under
+    // Pusher's 10 KB limit) and the small one after it must come through
+    // intact and in order.
+    let server = TestServer::start().await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.subscribe_private("private-chat").await;
+    b.subscribe_private("private-chat").await;
+    let big = "é".repeat(4 * 1024) + "end";
+    a.send(json!({"event":"client-big","channel":"private-chat","data":{"text":big}}))
+        .await;
+    a.send(json!({"event":"client-small","channel":"private-chat","data":{}}))
+        .await;
+    assert_eq!(
+        b.next().await,
+        json!({"event":"client-big","channel":"private-chat","data":{"text":big}})
+    );
+    assert_eq!(b.next().await["event"], "client-small");
+}
+
+#[tokio::test]
 async fn client_events_are_rate_limited_with_4301() {
     let server = TestServer::start().await;
     let mut a = server.client().await;

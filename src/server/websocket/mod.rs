@@ -28,10 +28,14 @@ use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
 
-/// Per-connection read buffer. tungstenite's default (128 KiB) would cost
-/// more memory than everything else a connection holds together; client
-/// frames (subscribe, signin, client events) are small.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Per-connection read buffer, and the most read at once. tungstenite's
+/// default (128 KiB) would cost more memory than everything else a
+/// connection holds together. Client frames (subscribe with presence data,
+/// signin, client events) nearly always fit in 1 KiB; a larger one takes a
+/// few reads. tungstenite clears this much of the buffer before every read,
+/// so it is touched and resident: 2 KiB measured 6.8 KiB per idle subscribed
+/// connection, 1 KiB 5.8 KiB (bench/RESULTS.md).
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Frames are gathered up to this size and written with one system call
 /// (flushed at the end of each batch); the buffer grows only as far as a
