@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of flarum-ws and sockudo on loopback, one server at
 # a time, with the same load generator (examples/loadgen.rs) and the same
-# scenarios. Writes bench/RESULTS.md (table, ratios, machine, commands) and
-# appends the raw JSON lines to bench/results.jsonl.
+# scenarios, in rounds. Writes bench/RESULTS.md (medians of the rounds,
+# ratios, machine, commands) and appends the raw JSON lines to
+# bench/results.jsonl.
 #
 #   bash bench/compare.sh            # both servers (installs sockudo if missing)
 #   SERVERS=flarum-ws bash bench/compare.sh   # flarum-ws only
+#   REPEAT=1 bash bench/compare.sh             # one round instead of three
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERVERS="${SERVERS:-flarum-ws sockudo}"
+REPEAT="${REPEAT:-3}"
 APP_ID=1
 KEY=bench-key
 SECRET=bench-secret
@@ -73,16 +76,21 @@ SCENARIOS=(
   "15k-idle-subscribed|--connections 15000 --channels 10 --events 0 --settle 5"
 )
 
-for server in $SERVERS; do
+# Each round runs every scenario on each server in turn, so a machine that
+# slows down or speeds up during the run affects both alike; RESULTS.md shows
+# the median of the rounds.
+for round in $(seq 1 "$REPEAT"); do
   for scenario in "${SCENARIOS[@]}"; do
     name="${scenario%%|*}"
     args="${scenario#*|}"
-    start_server "$server"
-    echo "== $server $name" >&2
-    # shellcheck disable=SC2086
-    $LOADGEN --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET --pid "$SERVER_PID" \
-      --label "$server $name" $args | tee -a "$RUN" >>"$RAW"
-    stop_server
+    for server in $SERVERS; do
+      start_server "$server"
+      echo "== round $round/$REPEAT: $server $name" >&2
+      # shellcheck disable=SC2086
+      $LOADGEN --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET --pid "$SERVER_PID" \
+        --label "$server $name" $args | tee -a "$RUN" >>"$RAW"
+      stop_server
+    done
   done
 done
 

@@ -6,8 +6,41 @@ import platform
 import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-by = {r["label"]: r for r in rows}
-servers = sorted({r["label"].split(" ", 1)[0] for r in rows})
+runs = {}
+for r in rows:
+    runs.setdefault(r["label"], []).append(r)
+rounds = max(len(group) for group in runs.values())
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def summarise(group):
+    """One row per server and scenario: the median of each measurement over
+    the rounds; lost messages are added up, never averaged away."""
+    pick = lambda key: median([r[key] for r in group])
+    return {
+        "label": group[0]["label"],
+        "subscribed": pick("subscribed"),
+        "connect_subscribe_per_sec": pick("connect_subscribe_per_sec"),
+        "kib_per_connection": pick("kib_per_connection"),
+        "delivered": sum(r["delivered"] for r in group),
+        "expected_deliveries": sum(r["expected_deliveries"] for r in group),
+        "lost": sum(r["lost"] for r in group),
+        "deliveries_per_sec": pick("deliveries_per_sec"),
+        "latency_us": {k: median([r["latency_us"][k] for r in group]) for k in ("p50", "p99", "max")},
+        "server_cpu_us_per_delivery": pick("server_cpu_us_per_delivery"),
+        "rss_after_disconnect_kib": pick("rss_after_disconnect_kib"),
+    }
+
+
+by = {label: summarise(group) for label, group in runs.items()}
+servers = sorted({label.split(" ", 1)[0] for label in runs})
 scenarios = []
 for r in rows:
     name = r["label"].split(" ", 1)[1]
@@ -21,6 +54,8 @@ out = [
     f"Machine: {os.cpu_count()} cores, {int(mem_total) // 1024} MiB memory, {platform.platform()}.",
     "Command: `bash bench/compare.sh` (the servers run one after the other on loopback; the load",
     "generator `examples/loadgen.rs` runs on the same machine, so both compete for the same cores).",
+    f"Each value is the median of {rounds} round(s); in each round every scenario runs on each server in",
+    "turn. *delivered* and *lost* are totals over the rounds.",
     "",
     "| scenario | server | subscribed | conn+sub/s | KiB/conn | delivered | lost | deliveries/s | p50 µs | p99 µs | max µs | server CPU µs/delivery | RSS after disconnect KiB |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
