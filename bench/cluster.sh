@@ -16,7 +16,7 @@ SERVERS="${SERVERS:-flarum-ws sockudo}"
 #   cargo install --locked sockudo --features redis --root /opt/sockudo-redis
 #   SOCKUDO=/opt/sockudo-redis/bin/sockudo bash bench/cluster.sh
 SOCKUDO="${SOCKUDO:-sockudo}"
-APP_ID=1 KEY=bench-key SECRET=bench-secret
+source bench/flarum-ws-settings.sh
 PORT_A=6211 PORT_B=6212 REDIS_PORT=6219
 LOADGEN=target/release/examples/loadgen
 RUN="bench/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
@@ -34,10 +34,7 @@ start_node() { # server port redis(yes/no)
   [ "$3" = yes ] && redis_url="redis://127.0.0.1:$REDIS_PORT"
   case "$1" in
     flarum-ws)
-      FLARUM_WS_APP_ID=$APP_ID FLARUM_WS_APP_KEY=$KEY FLARUM_WS_APP_SECRET=$SECRET \
-        FLARUM_WS_HOST=127.0.0.1 FLARUM_WS_PORT=$2 FLARUM_WS_STATISTICS=false \
-        FLARUM_WS_API_REQUESTS_PER_SECOND=1000000 FLARUM_WS_MAX_CONNECTIONS_PER_IP=100000 \
-        FLARUM_WS_REDIS_URL=$redis_url \
+      env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$2 FLARUM_WS_REDIS_URL=$redis_url \
         target/release/flarum-ws serve >>/tmp/bench-cluster-$2.log 2>&1 &
       ;;
     sockudo)

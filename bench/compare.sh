@@ -13,9 +13,7 @@ cd "$(dirname "$0")/.."
 
 SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
-APP_ID=1
-KEY=bench-key
-SECRET=bench-secret
+source bench/flarum-ws-settings.sh
 PORT=6201
 LOADGEN=target/release/examples/loadgen
 RAW=bench/results.jsonl
@@ -35,10 +33,7 @@ start_server() {
   fi
   case "$1" in
     flarum-ws)
-      FLARUM_WS_APP_ID=$APP_ID FLARUM_WS_APP_KEY=$KEY FLARUM_WS_APP_SECRET=$SECRET \
-        FLARUM_WS_HOST=127.0.0.1 FLARUM_WS_PORT=$PORT FLARUM_WS_STATISTICS=false \
-        FLARUM_WS_MAX_PRESENCE_MEMBERS=10000 FLARUM_WS_MAX_CONNECTIONS_PER_IP=100000 \
-        FLARUM_WS_API_REQUESTS_PER_SECOND=1000000 \
+      env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
         target/release/flarum-ws serve >/tmp/bench-server.log 2>&1 &
       ;;
     sockudo)

@@ -10,20 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perf is needed (Debian: apt-get install linux-perf)" >&2; exit 1; }
 
+source bench/flarum-ws-settings.sh
 PORT=6202
 DATA="${DATA:-target/profile.data}"
 cargo build --release --bin flarum-ws --example loadgen
 
-FLARUM_WS_APP_ID=1 FLARUM_WS_APP_KEY=bench-key FLARUM_WS_APP_SECRET=bench-secret \
-  FLARUM_WS_HOST=127.0.0.1 FLARUM_WS_PORT=$PORT FLARUM_WS_STATISTICS=false \
-  FLARUM_WS_MAX_CONNECTIONS_PER_IP=100000 FLARUM_WS_API_REQUESTS_PER_SECOND=1000000 \
+env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
   target/release/flarum-ws serve >/tmp/profile-server.log 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 
 # The clients connect and settle for 4 s; perf samples 8 s of the trigger phase.
-target/release/examples/loadgen --port $PORT --app-id 1 --key bench-key --secret bench-secret \
+target/release/examples/loadgen --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET \
   --pid $SERVER_PID --connections 10000 --channels 10 --events "${EVENTS:-3000}" --settle 4 \
   --after-disconnect 0 "$@" >target/profile-run.jsonl &
 LOADGEN_PID=$!
