@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::WWW_AUTHENTICATE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -44,14 +44,11 @@ pub fn metrics(
     check_token: bool,
 ) -> Response<Body> {
     if check_token && !admin::is_authorized(ctx, request.headers()) {
-        let mut refused = response::error(
+        let refused = response::error(
             StatusCode::UNAUTHORIZED,
             "metrics need the admin token (or the app secret) as a bearer token, or use metrics_listen for a private listener",
         );
-        refused
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return refused;
+        return response::with_header(refused, WWW_AUTHENTICATE, "Bearer");
     }
     response::typed(StatusCode::OK, CONTENT_TYPE, ctx.render_metrics())
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -24,6 +24,18 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
         status,
         &json!({ "error": message.into(), "status": status.as_u16() }),
     )
+}
+
+/// `response` with the header `name: value` added.
+pub fn with_header(
+    mut response: Response<Body>,
+    name: impl Into<HeaderName>,
+    value: &'static str,
+) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(name.into(), HeaderValue::from_static(value));
+    response
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -12,7 +12,9 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE,
+};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -57,7 +59,7 @@ pub async fn handle(ctx: &ServerContext, request: Request<Incoming>) -> Response
             "open /dashboard?token=<admin token> first (the token is printed when the server starts)",
         );
     }
-    let mut answer = match (&method, path.as_str()) {
+    let answer = match (&method, path.as_str()) {
         (&Method::GET, "/dashboard/state") => response::json(StatusCode::OK, &state(ctx)),
         (&Method::GET, "/dashboard/feed") => {
             let after = query_param(&request, "after")
@@ -71,10 +73,7 @@ pub async fn handle(ctx: &ServerContext, request: Request<Incoming>) -> Response
             format!("no dashboard route {method} {path}"),
         ),
     };
-    answer
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    answer
+    response::with_header(answer, CACHE_CONTROL, "no-store")
 }
 
 /// The page for a browser with the cookie; otherwise the login form, or the
@@ -107,14 +106,12 @@ fn entry(ctx: &ServerContext, token: Option<String>, headers: &HeaderMap) -> Res
     if !admin::is_authorized(ctx, headers) {
         return login_page("");
     }
-    let mut page = response::typed(StatusCode::OK, "text/html; charset=utf-8", PAGE);
-    page.headers_mut().insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    page
+    let page = response::typed(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    response::with_header(
+        page,
+        CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+    )
 }
 
 fn login_page(problem: &str) -> Response<Body> {

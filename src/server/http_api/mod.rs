@@ -118,7 +118,7 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
         Ok((app_id, route)) => authenticate_and_run(&ctx, request, app_id, route).await,
         Err(error) => Err(error),
     };
-    let mut response = match outcome {
+    let response = match outcome {
         Ok(value) => response::json(StatusCode::OK, &value),
         Err(error) => {
             tracing::debug!(
@@ -132,9 +132,7 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
     ctx.metrics
         .api_request(endpoint, response.status().as_u16());
     if response.status() == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+        return response::with_header(response, RETRY_AFTER, "1");
     }
     response
 }

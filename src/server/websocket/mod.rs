@@ -127,14 +127,11 @@ pub fn upgrade(
         return response::error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header");
     };
     if !version_ok {
-        let mut refused = response::error(
+        let refused = response::error(
             StatusCode::UPGRADE_REQUIRED,
             "only websocket version 13 is supported",
         );
-        refused
-            .headers_mut()
-            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return refused;
+        return response::with_header(refused, SEC_WEBSOCKET_VERSION, "13");
     }
     if ctx.shutdown.is_cancelled() {
         return response::error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
