@@ -85,6 +85,14 @@ pub async fn publish_loop(
     let mut connection: Option<ConnectionManager> = None;
     let mut delay = FIRST_RETRY;
     let mut failing = false;
+    // A message that cannot be published is dropped and counted; the log
+    // says so once per outage, and once when publishing works again.
+    let dropped = |failing: &mut bool, problem: String| {
+        cluster.dropped.fetch_add(1, Ordering::Relaxed);
+        if !std::mem::replace(failing, true) {
+            tracing::warn!("{problem}; messages to other nodes are dropped until it answers");
+        }
+    };
     loop {
         let payload = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -100,13 +108,7 @@ pub async fn publish_loop(
                     delay = FIRST_RETRY;
                 }
                 Err(error) => {
-                    cluster.dropped.fetch_add(1, Ordering::Relaxed);
-                    if !failing {
-                        tracing::warn!(
-                            "cannot publish to Redis ({error}); messages to other nodes are dropped until it answers"
-                        );
-                        failing = true;
-                    }
+                    dropped(&mut failing, format!("cannot publish to Redis ({error})"));
                     if !back_off(&mut delay, &shutdown).await {
                         return;
                     }
@@ -130,15 +132,10 @@ pub async fn publish_loop(
                     failing = false;
                 }
             }
-            Err(error) => {
-                cluster.dropped.fetch_add(1, Ordering::Relaxed);
-                if !failing {
-                    tracing::warn!(
-                        "publishing to Redis failed ({error}); messages to other nodes are dropped until it answers"
-                    );
-                    failing = true;
-                }
-            }
+            Err(error) => dropped(
+                &mut failing,
+                format!("publishing to Redis failed ({error})"),
+            ),
         }
     }
 }
