@@ -558,9 +558,7 @@ async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
         }
     }
     assert!(written > 0, "statistics did not resume");
-    server.signal("TERM");
-    let (code, log) = server.lines_until_exit();
-    assert_eq!(code, 0);
+    let log = server.stop_cleanly();
     assert!(
         log.iter()
             .any(|l| l.contains("cannot write statistics") && l.contains("serving continues")),
@@ -608,9 +606,7 @@ async fn the_database_going_away_and_coming_back_is_survived() {
     outage.come_back();
     let before = statistics_rows(Server::MariaDb, "", root.path()).await;
     wait_for_more_statistics_rows(Server::MariaDb, root.path(), before).await;
-    server.signal("TERM");
-    let (code, log) = server.lines_until_exit();
-    assert_eq!(code, 0);
+    let log = server.stop_cleanly();
     let has = |needle: &str| log.iter().any(|l| l.contains(needle));
     assert!(has("statistics are lost, serving continues"), "{log:?}");
     assert!(
@@ -695,9 +691,7 @@ async fn a_full_disk_loses_statistics_rows_but_not_the_service() {
     let before = statistics_rows(Server::Sqlite, "", root.path()).await;
     std::fs::remove_file(filler).unwrap();
     wait_for_more_statistics_rows(Server::Sqlite, root.path(), before).await;
-    server.signal("TERM");
-    let (code, log) = server.lines_until_exit();
-    assert_eq!(code, 0);
+    let log = server.stop_cleanly();
     let has = |needle: &str| log.iter().any(|l| l.contains(needle));
     assert!(has("statistics are lost, serving continues"), "{log:?}");
     assert!(has("The forum database answers again"), "{log:?}");

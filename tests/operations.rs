@@ -347,9 +347,7 @@ fn json_logs_are_one_object_per_line_and_never_hold_the_secret() {
         ws.send(Message::text("not json")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     });
-    server.signal("TERM");
-    let (code, lines) = server.lines_until_exit();
-    assert_eq!(code, 0);
+    let lines = server.stop_cleanly();
     assert!(lines.len() >= 3, "{lines:?}");
     let mut problems_with_socket = 0;
     for line in &lines {

@@ -322,16 +322,22 @@ async fn client_events_follow_the_rules() {
     b.expect_silence(Duration::from_millis(200)).await;
 }
 
+/// Two clients subscribed to `private-chat`, for client events between them.
+async fn two_clients_on_private_chat(server: &TestServer) -> (Client, Client) {
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.subscribe_private("private-chat").await;
+    b.subscribe_private("private-chat").await;
+    (a, b)
+}
+
 #[tokio::test]
 async fn a_client_event_much_larger_than_the_read_buffer_arrives_whole() {
     // The server reads at most 1 KiB at a time; an 8 KiB event (under
     // Pusher's 10 KB limit) and the small one after it must come through
     // intact and in order.
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    a.subscribe_private("private-chat").await;
-    b.subscribe_private("private-chat").await;
+    let (mut a, mut b) = two_clients_on_private_chat(&server).await;
     let big = "é".repeat(4 * 1024) + "end";
     a.send(json!({"event":"client-big","channel":"private-chat","data":{"text":big}}))
         .await;
@@ -347,10 +353,7 @@ async fn a_client_event_much_larger_than_the_read_buffer_arrives_whole() {
 #[tokio::test]
 async fn client_events_are_rate_limited_with_4301() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    a.subscribe_private("private-chat").await;
-    b.subscribe_private("private-chat").await;
+    let (mut a, mut b) = two_clients_on_private_chat(&server).await;
     for i in 0..11 {
         a.send(json!({"event":"client-n","channel":"private-chat","data":{"i":i}}))
             .await;

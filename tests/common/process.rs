@@ -62,6 +62,14 @@ impl Running {
         assert!(sent.success(), "kill -{name} {pid}");
     }
 
+    /// Sends SIGTERM, expects a clean exit (code 0) and returns the log.
+    pub fn stop_cleanly(&mut self) -> Vec<String> {
+        self.signal("TERM");
+        let (code, log) = self.lines_until_exit();
+        assert_eq!(code, 0, "{log:?}");
+        log
+    }
+
     pub fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
