@@ -323,6 +323,7 @@ async fn wait_for_more_statistics_rows(db: Server, root: &Path, before: i64) {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
 async fn serves_a_mariadb_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
         end_to_end(Server::MariaDb, prefix).await;
@@ -330,6 +331,7 @@ async fn serves_a_mariadb_forum_with_each_prefix() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
 async fn serves_a_postgresql_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
         end_to_end(Server::Postgres, prefix).await;
@@ -337,6 +339,7 @@ async fn serves_a_postgresql_forum_with_each_prefix() {
 }
 
 #[tokio::test]
+#[ignore = "needs php-cli and the npm packages of tests/conformance"]
 async fn serves_a_sqlite_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
         end_to_end(Server::Sqlite, prefix).await;
@@ -363,6 +366,7 @@ return [
 "#;
 
 #[tokio::test]
+#[ignore = "needs php-cli"]
 async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
     let rows = credentials(free_port());
     let root = forum(Server::Sqlite, "pre", &rows).await;
@@ -406,6 +410,7 @@ async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB and PostgreSQL from tests/services/start.sh, and php-cli"]
 async fn forum_errors_say_what_is_wrong() {
     let rows = credentials(free_port());
 
@@ -475,6 +480,7 @@ async fn forum_errors_say_what_is_wrong() {
 }
 
 #[tokio::test]
+#[ignore = "needs php-cli"]
 async fn a_missing_certificate_file_is_a_startup_error() {
     let mut rows = credentials(free_port());
     rows.retain(|(k, _)| *k != "kyrne-websocket.reverse_proxy");
@@ -489,6 +495,7 @@ async fn a_missing_certificate_file_is_a_startup_error() {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB from tests/services/start.sh and php-cli"]
 async fn sighup_applies_a_new_secret_without_dropping_connections() {
     let (root, server, mut client) = serving_forum(Server::Postgres, "flarum_").await;
     let (port, key) = (server.port, FORUM_KEY);
@@ -527,6 +534,7 @@ async fn sighup_applies_a_new_secret_without_dropping_connections() {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB from tests/services/start.sh and php-cli"]
 async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
     let (root, mut server, mut client) = serving_forum(Server::Sqlite, "").await;
     let (port, key) = (server.port, FORUM_KEY);
@@ -572,6 +580,7 @@ async fn a_failing_statistics_write_loses_only_that_row_and_serving_goes_on() {
 /// keeps the settings in force, and statistics rows resume afterwards.
 // Multi-threaded: `start` blocks its thread while the forwarder must run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB from tests/services/start.sh and php-cli"]
 async fn the_database_going_away_and_coming_back_is_survived() {
     let mysql_port: u16 = service_var("TEST_DB_MYSQL_PORT").parse().unwrap();
     let outage = common::outage::Outage::forward_to(mysql_port).await;
@@ -666,6 +675,7 @@ impl Drop for SmallDisk {
 /// statistics: serving goes on, the log says what failed, and rows resume
 /// once space is freed.
 #[tokio::test]
+#[ignore = "needs root (mounts a tmpfs) and php-cli"]
 async fn a_full_disk_loses_statistics_rows_but_not_the_service() {
     let port = free_port();
     let root = forum(Server::Sqlite, "", &credentials(port)).await;

@@ -45,6 +45,7 @@ fn nginx_conf(dir: &Path, server_config: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test]
+#[ignore = "needs nginx and the npm packages of tests/conformance"]
 async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
     let pki = Pki::new();
     let leaf = pki.leaf("forum", false);

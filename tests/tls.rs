@@ -62,6 +62,7 @@ async fn served_certificate(port: u16) -> Vec<u8> {
 }
 
 #[tokio::test]
+#[ignore = "needs the npm packages of tests/conformance"]
 async fn pusher_js_over_wss_and_the_trigger_command() {
     let pki = Pki::new();
     let leaf = pki.leaf("forum", false);
@@ -129,6 +130,7 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
 }
 
 #[tokio::test]
+#[ignore = "needs the openssl CLI"]
 async fn key_formats_passphrases_and_mismatches() {
     let pki = Pki::new();
     let leaf = pki.leaf("forum", false);

@@ -3,6 +3,7 @@
 
 mod check;
 mod config;
+mod generate;
 mod load;
 mod nginx_snippet;
 mod serve;
@@ -33,6 +34,26 @@ pub enum Command {
     NginxSnippet(SnippetArgs),
     /// Check the setup and say what is wrong and how to fix it (exit 0 ok, 1 failure, 2 could not run).
     Check(CheckArgs),
+    /// Write the man pages or the shell completions into a folder (for packagers).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// The folder to write it into (created when missing).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// flarum-ws.1 and a page per subcommand.
+    Man,
+    /// Completions for bash, zsh and fish.
+    Completions,
 }
 
 #[derive(Debug, Args)]
@@ -180,5 +201,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Trigger(args) => trigger::run(args),
         Command::NginxSnippet(args) => nginx_snippet::run(args),
         Command::Check(args) => check::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

@@ -47,12 +47,6 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         .local_addr()
         .context("cannot read the listening address")
         .map_err(Failure::unexpected)?;
-    tracing::info!(
-        "Listening on {address} for app id {} (websocket at /app/{}, HTTP API at /apps/{})",
-        settings.app.id,
-        settings.app.key,
-        settings.app.id
-    );
 
     let shutdown = CancellationToken::new();
     let statistics_interval = settings.statistics_interval;
@@ -106,6 +100,15 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         }
     }
 
+    // Said once every listener is open, so whoever waits for this line (an
+    // admin, a test) finds the metrics listener up too.
+    let app = &ctx.settings().app;
+    tracing::info!(
+        "Listening on {address} for app id {} (websocket at /app/{}, HTTP API at /apps/{})",
+        app.id,
+        app.key,
+        app.id
+    );
     systemd::ready(&format!("listening on {address}"));
     server::serve(listener, ctx)
         .await

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the two artefacts an admin installs without a Rust toolchain, from
+# the locked dependencies, into target/package/:
+#   flarum-ws_<version>-1_amd64.deb                       (cargo deb)
+#   flarum-ws-<version>-x86_64-unknown-linux-gnu.tar.gz   (binary, unit, config, docs)
+# The man pages and completions are written by the binary itself from its
+# clap definitions (`flarum-ws generate`), so they always match its flags.
+# Needs cargo-deb (`cargo install --locked cargo-deb`); built on Debian 12,
+# the binary needs the glibc that packaging/verify.sh checks (README: Install).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo-deb >/dev/null || {
+  echo "cargo-deb is not installed: cargo install --locked cargo-deb" >&2
+  exit 2
+}
+
+version="$(cargo metadata --no-deps --format-version 1 --locked \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')"
+target="x86_64-unknown-linux-gnu"
+out="target/package"
+rm -rf "$out"
+mkdir -p "$out"
+
+cargo build --release --locked
+binary="target/release/flarum-ws"
+"$binary" generate man "$out/man"
+"$binary" generate completions "$out/completions"
+
+# The Debian package: assets and the unit are listed in Cargo.toml.
+cargo deb --no-build --locked --output "$out/"
+
+# The tarball: the unit points at /usr/local/bin, where INSTALL puts the binary.
+name="flarum-ws-$version-$target"
+stage="$out/$name"
+mkdir -p "$stage/systemd" "$stage/man" "$stage/completions"
+install -m 755 "$binary" "$stage/flarum-ws"
+sed 's#/usr/bin/flarum-ws#/usr/local/bin/flarum-ws#' contrib/flarum-ws.service >"$stage/systemd/flarum-ws.service"
+cp contrib/flarum-ws.default "$stage/systemd/flarum-ws.default"
+cp contrib/flarum-ws.example.yaml README.md CHANGELOG.md LICENSE packaging/INSTALL "$stage/"
+cp "$out"/man/*.1 "$stage/man/"
+cp "$out"/completions/* "$stage/completions/"
+tar -C "$out" --owner=0 --group=0 --sort=name -czf "$out/$name.tar.gz" "$name"
+rm -rf "$stage"
+
+echo "built:"
+ls -1 "$out"/*.deb "$out"/*.tar.gz
