@@ -11,13 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: installs them as root, or says which to install and stops.
+tests/services/packages.sh tests
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust 1.94 or newer with rustup (https://rustup.rs), then run this again" >&2
   exit 2
 fi
-
-# Debian packages: installs them as root, or says which to install and stops.
-tests/services/packages.sh tests
 
 # The conformance suites' own dependencies, from their committed lock files.
 if [ ! -d tests/conformance/node_modules ]; then

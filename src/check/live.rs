@@ -1,4 +1,4 @@
-//! `check --live`: the seed's "Verifying Successful Setup" done by a
+//! `check --live`: the Kyrne extension's "Verifying Successful Setup" done by a
 //! machine. Connect where a browser would, subscribe, trigger an event
 //! through the HTTP API as the forum would, and receive it.
 

@@ -1,8 +1,8 @@
 //! `flarum-ws check`: every check an admin would otherwise do by hand, each
-//! with a verdict and, when something is wrong, the fix. The seed's
+//! with a verdict and, when something is wrong, the fix. The Kyrne extension's
 //! troubleshooting entries map onto them:
 //!
-//! | seed entry | check |
+//! | extension's entry | check |
 //! |---|---|
 //! | "Failed to listen on tcp://0.0.0.0:{port}" | `port` |
 //! | ERR_SSL_VERSION_OR_CIPHER_MISMATCH | `certificate`, `private key`, `key matches`, `chain`, `names`, `expiry`, `self-signed` |

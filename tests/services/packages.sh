@@ -46,8 +46,7 @@ done
 
 line="apt-get install -y ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
-  echo "the $group need Debian packages that are not installed; as root, run:" >&2
-  echo "  apt-get update && $line" >&2
+  echo "the $group need Debian packages that are not installed; as root, run: apt-get update && $line" >&2
   exit 2
 fi
 
