@@ -81,11 +81,21 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
             ctx.clone(),
         ));
     }
-    announce_admin_pages(&ctx, address);
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(systemd::watchdog(shutdown.clone()));
     tokio::spawn(report_status(ctx.clone()));
     tokio::spawn(reload_on_hangup(args, ctx.clone(), store));
+    // Said once every listener is open, so whoever waits for this line (an
+    // admin, a test) finds the metrics listener up too.
+    let app = &ctx.settings().app;
+    tracing::info!(
+        "Listening on {address} for app id {} (websocket at /app/{}, HTTP API at /apps/{})",
+        app.id,
+        app.key,
+        app.id
+    );
+    announce_admin_pages(&ctx, address);
+    systemd::ready(&format!("listening on {address}"));
     if let (Some(forum), true) = (&forum, write_statistics) {
         match Database::connect(&forum.config).await {
             Ok(database) => {
@@ -99,17 +109,6 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
             Err(error) => tracing::warn!("not writing statistics: {error}"),
         }
     }
-
-    // Said once every listener is open, so whoever waits for this line (an
-    // admin, a test) finds the metrics listener up too.
-    let app = &ctx.settings().app;
-    tracing::info!(
-        "Listening on {address} for app id {} (websocket at /app/{}, HTTP API at /apps/{})",
-        app.id,
-        app.key,
-        app.id
-    );
-    systemd::ready(&format!("listening on {address}"));
     server::serve(listener, ctx)
         .await
         .context("the server stopped unexpectedly")
