@@ -7,6 +7,7 @@
 //! error makes it retry forever.
 
 mod handler;
+mod outbox;
 mod session;
 
 use std::net::SocketAddr;

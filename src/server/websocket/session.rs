@@ -3,7 +3,10 @@
 //! A single task per connection selects over: a close request (app
 //! termination, slow consumer), server shutdown, frames queued by the hub,
 //! frames from the client, and the inactivity timer. Writes are batched: when
-//! several frames wait, they are all written before one flush.
+//! several frames wait, they are framed into one [`Outbox`] and written with
+//! one flush. A client that stops reading is noticed during the write too:
+//! shutdown and termination still reach it, and a write that makes no
+//! progress for `pong_timeout` drops it (recorded as 4100).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::handler::Handler;
+use super::outbox::{Outbox, WriteError};
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
@@ -36,11 +40,27 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sends `pusher:error` with `code`, then closes with the same code.
 pub async fn reject(mut socket: Socket, code: u16, message: &str) {
     tracing::debug!("refusing websocket connection: {code} {message}");
-    close_with(&mut socket, code, message, true).await;
+    close_with(&mut socket, &mut Outbox::default(), code, message, true).await;
 }
 
-async fn close_with(socket: &mut Socket, code: u16, message: &str, announce: bool) {
+/// Finishes what the outbox still holds (a write cut short by this very
+/// close), then says goodbye; all of it bounded by [`CLOSE_TIMEOUT`].
+async fn close_with(
+    socket: &mut Socket,
+    outbox: &mut Outbox,
+    code: u16,
+    message: &str,
+    announce: bool,
+) {
     let goodbye = async {
+        if !outbox.is_empty()
+            && outbox
+                .write_to(socket.get_mut(), CLOSE_TIMEOUT)
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
         if announce {
             socket
                 .feed(Message::text(outgoing::error(Some(code), message)))
@@ -77,6 +97,9 @@ enum Ending {
         message: String,
         announce: bool,
     },
+    /// The server drops the connection without a close handshake (the
+    /// client reads nothing any more); `code` is what is recorded.
+    Abandon(u16),
 }
 
 impl Ending {
@@ -116,6 +139,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     ctx.feed
         .record(FeedItem::new(FeedKind::Connected).socket(id));
 
+    let mut outbox = Outbox::default();
     let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
     let established_bytes = established.len() as u64;
     let ending = if socket.send(Message::text(established)).await.is_err() {
@@ -140,18 +164,30 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                 code = &mut closed => Some(Ending::server(code, true)),
                 _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(frame) = queue.recv() => {
+                    let (messages, bytes) = fill_batch(&mut outbox, frame, &mut queue, id, verbose);
                     tokio::select! {
                         biased;
-                        // The client stopped reading mid-write: no announcement
-                        // can get through, only the close frame (bounded).
+                        // The client may have stopped reading mid-write: the
+                        // announcement is skipped, the rest of the batch and the
+                        // close frame get CLOSE_TIMEOUT to go out.
                         code = &mut closed => Some(Ending::server(code, false)),
-                        written = write_batch(&mut socket, frame, &mut queue, id, verbose) => {
+                        _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
+                        written = outbox.write_to(socket.get_mut(), ctx.settings().pong_timeout) => {
                             match written {
-                                Ok((messages, bytes)) => {
+                                Ok(()) => {
                                     ctx.metrics.messages_sent(messages, bytes);
                                     None
                                 }
-                                Err(_) => Some(Ending::ClientGone(None)),
+                                Err(WriteError::Stalled(waited)) => {
+                                    tracing::debug!(
+                                        "Connection id {id} read nothing for {waited:?} (pong_timeout); dropping it"
+                                    );
+                                    Some(Ending::Abandon(close_code::OVER_CAPACITY))
+                                }
+                                Err(WriteError::Io(error)) => {
+                                    tracing::debug!("Connection id {id} write failed: {error}");
+                                    Some(Ending::ClientGone(None))
+                                }
                             }
                         }
                     }
@@ -208,9 +244,10 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
             announce,
         } => {
             tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
-            close_with(&mut socket, *code, message, *announce).await;
+            close_with(&mut socket, &mut outbox, *code, message, *announce).await;
             *code
         }
+        Ending::Abandon(code) => *code,
         Ending::ClientGone(Some(code)) => {
             // Let tungstenite send its close reply before the socket drops.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.next()).await;
@@ -239,6 +276,14 @@ fn read_error(id: SocketId, error: WsError) -> Ending {
                 code: u16::from(CloseCode::Size),
                 message: format!("Message too large: {problem}"),
                 announce: true,
+            }
+        }
+        WsError::Utf8(problem) => {
+            tracing::debug!("Connection id {id} sent a text frame that is not UTF-8: {problem}");
+            Ending::Close {
+                code: u16::from(CloseCode::Invalid),
+                message: "Text frames must be UTF-8".into(),
+                announce: false,
             }
         }
         WsError::Protocol(problem) => {
@@ -271,30 +316,28 @@ async fn handle_message(handler: &mut Handler, socket: &mut Socket, message: Mes
     }
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once.
-/// Returns how many messages and payload bytes were written.
-async fn write_batch(
-    socket: &mut Socket,
+/// Frames `first` and whatever else is already queued (up to [`MAX_BATCH`])
+/// into the outbox. Returns how many messages and payload bytes it holds.
+fn fill_batch(
+    outbox: &mut Outbox,
     first: Frame,
     queue: &mut mpsc::Receiver<Frame>,
     id: SocketId,
     verbose: bool,
-) -> Result<(u64, u64), WsError> {
-    let mut messages = 1;
-    let mut bytes = first.len() as u64;
-    if verbose {
-        tracing::info!("Connection id {id} sending message {}", first.as_str());
-    }
-    socket.feed(Message::Text(first)).await?;
-    for _ in 1..MAX_BATCH {
-        let Ok(next) = queue.try_recv() else { break };
+) -> (u64, u64) {
+    let mut messages = 0;
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(frame) = next.take() {
         if verbose {
-            tracing::info!("Connection id {id} sending message {}", next.as_str());
+            tracing::info!("Connection id {id} sending message {}", frame.as_str());
         }
         messages += 1;
-        bytes += next.len() as u64;
-        socket.feed(Message::Text(next)).await?;
+        bytes += frame.len() as u64;
+        outbox.push_text(frame.as_bytes());
+        if messages < MAX_BATCH as u64 {
+            next = queue.try_recv().ok();
+        }
     }
-    socket.flush().await?;
-    Ok((messages, bytes))
+    (messages, bytes)
 }
