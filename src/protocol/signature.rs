@@ -148,11 +148,22 @@ pub fn signed_query(
         .finish()
 }
 
-/// What a signed request presented, decoded from its query string.
-pub struct SignedRequest<'a> {
+/// What a signed request presented in its request line: everything the
+/// signature covers. The body is covered only through `body_md5`, so a
+/// server can refuse a forged request before reading its body.
+pub struct SignedQuery<'a> {
     pub method: &'a str,
     /// Candidate paths to sign: the raw path, then its percent-decoded form
     /// when that differs (SDKs disagree on whether they sign either).
+    pub paths: &'a [String],
+    pub params: &'a [(String, String)],
+    pub now_unix: i64,
+}
+
+/// A signed request with its body.
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    /// As in [`SignedQuery::paths`].
     pub paths: &'a [String],
     pub params: &'a [(String, String)],
     pub body: &'a [u8],
@@ -166,9 +177,10 @@ fn param<'a>(params: &'a [(String, String)], name: &'static str) -> Option<&'a s
         .map(|(_, v)| v.as_str())
 }
 
-/// Verifies timestamp, body digest and signature of an API request whose
-/// `auth_key` has already been matched to the app owning `secret`.
-pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), RequestAuthError> {
+/// Verifies version, timestamp and signature of an API request whose
+/// `auth_key` has already been matched to the app owning `secret`, from the
+/// query alone. [`verify_body`] then checks the body it read.
+pub fn verify_query(request: &SignedQuery<'_>, secret: &str) -> Result<(), RequestAuthError> {
     let params = request.params;
     let signature =
         param(params, "auth_signature").ok_or(RequestAuthError::MissingParam("auth_signature"))?;
@@ -186,13 +198,6 @@ pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), R
     if skew > TIMESTAMP_WINDOW_SECS {
         return Err(RequestAuthError::TimestampExpired { skew });
     }
-    match param(params, "body_md5") {
-        Some(given) if !constant_time_eq(&given.to_ascii_lowercase(), &body_md5(request.body)) => {
-            return Err(RequestAuthError::BodyMd5Mismatch);
-        }
-        None if !request.body.is_empty() => return Err(RequestAuthError::MissingBodyMd5),
-        _ => {}
-    }
     let signature = signature.to_ascii_lowercase();
     let mut first_signed = None;
     for path in request.paths {
@@ -205,6 +210,31 @@ pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), R
     Err(RequestAuthError::BadSignature {
         signed: first_signed.unwrap_or_default(),
     })
+}
+
+/// Verifies `body` against the signed `body_md5` (required with a body).
+pub fn verify_body(params: &[(String, String)], body: &[u8]) -> Result<(), RequestAuthError> {
+    match param(params, "body_md5") {
+        Some(given) if !constant_time_eq(&given.to_ascii_lowercase(), &body_md5(body)) => {
+            Err(RequestAuthError::BodyMd5Mismatch)
+        }
+        None if !body.is_empty() => Err(RequestAuthError::MissingBodyMd5),
+        _ => Ok(()),
+    }
+}
+
+/// [`verify_query`], then [`verify_body`].
+pub fn verify_request(request: &SignedRequest<'_>, secret: &str) -> Result<(), RequestAuthError> {
+    verify_query(
+        &SignedQuery {
+            method: request.method,
+            paths: request.paths,
+            params: request.params,
+            now_unix: request.now_unix,
+        },
+        secret,
+    )?;
+    verify_body(request.params, request.body)
 }
 
 #[cfg(test)]

@@ -1,11 +1,18 @@
 //! One TCP connection: HTTP/1.1 served by hyper, upgraded to a websocket on
 //! `/app/{key}`. On shutdown an idle keep-alive connection is closed and a
 //! request in flight is allowed to finish.
+//!
+//! Time limits, so that a client cannot hold a connection (and the memory
+//! of a half-sent body) by sending slowly: the request head must arrive
+//! within `handshake_timeout`, and the request must then be answered within
+//! `handshake_timeout` too, body included; otherwise it is answered 408 and
+//! the connection closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -13,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::context::ServerContext;
-use super::router;
+use super::{response, router};
 
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -41,7 +48,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
-    let service = service_fn(move |request| router::route(service_ctx.clone(), peer, request));
+    let service = service_fn(move |request| {
+        let ctx = service_ctx.clone();
+        let deadline = ctx.settings().limits.handshake_timeout;
+        async move {
+            match tokio::time::timeout(deadline, router::route(ctx, peer, request)).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    tracing::debug!("request from {peer} not complete within {deadline:?}");
+                    Ok(response::error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request did not arrive within {} s (handshake_timeout)",
+                            deadline.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
+    });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(ctx.settings().limits.handshake_timeout)

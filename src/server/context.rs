@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
 use super::counters::Counters;
+use super::dashboard::WrongTokens;
 use super::rate::RateWindow;
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
@@ -40,6 +41,12 @@ pub struct ServerContext {
     pub cluster: Option<Arc<Cluster>>,
     /// Signed HTTP API requests this second (one app, so one key).
     pub api_rate: std::sync::Mutex<RateWindow>,
+    /// Wrong dashboard tokens per client address.
+    pub wrong_tokens: WrongTokens,
+    /// Open TCP connections per peer address, from accept until the HTTP
+    /// part ends (websockets then hold a slot of `slots`); trusted proxies
+    /// are not counted.
+    pub tcp_slots: Arc<ConnectionSlots>,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -66,6 +73,8 @@ impl ServerContext {
             started: std::time::Instant::now(),
             cluster: None,
             api_rate: std::sync::Mutex::new(RateWindow::default()),
+            wrong_tokens: WrongTokens::default(),
+            tcp_slots: Arc::new(ConnectionSlots::default()),
         }
     }
 

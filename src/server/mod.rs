@@ -30,7 +30,10 @@ pub use context::ServerContext;
 pub use counters::{Counters, IntervalCounts};
 pub use ops::serve_private_listener;
 
+use admission::ConnectionSlot;
+
 use crate::config::Settings;
+use crate::telemetry::throttle::Throttle;
 
 /// How long shutdown waits for connections to say goodbye before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -62,7 +65,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    ctx.tracker.spawn(connection::serve(ctx.clone(), stream, peer));
+                    // Refused connections are dropped unanswered, before
+                    // they cost a task or a buffer.
+                    let Some(slot) = tcp_slot(&ctx, peer) else { continue };
+                    let connection = connection::serve(ctx.clone(), stream, peer);
+                    ctx.tracker.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
                 Err(error) => accept_backoff(error).await,
             },
@@ -86,6 +96,36 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
         );
     }
     Ok(())
+}
+
+/// Refusals of connections over the per-address limit, logged at most once a minute.
+static TCP_REFUSALS: Throttle = Throttle::new(Duration::from_secs(60));
+
+/// Counts a new TCP connection against its address's limit
+/// (`max_connections_per_ip`, the same as for websockets). `Some(None)`:
+/// a trusted proxy, which carries many clients and is not counted.
+fn tcp_slot(ctx: &Arc<ServerContext>, peer: SocketAddr) -> Option<Option<ConnectionSlot>> {
+    let settings = ctx.settings();
+    let ip = peer.ip().to_canonical();
+    if settings
+        .trusted_proxies
+        .iter()
+        .any(|proxy| proxy.to_canonical() == ip)
+    {
+        return Some(None);
+    }
+    let max = settings.limits.max_connections_per_ip;
+    match ctx.tcp_slots.try_admit(ip, usize::MAX, max) {
+        Ok(slot) => Some(Some(slot)),
+        Err(_) => {
+            if let Some(held_back) = TCP_REFUSALS.ready() {
+                tracing::warn!(
+                    "Refusing connections from {ip}: it already has {max} open (max_connections_per_ip); {held_back} more refusals since the last such line"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Accept errors are per-connection (e.g. the peer reset) or resource

@@ -34,7 +34,7 @@ pub async fn route(
         _ => {}
     }
     if path == "/dashboard" || path.starts_with("/dashboard/") {
-        return Ok(dashboard::handle(&ctx, request).await);
+        return Ok(dashboard::handle(&ctx, peer, request).await);
     }
     if path.starts_with("/apps/") || path.starts_with("/users/") {
         return Ok(http_api::handle(ctx, request).await);

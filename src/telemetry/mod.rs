@@ -5,3 +5,4 @@ pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;
+pub mod throttle;

@@ -9,16 +9,24 @@
 //! URL. Everything else under `/dashboard` needs that cookie or a bearer
 //! token. The test form posts JSON, which a cross-site form cannot send.
 
+mod guesses;
+
+pub use guesses::WrongTokens;
+
+use std::net::{IpAddr, SocketAddr};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE,
+    X_FRAME_OPTIONS,
 };
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::admin::{self, COOKIE_NAME};
+use super::admission::client_ip;
 use super::context::ServerContext;
 use super::http_api;
 use super::response::{self, Body};
@@ -33,12 +41,32 @@ const MAX_LOGIN_BODY: usize = 4 * 1024;
 /// Largest test event body the form may post.
 const MAX_TRIGGER_BODY: usize = 64 * 1024;
 
-pub async fn handle(ctx: &ServerContext, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    ctx: &ServerContext,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let answer = route(ctx, peer, request).await;
+    // No page of the dashboard may be shown inside another site's frame.
+    let answer = response::with_header(answer, X_FRAME_OPTIONS, "DENY");
+    if answer.headers().contains_key(CONTENT_SECURITY_POLICY) {
+        answer
+    } else {
+        response::with_header(answer, CONTENT_SECURITY_POLICY, "frame-ancestors 'none'")
+    }
+}
+
+async fn route(
+    ctx: &ServerContext,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let ip = client_ip(peer, request.headers(), &ctx.settings().trusted_proxies);
     let path = request.uri().path().trim_end_matches('/').to_owned();
     let method = request.method().clone();
     if path == "/dashboard" && method == Method::GET {
         let token = query_param(&request, "token");
-        return entry(ctx, token, request.headers());
+        return entry(ctx, ip, token, request.headers());
     }
     if path == "/dashboard" && method == Method::POST {
         // The sign-in form: `token=…`, form-encoded.
@@ -51,7 +79,7 @@ pub async fn handle(ctx: &ServerContext, request: Request<Incoming>) -> Response
                 .map(|(_, value)| value.into_owned()),
             Err(_) => None,
         };
-        return entry(ctx, Some(token.unwrap_or_default()), &HeaderMap::new());
+        return entry(ctx, ip, Some(token.unwrap_or_default()), &HeaderMap::new());
     }
     if !admin::is_authorized(ctx, request.headers()) {
         return response::error(
@@ -78,10 +106,24 @@ pub async fn handle(ctx: &ServerContext, request: Request<Incoming>) -> Response
 
 /// The page for a browser with the cookie; otherwise the login form, or the
 /// cookie and a redirect when the URL carries a valid token.
-fn entry(ctx: &ServerContext, token: Option<String>, headers: &HeaderMap) -> Response<Body> {
+fn entry(
+    ctx: &ServerContext,
+    ip: IpAddr,
+    token: Option<String>,
+    headers: &HeaderMap,
+) -> Response<Body> {
     if let Some(token) = token {
+        if !ctx.wrong_tokens.may_try(ip) {
+            return response::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many wrong tokens from {ip}; try again in {} s",
+                    guesses::WINDOW.as_secs()
+                ),
+            );
+        }
         if !admin::is_admin_credential(ctx, &token) {
-            tracing::warn!("Refused a dashboard login with a wrong token");
+            ctx.wrong_tokens.record(ip);
             return login_page(
                 "That token is not right. Use the admin token printed when flarum-ws started, or the app secret.",
             );

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::context::ServerContext;
 use super::response::{self, Body};
-use crate::protocol::signature::{SignedRequest, constant_time_eq, verify_request};
+use crate::protocol::signature::{SignedQuery, constant_time_eq, verify_body, verify_query};
 
 /// An API failure: the status and a message that tells the caller what to fix.
 #[derive(Debug)]
@@ -191,8 +191,6 @@ async fn authenticate_and_run(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let body = read_body(request, ctx.settings().limits.max_request_body_bytes).await?;
-
     let auth_key = params
         .iter()
         .find(|(k, _)| k == "auth_key")
@@ -214,17 +212,23 @@ async fn authenticate_and_run(
     if decoded_path != raw_path {
         paths.push(decoded_path);
     }
-    verify_request(
-        &SignedRequest {
+    let unauthorized = |e: crate::protocol::signature::RequestAuthError| {
+        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+    };
+    // Everything the query can prove is checked before the body is read: a
+    // request without the secret never gets to hold a body in memory.
+    verify_query(
+        &SignedQuery {
             method: method.as_str(),
             paths: &paths,
             params: &params,
-            body: &body,
             now_unix: unix_now(),
         },
         app.secret.expose(),
     )
-    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    .map_err(unauthorized)?;
+    let body = read_body(request, settings.limits.max_request_body_bytes).await?;
+    verify_body(&params, &body).map_err(unauthorized)?;
 
     // Counted after authentication: the key is public, so unsigned requests
     // must not be able to use up the forum's budget.
