@@ -27,7 +27,17 @@ binary="target/release/flarum-ws"
 "$binary" generate man "$out/man"
 "$binary" generate completions "$out/completions"
 
-# The Debian package: assets and the unit are listed in Cargo.toml.
+# The Debian package: assets and the unit are listed in Cargo.toml. Debian
+# wants a changelog in its own format; it points at CHANGELOG.md.
+maintainer="$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)"
+released="$(git log -1 --format=%aD 2>/dev/null || date -R)"
+cat >"$out/changelog.Debian" <<CHANGELOG
+flarum-ws ($version-1) unstable; urgency=medium
+
+  * Release $version; the changes are in /usr/share/doc/flarum-ws/CHANGELOG.md.
+
+ -- $maintainer  $released
+CHANGELOG
 cargo deb --no-build --locked --output "$out/"
 
 # The tarball: the unit points at /usr/local/bin, where INSTALL puts the binary.
