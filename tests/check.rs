@@ -368,3 +368,22 @@ fn reports_whether_redis_answers() {
     );
     assert_eq!(finding(&findings, "redis")["status"], "fail");
 }
+
+/// `--redis-url` is read by `check` as by `serve` (it was once accepted and
+/// ignored): a flag naming a port where nothing listens fails the check.
+#[test]
+fn the_redis_url_flag_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let (code, findings) = check(dir.path(), &[], &["--redis-url", &closed]);
+    assert_eq!(code, 1);
+    let redis_finding = finding(&findings, "redis");
+    assert_eq!(redis_finding["status"], "fail", "{redis_finding}");
+    assert!(
+        redis_finding["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{}", &closed[18..])),
+        "{redis_finding}"
+    );
+}

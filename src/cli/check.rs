@@ -9,7 +9,6 @@ use anyhow::Context;
 use super::load::runtime;
 use super::{CheckArgs, Exit, Failure};
 use crate::check::{CheckInput, LiveOptions, Status, run_checks};
-use crate::config::PartialSettings;
 
 pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
     let cwd = std::env::current_dir()
@@ -17,11 +16,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         .map_err(Failure::unexpected)?;
     let sources = &args.sources;
     let input = CheckInput {
-        flags: PartialSettings {
-            host: sources.host.clone(),
-            port: sources.port,
-            ..Default::default()
-        },
+        flags: sources.flags(),
         config: sources.config.clone(),
         root: sources.root.clone(),
         cwd,

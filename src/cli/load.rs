@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use super::{Failure, SourceArgs};
-use crate::config::{self, PartialSettings, Resolved, Secret};
+use crate::config::{self, Resolved};
 use crate::forum::{self, Forum};
 
 /// Resolved settings and the forum they partly came from.
@@ -15,15 +15,7 @@ pub struct Loaded {
 
 /// Reads every source; errors are worded for the admin.
 pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
-    let flags = PartialSettings {
-        host: args.host.clone(),
-        port: args.port,
-        verbose: args.verbose.then_some(true),
-        statistics: args.disable_statistics.then_some(false),
-        log_format: args.log_format.clone(),
-        redis_url: args.redis_url.clone().map(Secret::new),
-        ..Default::default()
-    };
+    let flags = args.flags();
     let cwd = std::env::current_dir()
         .context("cannot read the working directory")
         .map_err(Failure::user)?;

@@ -156,6 +156,22 @@ pub struct SourceArgs {
     pub redis_url: Option<String>,
 }
 
+impl SourceArgs {
+    /// The settings these flags set, as the highest-precedence source;
+    /// every command that reads settings takes its flags from here.
+    pub fn flags(&self) -> crate::config::PartialSettings {
+        crate::config::PartialSettings {
+            host: self.host.clone(),
+            port: self.port,
+            verbose: self.verbose.then_some(true),
+            statistics: self.disable_statistics.then_some(false),
+            log_format: self.log_format.clone(),
+            redis_url: self.redis_url.clone().map(crate::config::Secret::new),
+            ..Default::default()
+        }
+    }
+}
+
 /// How the process ends: 0 success, 1 a user-facing failure (bad
 /// configuration, port taken), 2 something unexpected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,11 @@
-//! The one list of settings: YAML key, environment variable, type and
-//! default, from which the partial struct, the variable parser and the
-//! merge are generated.
+//! The one list of settings: YAML key, environment variable, type, help,
+//! default and allowed range, from which the partial struct, the variable
+//! parser, the merge, the defaults, the range checks and the documented
+//! list ([`ROWS`]) are generated. `into_settings` keeps only the rules that
+//! involve several settings.
 
 use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
 
 use super::value::{FromVariable, Secret};
@@ -12,7 +15,11 @@ use super::{
 };
 
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $var:literal ),* $(,)?) => {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident : $ty:ty = $var:literal
+        $({ default: $default:expr $(, range: $range:expr)? $(,)? })?
+    ),* $(,)?) => {
         /// Settings from one source; `None` where that source is silent.
         #[derive(Debug, Default, Clone, PartialEq, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -62,7 +69,77 @@ macro_rules! settings {
                 )*
             }
         }
+
+        /// Every default, as the lowest-precedence source. The bind
+        /// address is missing: its default depends on `reverse_proxy`.
+        pub fn defaults() -> PartialSettings {
+            let mut partial = PartialSettings::default();
+            $( $( partial.$field = Some($default); )? )*
+            partial
+        }
+
+        /// Refuses a value outside its row's range, naming where it came from.
+        fn check_ranges(p: &PartialSettings, provenance: &Provenance) -> Result<(), ConfigError> {
+            $( $( $(
+                if let Some(value) = &p.$field {
+                    within(value, $range, stringify!($field), provenance)?;
+                }
+            )? )? )*
+            Ok(())
+        }
+
+        /// Each setting's YAML key, variable, description and range, in order.
+        pub const ROWS: &[SettingRow] = &[ $( SettingRow {
+            key: stringify!($field),
+            variable: $var,
+            help: concat!($($doc),*),
+            range: source_text!($($($range)?)?),
+        }, )* ];
     };
+}
+
+/// The source text of an optional part of a row.
+macro_rules! source_text {
+    () => {
+        None
+    };
+    ($part:expr) => {
+        Some(stringify!($part))
+    };
+}
+
+/// One setting as the documentation shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingRow {
+    pub key: &'static str,
+    pub variable: &'static str,
+    /// The row's doc comment.
+    pub help: &'static str,
+    /// The allowed range as written in the row (`1..=3600`, `1..`).
+    pub range: Option<&'static str>,
+}
+
+/// The allowed range of `name`'s value, as an error when it is outside.
+fn within<T: PartialOrd + std::fmt::Display>(
+    value: &T,
+    range: impl RangeBounds<T>,
+    name: &'static str,
+    provenance: &Provenance,
+) -> Result<(), ConfigError> {
+    if range.contains(value) {
+        return Ok(());
+    }
+    let allowed = match (range.start_bound(), range.end_bound()) {
+        (Bound::Included(low), Bound::Included(high)) => format!("between {low} and {high}"),
+        (Bound::Included(low), _) => format!("{low} or more"),
+        (_, Bound::Included(high)) => format!("{high} or less"),
+        _ => "in range".to_owned(),
+    };
+    Err(ConfigError::InvalidSetting {
+        name,
+        origin: provenance.get(name).cloned().unwrap_or(Source::Default),
+        problem: format!("is {value}; it must be {allowed}"),
+    })
 }
 
 settings! {
@@ -75,17 +152,19 @@ settings! {
     /// Bind address.
     host: String = "FLARUM_WS_HOST",
     /// Port for the websocket and HTTP API (0 = any free port).
-    port: u16 = "FLARUM_WS_PORT",
+    port: u16 = "FLARUM_WS_PORT" { default: 2083 },
     /// Whether clients may send `client-*` events.
-    client_events: bool = "FLARUM_WS_CLIENT_EVENTS",
+    client_events: bool = "FLARUM_WS_CLIENT_EVENTS" { default: false },
     /// Seconds of silence before the server pings a client.
-    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT",
-    /// Seconds a client has to answer the server's ping before 4201.
-    pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT",
+    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT" { default: 120, range: 1..=3600 },
+    /// Seconds a client has to answer the server's ping before 4201; also how
+    /// long a write may make no progress before a client that stopped
+    /// reading is dropped (4100).
+    pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT" { default: 30, range: 1..=3600 },
     /// Log every connection, subscription and message.
-    verbose: bool = "FLARUM_WS_VERBOSE",
+    verbose: bool = "FLARUM_WS_VERBOSE" { default: false },
     /// A TLS proxy (nginx) sits in front: serve plain HTTP, bind 127.0.0.1.
-    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY",
+    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY" { default: false },
     /// Full-chain certificate (PEM) for serving TLS.
     tls_cert: String = "FLARUM_WS_TLS_CERT",
     /// Private key (PEM) of the certificate.
@@ -93,108 +172,69 @@ settings! {
     /// Passphrase of an encrypted private key.
     tls_passphrase: Secret = "FLARUM_WS_TLS_PASSPHRASE",
     /// The certificate is self-signed (the server's own probes accept it).
-    self_signed: bool = "FLARUM_WS_SELF_SIGNED",
+    self_signed: bool = "FLARUM_WS_SELF_SIGNED" { default: false },
     /// Host name browsers and the forum use to reach the server.
     app_host: String = "FLARUM_WS_APP_HOST",
     /// Seconds between rows of the forum's statistics widget.
-    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL",
+    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL" { default: 7200, range: 1..=2_592_000 },
     /// Whether to write statistics rows to the forum database.
-    statistics: bool = "FLARUM_WS_STATISTICS",
+    statistics: bool = "FLARUM_WS_STATISTICS" { default: true },
     /// Open websocket connections the server accepts in all.
-    max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS",
-    /// Open websocket connections per client IP address.
-    max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP",
+    max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS" { default: 50_000, range: 1.. },
+    /// Open websocket connections per client IP address; also open HTTP
+    /// connections per peer address that is not a trusted proxy.
+    max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP" { default: 1_000, range: 1.. },
     /// Channels one connection may be subscribed to at once.
-    max_subscriptions_per_connection: usize = "FLARUM_WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
-    /// Seconds a client has to send its request head (slowloris guard).
-    handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT",
+    max_subscriptions_per_connection: usize = "FLARUM_WS_MAX_SUBSCRIPTIONS_PER_CONNECTION" { default: 1_000, range: 1.. },
+    /// Seconds a client has to send its request head, and then to complete
+    /// its request, body included (408 after it).
+    handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT" { default: 10, range: 1..=3600 },
     /// Browser origins allowed to connect (empty: any).
     allowed_origins: Vec<String> = "FLARUM_WS_ALLOWED_ORIGINS",
     /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
     trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
-    max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS",
-    max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES",
-    max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH",
-    max_channel_name_length: usize = "FLARUM_WS_MAX_CHANNEL_NAME_LENGTH",
-    max_event_name_length: usize = "FLARUM_WS_MAX_EVENT_NAME_LENGTH",
-    max_event_data_bytes: usize = "FLARUM_WS_MAX_EVENT_DATA_BYTES",
-    max_channels_per_event: usize = "FLARUM_WS_MAX_CHANNELS_PER_EVENT",
-    max_batch_events: usize = "FLARUM_WS_MAX_BATCH_EVENTS",
-    client_events_per_second: u32 = "FLARUM_WS_CLIENT_EVENTS_PER_SECOND",
+    /// Members one presence channel may hold.
+    max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS" { default: 10_000, range: 1.. },
+    /// Bytes of `user_info` one presence member may carry.
+    max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES" { default: 1024 },
+    /// Characters of a presence `user_id`.
+    max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH" { default: 128 },
+    /// Characters of a channel name.
+    max_channel_name_length: usize = "FLARUM_WS_MAX_CHANNEL_NAME_LENGTH" { default: 200, range: 1.. },
+    /// Characters of an event name.
+    max_event_name_length: usize = "FLARUM_WS_MAX_EVENT_NAME_LENGTH" { default: 200, range: 1.. },
+    /// Bytes of one event's data.
+    max_event_data_bytes: usize = "FLARUM_WS_MAX_EVENT_DATA_BYTES" { default: 10 * 1024, range: 1.. },
+    /// Channels one API event may name.
+    max_channels_per_event: usize = "FLARUM_WS_MAX_CHANNELS_PER_EVENT" { default: 100, range: 1.. },
+    /// Events in one `batch_events` request.
+    max_batch_events: usize = "FLARUM_WS_MAX_BATCH_EVENTS" { default: 10, range: 1.. },
+    /// Client events one connection may send per second (4301 above it).
+    client_events_per_second: u32 = "FLARUM_WS_CLIENT_EVENTS_PER_SECOND" { default: 10 },
     /// Signed HTTP API requests per second for the app's key (429 above it).
-    api_requests_per_second: u32 = "FLARUM_WS_API_REQUESTS_PER_SECOND",
-    max_message_bytes: usize = "FLARUM_WS_MAX_MESSAGE_BYTES",
-    max_request_body_bytes: usize = "FLARUM_WS_MAX_REQUEST_BODY_BYTES",
-    max_watchlist_size: usize = "FLARUM_WS_MAX_WATCHLIST_SIZE",
+    api_requests_per_second: u32 = "FLARUM_WS_API_REQUESTS_PER_SECOND" { default: 1000, range: 1.. },
+    /// Bytes of one websocket message from a client (1009 above it).
+    max_message_bytes: usize = "FLARUM_WS_MAX_MESSAGE_BYTES" { default: 64 * 1024, range: 1.. },
+    /// Bytes of one HTTP API request body (413 above it).
+    max_request_body_bytes: usize = "FLARUM_WS_MAX_REQUEST_BODY_BYTES" { default: 256 * 1024, range: 1.. },
+    /// Users in one signin's watchlist (4302 above it).
+    max_watchlist_size: usize = "FLARUM_WS_MAX_WATCHLIST_SIZE" { default: 100 },
     /// Seconds a cache channel remembers its last event.
-    cache_ttl: u64 = "FLARUM_WS_CACHE_TTL",
+    cache_ttl: u64 = "FLARUM_WS_CACHE_TTL" { default: 1800, range: 1..=604_800 },
+    /// Cache channels holding an event at once; the oldest is forgotten first.
+    max_cached_channels: usize = "FLARUM_WS_MAX_CACHED_CHANNELS" { default: 10_000, range: 1.. },
     /// Frames queued per socket before it counts as a slow consumer (4100).
-    socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY",
+    socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY" { default: 512, range: 1.. },
     /// Token for /dashboard and /metrics (unset: a random one, printed at startup).
     admin_token: Secret = "FLARUM_WS_ADMIN_TOKEN",
     /// ADDRESS:PORT of a separate listener serving /metrics without a token.
     metrics_listen: String = "FLARUM_WS_METRICS_LISTEN",
     /// Log lines as `text` (for people) or `json` (for log shippers).
-    log_format: String = "FLARUM_WS_LOG_FORMAT",
+    log_format: String = "FLARUM_WS_LOG_FORMAT" { default: "text".to_owned() },
     /// Redis for running several nodes as one server (unset: one node).
     redis_url: Secret = "FLARUM_WS_REDIS_URL",
     /// Prefix of the Redis channel, so several forums can share one Redis.
-    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX",
-}
-
-/// Rejects zero for limits where zero would make the server useless.
-fn positive<T: PartialEq + Default>(
-    value: T,
-    name: &'static str,
-    provenance: &Provenance,
-) -> Result<T, ConfigError> {
-    if value == T::default() {
-        return Err(ConfigError::InvalidSetting {
-            name,
-            origin: provenance.get(name).cloned().unwrap_or(Source::Default),
-            problem: "must be greater than 0".into(),
-        });
-    }
-    Ok(value)
-}
-
-/// Applies defaults and validation to the merged settings.
-/// Every default in one place, as the lowest-precedence source. The bind
-/// address is missing: its default depends on `reverse_proxy`.
-fn defaults() -> PartialSettings {
-    PartialSettings {
-        reverse_proxy: Some(false),
-        port: Some(2083),
-        client_events: Some(false),
-        activity_timeout: Some(120),
-        pong_timeout: Some(30),
-        verbose: Some(false),
-        self_signed: Some(false),
-        statistics: Some(true),
-        statistics_interval: Some(7200),
-        max_connections: Some(50_000),
-        max_connections_per_ip: Some(1_000),
-        max_subscriptions_per_connection: Some(1_000),
-        handshake_timeout: Some(10),
-        max_presence_members: Some(10_000),
-        max_presence_user_info_bytes: Some(1024),
-        max_presence_user_id_length: Some(128),
-        max_channel_name_length: Some(200),
-        max_event_name_length: Some(200),
-        max_event_data_bytes: Some(10 * 1024),
-        max_channels_per_event: Some(100),
-        max_batch_events: Some(10),
-        client_events_per_second: Some(10),
-        api_requests_per_second: Some(1000),
-        max_message_bytes: Some(64 * 1024),
-        max_request_body_bytes: Some(256 * 1024),
-        max_watchlist_size: Some(100),
-        cache_ttl: Some(1800),
-        socket_queue_capacity: Some(512),
-        log_format: Some("text".into()),
-        redis_prefix: Some("flarum-ws".into()),
-        ..Default::default()
-    }
+    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() },
 }
 
 /// Where credentials can come from, for the missing-credentials message.
@@ -213,6 +253,7 @@ pub(super) fn into_settings(
     from_forum: bool,
 ) -> Result<Resolved, ConfigError> {
     p.layer_under(defaults(), &Source::Default, &mut provenance);
+    check_ranges(&p, &provenance)?;
     let missing: Vec<&str> = [
         (
             "app_id",
@@ -323,38 +364,10 @@ pub(super) fn into_settings(
         max_request_body_bytes: p.max_request_body_bytes.unwrap_or_default(),
         max_watchlist_size: p.max_watchlist_size.unwrap_or_default(),
         cache_ttl: Duration::from_secs(p.cache_ttl.unwrap_or_default()),
+        max_cached_channels: p.max_cached_channels.unwrap_or_default(),
         socket_queue_capacity: p.socket_queue_capacity.unwrap_or_default(),
     };
     let pv = &provenance;
-    positive(activity_timeout, "activity_timeout", pv)?;
-    positive(pong_timeout, "pong_timeout", pv)?;
-    positive(statistics_interval, "statistics_interval", pv)?;
-    positive(limits.max_presence_members, "max_presence_members", pv)?;
-    positive(limits.max_connections, "max_connections", pv)?;
-    positive(limits.max_connections_per_ip, "max_connections_per_ip", pv)?;
-    positive(
-        limits.max_subscriptions_per_connection,
-        "max_subscriptions_per_connection",
-        pv,
-    )?;
-    positive(limits.handshake_timeout, "handshake_timeout", pv)?;
-    positive(
-        limits.max_channel_name_length,
-        "max_channel_name_length",
-        pv,
-    )?;
-    positive(limits.max_event_name_length, "max_event_name_length", pv)?;
-    positive(limits.max_event_data_bytes, "max_event_data_bytes", pv)?;
-    positive(limits.max_channels_per_event, "max_channels_per_event", pv)?;
-    positive(limits.max_batch_events, "max_batch_events", pv)?;
-    positive(
-        limits.api_requests_per_second,
-        "api_requests_per_second",
-        pv,
-    )?;
-    positive(limits.max_message_bytes, "max_message_bytes", pv)?;
-    positive(limits.max_request_body_bytes, "max_request_body_bytes", pv)?;
-    positive(limits.socket_queue_capacity, "socket_queue_capacity", pv)?;
     if host.parse::<std::net::IpAddr>().is_err() {
         return Err(ConfigError::InvalidSetting {
             name: "host",

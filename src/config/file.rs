@@ -60,11 +60,35 @@ mod tests {
 #[cfg(test)]
 mod shipped_files {
     use super::parse_yaml;
+    use crate::config::PartialSettings;
 
     #[test]
     fn the_shipped_example_and_demo_configs_parse() {
-        let example = parse_yaml(include_str!("../../contrib/flarum-ws.example.yaml")).unwrap();
-        assert_eq!(example.port, Some(2083));
+        let example_text = include_str!("../../contrib/flarum-ws.example.yaml");
+        let example = parse_yaml(example_text).unwrap();
+        assert_eq!(
+            example,
+            PartialSettings::default(),
+            "the example sets nothing"
+        );
+        // Each commented-out value, once uncommented, is valid.
+        let uncommented: String = example_text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(": ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all = parse_yaml(&uncommented).unwrap();
+        assert_eq!(all.port, Some(2083));
+        assert_eq!(all.max_cached_channels, Some(10_000));
         let demo = parse_yaml(include_str!("../../contrib/flarum-ws.demo.yaml")).unwrap();
         assert_eq!(demo.app_key.as_deref(), Some("demo-key"));
     }

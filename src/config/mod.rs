@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use fields::{PartialSettings, VARIABLES};
+pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
 pub use sources::{Sources, load_sources};
 pub use value::Secret;
 
@@ -114,6 +114,7 @@ pub struct Limits {
     pub max_request_body_bytes: usize,
     pub max_watchlist_size: usize,
     pub cache_ttl: Duration,
+    pub max_cached_channels: usize,
     pub socket_queue_capacity: usize,
 }
 
