@@ -208,6 +208,7 @@ mod tests {
     /// that member's socket receives.
     fn hub_with_listener() -> (Hub, tokio::sync::mpsc::Receiver<crate::hub::Frame>) {
         let hub = Hub::new(HubLimits {
+            max_cached_channels: 100,
             max_presence_members: 100,
             cache_ttl: Duration::from_secs(60),
         });

@@ -20,6 +20,8 @@ use crate::protocol::{ChannelKind, ChannelName, SocketId};
 pub struct HubLimits {
     pub max_presence_members: usize,
     pub cache_ttl: Duration,
+    /// Cache channels remembered at once; the oldest event goes first.
+    pub max_cached_channels: usize,
 }
 
 /// Why a subscription was refused by the hub.
@@ -351,6 +353,10 @@ impl Hub {
     ) -> usize {
         if cache {
             let mut state = self.write();
+            let full = state.cache.len() >= state.limits.max_cached_channels;
+            if full && !state.cache.contains_key(channel) {
+                Self::forget_oldest_cached(&mut state);
+            }
             state.cache.insert(
                 channel.clone(),
                 CachedEvent {
@@ -434,14 +440,33 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Makes room for one more cached event: the oldest is forgotten. A
+    /// scan, but only when the cache is full and a new channel arrives.
+    fn forget_oldest_cached(state: &mut State) {
+        let oldest = state
+            .cache
+            .iter()
+            .min_by_key(|(_, cached)| cached.stored)
+            .map(|(name, _)| name.clone());
+        if let Some(name) = oldest {
+            state.cache.remove(&name);
+        }
+    }
+
     /// Drops cached events older than the TTL so forgotten channels do not
-    /// hold memory forever.
-    pub fn expire_cache(&self) {
+    /// hold memory forever. Returns how many were dropped.
+    pub fn expire_cache(&self) -> usize {
         let mut state = self.write();
         let ttl = state.limits.cache_ttl;
+        let before = state.cache.len();
         state
             .cache
             .retain(|_, cached| cached.stored.elapsed() < ttl);
+        if state.cache.is_empty() {
+            // A map keeps its capacity: let a crowd of expired channels go.
+            state.cache.shrink_to_fit();
+        }
+        before - state.cache.len()
     }
 
     /// Channels, subscriptions and presence members, counted now.
@@ -476,6 +501,7 @@ mod tests {
 
     fn hub() -> Hub {
         Hub::new(HubLimits {
+            max_cached_channels: 3,
             max_presence_members: 2,
             cache_ttl: Duration::from_secs(60),
         })
@@ -567,5 +593,29 @@ mod tests {
         let (c, mut c_rx) = link();
         hub.subscribe(&c, &channel, None).unwrap();
         assert_eq!(drain(&mut c_rx).last().unwrap(), "x");
+    }
+
+    #[test]
+    fn a_full_cache_forgets_its_oldest_event_first() {
+        let hub = hub(); // three cached channels at most
+        let names: Vec<ChannelName> = (0..4)
+            .map(|i| ChannelName::parse(&format!("cache-c{i}"), 200).unwrap())
+            .collect();
+        for name in &names {
+            hub.publish(name, Frame::from(format!("event on {name}")), None, true);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let replayed = |name: &ChannelName| {
+            let (socket, mut rx) = link();
+            hub.subscribe(&socket, name, None).unwrap();
+            drain(&mut rx).last().cloned().unwrap()
+        };
+        assert!(
+            replayed(&names[0]).contains("cache_miss"),
+            "the oldest went"
+        );
+        for name in &names[1..] {
+            assert_eq!(replayed(name), format!("event on {name}"));
+        }
     }
 }

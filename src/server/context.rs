@@ -53,6 +53,7 @@ fn hub_limits(settings: &Settings) -> HubLimits {
     HubLimits {
         max_presence_members: settings.limits.max_presence_members,
         cache_ttl: settings.limits.cache_ttl,
+        max_cached_channels: settings.limits.max_cached_channels,
     }
 }
 

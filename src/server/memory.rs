@@ -29,7 +29,10 @@ pub async fn trim_after_disconnects(ctx: Arc<ServerContext>) {
     }
 }
 
-fn release_free_memory() {
+/// Expired cache events in one sweep worth giving memory back for.
+pub const TRIM_AFTER_EXPIRED: usize = 100;
+
+pub fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it is
     // thread-safe and has no preconditions.

@@ -139,7 +139,9 @@ async fn sweep_cache(ctx: Arc<ServerContext>) {
     let mut interval = tokio::time::interval(CACHE_SWEEP_INTERVAL);
     loop {
         interval.tick().await;
-        ctx.hub.expire_cache();
+        if ctx.hub.expire_cache() >= memory::TRIM_AFTER_EXPIRED {
+            memory::release_free_memory();
+        }
     }
 }
 

@@ -234,7 +234,7 @@ impl Metrics {
     /// A session ended with `code` (the client's close code, or the server's).
     pub fn connection_closed(&self, code: u16) {
         self.connections_closed
-            .get_or_create(&[("code", code.to_string())])
+            .get_or_create(&[("code", close_code_label(code))])
             .inc();
         if code == crate::protocol::close_code::OVER_CAPACITY {
             self.slow_consumers.inc();
@@ -244,7 +244,7 @@ impl Metrics {
     /// A websocket was refused with `code` before its session started.
     pub fn connection_refused(&self, code: u16) {
         self.connections_refused
-            .get_or_create(&[("code", code.to_string())])
+            .get_or_create(&[("code", close_code_label(code))])
             .inc();
     }
 
@@ -323,6 +323,44 @@ fn resident_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The `code` label of a close: the codes this server or a well-behaved
+/// client uses, and `other` for the rest. Clients choose their close code,
+/// so labelling by it as sent would let anyone create metric series without
+/// bound.
+fn close_code_label(code: u16) -> String {
+    use crate::protocol::close_code::*;
+    const KNOWN: &[u16] = &[
+        1000,
+        1001,
+        1002,
+        1003,
+        1005,
+        1006,
+        1007,
+        1008,
+        1009,
+        1011,
+        TLS_ONLY,
+        APP_NOT_FOUND,
+        APP_DISABLED,
+        OVER_CONNECTION_QUOTA,
+        PATH_NOT_FOUND,
+        INVALID_VERSION,
+        UNSUPPORTED_PROTOCOL,
+        NO_PROTOCOL,
+        UNAUTHORIZED,
+        OVER_CAPACITY,
+        RECONNECT_NOW,
+        PONG_NOT_RECEIVED,
+        CLOSED_AFTER_INACTIVITY,
+    ];
+    if KNOWN.contains(&code) {
+        code.to_string()
+    } else {
+        "other".to_owned()
+    }
 }
 
 #[cfg(test)]
