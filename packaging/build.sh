@@ -28,13 +28,15 @@ binary="target/release/flarum-ws"
 "$binary" generate completions "$out/completions"
 
 # The Debian package: assets and the unit are listed in Cargo.toml. Debian
-# wants a changelog in its own format; it points at CHANGELOG.md.
+# wants a changelog in its own format, pointing at CHANGELOG.md, which goes
+# in as the upstream changelog (changelog.gz).
+gzip -9n -c CHANGELOG.md >"$out/changelog.gz"
 maintainer="$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)"
 released="$(git log -1 --format=%aD 2>/dev/null || date -R)"
 cat >"$out/changelog.Debian" <<CHANGELOG
 flarum-ws ($version-1) unstable; urgency=medium
 
-  * Release $version; the changes are in /usr/share/doc/flarum-ws/CHANGELOG.md.
+  * Release $version; the changes are in /usr/share/doc/flarum-ws/changelog.gz.
 
  -- $maintainer  $released
 CHANGELOG
