@@ -1,8 +1,14 @@
 //! Presence members of one channel: a user counts once however many sockets
 //! (tabs) they have in the channel, so `member_added` fires on their first
 //! socket and `member_removed` on their last.
+//!
+//! Everyone who subscribes gets the whole member list, so a crowd joining
+//! one channel costs n lists of up to n members. Each member's part of the
+//! list is serialized once, when they join, and the list itself once per
+//! change of membership; subscribers in between share it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -16,12 +22,18 @@ pub(super) struct Member {
     pub user_info: Value,
     /// How many of the channel's sockets belong to this user.
     pub sockets: usize,
+    /// `user_id` and `"key":user_info` as JSON, for the member list.
+    id_json: String,
+    entry_json: String,
 }
 
 /// The members of a presence channel, keyed by the id's string form.
 #[derive(Debug, Default)]
 pub(super) struct Members {
     by_key: HashMap<String, Member>,
+    /// The `subscription_succeeded` data (the member list) since the last
+    /// change of membership.
+    list: Option<Arc<str>>,
 }
 
 /// What joining or leaving did to the member list.
@@ -58,17 +70,49 @@ impl Members {
                 Change::SocketOnly
             }
             None => {
+                self.list = None;
+                let id_json = member.user_id.to_string();
+                let entry_json =
+                    format!("{}:{}", Value::from(member.key.as_str()), member.user_info);
                 self.by_key.insert(
                     member.key,
                     Member {
                         user_id: member.user_id,
                         user_info: member.user_info,
                         sockets: 1,
+                        id_json,
+                        entry_json,
                     },
                 );
                 Change::Membership
             }
         }
+    }
+
+    /// The presence data of `subscription_succeeded`
+    /// (`{"presence":{"ids":[...],"hash":{...},"count":n}}`), built once per
+    /// change of membership.
+    pub fn list(&mut self) -> Arc<str> {
+        if let Some(list) = &self.list {
+            return list.clone();
+        }
+        let mut ids = String::new();
+        let mut hash = String::new();
+        for (i, member) in self.by_key.values().enumerate() {
+            if i > 0 {
+                ids.push(',');
+                hash.push(',');
+            }
+            ids.push_str(&member.id_json);
+            hash.push_str(&member.entry_json);
+        }
+        let list: Arc<str> = format!(
+            r#"{{"presence":{{"ids":[{ids}],"hash":{{{hash}}},"count":{}}}}}"#,
+            self.by_key.len()
+        )
+        .into();
+        self.list = Some(list.clone());
+        list
     }
 
     /// Removes one socket of the user `key`; returns the member when it was
@@ -77,6 +121,7 @@ impl Members {
         let member = self.by_key.get_mut(key)?;
         member.sockets = member.sockets.saturating_sub(1);
         if member.sockets == 0 {
+            self.list = None;
             self.by_key.remove(key)
         } else {
             None

@@ -160,10 +160,12 @@ impl Hub {
             ..
         } = &mut *state;
         let entry = channels.entry(channel.clone()).or_default();
-        let already = entry.subscribers.contains_key(&link.id);
+        if entry.subscribers.contains_key(&link.id) {
+            return Ok(());
+        }
         let is_presence = channel.kind() == ChannelKind::Presence;
 
-        if is_presence && !already {
+        if is_presence {
             let member = member.expect("presence subscriptions carry their member");
             if !entry.members.contains(&member.key)
                 && entry.members.len() >= limits.max_presence_members
@@ -199,7 +201,7 @@ impl Hub {
                     member_key: Some(key),
                 },
             );
-        } else if !already {
+        } else {
             entry.subscribers.insert(
                 link.id,
                 Subscriber {
@@ -209,12 +211,12 @@ impl Hub {
             );
         }
 
-        let data = if is_presence {
-            outgoing::presence_data(entry.members.iter().map(|m| (&m.user_id, &m.user_info)))
+        let succeeded = if is_presence {
+            outgoing::subscription_succeeded_with(channel.as_str(), &entry.members.list())
         } else {
-            Value::Object(Default::default())
+            outgoing::subscription_succeeded_with(channel.as_str(), "{}")
         };
-        link.send(outgoing::subscription_succeeded(channel.as_str(), &data).into());
+        link.send(succeeded.into());
 
         if channel.class().cached {
             match cache.get(channel) {

@@ -162,9 +162,12 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, MessageError> {
 /// `channel_data` of a presence subscription: who the member is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresenceMember {
-    /// The id exactly as the forum sent it (string or number).
+    /// The id as the forum sent it: a string, or a number that JSON numbers
+    /// hold exactly; a number they would round (beyond 64-bit integers and
+    /// doubles) is kept as a string of its exact digits.
     pub user_id: Value,
-    /// The id as a string: the key members are counted by.
+    /// The id's exact text (a string's content, a number's digits): the key
+    /// members are counted by, so distinct ids never collide.
     pub key: String,
     pub user_info: Value,
 }
@@ -190,14 +193,24 @@ pub fn parse_presence_member(
     max_user_id_len: usize,
     max_user_info_bytes: usize,
 ) -> Result<PresenceMember, PresenceDataError> {
+    /// The id is read as raw text: parsing it as a JSON number would round
+    /// large ones, and two users would become one.
+    #[derive(serde::Deserialize)]
+    struct ChannelData<'a> {
+        #[serde(borrow)]
+        user_id: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        user_info: Value,
+    }
     let text = channel_data.ok_or(PresenceDataError::Missing)?;
-    let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(text) else {
+    let Ok(data) = serde_json::from_str::<ChannelData>(text) else {
         return Err(PresenceDataError::Invalid);
     };
-    let user_id = data.remove("user_id").ok_or(PresenceDataError::Invalid)?;
-    let key = match &user_id {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) => n.to_string(),
+    let raw = data.user_id.ok_or(PresenceDataError::Invalid)?.get();
+    let (user_id, key) = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::String(s)) if !s.is_empty() => (Value::String(s.clone()), s),
+        Ok(Value::Number(n)) if n.to_string() == raw => (Value::Number(n), raw.to_owned()),
+        Ok(Value::Number(_)) => (Value::String(raw.to_owned()), raw.to_owned()),
         _ => return Err(PresenceDataError::BadUserId),
     };
     let len = key.chars().count();
@@ -207,7 +220,7 @@ pub fn parse_presence_member(
             max: max_user_id_len,
         });
     }
-    let user_info = data.remove("user_info").unwrap_or(Value::Null);
+    let user_info = data.user_info;
     if !user_info.is_null() {
         let len = user_info.to_string().len();
         if len > max_user_info_bytes {
@@ -272,17 +285,23 @@ pub mod outgoing {
 
     /// A frame whose `data` is a JSON-encoded string.
     fn internal(event: &str, channel: Option<&str>, data: &Value) -> String {
+        internal_serialized(event, channel, &data.to_string())
+    }
+
+    /// A frame whose `data` is the string `data_json` (Pusher's internal
+    /// events carry their data as a JSON string).
+    fn internal_serialized(event: &str, channel: Option<&str>, data_json: &str) -> String {
         #[derive(Serialize)]
         struct Frame<'a> {
             event: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             channel: Option<&'a str>,
-            data: String,
+            data: &'a str,
         }
         let frame = Frame {
             event,
             channel,
-            data: data.to_string(),
+            data: data_json,
         };
         serde_json::to_string(&frame).expect("serializing strings cannot fail")
     }
@@ -320,20 +339,14 @@ pub mod outgoing {
         )
     }
 
-    /// The presence payload of `subscription_succeeded`.
-    pub fn presence_data<'a>(members: impl Iterator<Item = (&'a Value, &'a Value)>) -> Value {
-        let mut ids = Vec::new();
-        let mut hash = Map::new();
-        for (id, info) in members {
-            let key = match id {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            ids.push(id.clone());
-            hash.insert(key, info.clone());
-        }
-        let count = ids.len();
-        json!({ "presence": { "ids": ids, "hash": hash, "count": count } })
+    /// `subscription_succeeded` with data already serialized (the presence
+    /// member list, built once and shared).
+    pub fn subscription_succeeded_with(channel: &str, data_json: &str) -> String {
+        internal_serialized(
+            "pusher_internal:subscription_succeeded",
+            Some(channel),
+            data_json,
+        )
     }
 
     pub fn subscription_error(channel: &str, kind: &str, message: &str, status: u16) -> String {
@@ -490,5 +503,21 @@ mod tests {
         assert!(frame["data"].is_string());
         let inner: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
         assert_eq!(inner["socket_id"], "1.2");
+    }
+
+    #[test]
+    fn large_numeric_user_ids_keep_every_digit_and_never_collide() {
+        let member = |id: &str| {
+            parse_presence_member(Some(&format!(r#"{{"user_id":{id}}}"#)), 128, 1024).unwrap()
+        };
+        let a = member("123456789012345678901234567890");
+        let b = member("123456789012345678901234567891");
+        assert_ne!(a.key, b.key);
+        assert_eq!(a.key, "123456789012345678901234567890");
+        assert_eq!(a.user_id, json!("123456789012345678901234567890"));
+        // Ids JSON numbers hold exactly stay numbers, as the forum sent them.
+        assert_eq!(member("42").user_id, json!(42));
+        assert_eq!(member("42").key, "42");
+        assert_eq!(member("\"7\"").user_id, json!("7"));
     }
 }

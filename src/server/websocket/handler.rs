@@ -108,8 +108,13 @@ impl Handler {
                 );
             }
         };
+        if self.channels.contains(&channel) {
+            // Already subscribed: nothing to do, and in particular no second
+            // copy of a presence channel's whole member list.
+            return;
+        }
         let max = limits.max_subscriptions_per_connection;
-        if !self.channels.contains(&channel) && self.channels.len() >= max {
+        if self.channels.len() >= max {
             return self.refuse_subscription(
                 channel.as_str(),
                 "LimitReached",
