@@ -57,7 +57,7 @@ pub async fn run(
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result<()> {
     let shutdown = ctx.shutdown.clone();
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
-    let trimmer = tokio::spawn(memory::trim_after_disconnects(ctx.clone()));
+    let trimmer = tokio::spawn(memory::give_back_memory(ctx.clone()));
 
     loop {
         tokio::select! {

@@ -40,6 +40,7 @@ pub struct Traffic {
     pub connections_opened: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
+    pub bytes_sent: u64,
     pub api_events: u64,
 }
 
@@ -282,6 +283,7 @@ impl Metrics {
             connections_opened: self.connections_opened.get(),
             messages_received: self.messages_received.get(),
             messages_sent: self.messages_sent.get(),
+            bytes_sent: self.bytes_sent.get(),
             api_events: self.api_events.get(),
         }
     }

@@ -1,0 +1,551 @@
+//! The findings of an attack pass, each reproduced against the real binary
+//! and shown to hold: memory and file descriptors are read from
+//! `/proc/PID/status` and `/proc/PID/fd`. Every load here is bounded in
+//! count and time and stays on loopback.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::{Running, flarum_ws, start};
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ADMIN_TOKEN: &str = "hardening-admin-token-0123456789";
+
+/// `flarum-ws serve` on a free loopback port with the test app and `envs`.
+fn server(dir: &Path, envs: &[(&str, &str)]) -> Running {
+    let mut command: Command = flarum_ws(dir);
+    command
+        .envs([
+            ("FLARUM_WS_APP_ID", APP_ID),
+            ("FLARUM_WS_APP_KEY", KEY),
+            ("FLARUM_WS_APP_SECRET", SECRET),
+            ("FLARUM_WS_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("FLARUM_WS_CLIENT_EVENTS", "true"),
+        ])
+        .envs(envs.iter().copied())
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"]);
+    start(&mut command)
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Open file descriptors of `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Waits up to `limit` for `condition`; returns whether it came true.
+async fn within(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    condition()
+}
+
+fn api(port: u16) -> Api {
+    Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    }
+}
+
+/// `/metrics` as text, read with the admin token.
+async fn metrics(port: u16) -> String {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A websocket subscribed to `channel`, as a browser tab.
+async fn subscriber(port: u16, channel: &str) -> Client {
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7")).await;
+    client.subscribe(channel).await;
+    client
+}
+
+/// Reads whatever the server sends on `stream` until it closes; `None` when
+/// it is still open after `limit`.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read).await.ok()?;
+    Some(String::from_utf8_lossy(&received).into_owned())
+}
+
+/// F1: a request body that never finishes, sent without credentials, no
+/// longer holds memory or a connection: the query is refused (401) before
+/// the body is read, and a signed request whose body stalls is answered 408
+/// after `handshake_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_bodies_are_refused_or_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_HANDSHAKE_TIMEOUT", "2")]);
+    let pid = running.child.id();
+    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
+
+    // 200 unsigned requests announcing 256 KiB and sending 64 KiB of it.
+    let head = format!(
+        "POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 262144\r\n\r\n"
+    );
+    let mut unsigned = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(("127.0.0.1", running.port))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let _ = stream.write_all(&[b'x'; 64 * 1024]).await;
+        unsigned.push(stream);
+    }
+    for stream in &mut unsigned {
+        let answer = read_until_closed(stream, Duration::from_secs(1))
+            .await
+            .expect("an unsigned request is answered and closed at once, body unread");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+
+    // 50 properly signed requests whose bodies stop halfway.
+    let body = format!(
+        r#"{{"name":"e","channel":"c","data":"{}"}}"#,
+        "y".repeat(100_000)
+    );
+    let path = format!("/apps/{APP_ID}/events");
+    let query = signed_query("POST", &path, &[], &body, unix_now());
+    let head = format!(
+        "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut signed = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(("127.0.0.1", running.port))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..50_000]).await.unwrap();
+        signed.push(stream);
+    }
+    let started = Instant::now();
+    for stream in &mut signed {
+        let answer = read_until_closed(stream, Duration::from_secs(5))
+            .await
+            .expect("a stalled body is cut off after handshake_timeout");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before the deadline"
+    );
+    drop((unsigned, signed));
+
+    assert!(
+        within(Duration::from_secs(3), || open_fds(pid) <= fds_before + 2).await,
+        "file descriptors: {fds_before} before, {} after",
+        open_fds(pid)
+    );
+    let rss_after = rss_kib(pid);
+    eprintln!("stalled bodies: RSS {rss_before} KiB before, {rss_after} KiB after");
+    assert!(
+        rss_after < rss_before + 8 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    // The forum's own requests still get through.
+    assert_eq!(api(running.port).trigger("c", "e", "{}").await.0, 200);
+}
+
+/// F1: one address cannot take every connection: past
+/// `max_connections_per_ip` its connections are closed at once, while
+/// another address (the forum, here 127.0.0.1) is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_MAX_CONNECTIONS_PER_IP", "20")]);
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        held.push(
+            socket
+                .connect(format!("127.0.0.1:{}", running.port).parse().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut closed = 0;
+    for stream in &mut held {
+        if read_until_closed(stream, Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 20,
+        "the connections past the limit are closed at once"
+    );
+    let up = reqwest::get(format!("http://127.0.0.1:{}/up", running.port))
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 200, "another address is still served");
+}
+
+/// F2: a client that stops reading while events pile up is dropped (4100)
+/// once a write makes no progress for `pong_timeout`, and the others keep
+/// receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(
+        dir.path(),
+        &[
+            ("FLARUM_WS_PONG_TIMEOUT", "2"),
+            ("FLARUM_WS_SOCKET_QUEUE_CAPACITY", "100000"),
+            ("FLARUM_WS_MAX_EVENT_DATA_BYTES", "65536"),
+        ],
+    );
+    let stalled = subscriber(running.port, "news").await;
+    let mut reader = subscriber(running.port, "news").await;
+    let api = api(running.port);
+    let data = "z".repeat(60_000);
+    // 10 MB: more than the kernel's socket buffers can absorb.
+    for _ in 0..170 {
+        assert_eq!(api.trigger("news", "big", &data).await.0, 200);
+        reader.expect_event("big").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(running.port).await;
+        if text.contains("\nflarum_ws_connections 1\n")
+            && text.contains(r#"flarum_ws_connections_closed_total{code="4100"} 1"#)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client that stopped reading is still connected:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(api.trigger("news", "after", "{}").await.0, 200);
+    reader.expect_event("after").await;
+    drop(stalled);
+}
+
+/// F2: shutdown reaches a client that stopped reading: the server exits
+/// well inside its grace period instead of waiting all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reaches_a_client_that_stopped_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = server(
+        dir.path(),
+        &[
+            ("FLARUM_WS_SOCKET_QUEUE_CAPACITY", "100000"),
+            ("FLARUM_WS_MAX_EVENT_DATA_BYTES", "65536"),
+        ],
+    );
+    let stalled = subscriber(running.port, "news").await;
+    let api = api(running.port);
+    let data = "z".repeat(60_000);
+    for _ in 0..170 {
+        assert_eq!(api.trigger("news", "big", &data).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    running.signal("TERM");
+    let (code, log) = running.lines_until_exit();
+    let took = asked.elapsed();
+    assert_eq!(code, 0, "{log:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "exit took {took:?} (grace is 5 s): {log:?}"
+    );
+    assert!(
+        !log.iter().any(|line| line.contains("did not close")),
+        "{log:?}"
+    );
+    drop(stalled);
+}
+
+/// F3: after a burst of large events, idle connections give their write
+/// buffers back: the server returns near its size before the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_comes_back_after_a_burst_of_large_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[]);
+    let pid = running.child.id();
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        clients.push(subscriber(running.port, "burst").await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid);
+    let api = api(running.port);
+    let data = "b".repeat(10_000);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    client.expect_event("big").await;
+                }
+                client
+            })
+        })
+        .collect();
+    for _ in 0..50 {
+        assert_eq!(api.trigger("burst", "big", &data).await.0, 200);
+    }
+    let mut clients = Vec::new();
+    for reader in readers {
+        clients.push(reader.await.unwrap());
+    }
+    let peak = rss_kib(pid);
+    // The allocator is asked to give memory back after a busy interval
+    // followed by a quiet one (5 s each).
+    let settled = within(Duration::from_secs(15), || rss_kib(pid) < idle + 3 * 1024).await;
+    let after = rss_kib(pid);
+    eprintln!(
+        "200 connections, 50 events of 10 KB: RSS idle {idle} KiB, peak {peak} KiB, after {after} KiB"
+    );
+    assert!(
+        settled,
+        "RSS idle {idle} KiB, peak {peak} KiB, after {after} KiB ({} KiB per connection kept)",
+        after.saturating_sub(idle) / 200
+    );
+    drop(clients);
+}
+
+/// F4: durations out of range are refused at start, naming the range,
+/// instead of resetting every connection later.
+#[test]
+fn absurd_durations_are_refused_with_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["FLARUM_WS_HANDSHAKE_TIMEOUT", "FLARUM_WS_ACTIVITY_TIMEOUT"] {
+        let output = flarum_ws(dir.path())
+            .envs([
+                ("FLARUM_WS_APP_ID", APP_ID),
+                ("FLARUM_WS_APP_KEY", KEY),
+                ("FLARUM_WS_APP_SECRET", SECRET),
+                (name, "18446744073709551615"),
+            ])
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("between 1 and 3600"), "{stderr}");
+        let key = name.trim_start_matches("FLARUM_WS_").to_ascii_lowercase();
+        assert!(stderr.contains(&key), "names the setting: {stderr}");
+    }
+}
+
+/// F4: a reload with an out-of-range value keeps the settings in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_an_absurd_duration_keeps_the_running_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ws.yaml");
+    std::fs::write(&config, "activity_timeout: 60\n").unwrap();
+    let mut running = server(dir.path(), &[("FLARUM_WS_CONFIG", "ws.yaml")]);
+    std::fs::write(&config, "activity_timeout: 18446744073709551615\n").unwrap();
+    running.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut client = subscriber(running.port, "still").await;
+    assert_eq!(api(running.port).trigger("still", "e", "{}").await.0, 200);
+    client.expect_event("e").await;
+    let log = running.stop_cleanly();
+    assert!(
+        log.iter()
+            .any(|line| line.contains("reload failed") && line.contains("between 1 and 3600")),
+        "{log:?}"
+    );
+}
+
+/// F5: close codes chosen by clients do not create metric series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_codes_do_not_create_metric_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[]);
+    let before_text = metrics(running.port).await;
+    let lines_before = before_text.lines().count();
+    for code in 3000..3300u16 {
+        let mut ws = Client::connect_raw(&format!(
+            "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
+            running.port
+        ))
+        .await;
+        ws.next().await; // connection_established
+        let _ = ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: code.into(),
+                reason: "".into(),
+            }))
+            .await;
+        while ws.next().await.is_some() {}
+    }
+    let text = metrics(running.port).await;
+    let before: std::collections::HashSet<&str> = before_text
+        .lines()
+        .map(|line| line.split(' ').next().unwrap())
+        .collect();
+    let new_series: Vec<&str> = text
+        .lines()
+        .map(|line| line.split(' ').next().unwrap())
+        .filter(|series| !before.contains(series))
+        .collect();
+    eprintln!("series added by 300 connections: {new_series:?}");
+    assert!(
+        text.lines().count() <= lines_before + 5,
+        "{lines_before} lines before, {} after",
+        text.lines().count()
+    );
+    assert!(
+        text.contains(r#"flarum_ws_connections_closed_total{code="other"} 300"#),
+        "{text}"
+    );
+}
+
+/// F6: cached events are bounded by `max_cached_channels`, oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_events_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_MAX_CACHED_CHANNELS", "100")]);
+    let pid = running.child.id();
+    let rss_before = rss_kib(pid);
+    let api = api(running.port);
+    let data = "c".repeat(1000);
+    for batch in 0..2000 {
+        let events: Vec<Value> = (0..10)
+            .map(|i| json!({"name": "e", "channel": format!("cache-c{}", batch * 10 + i), "data": data}))
+            .collect();
+        let (status, body) = api
+            .post(
+                &format!("/apps/{APP_ID}/batch_events"),
+                &json!({ "batch": events }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "20 000 cached channels of 1 KB, 100 kept: RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        rss_after < rss_before + 8 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    let mut first = Client::connect(&format!(
+        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
+        running.port
+    ))
+    .await;
+    first.subscribe("cache-c0").await;
+    first.expect_event("pusher:cache_miss").await;
+    let mut last = Client::connect(&format!(
+        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
+        running.port
+    ))
+    .await;
+    last.subscribe("cache-c19999").await;
+    last.expect_event("e").await;
+}
+
+/// A text frame that is not UTF-8 is closed with 1007, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_closed_with_1007() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[]);
+    let mut stream = TcpStream::connect(("127.0.0.1", running.port))
+        .await
+        .unwrap();
+    let handshake = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).await.unwrap();
+    // A masked text frame holding 0xff 0xfe (never UTF-8).
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&frame).await.unwrap();
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut received)).await;
+    // The close frame: 0x88, length, then the code 1007 (0x03 0xef).
+    let close = received
+        .windows(4)
+        .any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xef);
+    assert!(
+        close,
+        "no 1007 close frame in {:02x?}",
+        &received[received.len().saturating_sub(40)..]
+    );
+}
+
+/// Wrong dashboard tokens: refused per address after ten a minute, logged
+/// once and summarised, and no dashboard page may be framed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_token_guessing_is_throttled_and_pages_cannot_be_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = server(dir.path(), &[]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/dashboard", running.port);
+    let mut statuses = Vec::new();
+    for guess in 0..30 {
+        let response = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token=guess{guess}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(&statuses[10..], &[429; 20]);
+    let login = http.get(&url).send().await.unwrap();
+    let csp = login.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(login.headers()["x-frame-options"], "DENY");
+    let log = running.stop_cleanly();
+    let lines = log.iter().filter(|line| line.contains("dashboard")).count();
+    assert!(lines <= 3, "{log:?}");
+}
