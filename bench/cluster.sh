@@ -4,7 +4,7 @@
 # A; compared with one node (clients and triggers on the same node, no
 # Redis). Runs flarum-ws and, when installed, sockudo with its Redis
 # adapter. Writes bench/CLUSTER.md and appends raw JSON lines to
-# bench/results.jsonl.
+# target/bench/results.jsonl (raw lines stay out of git).
 #
 #   bash bench/cluster.sh
 #   SERVERS=flarum-ws bash bench/cluster.sh
@@ -19,7 +19,8 @@ SOCKUDO="${SOCKUDO:-sockudo}"
 source bench/flarum-ws-settings.sh
 PORT_A=6211 PORT_B=6212 REDIS_PORT=6219
 LOADGEN=target/release/examples/loadgen
-RUN="bench/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+mkdir -p target/bench
+RUN="target/bench/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 cargo build --release --quiet --bin flarum-ws --example loadgen
 command -v "$SOCKUDO" >/dev/null || SERVERS="${SERVERS/sockudo/}"
 SKIPPED="$(mktemp)"
@@ -78,7 +79,7 @@ for server in $SERVERS; do
     echo "== $server single node $name" >&2
     # shellcheck disable=SC2086
     $LOADGEN --port $PORT_A --app-id $APP_ID --key $KEY --secret $SECRET --pid "${PIDS[0]}" \
-      --label "$server single-node $name" $args | tee -a "$RUN" >>bench/results.jsonl
+      --label "$server single-node $name" $args | tee -a "$RUN" >>target/bench/results.jsonl
     stop_nodes
     if ! { start_node "$server" $PORT_A yes && start_node "$server" $PORT_B yes; }; then
       echo "$server cross-node $name: did not start with Redis: $(grep -o 'Error: .*' /tmp/bench-cluster-$PORT_A.log | tail -1)" >>"$SKIPPED"
@@ -89,7 +90,7 @@ for server in $SERVERS; do
     echo "== $server two nodes $name" >&2
     # shellcheck disable=SC2086
     $LOADGEN --port $PORT_B --publish-port $PORT_A --app-id $APP_ID --key $KEY --secret $SECRET --pid "${PIDS[1]}" \
-      --label "$server cross-node $name" $args | tee -a "$RUN" >>bench/results.jsonl
+      --label "$server cross-node $name" $args | tee -a "$RUN" >>target/bench/results.jsonl
     stop_nodes
   done
 done

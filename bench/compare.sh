@@ -2,8 +2,8 @@
 # Side-by-side benchmark of flarum-ws and sockudo on loopback, one server at
 # a time, with the same load generator (examples/loadgen.rs) and the same
 # scenarios, in rounds. Writes bench/RESULTS.md (medians of the rounds,
-# ratios, machine, commands) and appends the raw JSON lines to
-# bench/results.jsonl.
+# ratios, machine, commands); the raw JSON lines go to target/bench/ (kept
+# out of git: every run would change the tree).
 #
 #   bash bench/compare.sh            # both servers (installs sockudo if missing)
 #   SERVERS=flarum-ws bash bench/compare.sh   # flarum-ws only
@@ -16,8 +16,9 @@ REPEAT="${REPEAT:-3}"
 source bench/flarum-ws-settings.sh
 PORT=6201
 LOADGEN=target/release/examples/loadgen
-RAW=bench/results.jsonl
-RUN="bench/run-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+mkdir -p target/bench
+RAW=target/bench/results.jsonl
+RUN="target/bench/run-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
 cargo build --release --bin flarum-ws --example loadgen
 

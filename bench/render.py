@@ -100,5 +100,5 @@ out += [
     "- Server CPU per delivery is the server's user+system time from `/proc/PID/stat` during the",
     "  trigger phase divided by the deliveries counted by the clients.",
 ]
-out += ["", "Raw JSON lines of this run: `" + sys.argv[1] + "`; all runs: `bench/results.jsonl`."]
+out += ["", "Raw JSON lines of this run: `" + sys.argv[1] + "`; all runs: `target/bench/results.jsonl` (neither is kept in git)."]
 print("\n".join(out))
