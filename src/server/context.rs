@@ -15,8 +15,9 @@ use super::dashboard::WrongTokens;
 use super::rate::RateWindow;
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
-use crate::hub::{Hub, HubLimits};
-use crate::telemetry::feed::Feed;
+use crate::hub::{Frame, Hub, HubLimits};
+use crate::protocol::{ChannelName, SocketId};
+use crate::telemetry::feed::{Feed, FeedItem};
 use crate::telemetry::metrics::{Metrics, Snapshot};
 
 pub struct ServerContext {
@@ -108,6 +109,27 @@ impl ServerContext {
     /// Whether the admin token is the made-up one (and must be shown once).
     pub fn admin_token_generated(&self) -> bool {
         self.settings().admin_token.is_none()
+    }
+
+    /// Publishes one event frame on `channel`: to this node's subscribers
+    /// but `except`, to the other nodes when clustered, into the fan-out
+    /// metric and the dashboard's feed (`seen`). Every publisher (the HTTP
+    /// API, client events) goes through here, so none can forget a part.
+    pub fn publish(
+        &self,
+        channel: &ChannelName,
+        frame: Frame,
+        except: Option<SocketId>,
+        cache: bool,
+        seen: FeedItem,
+    ) {
+        let started = std::time::Instant::now();
+        self.hub.publish(channel, frame.clone(), except, cache);
+        self.metrics.fanout(started.elapsed());
+        if let Some(cluster) = &self.cluster {
+            cluster.broadcast_event(channel, &frame, except, cache);
+        }
+        self.feed.record(seen);
     }
 
     /// The metrics as text, with the hub's and connections' state read now.

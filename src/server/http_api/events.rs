@@ -4,8 +4,6 @@
 //! `"channels"` for several; both are accepted (reading only `channels`
 //! silently drops every single-channel event of a forum).
 
-use std::time::Instant;
-
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -160,16 +158,11 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
     let mut attributes = Map::new();
     for channel in &event.channels {
         let frame = outgoing::channel_event(&event.name, channel.as_str(), &event.data, None);
-        let cached = channel.class().cached;
-        let frame = Frame::from(frame);
-        let started = Instant::now();
-        ctx.hub
-            .publish(channel, frame.clone(), event.except, cached);
-        ctx.metrics.fanout(started.elapsed());
-        if let Some(cluster) = &ctx.cluster {
-            cluster.broadcast_event(channel, &frame, event.except, cached);
-        }
-        ctx.feed.record(
+        ctx.publish(
+            channel,
+            Frame::from(frame),
+            event.except,
+            channel.class().cached,
             FeedItem::new(FeedKind::ApiEvent)
                 .channel(channel.as_str())
                 .event(&event.name)

@@ -283,20 +283,18 @@ impl Handler {
             _ => None,
         };
         let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());
-        self.ctx.feed.record(
+        // Cache channels remember the app's events, not client events.
+        self.ctx.publish(
+            &channel,
+            Frame::from(frame),
+            Some(self.link.id),
+            false,
             FeedItem::new(FeedKind::ClientEvent)
                 .socket(self.link.id)
                 .channel(channel.as_str())
                 .event(event)
                 .data(&data),
         );
-        let frame = Frame::from(frame);
-        self.ctx
-            .hub
-            .publish(&channel, frame.clone(), Some(self.link.id), false);
-        if let Some(cluster) = &self.ctx.cluster {
-            cluster.broadcast_event(&channel, &frame, Some(self.link.id), false);
-        }
     }
 
     fn take_client_event_token(&mut self) -> bool {
