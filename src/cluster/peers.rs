@@ -206,7 +206,7 @@ mod tests {
 
     /// A hub with one local member (user "1") in presence-room, and what
     /// that member's socket receives.
-    fn hub_with_listener() -> (Hub, tokio::sync::mpsc::Receiver<crate::hub::Frame>) {
+    fn hub_with_listener() -> (Hub, crate::hub::Inbox) {
         let hub = Hub::new(HubLimits {
             max_cached_channels: 100,
             max_presence_members: 100,
@@ -217,13 +217,13 @@ mod tests {
         let channel = ChannelName::parse("presence-room", 200).unwrap();
         hub.subscribe(&Arc::new(link), &channel, Some(member))
             .unwrap();
-        while rx.try_recv().is_ok() {}
+        while rx.try_recv().is_some() {}
         (hub, rx)
     }
 
-    fn events(rx: &mut tokio::sync::mpsc::Receiver<crate::hub::Frame>) -> Vec<String> {
+    fn events(rx: &mut crate::hub::Inbox) -> Vec<String> {
         let mut seen = Vec::new();
-        while let Ok(frame) = rx.try_recv() {
+        while let Some(frame) = rx.try_recv() {
             let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
             let user = serde_json::from_str::<serde_json::Value>(value["data"].as_str().unwrap())
                 .unwrap()["user_id"]

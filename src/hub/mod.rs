@@ -16,6 +16,6 @@ mod presence;
 mod state;
 mod users;
 
-pub use link::{Frame, SocketLink};
+pub use link::{Frame, Inbox, SocketLink};
 pub use notice::Notice;
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

@@ -509,14 +509,14 @@ mod tests {
         })
     }
 
-    fn link() -> (Arc<SocketLink>, tokio::sync::mpsc::Receiver<Frame>) {
+    fn link() -> (Arc<SocketLink>, crate::hub::Inbox) {
         let (link, rx) = SocketLink::new(SocketId::random(), 16);
         (Arc::new(link), rx)
     }
 
-    fn drain(rx: &mut tokio::sync::mpsc::Receiver<Frame>) -> Vec<String> {
+    fn drain(rx: &mut crate::hub::Inbox) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(frame) = rx.try_recv() {
+        while let Some(frame) = rx.try_recv() {
             out.push(frame.to_string());
         }
         out

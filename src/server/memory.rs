@@ -37,6 +37,14 @@ pub async fn give_back_memory(ctx: Arc<ServerContext>) {
         let crowd_left = peak >= 256 && open * SHRINK_FACTOR < peak;
         let burst_ended = last_interval_sent >= BURST_BYTES && interval_sent <= QUIET_BYTES;
         if crowd_left || burst_ended {
+            tracing::debug!(
+                "giving free memory back to the system ({})",
+                if crowd_left {
+                    "connections fell"
+                } else {
+                    "a burst of writing ended"
+                }
+            );
             release_free_memory();
             peak = open;
         }

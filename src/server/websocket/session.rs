@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -23,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::handler::Handler;
 use super::outbox::{Outbox, WriteError};
-use crate::hub::{Frame, SocketLink};
+use crate::hub::{Frame, Inbox, SocketLink};
 use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
 use crate::server::context::ServerContext;
@@ -321,7 +320,7 @@ async fn handle_message(handler: &mut Handler, socket: &mut Socket, message: Mes
 fn fill_batch(
     outbox: &mut Outbox,
     first: Frame,
-    queue: &mut mpsc::Receiver<Frame>,
+    queue: &mut Inbox,
     id: SocketId,
     verbose: bool,
 ) -> (u64, u64) {
@@ -336,7 +335,7 @@ fn fill_batch(
         bytes += frame.len() as u64;
         outbox.push_text(frame.as_bytes());
         if messages < MAX_BATCH as u64 {
-            next = queue.try_recv().ok();
+            next = queue.try_recv();
         }
     }
     (messages, bytes)
