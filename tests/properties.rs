@@ -2,7 +2,7 @@
 //! see untrusted input never panic, whatever bytes arrive. Inputs mix random
 //! bytes with fragments of the real syntax so the parsers get deep.
 
-use flarum_ws::config::php_literal::parse_config;
+use flarum_ws::forum::php_literal::parse_config;
 use flarum_ws::protocol::messages::{
     parse_client_message, parse_presence_member, parse_signin_user,
 };

@@ -2,7 +2,7 @@
 //! value or an error naming a line, never panic.
 #![no_main]
 
-use flarum_ws::config::php_literal::parse_config;
+use flarum_ws::forum::php_literal::parse_config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

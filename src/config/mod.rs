@@ -8,7 +8,6 @@
 
 mod fields;
 mod file;
-pub mod php_literal;
 mod sources;
 mod value;
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::ForumError;
 use crate::config::Secret;
-use crate::config::php_literal::{PhpError, parse_config};
+use super::php_literal::{PhpError, parse_config};
 
 /// The database server kinds Flarum supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

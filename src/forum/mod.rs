@@ -8,6 +8,7 @@
 
 mod config_php;
 mod database;
+pub mod php_literal;
 mod settings;
 
 use std::path::{Path, PathBuf};

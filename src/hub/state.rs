@@ -12,7 +12,7 @@ use super::link::{Frame, SocketLink};
 use super::notice::Notice;
 use super::presence::{Change, Members};
 use super::users::Users;
-use crate::protocol::messages::{PresenceMember, outgoing};
+use crate::protocol::messages::{PresenceMember, SigninUser, outgoing};
 use crate::protocol::{ChannelKind, ChannelName, SocketId};
 
 /// Limits the hub enforces; replaced as a whole when settings reload.
@@ -72,10 +72,10 @@ struct CachedEvent {
 pub(super) struct State {
     channels: HashMap<ChannelName, Channel>,
     cache: HashMap<ChannelName, CachedEvent>,
-    pub(super) users: Users,
+    users: Users,
     limits: HubLimits,
     /// Where local presence and signin changes are told, when watched.
-    pub(super) notices: Option<mpsc::UnboundedSender<Notice>>,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 /// What the HTTP API reports about one channel.
@@ -112,6 +112,38 @@ pub struct Hub {
 }
 
 impl Hub {
+
+    /// Records that `link` is signed in as `user` (see [`Users::sign_in`]).
+    pub fn sign_in(&self, link: &Arc<SocketLink>, user: SigninUser) {
+        let mut state = self.write();
+        let State { users, notices, .. } = &mut *state;
+        users.sign_in(link, user, notices.as_ref());
+    }
+
+    /// A socket on another node signed in as `user_id`.
+    pub fn remote_sign_in(&self, user_id: &str) {
+        self.write().users.remote_sign_in(user_id);
+    }
+
+    /// A socket on another node signed out of `user_id`.
+    pub fn remote_sign_out(&self, user_id: &str) {
+        self.write().users.remote_sign_out(user_id);
+    }
+
+    /// This node's signed-in sockets and their users.
+    pub fn local_signins(&self) -> Vec<(SocketId, String)> {
+        self.read().users.local_signins()
+    }
+
+    /// The user `socket` is signed in as.
+    pub fn signed_in_user(&self, socket: SocketId) -> Option<String> {
+        self.read().users.signed_in_user(socket)
+    }
+
+    /// Closes every socket signed in as `user_id` (4009); returns how many.
+    pub fn terminate_user(&self, user_id: &str) -> usize {
+        self.read().users.terminate_user(user_id)
+    }
     pub fn new(limits: HubLimits) -> Self {
         Self {
             state: Arc::new(RwLock::new(State {

@@ -12,7 +12,6 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::link::{Frame, SocketLink};
 use super::notice::Notice;
-use super::state::{Hub, State};
 use crate::protocol::messages::{SigninUser, outgoing};
 use crate::protocol::{SocketId, close_code};
 
@@ -78,15 +77,16 @@ impl Users {
             }
         }
     }
-}
 
-impl Hub {
     /// Records that `link` is signed in as `user`, tells the user's watchers
     /// if they just came online, and sends `link` the state of its watchlist.
-    pub fn sign_in(&self, link: &Arc<SocketLink>, user: SigninUser) {
-        let mut state = self.write();
-        let State { users, notices, .. } = &mut *state;
-        users.sign_out(link.id, notices.as_ref());
+    pub(super) fn sign_in(
+        &mut self,
+        link: &Arc<SocketLink>,
+        user: SigninUser,
+        notices: Option<&UnboundedSender<Notice>>,
+    ) {
+        self.sign_out(link.id, notices);
         if let Some(notices) = notices {
             let _ = notices.send(Notice::SignedIn {
                 socket: link.id,
@@ -94,15 +94,14 @@ impl Hub {
             });
         }
 
-        let was_online = users.is_online(&user.id);
-        let sockets = users.sockets_by_user.entry(user.id.clone()).or_default();
+        let was_online = self.is_online(&user.id);
+        let sockets = self.sockets_by_user.entry(user.id.clone()).or_default();
         sockets.insert(link.id, link.clone());
         if !was_online {
-            users.notify_watchers(&user.id, true);
+            self.notify_watchers(&user.id, true);
         }
         for watched in &user.watchlist {
-            users
-                .watchers
+            self.watchers
                 .entry(watched.clone())
                 .or_default()
                 .insert(link.id, link.clone());
@@ -112,62 +111,51 @@ impl Hub {
                 .watchlist
                 .iter()
                 .map(String::as_str)
-                .partition(|id| users.is_online(id));
+                .partition(|id| self.is_online(id));
             link.send(outgoing::watchlist_events(&online, &offline).into());
         }
-        users.signed_in.insert(link.id, user);
+        self.signed_in.insert(link.id, user);
     }
 
     /// A socket on another node signed in as `user_id`.
-    pub fn remote_sign_in(&self, user_id: &str) {
-        let mut state = self.write();
-        let users = &mut state.users;
-        let was_online = users.is_online(user_id);
-        *users.remote.entry(user_id.to_owned()).or_default() += 1;
+    pub(super) fn remote_sign_in(&mut self, user_id: &str) {
+        let was_online = self.is_online(user_id);
+        *self.remote.entry(user_id.to_owned()).or_default() += 1;
         if !was_online {
-            users.notify_watchers(user_id, true);
+            self.notify_watchers(user_id, true);
         }
     }
 
     /// A socket on another node signed out of `user_id`.
-    pub fn remote_sign_out(&self, user_id: &str) {
-        let mut state = self.write();
-        let users = &mut state.users;
-        let Some(count) = users.remote.get_mut(user_id) else {
+    pub(super) fn remote_sign_out(&mut self, user_id: &str) {
+        let Some(count) = self.remote.get_mut(user_id) else {
             return;
         };
         *count -= 1;
         if *count == 0 {
-            users.remote.remove(user_id);
-            if !users.is_online(user_id) {
-                users.notify_watchers(user_id, false);
+            self.remote.remove(user_id);
+            if !self.is_online(user_id) {
+                self.notify_watchers(user_id, false);
             }
         }
     }
 
     /// This node's signed-in sockets and their users.
-    pub fn local_signins(&self) -> Vec<(SocketId, String)> {
-        self.read()
-            .users
-            .signed_in
+    pub(super) fn local_signins(&self) -> Vec<(SocketId, String)> {
+        self.signed_in
             .iter()
             .map(|(socket, user)| (*socket, user.id.clone()))
             .collect()
     }
 
     /// The user `socket` is signed in as.
-    pub fn signed_in_user(&self, socket: SocketId) -> Option<String> {
-        self.read()
-            .users
-            .signed_in
-            .get(&socket)
-            .map(|u| u.id.clone())
+    pub(super) fn signed_in_user(&self, socket: SocketId) -> Option<String> {
+        self.signed_in.get(&socket).map(|u| u.id.clone())
     }
 
     /// Closes every socket signed in as `user_id` (4009); returns how many.
-    pub fn terminate_user(&self, user_id: &str) -> usize {
-        let state = self.read();
-        let Some(sockets) = state.users.sockets_by_user.get(user_id) else {
+    pub(super) fn terminate_user(&self, user_id: &str) -> usize {
+        let Some(sockets) = self.sockets_by_user.get(user_id) else {
             return 0;
         };
         for link in sockets.values() {

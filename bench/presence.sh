@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Presence join storm, flarum-ws and sockudo side by side in the same run:
+# MEMBERS users (default 2000) join one presence channel one after another,
+# all reading (examples/presence_storm.rs). Rounds alternate the servers.
+# Raw lines go to target/bench/presence-<time>.jsonl; bench/PRESENCE.md gets
+# the medians.
+#
+#   bash bench/presence.sh                  # both servers, 3 rounds
+#   SERVERS=flarum-ws REPEAT=1 bash bench/presence.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVERS="${SERVERS:-flarum-ws sockudo}"
+REPEAT="${REPEAT:-3}"
+MEMBERS="${MEMBERS:-2000}"
+source bench/flarum-ws-settings.sh
+PORT=6203
+mkdir -p target/bench
+RAW="target/bench/presence-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+
+cargo build --release --bin flarum-ws --example presence_storm
+SOCKUDO="$(command -v sockudo || echo /opt/sockudo/bin/sockudo)"
+
+start_server() {
+  case "$1" in
+    flarum-ws)
+      env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
+        target/release/flarum-ws serve >/tmp/bench-presence.log 2>&1 &
+      ;;
+    sockudo)
+      PORT=$PORT HOST=127.0.0.1 ADAPTER_DRIVER=local RATE_LIMITER_ENABLED=false \
+        SOCKUDO_DEFAULT_APP_ID=$APP_ID SOCKUDO_DEFAULT_APP_KEY=$KEY SOCKUDO_DEFAULT_APP_SECRET=$SECRET \
+        SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=10000 \
+        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=100000 \
+        "$SOCKUDO" >/tmp/bench-presence.log 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$1 did not start:" >&2
+  cat /tmp/bench-presence.log >&2
+  exit 1
+}
+
+for round in $(seq 1 "$REPEAT"); do
+  for server in $SERVERS; do
+    start_server "$server"
+    sleep 1
+    target/release/examples/presence_storm --port $PORT --app-id $APP_ID --key $KEY \
+      --secret $SECRET --pid "$SERVER_PID" --members "$MEMBERS" \
+      --label "$server" | tee -a "$RAW"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+    sleep 1
+  done
+done
+
+python3 - "$RAW" "$MEMBERS" "$REPEAT" <<'PY' >bench/PRESENCE.md
+import json, statistics, sys
+raw, members, repeat = sys.argv[1], sys.argv[2], sys.argv[3]
+runs = [json.loads(line) for line in open(raw)]
+servers = sorted({r["label"] for r in runs}, key=lambda s: s != "flarum-ws")
+def median(server, key):
+    return statistics.median(r[key] for r in runs if r["label"] == server)
+print("# Presence join storm\n")
+print(f"{members} users join one presence channel one after another, each")
+print("reading (`member_added` for everyone after them), 100 bytes of user_info")
+print(f"each. Median of {repeat} rounds, servers alternating, on this machine.\n")
+print("Command: `bash bench/presence.sh` (examples/presence_storm.rs).\n")
+print("| server | seconds | server CPU s | RSS before MB | RSS peak MB | RSS after all left MB | member_added received / expected |")
+print("|---|---|---|---|---|---|---|")
+for s in servers:
+    got = sum(r["member_added_received"] for r in runs if r["label"] == s)
+    want = sum(r["member_added_expected"] for r in runs if r["label"] == s)
+    print(f"| {s} | {median(s,'seconds'):.1f} | {median(s,'server_cpu_seconds'):.2f} | "
+          f"{median(s,'rss_before_kib')/1024:.1f} | {median(s,'rss_peak_kib')/1024:.1f} | "
+          f"{median(s,'rss_after_leave_kib')/1024:.1f} | {got} / {want} |")
+if len(servers) == 2:
+    a, b = servers
+    print(f"\nCPU ratio {a}/{b}: {median(a,'server_cpu_seconds')/median(b,'server_cpu_seconds'):.2f}; "
+          f"memory kept after all left: {a} {(median(a,'rss_after_leave_kib')-median(a,'rss_before_kib'))/1024:+.1f} MB, "
+          f"{b} {(median(b,'rss_after_leave_kib')-median(b,'rss_before_kib'))/1024:+.1f} MB.")
+PY
+cat bench/PRESENCE.md
