@@ -69,7 +69,7 @@ print(f"{members} users join one presence channel one after another, each")
 print("reading (`member_added` for everyone after them), 100 bytes of user_info")
 print(f"each. Median of {repeat} rounds, servers alternating, on this machine.\n")
 print("Command: `bash bench/presence.sh` (examples/presence_storm.rs).\n")
-print("| server | seconds | server CPU s | RSS before MB | RSS peak MB | RSS after all left MB | member_added received / expected |")
+print("| server | seconds | server CPU s | RSS before MB | RSS peak MB | RSS after all left MB | frames received / member_added expected |")
 print("|---|---|---|---|---|---|---|")
 for s in servers:
     got = sum(r["member_added_received"] for r in runs if r["label"] == s)
