@@ -8,8 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::ForumError;
-use crate::config::Secret;
 use super::php_literal::{PhpError, parse_config};
+use crate::config::Secret;
 
 /// The database server kinds Flarum supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,7 +112,6 @@ pub struct Hub {
 }
 
 impl Hub {
-
     /// Records that `link` is signed in as `user` (see [`Users::sign_in`]).
     pub fn sign_in(&self, link: &Arc<SocketLink>, user: SigninUser) {
         let mut state = self.write();

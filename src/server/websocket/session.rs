@@ -129,6 +129,8 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     let link = Arc::new(link);
     let mut handler = Handler::new(ctx.clone(), link.clone());
     let activity_timeout = ctx.settings().activity_timeout;
+    // Also the longest a write may make no progress.
+    let pong_timeout = ctx.settings().pong_timeout;
     let verbose = ctx.settings().verbose;
     if verbose {
         tracing::info!("New connection opened with id {id}");
@@ -171,7 +173,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         // close frame get CLOSE_TIMEOUT to go out.
                         code = &mut closed => Some(Ending::server(code, false)),
                         _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
-                        written = outbox.write_to(socket.get_mut(), ctx.settings().pong_timeout) => {
+                        written = outbox.write_to(socket.get_mut(), pong_timeout) => {
                             match written {
                                 Ok(()) => {
                                     ctx.metrics.messages_sent(messages, bytes);
@@ -223,7 +225,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         }
                         None => {
                             ping_sent_at = Some(now);
-                            timer.as_mut().reset(now + ctx.settings().pong_timeout);
+                            timer.as_mut().reset(now + pong_timeout);
                             link.send(Frame::from(outgoing::ping()));
                             None
                         }
