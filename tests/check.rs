@@ -387,3 +387,114 @@ fn the_redis_url_flag_is_checked() {
         "{redis_finding}"
     );
 }
+
+/// A forum root on SQLite, as Flarum's installer leaves it, with `url` and
+/// the extension's `settings` rows.
+async fn sqlite_forum(root: &Path, url: &str, settings: &[(&str, &str)]) {
+    use sqlx::Connection;
+    std::fs::create_dir_all(root.join("storage")).unwrap();
+    std::fs::write(
+        root.join("config.php"),
+        format!(
+            "<?php return array (\n  'debug' => false,\n  'database' => \n  array (\n    'driver' => 'sqlite',\n    'database' => 'storage/flarum.sqlite',\n    'prefix' => '',\n  ),\n  'url' => '{url}',\n);"
+        ),
+    )
+    .unwrap();
+    sqlx::any::install_default_drivers();
+    let path = root.join("storage/flarum.sqlite");
+    let mut db = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE settings (\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    for (key, value) in settings {
+        sqlx::query("INSERT INTO settings VALUES ($1, $2)")
+            .bind(*key)
+            .bind(*value)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    db.close().await.unwrap();
+}
+
+/// An https forum served on a plain port without a proxy cannot work:
+/// browsers on an https page only open wss://. `check` fails it with the
+/// fix, passes it once a proxy is in front, and `serve` says it once, at
+/// warn level, when such a browser knocks.
+#[tokio::test]
+async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut rows = vec![
+        ("kyrne-websocket.app_id", "77"),
+        (
+            "kyrne-websocket.app_key",
+            "forumkey0123456789abcdefghijklmn",
+        ),
+        (
+            "kyrne-websocket.app_secret",
+            "forumsecret0123456789abcdefghijk",
+        ),
+        ("kyrne-websocket.app_port", port.as_str()),
+    ];
+    sqlite_forum(dir.path(), "https://forum.example", &rows).await;
+    let output = flarum_ws(dir.path())
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let findings = report["checks"].as_array().unwrap().clone();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let https = finding(&findings, "https");
+    assert_eq!(https["status"], "fail", "{https}");
+    assert!(
+        https["message"]
+            .as_str()
+            .unwrap()
+            .contains("only open wss://"),
+        "{https}"
+    );
+    assert!(
+        https["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Reverse Proxy Support"),
+        "{https}"
+    );
+
+    // serve in the same root: a TLS handshake on the plain port is named once.
+    let mut server = start(flarum_ws(dir.path()).args(["serve"]));
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        use std::io::{Read, Write};
+        stream
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .unwrap();
+        let _ = stream.read(&mut [0u8; 16]);
+    }
+    let log = server.stop_cleanly();
+    let warned: Vec<&String> = log
+        .iter()
+        .filter(|line| {
+            line.contains("WARN") && line.contains("TLS handshake (wss://) on this plain port")
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{log:?}");
+
+    // With the extension's reverse-proxy switch on, the same forum is fine.
+    std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
+    rows.push(("kyrne-websocket.reverse_proxy", "1"));
+    sqlite_forum(dir.path(), "https://forum.example", &rows).await;
+    let output = flarum_ws(dir.path())
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let findings = report["checks"].as_array().unwrap().clone();
+    assert_eq!(finding(&findings, "https")["status"], "pass", "{report}");
+}

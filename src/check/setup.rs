@@ -148,6 +148,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
 
     findings.push(check_port(&settings.host, settings.port));
     findings.push(check_bind_address(settings));
+    if let Some(finding) = check_scheme(settings, forum.as_ref()) {
+        findings.push(finding);
+    }
     if let Some(finding) = check_cloudflare(settings) {
         findings.push(finding);
     }
@@ -243,6 +246,35 @@ fn check_bind_address(settings: &Settings) -> Finding {
             ),
         ),
     }
+}
+
+/// An https forum needs wss://: a browser on an https page never opens a
+/// plain ws:// connection, so a plain port without a proxy reaches nobody.
+fn check_scheme(settings: &Settings, forum: Option<&ForumConfig>) -> Option<Finding> {
+    let url = forum?.url.as_deref()?;
+    if !url.starts_with("https://") {
+        return None;
+    }
+    Some(if settings.reverse_proxy {
+        Finding::pass(
+            "https",
+            format!("{url} is https; the reverse proxy serves wss:// in front of flarum-ws"),
+        )
+    } else if settings.tls.is_some() {
+        Finding::pass(
+            "https",
+            format!("{url} is https; flarum-ws serves wss:// itself"),
+        )
+    } else {
+        Finding::fail(
+            "https",
+            format!(
+                "the forum is served over https ({url}) but flarum-ws serves plain ws:// on port {}: browsers on an https page only open wss://, so every tab fails to connect",
+                settings.port
+            ),
+            "turn on \"Reverse Proxy Support\" on the extension's page and put nginx in front (flarum-ws nginx-snippet prints the configuration), or fill in the certificate and key there so flarum-ws serves TLS itself",
+        )
+    })
 }
 
 fn check_origins(settings: &Settings, forum: Option<&ForumConfig>) -> Finding {

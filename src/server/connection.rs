@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -32,7 +33,11 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     // Events are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     match ctx.tls.clone() {
-        None => serve_http(ctx, stream, peer).await,
+        None => {
+            if !tls_on_plain_port(&ctx, &stream, peer).await {
+                serve_http(ctx, stream, peer).await;
+            }
+        }
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => serve_http(ctx, tls, peer).await,
@@ -41,6 +46,36 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
             }
         }
     }
+}
+
+/// Whether a client opened with a TLS handshake on this plain port (a
+/// browser on an https forum page, connecting to wss://): it cannot be
+/// served, and the admin is told once, at warn level, why every such tab
+/// fails; later ones are logged at debug level. Waits for the first byte no
+/// longer than `handshake_timeout`.
+async fn tls_on_plain_port(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> bool {
+    /// A TLS record of type "handshake" starts with this byte; HTTP never does.
+    const TLS_HANDSHAKE: u8 = 0x16;
+    static TOLD: AtomicBool = AtomicBool::new(false);
+    let mut first = [0u8; 1];
+    let deadline = ctx.settings().limits.handshake_timeout;
+    let Ok(Ok(1)) = tokio::time::timeout(deadline, stream.peek(&mut first)).await else {
+        return false;
+    };
+    if first[0] != TLS_HANDSHAKE {
+        return false;
+    }
+    if !TOLD.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "{peer} started a TLS handshake (wss://) on this plain port; it cannot be served. \
+             Browsers on an https forum connect with wss:// only: turn on \"Reverse Proxy Support\" \
+             and put nginx in front (flarum-ws nginx-snippet), or set the certificate and key so \
+             flarum-ws serves TLS itself (flarum-ws check says which applies)"
+        );
+    } else {
+        tracing::debug!("{peer} started a TLS handshake on the plain port");
+    }
+    true
 }
 
 async fn serve_http<S>(ctx: Arc<ServerContext>, stream: S, peer: SocketAddr)
