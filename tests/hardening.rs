@@ -289,6 +289,7 @@ async fn shutdown_reaches_a_client_that_stopped_reading() {
     running.signal("TERM");
     let (code, log) = running.lines_until_exit();
     let took = asked.elapsed();
+    eprintln!("exit {took:?} after SIGTERM with a client that stopped reading");
     assert_eq!(code, 0, "{log:?}");
     assert!(
         took < Duration::from_secs(4),

@@ -48,18 +48,23 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     }
 }
 
-/// Whether a client opened with a TLS handshake on this plain port (a
-/// browser on an https forum page, connecting to wss://): it cannot be
-/// served, and the admin is told once, at warn level, why every such tab
-/// fails; later ones are logged at debug level. Waits for the first byte no
-/// longer than `handshake_timeout`.
+/// Whether this plain connection is not to be served: a client that opened
+/// with a TLS handshake (a browser on an https forum page, connecting to
+/// wss://), which the admin is told about once at warn level (later ones at
+/// debug level), or one that sent nothing before shutdown. Waits for the
+/// first byte no longer than `handshake_timeout`, then lets hyper time the
+/// rest of the head.
 async fn tls_on_plain_port(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> bool {
     /// A TLS record of type "handshake" starts with this byte; HTTP never does.
     const TLS_HANDSHAKE: u8 = 0x16;
     static TOLD: AtomicBool = AtomicBool::new(false);
     let mut first = [0u8; 1];
     let deadline = ctx.settings().limits.handshake_timeout;
-    let Ok(Ok(1)) = tokio::time::timeout(deadline, stream.peek(&mut first)).await else {
+    let peeked = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return true,
+        peeked = tokio::time::timeout(deadline, stream.peek(&mut first)) => peeked,
+    };
+    let Ok(Ok(1)) = peeked else {
         return false;
     };
     if first[0] != TLS_HANDSHAKE {

@@ -203,8 +203,23 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                             let code = frame.map_or(NO_STATUS_RECEIVED, |f| u16::from(f.code));
                             Some(Ending::ClientGone(Some(code)))
                         }
+                        Some(Ok(Message::Ping(_))) => {
+                            // tungstenite queued the pong; send it now rather than
+                            // with the next frame. A client that pings but stopped
+                            // reading is dropped like any other, and shutdown
+                            // still reaches it.
+                            tokio::select! {
+                                biased;
+                                _ = &mut cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
+                                flushed = tokio::time::timeout(pong_timeout, socket.flush()) => match flushed {
+                                    Ok(Ok(())) => None,
+                                    Ok(Err(_)) => Some(Ending::ClientGone(None)),
+                                    Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
+                                },
+                            }
+                        }
                         Some(Ok(message)) => {
-                            handle_message(&mut handler, &mut socket, message).await;
+                            handle_message(&mut handler, message);
                             None
                         }
                     }
@@ -302,18 +317,15 @@ fn read_error(id: SocketId, error: WsError) -> Ending {
     }
 }
 
-async fn handle_message(handler: &mut Handler, socket: &mut Socket, message: Message) {
+fn handle_message(handler: &mut Handler, message: Message) {
     match message {
         Message::Text(text) => handler.handle_text(text.as_str()),
         Message::Binary(_) => handler.reply(outgoing::error(
             None,
             "Binary frames are not supported; send JSON text frames",
         )),
-        // tungstenite queued the pong; send it now rather than with the next frame.
-        Message::Ping(_) => {
-            let _ = socket.flush().await;
-        }
-        Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+        // Pings are answered by the session; nothing else to do.
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
     }
 }
 
