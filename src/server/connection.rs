@@ -34,7 +34,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     let _ = stream.set_nodelay(true);
     match ctx.tls.clone() {
         None => {
-            if !tls_on_plain_port(&ctx, &stream, peer).await {
+            if !not_for_http(&ctx, &stream, peer).await {
                 serve_http(ctx, stream, peer).await;
             }
         }
@@ -54,7 +54,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
 /// debug level), or one that sent nothing before shutdown. Waits for the
 /// first byte no longer than `handshake_timeout`, then lets hyper time the
 /// rest of the head.
-async fn tls_on_plain_port(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> bool {
+async fn not_for_http(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> bool {
     /// A TLS record of type "handshake" starts with this byte; HTTP never does.
     const TLS_HANDSHAKE: u8 = 0x16;
     static TOLD: AtomicBool = AtomicBool::new(false);
