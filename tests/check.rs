@@ -23,6 +23,11 @@ fn check(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>
     for (name, value) in envs {
         command.env(name, value);
     }
+    check_json(&mut command, args)
+}
+
+/// Runs `command` as `check --json ARGS`; the exit code and the findings.
+fn check_json(command: &mut Command, args: &[&str]) -> (i32, Vec<Value>) {
     let output = command
         .args(["check", "--json"])
         .args(args)
@@ -443,13 +448,8 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
         ("kyrne-websocket.app_port", port.as_str()),
     ];
     sqlite_forum(dir.path(), "https://forum.example", &rows).await;
-    let output = flarum_ws(dir.path())
-        .args(["check", "--json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let findings = report["checks"].as_array().unwrap().clone();
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &[]);
+    assert_eq!(code, 1, "{findings:?}");
     let https = finding(&findings, "https");
     assert_eq!(https["status"], "fail", "{https}");
     assert!(
@@ -490,11 +490,10 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
     std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
     rows.push(("kyrne-websocket.reverse_proxy", "1"));
     sqlite_forum(dir.path(), "https://forum.example", &rows).await;
-    let output = flarum_ws(dir.path())
-        .args(["check", "--json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let findings = report["checks"].as_array().unwrap().clone();
-    assert_eq!(finding(&findings, "https")["status"], "pass", "{report}");
+    let (_, findings) = check_json(&mut flarum_ws(dir.path()), &[]);
+    assert_eq!(
+        finding(&findings, "https")["status"],
+        "pass",
+        "{findings:?}"
+    );
 }
