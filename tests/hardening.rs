@@ -84,9 +84,14 @@ async fn metrics(port: u16) -> String {
         .unwrap()
 }
 
+/// The websocket address browsers connect to.
+fn ws_url(port: u16) -> String {
+    format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7")
+}
+
 /// A websocket subscribed to `channel`, as a browser tab.
 async fn subscriber(port: u16, channel: &str) -> Client {
-    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7")).await;
+    let mut client = Client::connect(&ws_url(port)).await;
     client.subscribe(channel).await;
     client
 }
@@ -433,11 +438,7 @@ async fn client_close_codes_do_not_create_metric_series() {
     let before_text = metrics(running.port).await;
     let lines_before = before_text.lines().count();
     for code in 3000..3300u16 {
-        let mut ws = Client::connect_raw(&format!(
-            "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
-            running.port
-        ))
-        .await;
+        let mut ws = Client::connect_raw(&ws_url(running.port)).await;
         ws.next().await; // connection_established
         let _ = ws
             .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
@@ -498,19 +499,9 @@ async fn cached_events_are_bounded() {
         rss_after < rss_before + 8 * 1024,
         "RSS {rss_before} KiB before, {rss_after} KiB after"
     );
-    let mut first = Client::connect(&format!(
-        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
-        running.port
-    ))
-    .await;
-    first.subscribe("cache-c0").await;
+    let mut first = subscriber(running.port, "cache-c0").await;
     first.expect_event("pusher:cache_miss").await;
-    let mut last = Client::connect(&format!(
-        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
-        running.port
-    ))
-    .await;
-    last.subscribe("cache-c19999").await;
+    let mut last = subscriber(running.port, "cache-c19999").await;
     last.expect_event("e").await;
 }
 
