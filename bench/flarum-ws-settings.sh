@@ -1,4 +1,4 @@
-# Sourced by compare.sh, cluster.sh and profile.sh: the app and the settings
+# Sourced by compare.sh, cluster.sh, presence.sh and profile.sh: the app and the settings
 # every side-by-side benchmark gives flarum-ws. One load generator on one
 # address opens thousands of connections and triggers as fast as the server
 # accepts, so the per-address connection limit and the HTTP API rate limit

@@ -19,31 +19,7 @@ mkdir -p target/bench
 RAW="target/bench/presence-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
 cargo build --release --bin flarum-ws --example presence_storm
-SOCKUDO="$(command -v sockudo || echo /opt/sockudo/bin/sockudo)"
-
-start_server() {
-  case "$1" in
-    flarum-ws)
-      env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
-        target/release/flarum-ws serve >/tmp/bench-presence.log 2>&1 &
-      ;;
-    sockudo)
-      PORT=$PORT HOST=127.0.0.1 ADAPTER_DRIVER=local RATE_LIMITER_ENABLED=false \
-        SOCKUDO_DEFAULT_APP_ID=$APP_ID SOCKUDO_DEFAULT_APP_KEY=$KEY SOCKUDO_DEFAULT_APP_SECRET=$SECRET \
-        SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=10000 \
-        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=100000 \
-        "$SOCKUDO" >/tmp/bench-presence.log 2>&1 &
-      ;;
-  esac
-  SERVER_PID=$!
-  for _ in $(seq 1 100); do
-    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$1 did not start:" >&2
-  cat /tmp/bench-presence.log >&2
-  exit 1
-}
+source bench/server.sh
 
 for round in $(seq 1 "$REPEAT"); do
   for server in $SERVERS; do
@@ -52,8 +28,7 @@ for round in $(seq 1 "$REPEAT"); do
     target/release/examples/presence_storm --port $PORT --app-id $APP_ID --key $KEY \
       --secret $SECRET --pid "$SERVER_PID" --members "$MEMBERS" \
       --label "$server" | tee -a "$RAW"
-    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-    sleep 1
+    stop_server
   done
 done
 
