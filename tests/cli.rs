@@ -88,9 +88,19 @@ fn bad_environment_values_and_taken_ports_are_errors() {
         ])
         .args(["serve", "--host", "127.0.0.1", "--port", &port]));
     assert_eq!(code, 1);
+    // The holder is named (this test process), the reason said once, and
+    // the fix points where the port was set.
     assert!(
         stderr.contains("Failed to listen on tcp://127.0.0.1:")
-            && stderr.contains("another process"),
+            && stderr.contains("already used by cli-")
+            && stderr.contains(&format!("(pid {})", std::process::id())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("already used").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "fix: stop that process, or choose another port where it is set (the --port flag)"
+        ),
         "{stderr}"
     );
 }

@@ -116,7 +116,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
         server_name: "localhost".into(),
         insecure: true,
     };
-    let mut home = Err(String::new());
+    let mut home = Err(flarum_ws::probe::ProbeError::Http("not asked yet".into()));
     for _ in 0..50 {
         home = request(&target, "GET", "/index.html", String::new()).await;
         if home.is_ok() {

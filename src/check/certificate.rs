@@ -1,24 +1,14 @@
 //! Certificate checks: readable files, key matches, chain complete, expiry,
 //! names, self-signed versus the switch.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::Finding;
+use super::service_user::ServiceUser;
 use crate::config::Settings;
-use crate::tls::{load_certified_key, read_chain};
-
-/// Warn when a certificate expires sooner than this.
-const EXPIRY_WARNING_DAYS: i64 = 14;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::tls::access::can_read;
+use crate::tls::{TlsError, Validity, load_certified_key, order_chain, read_chain, validity};
 
 /// Whether `pattern` (a SAN entry, maybe `*.example.com`) covers `host`.
 fn name_matches(pattern: &str, host: &str) -> bool {
@@ -29,19 +19,62 @@ fn name_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding> {
+/// Whether the service's account can read the certificate and the key.
+fn check_access(settings: &Settings, user: &Result<ServiceUser, String>) -> Option<Finding> {
+    let files = settings.tls.as_ref()?;
+    let user = match user {
+        Ok(user) => user,
+        Err(problem) => {
+            return Some(Finding::fail(
+                "access",
+                problem.clone(),
+                "pass --user with the account flarum-ws runs as",
+            ));
+        }
+    };
+    for path in [&files.cert, &files.key] {
+        if let Err(blocked) = can_read(&user.account, path) {
+            return Some(Finding::fail(
+                "access",
+                format!(
+                    "{} ({}): the server could not start",
+                    blocked.describe(&user.account),
+                    user.source
+                ),
+                blocked.fix(&user.account),
+            ));
+        }
+    }
+    Some(Finding::pass(
+        "access",
+        format!(
+            "{} can read the certificate and the key ({})",
+            user.account.name, user.source
+        ),
+    ))
+}
+
+fn key_finding(error: &TlsError) -> Finding {
+    let check = match error {
+        TlsError::KeyMismatch { .. } => "key matches",
+        _ => "private key",
+    };
+    Finding::fail(check, error.to_string(), error.fix())
+}
+
+pub fn check_certificate(
+    settings: &Settings,
+    host: Option<&str>,
+    user: &Result<ServiceUser, String>,
+) -> Vec<Finding> {
     let Some(files) = &settings.tls else {
         return Vec::new();
     };
-    let mut findings = Vec::new();
-    let chain = match read_chain(&files.cert) {
+    let mut findings: Vec<Finding> = check_access(settings, user).into_iter().collect();
+    let file_chain = match read_chain(&files.cert) {
         Ok(chain) => chain,
         Err(error) => {
-            findings.push(Finding::fail(
-                "certificate",
-                error.to_string(),
-                "point the SSL certificate setting at the full-chain PEM file (Let's Encrypt: fullchain.pem), readable by the server's user",
-            ));
+            findings.push(Finding::fail("certificate", error.to_string(), error.fix()));
             return findings;
         }
     };
@@ -50,17 +83,18 @@ pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding
         format!(
             "{} holds {} certificate(s)",
             files.cert.display(),
-            chain.len()
+            file_chain.len()
         ),
     ));
     match load_certified_key(files) {
-        Ok(_) => findings.push(Finding::pass("key matches", "the private key belongs to the certificate")),
-        Err(error) => findings.push(Finding::fail(
+        Ok(_) => findings.push(Finding::pass(
             "key matches",
-            error.to_string(),
-            "use the key file issued with this certificate (Let's Encrypt: privkey.pem next to fullchain.pem)",
+            "the private key belongs to the certificate",
         )),
+        Err(error) => findings.push(key_finding(&error)),
     }
+    let ordered = order_chain(file_chain);
+    let chain = &ordered.certificates;
     let parsed: Vec<X509Certificate<'_>> = chain
         .iter()
         .filter_map(|der| X509Certificate::from_der(der.as_ref()).ok().map(|(_, c)| c))
@@ -88,8 +122,23 @@ pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding
     {
         findings.push(Finding::fail(
             "chain",
-            format!("the chain is out of order: {} is not issued by {}", pair[0].subject(), pair[1].subject()),
-            "list the server certificate first, then each intermediate in order (as fullchain.pem does)",
+            format!(
+                "the chain is broken: {} is not issued by {}, the next certificate in {}",
+                pair[0].subject(),
+                pair[1].subject(),
+                files.cert.display()
+            ),
+            "use the full-chain file your certificate authority issued (Let's Encrypt: fullchain.pem)",
+        ));
+    } else if let Some(file_order) = &ordered.file_order {
+        findings.push(Finding::warn(
+            "chain",
+            format!(
+                "{} lists the chain out of order ({}); flarum-ws sends it server certificate first, so browsers are served",
+                files.cert.display(),
+                file_order.join(" | ")
+            ),
+            "list the server certificate first, then each intermediate in order (as fullchain.pem does), so that other servers read the file too",
         ));
     } else {
         findings.push(Finding::pass(
@@ -98,39 +147,31 @@ pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding
         ));
     }
 
-    let not_after = leaf.validity().not_after.timestamp();
-    let not_before = leaf.validity().not_before.timestamp();
-    let days_left = (not_after - now()) / 86_400;
-    if not_after < now() {
-        findings.push(Finding::fail(
+    findings.push(match chain.first().and_then(validity) {
+        Some(Validity::Expired { on }) => Finding::fail(
             "expiry",
-            format!("the certificate expired on {}", leaf.validity().not_after),
-            "renew it (certbot renew) — flarum-ws picks up renewed files by itself",
-        ));
-    } else if not_before > now() {
-        findings.push(Finding::fail(
+            format!("the certificate expired on {on}"),
+            "renew it (certbot renew); flarum-ws picks up renewed files by itself",
+        ),
+        Some(Validity::NotYetValid { from }) => Finding::fail(
             "expiry",
-            format!(
-                "the certificate is valid only from {}",
-                leaf.validity().not_before
-            ),
+            format!("the certificate is valid only from {from}"),
             "check the server's clock",
-        ));
-    } else if days_left < EXPIRY_WARNING_DAYS {
-        findings.push(Finding::warn(
+        ),
+        Some(Validity::ExpiresSoon { days_left, on }) => Finding::warn(
             "expiry",
-            format!(
-                "the certificate expires in {days_left} day(s), on {}",
-                leaf.validity().not_after
-            ),
+            format!("the certificate expires in {days_left} day(s), on {on}"),
             "renew it soon (certbot renew); flarum-ws picks up renewed files by itself",
-        ));
-    } else {
-        findings.push(Finding::pass(
+        ),
+        Some(Validity::Valid { days_left }) => {
+            Finding::pass("expiry", format!("valid for {days_left} more days"))
+        }
+        None => Finding::fail(
             "expiry",
-            format!("valid for {days_left} more days"),
-        ));
-    }
+            "the certificate's dates cannot be read",
+            "replace the file with a valid PEM certificate",
+        ),
+    });
 
     let mut names = Vec::new();
     if let Ok(Some(san)) = leaf.subject_alternative_name() {
@@ -153,12 +194,12 @@ pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding
         }
         Some(host) => findings.push(Finding::fail(
             "names",
-            format!("the certificate is for {} but browsers connect to {host}", names.join(", ")),
+            format!("the certificate is for {} but browsers connect to {host}", shown_names(&names)),
             format!("use a certificate for {host}, or set the extension's host (app_host) to a name the certificate covers"),
         )),
         None => findings.push(Finding::warn(
             "names",
-            format!("no host to compare with (the certificate covers {})", names.join(", ")),
+            format!("no host to compare with (the certificate covers {})", shown_names(&names)),
             "set the extension's host (app_host) or the forum url in config.php",
         )),
     }
@@ -177,6 +218,15 @@ pub fn check_certificate(settings: &Settings, host: Option<&str>) -> Vec<Finding
         _ => findings.push(Finding::pass("self-signed", if self_signed { "self-signed, and the switch is on" } else { "issued by a CA" })),
     }
     findings
+}
+
+/// The names a certificate covers, for messages.
+fn shown_names(names: &[String]) -> String {
+    if names.is_empty() {
+        "no host name (it has no subject alternative names)".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

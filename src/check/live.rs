@@ -90,18 +90,7 @@ pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) 
     );
     let stream = match within(connect(&browser)).await {
         Some(Ok(stream)) => stream,
-        Some(Err(error)) if error.contains("TLS") => {
-            return fail(
-                error,
-                "browsers show ERR_SSL_VERSION_OR_CIPHER_MISMATCH here: check the certificate and key paths, use the full chain, and a certificate for this host",
-            );
-        }
-        Some(Err(error)) => {
-            return fail(
-                error,
-                "is flarum-ws running? With a proxy, is nginx up on 443? Without one, is the port open in the firewall and forwarded by the router?",
-            );
-        }
+        Some(Err(error)) => return fail(format!("{url}: {error}"), &error.fix()),
         None => {
             return fail(
                 format!("{url}: no answer"),
@@ -181,8 +170,8 @@ pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) 
         }
         Err(error) => {
             return fail(
-                format!("the HTTP API is unreachable: {error}"),
-                "check that the server runs on this machine",
+                format!("the HTTP API (where the forum sends events) is unreachable: {error}"),
+                &error.fix(),
             );
         }
     }

@@ -5,13 +5,14 @@
 //! | extension's entry | check |
 //! |---|---|
 //! | "Failed to listen on tcp://0.0.0.0:{port}" | `port` |
-//! | ERR_SSL_VERSION_OR_CIPHER_MISMATCH | `certificate`, `private key`, `key matches`, `chain`, `names`, `expiry`, `self-signed` |
+//! | ERR_SSL_VERSION_OR_CIPHER_MISMATCH | `access`, `certificate`, `private key`, `key matches`, `chain`, `names`, `expiry`, `self-signed` |
 //! | "WebSocket is closed before the connection is established" (double proxy) | `live` (upgrade refused on the way) |
 //! | 404 / connection interrupted (wrong proxy port, closed port) | `live`, `bind address`, `cloudflare` |
 
 mod certificate;
 mod live;
 mod port;
+mod service_user;
 mod setup;
 
 use serde::Serialize;

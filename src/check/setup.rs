@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use super::certificate::check_certificate;
 use super::live::{LiveOptions, check_live};
 use super::port::check_port;
+use super::service_user::service_user;
 use super::{Finding, Status};
 use crate::cluster;
-use crate::config::{self, PartialSettings, Settings};
-use crate::forum::{Database, ForumConfig, read_config_php, settings_from_rows};
+use crate::config::{self, PartialSettings, Resolved, Settings};
+use crate::forum::{
+    Database, ForumConfig, ForumError, parent_is_forum, read_config_php, settings_from_rows,
+};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
@@ -22,6 +25,8 @@ pub struct CheckInput {
     pub cwd: PathBuf,
     pub environment: Vec<(String, String)>,
     pub live: Option<LiveOptions>,
+    /// `--user`: whose access to the certificate files to judge.
+    pub user: Option<String>,
 }
 
 /// Runs every check that can run and returns all findings.
@@ -59,20 +64,13 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 forum = Some(config);
             }
             Err(error) => {
-                findings.push(Finding::fail(
-                    "config.php",
-                    error.to_string(),
-                    "fix config.php as described",
-                ));
+                findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
                 return findings;
             }
         }
-    } else if explicit {
-        findings.push(Finding::fail(
-            "config.php",
-            format!("no config.php in {}", root.display()),
-            "pass --root with the forum's root directory",
-        ));
+    } else if explicit || parent_is_forum(&root) {
+        let error = ForumError::NoConfig(root.clone());
+        findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
         return findings;
     } else {
         findings.push(Finding::pass(
@@ -91,11 +89,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 database
             }
             Err(error) => {
-                findings.push(Finding::fail(
-                    "database",
-                    error.to_string(),
-                    "start the database server or fix the database block of config.php",
-                ));
+                findings.push(Finding::fail("database", error.to_string(), error.fix()));
                 return findings;
             }
         };
@@ -107,14 +101,10 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                     "settings",
                     "the extension's settings were read",
                 ));
-                sources.forum = Some((config.path.clone(), settings));
+                sources.forum = Some(settings);
             }
             Err(error) => {
-                findings.push(Finding::fail(
-                    "settings",
-                    error.to_string(),
-                    "fix the setting on the extension's page",
-                ));
+                findings.push(Finding::fail("settings", error.to_string(), error.fix()));
                 return findings;
             }
         }
@@ -140,6 +130,21 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
             return findings;
         }
     };
+    findings.extend(resolved.overrides.iter().map(|o| {
+        Finding::warn(
+            "overrides",
+            format!(
+                "{} comes from {}, which overrides the forum's {}: changing it on the extension's page does nothing",
+                o.setting,
+                o.by.place_of(o.setting),
+                o.forum_place
+            ),
+            format!(
+                "remove {} unless you mean to override the forum",
+                o.by.place_of(o.setting)
+            ),
+        )
+    }));
     let settings = &resolved.settings;
     let host = settings
         .app_host
@@ -154,11 +159,12 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     if let Some(finding) = check_cloudflare(settings) {
         findings.push(finding);
     }
-    findings.push(check_origins(settings, forum.as_ref()));
+    findings.push(check_origins(&resolved));
     if let Some(finding) = check_redis(settings).await {
         findings.push(finding);
     }
-    findings.extend(check_certificate(settings, host.as_deref()));
+    let user = service_user(input.user.as_deref());
+    findings.extend(check_certificate(settings, host.as_deref(), &user));
     if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
         findings.push(Finding::pass(
             "certificate",
@@ -277,23 +283,31 @@ fn check_scheme(settings: &Settings, forum: Option<&ForumConfig>) -> Option<Find
     })
 }
 
-fn check_origins(settings: &Settings, forum: Option<&ForumConfig>) -> Finding {
+fn check_origins(resolved: &Resolved) -> Finding {
+    let settings = &resolved.settings;
+    let source = resolved
+        .provenance
+        .get("allowed_origins")
+        .map_or_else(|| "default".to_owned(), ToString::to_string);
+    if settings.allowed_origins.iter().any(|o| o == "*") {
+        return Finding::pass(
+            "origins",
+            format!("pages of any website may connect (\"*\" in allowed_origins, from {source})"),
+        );
+    }
     if !settings.allowed_origins.is_empty() {
         return Finding::pass(
             "origins",
-            format!("browsers from {} only", settings.allowed_origins.join(", ")),
+            format!(
+                "browsers on {} only (from {source})",
+                settings.allowed_origins.join(", ")
+            ),
         );
     }
-    let suggestion = forum
-        .and_then(|f| f.url.as_deref())
-        .map(|url| url.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| "https://your.forum".into());
     Finding::warn(
         "origins",
         "pages of any website may open websockets to this server",
-        format!(
-            "set allowed_origins to the forum's origin: FLARUM_WS_ALLOWED_ORIGINS={suggestion}"
-        ),
+        "set allowed_origins to the origin of the pages that use it: FLARUM_WS_ALLOWED_ORIGINS=https://your.site (in /etc/default/flarum-ws under systemd)",
     )
 }
 

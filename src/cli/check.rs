@@ -24,6 +24,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         live: (args.live || args.via.is_some()).then(|| LiveOptions {
             via: args.via.clone(),
         }),
+        user: args.user.clone(),
     };
     let findings = runtime()?.block_on(run_checks(input));
     let failed = findings.iter().any(|f| f.status == Status::Fail);

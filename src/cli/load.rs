@@ -25,12 +25,8 @@ pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
         Some(root) => (cwd.join(root), true),
         None => (cwd, false),
     };
-    let forum = forum::load_forum(&root, explicit)
-        .await
-        .map_err(Failure::user)?;
-    sources.forum = forum
-        .as_ref()
-        .map(|forum| (forum.config.path.clone(), forum.settings.clone()));
+    let forum = forum::load_forum(&root, explicit).await?;
+    sources.forum = forum.as_ref().map(|forum| forum.settings.clone());
     let resolved = config::resolve(sources).map_err(Failure::user)?;
     Ok(Loaded { resolved, forum })
 }

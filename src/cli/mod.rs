@@ -67,6 +67,9 @@ pub struct CheckArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Judge access to the certificate files as this account (default: User= of the installed flarum-ws.service, else the account running check).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -207,6 +210,28 @@ impl Failure {
             error: error.into(),
             exit: Exit::Unexpected,
         }
+    }
+}
+
+/// An unusable certificate or key is the admin's to fix: the message and
+/// the fix, exit 1.
+impl From<crate::tls::TlsError> for Failure {
+    fn from(error: crate::tls::TlsError) -> Self {
+        Self::user(anyhow::anyhow!("{error}\n  fix: {}", error.fix()))
+    }
+}
+
+/// The forum's config.php or database needs the admin: message and fix.
+impl From<crate::forum::ForumError> for Failure {
+    fn from(error: crate::forum::ForumError) -> Self {
+        Self::user(anyhow::anyhow!("{error}\n  fix: {}", error.fix()))
+    }
+}
+
+/// The server could not be reached: message and fix.
+impl From<crate::probe::ProbeError> for Failure {
+    fn from(error: crate::probe::ProbeError) -> Self {
+        Self::user(anyhow::anyhow!("{error}\n  fix: {}", error.fix()))
     }
 }
 

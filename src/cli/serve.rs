@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::load::{Loaded, load};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
+use crate::config::Settings;
 use crate::forum::Database;
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
@@ -31,9 +32,10 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     // Load the certificate before binding: a broken pair is a startup error.
     let certificates = match &settings.tls {
         Some(files) => {
-            let pair = tls::load_certified_key(files).map_err(Failure::user)?;
+            let pair = tls::load_certified_key(files)?;
             tracing::info!("Serving TLS with the certificate {}", files.cert.display());
-            Some((Arc::new(CertStore::new(pair)), files.clone()))
+            tls::log_concerns(&files.cert, &pair);
+            Some((Arc::new(CertStore::new(pair.certified)), files.clone()))
         }
         None => None,
     };
@@ -42,7 +44,16 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     }
 
     tracing::info!("Starting the WebSocket server on port {}...", settings.port);
-    let listener = server::bind(&settings).await.map_err(Failure::user)?;
+    let port_source = resolved.provenance.get("port").map_or_else(
+        || "the default".to_owned(),
+        |source| source.place_of("port"),
+    );
+    let listener = server::bind(&settings).await.map_err(|error| {
+        Failure::user(anyhow::anyhow!(
+            "{error}\n  fix: {}",
+            error.fix(&port_source)
+        ))
+    })?;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")
@@ -182,6 +193,13 @@ async fn report_status(ctx: Arc<ServerContext>) {
     }
 }
 
+fn describe_tls(settings: &Settings) -> String {
+    settings.tls.as_ref().map_or_else(
+        || "plain (no TLS)".to_owned(),
+        |files| format!("TLS with {}", files.cert.display()),
+    )
+}
+
 /// On SIGHUP, re-reads every source (config.php and the settings table
 /// included) and applies the result; a failed reload keeps what runs.
 async fn reload_on_hangup(
@@ -200,7 +218,7 @@ async fn reload_on_hangup(
         if let Some(certificates) = &certificates {
             certificates.request_reload();
         }
-        let fresh = match load(&args).await {
+        let mut fresh = match load(&args).await {
             Ok(loaded) => loaded.resolved.settings,
             Err(failure) => {
                 tracing::error!(
@@ -211,16 +229,39 @@ async fn reload_on_hangup(
                 continue;
             }
         };
+        // The listener keeps its address and TLS mode until a restart: the
+        // running settings keep them too, so that what is compared on the
+        // next SIGHUP is what serves (a port put back is no change).
         let current = ctx.settings();
-        for (what, changed) in [
-            ("bind address", fresh.host != current.host),
-            ("port", fresh.port != current.port),
-            ("TLS mode", fresh.tls != current.tls),
+        for (what, changed, now, serving) in [
+            (
+                "bind address",
+                fresh.host != current.host,
+                fresh.host.clone(),
+                current.host.clone(),
+            ),
+            (
+                "port",
+                fresh.port != current.port,
+                fresh.port.to_string(),
+                current.port.to_string(),
+            ),
+            (
+                "TLS mode or certificate path",
+                fresh.tls != current.tls,
+                describe_tls(&fresh),
+                describe_tls(&current),
+            ),
         ] {
             if changed {
-                tracing::warn!("the {what} changed; it takes effect only after a restart");
+                tracing::warn!(
+                    "the {what} is now {now}; it takes effect only after a restart (still serving {serving})"
+                );
             }
         }
+        fresh.host = current.host.clone();
+        fresh.port = current.port;
+        fresh.tls = current.tls.clone();
         ctx.apply(fresh);
         tracing::info!("Settings reloaded; open connections were kept");
         systemd::ready("settings reloaded");

@@ -40,10 +40,7 @@ pub fn run(args: TriggerArgs) -> Result<Exit, Failure> {
         };
         let data = args.data.unwrap_or_else(|| "{}".into());
         let body = json!({"name": args.event, "channel": args.channel, "data": data}).to_string();
-        let (status, answer) = client
-            .post("/events", body)
-            .await
-            .map_err(|e| Failure::user(anyhow!(e)))?;
+        let (status, answer) = client.post("/events", body).await?;
         if status == 200 {
             println!(
                 "sent {} on {} through {}://{}:{}",

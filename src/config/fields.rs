@@ -321,7 +321,12 @@ pub(super) fn into_settings(
     let trusted_proxies = match p.trusted_proxies.clone() {
         Some(list) => list,
         // The local reverse proxy is trusted to say who the client is.
-        None if reverse_proxy => vec!["127.0.0.1".to_owned(), "::1".to_owned()],
+        None if reverse_proxy => {
+            let local = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
+            provenance.insert("trusted_proxies", Source::Default);
+            p.trusted_proxies = Some(local.clone());
+            local
+        }
         None => Vec::new(),
     };
     let mut trusted = Vec::new();
@@ -425,5 +430,6 @@ pub(super) fn into_settings(
         },
         provenance,
         effective: p,
+        overrides: Vec::new(),
     })
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
-pub use sources::{Sources, load_sources};
+pub use sources::{ForumLayer, Sources, load_sources};
 pub use value::Secret;
 
 /// Where a setting's value came from.
@@ -27,8 +27,8 @@ pub enum Source {
     Environment,
     DotEnv(PathBuf),
     Yaml(PathBuf),
-    /// The forum: config.php and its settings table.
-    Forum(PathBuf),
+    /// The forum: where in it (a settings-table key, a config.php entry).
+    Forum(String),
     Default,
 }
 
@@ -39,8 +39,27 @@ impl fmt::Display for Source {
             Self::Environment => f.write_str("environment"),
             Self::DotEnv(path) => write!(f, "{}", path.display()),
             Self::Yaml(path) => write!(f, "{}", path.display()),
-            Self::Forum(path) => write!(f, "forum settings ({})", path.display()),
+            Self::Forum(place) => f.write_str(place),
             Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+impl Source {
+    /// Where exactly `setting` is given in this source, for advice:
+    /// `FLARUM_WS_PORT in the environment`, `port: in /etc/flarum-ws.yaml`.
+    pub fn place_of(&self, setting: &str) -> String {
+        let variable = ROWS
+            .iter()
+            .find(|row| row.key == setting)
+            .map_or("", |row| row.variable);
+        match self {
+            Self::Flag => format!("the --{} flag", setting.replace('_', "-")),
+            Self::Environment => format!("{variable} in the environment"),
+            Self::DotEnv(path) => format!("{variable} in {}", path.display()),
+            Self::Yaml(path) => format!("`{setting}:` in {}", path.display()),
+            Self::Forum(place) => place.clone(),
+            Self::Default => "the default".into(),
         }
     }
 }
@@ -177,6 +196,19 @@ pub struct Resolved {
     pub provenance: Provenance,
     /// Every setting's value after merging and defaults, for display.
     pub effective: PartialSettings,
+    /// Values the forum sets that another source replaced.
+    pub overrides: Vec<Override>,
+}
+
+/// A setting the forum sets, replaced by a flag, variable or YAML file:
+/// the forum's settings page then no longer decides it, which surprises
+/// an admin who changes it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub setting: &'static str,
+    pub by: Source,
+    /// Where the forum keeps the value that is not used.
+    pub forum_place: String,
 }
 
 /// Merges the sources by precedence, applies defaults and validates.
@@ -192,8 +224,37 @@ pub fn resolve(sources: Sources) -> Result<Resolved, ConfigError> {
         merged.layer_under(yaml, &Source::Yaml(path), &mut provenance);
     }
     let forum = sources.forum.is_some();
-    if let Some((path, settings)) = sources.forum {
-        merged.layer_under(settings, &Source::Forum(path), &mut provenance);
+    let mut overrides = Vec::new();
+    if let Some(layer) = sources.forum {
+        let place = |setting: &str| {
+            layer
+                .origins
+                .get(setting)
+                .cloned()
+                .unwrap_or_else(|| "the forum".to_owned())
+        };
+        for (setting, value) in layer.settings.describe() {
+            if let (Some(_), Some(by)) = (value, provenance.get(setting)) {
+                overrides.push(Override {
+                    setting,
+                    by: by.clone(),
+                    forum_place: place(setting),
+                });
+            }
+        }
+        let before: Vec<&'static str> = provenance.keys().copied().collect();
+        merged.layer_under(
+            layer.settings,
+            &Source::Forum(String::new()),
+            &mut provenance,
+        );
+        for (setting, source) in provenance.iter_mut() {
+            if !before.contains(setting) {
+                *source = Source::Forum(place(setting));
+            }
+        }
     }
-    fields::into_settings(merged, provenance, forum)
+    let mut resolved = fields::into_settings(merged, provenance, forum)?;
+    resolved.overrides = overrides;
+    Ok(resolved)
 }

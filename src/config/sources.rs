@@ -13,6 +13,16 @@ const CONFIG_VARIABLE: &str = "FLARUM_WS_CONFIG";
 const ROOT_VARIABLE: &str = "FLARUM_WS_ROOT";
 const META_VARIABLES: [&str; 2] = [CONFIG_VARIABLE, ROOT_VARIABLE];
 
+/// What a forum sets, and where in the forum each value is kept (a key of
+/// the settings table, an entry of config.php), for `config` and `check`.
+#[derive(Debug, Default, Clone)]
+pub struct ForumLayer {
+    pub settings: PartialSettings,
+    /// Setting name to its place in the forum, e.g. `port` to
+    /// "settings table flarum_settings (key kyrne-websocket.app_port)".
+    pub origins: BTreeMap<&'static str, String>,
+}
+
 /// The partial settings of every source, highest precedence first.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -20,8 +30,8 @@ pub struct Sources {
     pub environment: PartialSettings,
     pub dotenv: Option<(PathBuf, PartialSettings)>,
     pub yaml: Option<(PathBuf, PartialSettings)>,
-    /// The forum's settings, with the path of its config.php.
-    pub forum: Option<(PathBuf, PartialSettings)>,
+    /// The forum's settings, with where each came from.
+    pub forum: Option<ForumLayer>,
     /// The forum root named by FLARUM_WS_ROOT (environment, then `.env`).
     pub root: Option<PathBuf>,
 }
@@ -188,9 +198,8 @@ mod tests {
             env(&[]),
         )
         .unwrap();
-        sources.forum = Some((
-            dir.path().join("config.php"),
-            PartialSettings {
+        sources.forum = Some(ForumLayer {
+            settings: PartialSettings {
                 app_id: Some("1".into()),
                 app_key: Some("k".into()),
                 app_secret: Some(crate::config::Secret::new("s")),
@@ -198,14 +207,25 @@ mod tests {
                 reverse_proxy: Some(true),
                 ..Default::default()
             },
-        ));
+            origins: [(
+                "app_key",
+                "settings table (key kyrne-websocket.app_key)".to_owned(),
+            )]
+            .into(),
+        });
         let resolved = resolve(sources).unwrap();
         assert_eq!(resolved.settings.port, 7000);
         assert_eq!(resolved.settings.app.key, "k");
         // Reverse-proxy mode moves the default bind address to loopback.
         assert_eq!(resolved.settings.host, "127.0.0.1");
-        assert!(matches!(resolved.provenance["app_key"], Source::Forum(_)));
+        assert_eq!(
+            resolved.provenance["app_key"].to_string(),
+            "settings table (key kyrne-websocket.app_key)"
+        );
         assert_eq!(resolved.provenance["host"], Source::Default);
+        // The YAML's port overrides the forum's, and that is reported.
+        assert_eq!(resolved.overrides.len(), 1);
+        assert_eq!(resolved.overrides[0].setting, "port");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::ForumError;
 use super::php_literal::{PhpError, parse_config};
+use super::{ForumError, UnsetVariable};
 use crate::config::Secret;
 
 /// The database server kinds Flarum supports.
@@ -57,6 +57,8 @@ pub struct ForumConfig {
     pub url: Option<String>,
     /// `debug`: turns on per-message logging, as in the old server.
     pub debug: bool,
+    /// `getenv('NAME')` calls whose variable this process does not have.
+    pub unset_variables: Vec<UnsetVariable>,
 }
 
 impl ForumConfig {
@@ -97,7 +99,9 @@ pub fn read_config_php(path: &Path) -> Result<ForumConfig, ForumError> {
         }
         Err(PhpError::Dynamic { line, what }) => evaluate_with_php(path, line, &what)?,
     };
-    extract(path, &value)
+    let mut config = extract(path, &value)?;
+    config.unset_variables = unset_variables(&source);
+    Ok(config)
 }
 
 fn evaluate_with_php(path: &Path, line: usize, what: &str) -> Result<Value, ForumError> {
@@ -242,7 +246,37 @@ fn extract(path: &Path, config: &Value) -> Result<ForumConfig, ForumError> {
         },
         url: text(config.get("url")).filter(|s| !s.is_empty()),
         debug: truthy(config.get("debug")),
+        unset_variables: Vec::new(),
     })
+}
+
+/// The `getenv('NAME')` and `env('NAME')` calls of `source` whose variable
+/// is not set in this process's environment (PHP, started by flarum-ws,
+/// sees the same), with their line numbers.
+pub fn unset_variables(source: &str) -> Vec<UnsetVariable> {
+    let mut unset = Vec::new();
+    for (index, line) in source.lines().enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find("env(") {
+            let call = &rest[at + 4..];
+            let called = call.trim_start();
+            rest = call;
+            let Some(quote) = called.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            let Some(end) = called[1..].find(quote) else {
+                continue;
+            };
+            let name = &called[1..1 + end];
+            if !name.is_empty() && std::env::var_os(name).is_none() {
+                unset.push(UnsetVariable {
+                    line: index + 1,
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+    unset
 }
 
 #[cfg(test)]

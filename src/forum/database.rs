@@ -8,10 +8,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 // Identifiers in the SQL below are the table prefix, checked to be
 // [A-Za-z0-9_] when config.php is read; values are bound, never spliced.
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
-use super::ForumError;
 use super::config_php::{DatabaseConfig, Driver, ForumConfig};
+use super::{ConnectProblem, ForumError};
 
 /// How long connecting to the database may take before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,6 +123,51 @@ fn connection_url(config: &DatabaseConfig) -> (String, String) {
     }
 }
 
+/// `host:port` (or the socket) of the database server, for messages.
+fn server_address(config: &DatabaseConfig) -> String {
+    match (&config.unix_socket, config.driver) {
+        (Some(socket), _) => socket.clone(),
+        (None, Driver::Sqlite) => config.database.clone(),
+        (None, Driver::Postgres) => format!("{}:{}", config.host, config.port.unwrap_or(5432)),
+        (None, _) => format!("{}:{}", config.host, config.port.unwrap_or(3306)),
+    }
+}
+
+/// Sorts the driver's error into a cause the admin can act on.
+fn connect_problem(config: &DatabaseConfig, error: sqlx::Error) -> ConnectProblem {
+    let address = server_address(config);
+    match &error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ConnectProblem::Refused(address)
+        }
+        sqlx::Error::Io(io)
+            if io.to_string().contains("lookup address")
+                || io.to_string().contains("Name or service not known") =>
+        {
+            ConnectProblem::NoDns(config.host.clone())
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let message = db.message().to_owned();
+            if config.driver == Driver::Sqlite {
+                ConnectProblem::NoSqliteFile(format!("{}: {message}", config.database))
+            } else if matches!(code.as_ref(), "28000" | "28P01" | "1045")
+                || message.contains("Access denied")
+                || message.contains("password authentication failed")
+            {
+                ConnectProblem::AccessDenied(message)
+            } else if matches!(code.as_ref(), "3D000" | "1049" | "42000")
+                && (message.contains("Unknown database") || message.contains("does not exist"))
+            {
+                ConnectProblem::UnknownDatabase(message)
+            } else {
+                ConnectProblem::Other(message)
+            }
+        }
+        _ => ConnectProblem::Other(error.to_string()),
+    }
+}
+
 /// Whether a database error says the table does not exist.
 fn is_missing_table(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = error else {
@@ -133,30 +178,35 @@ fn is_missing_table(error: &sqlx::Error) -> bool {
 }
 
 impl Database {
+    /// Opens one connection first, so that a refusal is reported at once
+    /// with the driver's own reason (a pool would retry until its timeout
+    /// and then only say that it timed out), then keeps a small pool.
     pub async fn connect(config: &ForumConfig) -> Result<Self, ForumError> {
         install_default_drivers();
         let (url, described) = connection_url(&config.database);
+        let failed = |problem| ForumError::Connect {
+            described: described.clone(),
+            path: config.path.clone(),
+            problem,
+            unset: config.unset_variables.clone(),
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(&url)).await {
+            Ok(Ok(first)) => {
+                let _ = first.close().await;
+            }
+            Ok(Err(error)) => return Err(failed(connect_problem(&config.database, error))),
+            Err(_) => {
+                return Err(failed(ConnectProblem::NoAnswer(
+                    server_address(&config.database),
+                    CONNECT_TIMEOUT.as_secs(),
+                )));
+            }
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect(&url);
-        let pool = match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
-            Ok(Ok(pool)) => pool,
-            Ok(Err(error)) => {
-                return Err(ForumError::Database(format!(
-                    "cannot connect to the forum's {described} (from {}): {error}. Check the database \
-                     block of config.php and that the database server is running",
-                    config.path.display()
-                )));
-            }
-            Err(_) => {
-                return Err(ForumError::Database(format!(
-                    "cannot connect to the forum's {described} (from {}): no answer within {} s",
-                    config.path.display(),
-                    CONNECT_TIMEOUT.as_secs()
-                )));
-            }
-        };
+            .connect_lazy(&url)
+            .map_err(|error| failed(ConnectProblem::Other(error.to_string())))?;
         Ok(Self {
             pool,
             driver: config.database.driver,
@@ -196,16 +246,22 @@ impl Database {
             value = self.quote("value"),
             table_q = self.quote(&table),
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(|error| {
-            if is_missing_table(&error) {
-                ForumError::Database(format!(
-                    "the {} has no table `{table}`: is the prefix in config.php right, and is Flarum installed there?",
-                    self.described
-                ))
-            } else {
-                ForumError::Database(format!("cannot read `{table}` from the {}: {error}", self.described))
+        let rows = match sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            Err(error) if is_missing_table(&error) => {
+                return Err(ForumError::MissingTable {
+                    described: self.described.clone(),
+                    table,
+                    found: self.tables_like_settings().await,
+                });
             }
-        })?;
+            Err(error) => {
+                return Err(ForumError::Database(format!(
+                    "cannot read `{table}` from the {}: {error}",
+                    self.described
+                )));
+            }
+        };
         rows.iter()
             .map(|row| {
                 let key: String = row.try_get(0)?;
@@ -216,6 +272,32 @@ impl Database {
             .map_err(|error| {
                 ForumError::Database(format!("cannot decode a row of `{table}`: {error}"))
             })
+    }
+
+    /// Tables whose name ends in `settings`: with a wrong prefix, the
+    /// right one is what comes before it.
+    async fn tables_like_settings(&self) -> Vec<String> {
+        let sql = match self.driver {
+            Driver::MySql | Driver::MariaDb => {
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE '%settings'"
+            }
+            Driver::Postgres => {
+                "SELECT CAST(tablename AS TEXT) FROM pg_tables WHERE schemaname = ANY(current_schemas(false)) AND tablename LIKE '%settings'"
+            }
+            Driver::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%settings'"
+            }
+        };
+        let Ok(rows) = sqlx::query(sql).fetch_all(&self.pool).await else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row.try_get::<String, _>(0).ok())
+            .filter(|name| name.ends_with("settings"))
+            .collect();
+        names.sort();
+        names
     }
 
     fn statistics_table(&self) -> String {

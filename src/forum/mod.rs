@@ -17,12 +17,11 @@ pub use config_php::{DatabaseConfig, Driver, ForumConfig, read_config_php};
 pub use database::{Database, StatisticsRow};
 pub use settings::{ForumSettings, settings_from_rows};
 
-/// Why the forum could not be read; each message says what to do about it.
+/// Why the forum could not be read; each message says what is wrong and
+/// [`ForumError::fix`] what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ForumError {
-    #[error(
-        "no config.php in {0}: run flarum-ws from the forum's root directory or pass --root /path/to/forum"
-    )]
+    #[error("no config.php in {0}")]
     NoConfig(PathBuf),
     #[error("cannot read {path}: {source}")]
     Unreadable {
@@ -37,8 +36,7 @@ pub enum ForumError {
     },
     #[error(
         "{path} line {line}: {what}. flarum-ws evaluates such a file with PHP, but no `php` \
-         executable was found on PATH. Install php-cli, or run flarum-ws from another directory \
-         with the settings given as FLARUM_WS_* variables or in a YAML file (--config)"
+         executable was found on PATH"
     )]
     NeedsPhp {
         path: PathBuf,
@@ -49,8 +47,130 @@ pub enum ForumError {
     PhpFailed { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A value saved on the extension's settings page is unusable.
+    #[error("setting {key} is {value:?}, expected {expected}")]
+    BadSetting {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("cannot connect to the forum's {described} (from {path}): {problem}{unset}",
+        unset = unset_variables(unset))]
+    Connect {
+        described: String,
+        path: PathBuf,
+        problem: ConnectProblem,
+        /// `getenv()` calls in config.php whose variable is not set.
+        unset: Vec<UnsetVariable>,
+    },
+    #[error("the {described} has no table `{table}`{}", found_tables(found))]
+    MissingTable {
+        described: String,
+        table: String,
+        /// Tables named like a settings table, to suggest the prefix.
+        found: Vec<String>,
+    },
     #[error("{0}")]
     Database(String),
+}
+
+/// A `getenv('NAME')` in config.php whose variable is not set, so PHP
+/// gets `false` (an empty password, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsetVariable {
+    pub line: usize,
+    pub name: String,
+}
+
+fn unset_variables(unset: &[UnsetVariable]) -> String {
+    unset
+        .iter()
+        .map(|u| {
+            format!(
+                ". config.php line {}: getenv('{}') returned false, {} is not set for flarum-ws",
+                u.line, u.name, u.name
+            )
+        })
+        .collect()
+}
+
+fn found_tables(found: &[String]) -> String {
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(" (it has {})", found.join(", "))
+    }
+}
+
+/// Why the database could not be reached, from the driver's own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectProblem {
+    #[error("nothing listens at {0} (connection refused)")]
+    Refused(String),
+    #[error("DNS has no address for {0}")]
+    NoDns(String),
+    #[error("no answer from {0} within {1} s")]
+    NoAnswer(String, u64),
+    #[error("the server refused the user and password: {0}")]
+    AccessDenied(String),
+    #[error("the database does not exist: {0}")]
+    UnknownDatabase(String),
+    #[error("the SQLite file cannot be opened: {0}")]
+    NoSqliteFile(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ForumError {
+    /// What the admin can do about it.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::NoConfig(dir) => {
+                let parent = dir.parent().filter(|_| parent_is_forum(dir));
+                match parent {
+                    Some(parent) => format!(
+                        "{} is the forum's root (it holds config.php): run flarum-ws there, or pass --root {}",
+                        parent.display(),
+                        parent.display()
+                    ),
+                    None => "run flarum-ws from the forum's root directory (where config.php is) or pass --root /path/to/forum".into(),
+                }
+            }
+            Self::Unreadable { .. } => "run flarum-ws as a user that can read config.php (the forum's PHP user, usually www-data)".into(),
+            Self::Syntax { .. } => "fix config.php as described (php -l config.php shows the same)".into(),
+            Self::NeedsPhp { .. } => "install php-cli, or run flarum-ws from another directory with the settings given as FLARUM_WS_* variables or in a YAML file (--config)".into(),
+            Self::PhpFailed { .. } | Self::Invalid { .. } => "fix config.php as described".into(),
+            Self::BadSetting { .. } => "fix the setting on the extension's settings page (admin panel, Extensions, Websocket)".into(),
+            Self::Connect { problem, unset, .. } => {
+                let mut fix = match problem {
+                    ConnectProblem::Refused(_) => "start the database server (systemctl start mariadb, or postgresql), or fix host and port in config.php's database block".to_owned(),
+                    ConnectProblem::NoDns(host) => format!("fix the host {host} in config.php's database block, or add a DNS record for it"),
+                    ConnectProblem::NoAnswer(..) => "a firewall may drop the connection, or the host in config.php's database block is wrong".to_owned(),
+                    ConnectProblem::AccessDenied(_) => "fix username and password in config.php's database block (the forum itself uses the same)".to_owned(),
+                    ConnectProblem::UnknownDatabase(_) => "fix the database name in config.php's database block".to_owned(),
+                    ConnectProblem::NoSqliteFile(_) => "fix the database path in config.php's database block (relative paths are from the forum root), and let flarum-ws's user read the file and its folder".to_owned(),
+                    ConnectProblem::Other(_) => "check the database block of config.php and that the database server is running".to_owned(),
+                };
+                if let Some(first) = unset.first() {
+                    fix = format!(
+                        "set {} for flarum-ws as for PHP (under systemd, in /etc/default/flarum-ws: {}=...), or write the value in config.php; then: {fix}",
+                        unset.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", "),
+                        first.name
+                    );
+                }
+                fix
+            }
+            Self::MissingTable { found, .. } => {
+                match found.iter().find_map(|t| t.strip_suffix("settings")) {
+                    Some(prefix) => format!(
+                        "set 'prefix' => '{prefix}' in config.php's database block (the forum's tables start with {prefix:?})"
+                    ),
+                    None => "check 'database' and 'prefix' in config.php's database block: this database holds no Flarum tables".into(),
+                }
+            }
+            Self::Database(_) => "check the database server's log".into(),
+        }
+    }
 }
 
 /// What the forum contributes: its configuration and the settings it holds.
@@ -60,13 +180,21 @@ pub struct Forum {
     pub settings: ForumSettings,
 }
 
+/// Whether `dir` is inside a forum root (its `public/`, say): the parent
+/// holds config.php. Running standalone there is a mistake, not a choice.
+pub fn parent_is_forum(dir: &Path) -> bool {
+    dir.parent()
+        .is_some_and(|parent| parent.join("config.php").is_file())
+}
+
 /// Reads config.php under `root` and the settings from the forum database.
 /// Returns `None` when there is no config.php and `root` was not named
-/// explicitly (flarum-ws then runs standalone).
+/// explicitly (flarum-ws then runs standalone), unless the parent directory
+/// is a forum root.
 pub async fn load_forum(root: &Path, explicit: bool) -> Result<Option<Forum>, ForumError> {
     let path = root.join("config.php");
     if !path.is_file() {
-        return if explicit {
+        return if explicit || parent_is_forum(root) {
             Err(ForumError::NoConfig(root.to_owned()))
         } else {
             Ok(None)

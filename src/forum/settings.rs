@@ -1,18 +1,45 @@
 //! The extension's rows of the settings table, turned into the same partial
 //! settings every other source produces.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ForumError;
 use super::config_php::ForumConfig;
-use crate::config::{PartialSettings, Secret};
+use crate::config::{ForumLayer, PartialSettings, Secret};
 
 /// What the forum sets, as a configuration source.
-pub type ForumSettings = PartialSettings;
+pub type ForumSettings = ForumLayer;
+
+/// Each setting the extension's page sets, and its key in the settings
+/// table (`kyrne-websocket.` omitted).
+const KEYS: [(&str, &[&str]); 10] = [
+    ("app_id", &["app_id"]),
+    ("app_key", &["app_key"]),
+    ("app_secret", &["app_secret"]),
+    ("port", &["app_port"]),
+    ("reverse_proxy", &["reverse_proxy"]),
+    ("tls_cert", &["local_cert"]),
+    ("tls_key", &["local_pk"]),
+    ("tls_passphrase", &["cert_passphrase", "passphrase"]),
+    ("self_signed", &["cert_self_signed"]),
+    ("app_host", &["app_host"]),
+];
 
 /// '', '0' and NULL are false; anything else is true (Flarum's switches).
 fn switch(value: Option<&str>) -> Option<bool> {
     value.map(|v| !(v.is_empty() || v == "0"))
+}
+
+/// The origin (`scheme://host[:port]`) of the forum's `url`: the pages
+/// browsers open websockets from, and so the only origin allowed by
+/// default when serving a forum.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
 /// Builds the forum's partial settings from `(key, value)` rows.
@@ -38,11 +65,10 @@ pub fn settings_from_rows(
                 .filter(|v| !v.is_empty())
         })
     };
-    let invalid = |key: &str, value: &str, expected: &str| ForumError::Invalid {
-        path: config.path.clone(),
-        message: format!(
-            "setting kyrne-websocket.{key} is {value:?}, expected {expected}; fix it on the extension's settings page"
-        ),
+    let invalid = |key: &str, value: &str, expected: &str| ForumError::BadSetting {
+        key: format!("kyrne-websocket.{key}"),
+        value: value.to_owned(),
+        expected: expected.to_owned(),
     };
     let port = match get("app_port") {
         Some(port) => Some(
@@ -59,7 +85,38 @@ pub fn settings_from_rows(
         ),
         None => None,
     };
-    Ok(PartialSettings {
+    let table = format!("{}settings", config.database.prefix);
+    let mut origins = BTreeMap::new();
+    for (setting, keys) in KEYS {
+        let key = keys
+            .iter()
+            .map(|key| format!("kyrne-websocket.{key}"))
+            .chain(
+                ["app_id", "app_key", "app_secret"]
+                    .contains(&setting)
+                    .then(|| format!("flarum-pusher.{setting}")),
+            )
+            .find(|key| values.get(key).is_some_and(|v| !v.trim().is_empty()));
+        if let Some(key) = key {
+            origins.insert(setting, format!("settings table {table} (key {key})"));
+        }
+    }
+    origins.insert(
+        "statistics_interval",
+        format!("settings table {table} (key kyrne-websocket.app_statistics-interval)"),
+    );
+    origins.insert(
+        "verbose",
+        format!("{} ('debug' => true)", config.path.display()),
+    );
+    let forum_origin = config.url.as_deref().and_then(origin_of);
+    if forum_origin.is_some() {
+        origins.insert(
+            "allowed_origins",
+            format!("the forum's url in {}", config.path.display()),
+        );
+    }
+    let settings = PartialSettings {
         app_id: with_fallback("app_id").map(str::to_owned),
         app_key: with_fallback("app_key").map(str::to_owned),
         app_secret: with_fallback("app_secret").map(Secret::new),
@@ -82,6 +139,8 @@ pub fn settings_from_rows(
         app_host: get("app_host").map(str::to_owned),
         statistics_interval,
         verbose: config.debug.then_some(true),
+        allowed_origins: forum_origin.map(|origin| vec![origin]),
         ..Default::default()
-    })
+    };
+    Ok(ForumLayer { settings, origins })
 }

@@ -11,6 +11,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 
+use super::ProbeError;
+
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -122,23 +124,48 @@ fn client_config(insecure: bool) -> ClientConfig {
     config
 }
 
-/// Opens the connection (TLS handshake included).
-pub async fn connect(target: &Target) -> Result<Stream, String> {
-    let tcp = TcpStream::connect((target.address.as_str(), target.port))
+/// Opens the connection (TLS handshake included). A name is looked up
+/// first, so that a missing DNS record is told apart from a closed port.
+pub async fn connect(target: &Target) -> Result<Stream, ProbeError> {
+    let (address, port) = (target.address.as_str(), target.port);
+    let addresses: Vec<_> = tokio::net::lookup_host((address, port))
         .await
-        .map_err(|e| format!("cannot connect to {}:{}: {e}", target.address, target.port))?;
+        .map_err(|e| ProbeError::NoDnsRecord {
+            host: address.to_owned(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for socket_address in addresses {
+        match TcpStream::connect(socket_address).await {
+            Ok(stream) => {
+                tcp = Some(stream);
+                break;
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    let tcp = match (tcp, last) {
+        (Some(tcp), _) => tcp,
+        (None, Some(error)) => return Err(ProbeError::from_connect(address, port, error)),
+        (None, None) => {
+            return Err(ProbeError::NoDnsRecord {
+                host: address.to_owned(),
+                reason: "the lookup returned no address".into(),
+            });
+        }
+    };
     let _ = tcp.set_nodelay(true);
     if !target.tls {
         return Ok(Either::Left(tcp));
     }
     let name = ServerName::try_from(target.server_name.clone())
-        .map_err(|_| format!("{:?} is not a valid server name", target.server_name))?;
+        .map_err(|_| ProbeError::BadName(target.server_name.clone()))?;
     let connector = TlsConnector::from(Arc::new(client_config(target.insecure)));
-    let tls = connector.connect(name, tcp).await.map_err(|e| {
-        format!(
-            "TLS handshake with {}:{} as {} failed: {e}",
-            target.address, target.port, target.server_name
-        )
-    })?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ProbeError::from_handshake(address, port, &target.server_name, e))?;
     Ok(Either::Right(Box::new(tls)))
 }

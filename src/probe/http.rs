@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
+use super::ProbeError;
 use super::connect::{Target, connect};
 use crate::protocol::signature::signed_query;
 
@@ -19,17 +20,14 @@ pub async fn request(
     method: &str,
     path_and_query: &str,
     body: String,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), ProbeError> {
     let exchange = request_inner(target, method, path_and_query, body);
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .map_err(|_| {
-            format!(
-                "no answer from {}:{} within {} s",
-                target.address,
-                target.port,
-                REQUEST_TIMEOUT.as_secs()
-            )
+        .map_err(|_| ProbeError::NoAnswer {
+            address: target.address.clone(),
+            port: target.port,
+            seconds: REQUEST_TIMEOUT.as_secs(),
         })?
 }
 
@@ -38,11 +36,11 @@ async fn request_inner(
     method: &str,
     path_and_query: &str,
     body: String,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), ProbeError> {
     let stream = connect(target).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+        .map_err(|e| ProbeError::Http(format!("HTTP handshake failed: {e}")))?;
     tokio::spawn(connection);
     let request = Request::builder()
         .method(method)
@@ -50,17 +48,17 @@ async fn request_inner(
         .header("host", format!("{}:{}", target.server_name, target.port))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("cannot build the request: {e}"))?;
+        .map_err(|e| ProbeError::Http(format!("cannot build the request: {e}")))?;
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| ProbeError::Http(format!("request failed: {e}")))?;
     let status = response.status().as_u16();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("cannot read the response: {e}"))?
+        .map_err(|e| ProbeError::Http(format!("cannot read the response: {e}")))?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
@@ -75,7 +73,7 @@ pub struct SignedClient {
 
 impl SignedClient {
     /// POSTs `body` to `/apps/{id}{path}` with a signed query string.
-    pub async fn post(&self, path: &str, body: String) -> Result<(u16, String), String> {
+    pub async fn post(&self, path: &str, body: String) -> Result<(u16, String), ProbeError> {
         let full_path = format!("/apps/{}{path}", self.app_id);
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -2,7 +2,9 @@
 //! API calls and a browser's websocket. Used by `trigger` and `check --live`.
 
 mod connect;
+mod error;
 mod http;
 
 pub use connect::{Stream, Target, connect, local_address};
+pub use error::ProbeError;
 pub use http::{SignedClient, request};

@@ -36,7 +36,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &[IpAdd
 /// browsers and could claim any origin, so they are let through.
 pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
     match origin {
-        _ if allowed.is_empty() => true,
+        _ if allowed.is_empty() || allowed.iter().any(|a| a == "*") => true,
         None => true,
         Some(origin) => {
             let origin = origin.trim_end_matches('/').to_ascii_lowercase();

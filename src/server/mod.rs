@@ -13,6 +13,7 @@ mod dashboard;
 mod http_api;
 mod memory;
 mod ops;
+mod port_holder;
 mod rate;
 mod response;
 mod router;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use context::ServerContext;
 pub use counters::{Counters, IntervalCounts};
 pub use ops::serve_private_listener;
+pub use port_holder::port_holder;
 
 use admission::ConnectionSlot;
 
@@ -154,7 +156,7 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener, BindError> {
     let address = SocketAddr::new(ip, settings.port);
     TcpListener::bind(address)
         .await
-        .map_err(|source| BindError::Io { address, source })
+        .map_err(|reason| BindError::Io { address, reason })
 }
 
 /// The listener could not be opened.
@@ -162,25 +164,44 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener, BindError> {
 pub enum BindError {
     #[error("host {0:?} is not an IP address")]
     BadHost(String),
-    #[error("{}", bind_hint(*address, source))]
+    #[error("Failed to listen on tcp://{address}: {}", describe_bind_error(*address, reason))]
     Io {
         address: SocketAddr,
-        source: io::Error,
+        reason: io::Error,
     },
 }
 
-fn bind_hint(address: SocketAddr, source: &io::Error) -> String {
-    let hint = match source.kind() {
-        io::ErrorKind::AddrInUse => {
-            " (another process already uses this port: stop it, or choose another port with --port / FLARUM_WS_PORT)"
+impl BindError {
+    /// What to do; `port_source` says where the port was set
+    /// (`Source::place_of`), since that is where to change it.
+    pub fn fix(&self, port_source: &str) -> String {
+        match self {
+            Self::BadHost(_) => {
+                "bind 0.0.0.0 (every address) or 127.0.0.1 (behind a local proxy)".into()
+            }
+            Self::Io { reason, .. } => match reason.kind() {
+                io::ErrorKind::AddrInUse => format!(
+                    "stop that process, or choose another port where it is set ({port_source}) and in the reverse proxy's proxy_pass"
+                ),
+                io::ErrorKind::PermissionDenied => format!(
+                    "ports below 1024 need root or CAP_NET_BIND_SERVICE (see the unit file); or choose a higher port ({port_source})"
+                ),
+                io::ErrorKind::AddrNotAvailable => {
+                    "this machine has no such address: bind 0.0.0.0 or 127.0.0.1".into()
+                }
+                _ => "see the reason above".into(),
+            },
         }
-        io::ErrorKind::PermissionDenied => {
-            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port)"
-        }
-        io::ErrorKind::AddrNotAvailable => {
-            " (this machine has no such address; use 0.0.0.0 or 127.0.0.1)"
-        }
-        _ => "",
-    };
-    format!("Failed to listen on tcp://{address}: {source}{hint}")
+    }
+}
+
+/// The reason, naming the process that holds the port when it is taken.
+fn describe_bind_error(address: SocketAddr, reason: &io::Error) -> String {
+    if reason.kind() != io::ErrorKind::AddrInUse {
+        return reason.to_string();
+    }
+    match port_holder::port_holder(address.port()) {
+        Some((pid, name)) => format!("the port is already used by {name} (pid {pid})"),
+        None => "the port is already used by a process this user cannot see (`ss -ltnp` as root names it)".into(),
+    }
 }

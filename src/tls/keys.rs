@@ -16,38 +16,71 @@ use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 
+use super::access::{Account, can_read};
+use super::chain::{OrderedChain, order_chain};
 use crate::config::TlsFiles;
 
 /// Why a certificate or key could not be used; each says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
+    #[error("{0} does not exist")]
+    Missing(PathBuf),
+    #[error("{path} cannot be read by flarum-ws, running as {user}: {why}")]
+    Denied {
+        path: PathBuf,
+        user: String,
+        why: String,
+        fix: String,
+    },
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("{0} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
     NoCertificate(PathBuf),
     #[error("{0} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoKey(PathBuf),
-    #[error(
-        "{0} is encrypted but no passphrase is set; set the extension's passphrase (or tls_passphrase)"
-    )]
+    #[error("{0} is encrypted but no passphrase is set")]
     NeedsPassphrase(PathBuf),
     #[error(
         "{0} could not be decrypted: the passphrase is wrong or the encryption is not supported (PBES2 with AES)"
     )]
     WrongPassphrase(PathBuf),
     #[error(
-        "{path} uses the legacy OpenSSL PEM encryption, which flarum-ws does not read. Convert it to \
-         encrypted PKCS#8 with: openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out {path}.pkcs8 \
-         (it asks for the old and a new passphrase), then point the key setting at {path}.pkcs8"
+        "{path} uses the legacy OpenSSL PEM encryption (Proc-Type: 4,ENCRYPTED), which flarum-ws does not read"
     )]
     LegacyEncryption { path: PathBuf },
     #[error("{0}: the key type is not supported (use RSA, ECDSA P-256/P-384 or Ed25519)")]
     UnsupportedKey(PathBuf),
-    #[error(
-        "the private key {key} does not belong to the certificate {cert}; check that both settings \
-         point at the same certificate's files"
-    )]
+    #[error("the private key {key} does not belong to the certificate {cert}")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+}
+
+impl TlsError {
+    /// What the admin can do about it: each cause has its own fix.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::Missing(path) => format!(
+                "check the path {}: with Let's Encrypt the certificate setting names /etc/letsencrypt/live/YOUR.HOST/fullchain.pem and the key setting privkey.pem beside it",
+                path.display()
+            ),
+            Self::Denied { fix, .. } => fix.clone(),
+            Self::Unreadable { .. } => "replace the file with the PEM file your certificate authority issued".into(),
+            Self::NoCertificate(_) => "point the certificate setting at the full-chain PEM file (Let's Encrypt: fullchain.pem), not at the key".into(),
+            Self::NoKey(_) => "point the key setting at the private key file (Let's Encrypt: privkey.pem), not at a certificate".into(),
+            Self::NeedsPassphrase(_) => "set the key's passphrase on the extension's page (or FLARUM_WS_TLS_PASSPHRASE, tls_passphrase in YAML)".into(),
+            Self::WrongPassphrase(path) => format!(
+                "check the passphrase: `openssl pkey -in {} -noout` asks for it and says whether it is right; keys encrypted with anything but PBES2/AES must be re-encrypted: openssl pkcs8 -topk8 -v2 aes-256-cbc",
+                path.display()
+            ),
+            Self::LegacyEncryption { path } => {
+                let path = path.display();
+                format!(
+                    "convert it to encrypted PKCS#8: openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out {path}.pkcs8 (it asks for the old and a new passphrase), then point the key setting at {path}.pkcs8"
+                )
+            }
+            Self::UnsupportedKey(_) => "use an RSA, ECDSA P-256/P-384 or Ed25519 key (certbot issues those)".into(),
+            Self::KeyMismatch { .. } => "use the key file issued with this certificate (Let's Encrypt: privkey.pem next to fullchain.pem)".into(),
+        }
+    }
 }
 
 fn unreadable(path: &Path, reason: impl ToString) -> TlsError {
@@ -57,11 +90,33 @@ fn unreadable(path: &Path, reason: impl ToString) -> TlsError {
     }
 }
 
+/// Which directory or file keeps this process out of `path`, and the fix.
+fn denied(path: &Path) -> TlsError {
+    let account = Account::current();
+    let (why, fix) = match can_read(&account, path) {
+        Err(blocked) => (blocked.describe(&account), blocked.fix(&account)),
+        Ok(()) => (
+            "permission denied (by a security module or the service's sandbox, not by the file's permissions)".into(),
+            "check the service's ReadOnlyPaths=/InaccessiblePaths= and AppArmor or SELinux rules".into(),
+        ),
+    };
+    TlsError::Denied {
+        path: path.to_owned(),
+        user: account.name,
+        why,
+        fix,
+    }
+}
+
 /// One PEM section: its kind and DER bytes.
 type Section = (SectionKind, Vec<u8>);
 
 fn read_text(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|e| unreadable(path, e))
+    std::fs::read_to_string(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => TlsError::Missing(path.to_owned()),
+        std::io::ErrorKind::PermissionDenied => denied(path),
+        _ => unreadable(path, error),
+    })
 }
 
 /// The PEM sections of the text of `path`, in order.
@@ -132,9 +187,22 @@ pub fn read_key(path: &Path, passphrase: Option<&str>) -> Result<PrivateKeyDer<'
         .ok_or_else(|| TlsError::NoKey(path.to_owned()))
 }
 
-/// Loads the pair and checks the key belongs to the leaf certificate.
-pub fn load_certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = read_chain(&files.cert)?;
+/// A certificate chain with its key, ready to serve.
+#[derive(Debug, Clone)]
+pub struct CertifiedPair {
+    pub certified: Arc<CertifiedKey>,
+    /// The subjects in the order the file listed them, when flarum-ws had
+    /// to reorder them.
+    pub file_order: Option<Vec<String>>,
+}
+
+/// Loads the pair, puts the chain in sending order and checks the key
+/// belongs to the server certificate.
+pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedPair, TlsError> {
+    let OrderedChain {
+        certificates: chain,
+        file_order,
+    } = order_chain(read_chain(&files.cert)?);
     let passphrase = files.passphrase.as_ref().map(|p| p.expose());
     let key = read_key(&files.key, passphrase)?;
     let signing_key =
@@ -144,5 +212,8 @@ pub fn load_certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsErro
         cert: files.cert.clone(),
         key: files.key.clone(),
     })?;
-    Ok(Arc::new(certified))
+    Ok(CertifiedPair {
+        certified: Arc::new(certified),
+        file_order,
+    })
 }

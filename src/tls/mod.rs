@@ -2,10 +2,13 @@
 //! a certificate store that takes renewed files (certbot) for new
 //! connections while existing connections carry on.
 
+pub mod access;
+mod chain;
 mod keys;
 mod store;
 
-pub use keys::{TlsError, load_certified_key, read_chain};
+pub use chain::{EXPIRY_WARNING_DAYS, Validity, log_concerns, order_chain, validity};
+pub use keys::{CertifiedPair, TlsError, load_certified_key, read_chain};
 pub use store::{CertStore, watch_files};
 
 use std::sync::Arc;

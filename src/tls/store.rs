@@ -11,6 +11,7 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::chain::log_concerns;
 use super::keys::load_certified_key;
 use crate::config::TlsFiles;
 
@@ -66,14 +67,18 @@ pub async fn watch_files(store: Arc<CertStore>, files: TlsFiles, shutdown: Cance
         seen = now;
         match load_certified_key(&files) {
             Ok(pair) => {
-                store.current.store(pair);
+                store.current.store(pair.certified.clone());
                 tracing::info!(
                     "Loaded the certificate {} for new connections",
                     files.cert.display()
                 );
+                log_concerns(&files.cert, &pair);
             }
             Err(error) => {
-                tracing::error!("Keeping the current certificate: the new one is unusable: {error}")
+                tracing::error!(
+                    "Keeping the current certificate: the new one is unusable: {error}. Fix: {}",
+                    error.fix()
+                )
             }
         }
     }

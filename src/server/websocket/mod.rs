@@ -28,6 +28,11 @@ use super::admission::{SlotRefused, client_ip, origin_allowed};
 use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
+use crate::telemetry::throttle::Throttle;
+
+/// Refused origins are logged at most once a minute: any web page can
+/// make browsers knock.
+static ORIGIN_REFUSALS: Throttle = Throttle::new(std::time::Duration::from_secs(60));
 
 /// Per-connection read buffer, and the most read at once. tungstenite's
 /// default (128 KiB) would cost more memory than everything else a
@@ -141,6 +146,15 @@ pub fn upgrade(
     let mut admission = admit(&ctx, request.uri().path(), request.uri().query());
     let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
     if admission == Admission::Accept && !origin_allowed(origin, &settings.allowed_origins) {
+        if let Some(held_back) = ORIGIN_REFUSALS.ready() {
+            tracing::warn!(
+                "Refused a websocket from a page on {} ({held_back} more since the last such line): only {} may connect. If that is your forum too (www. or another name), add it: FLARUM_WS_ALLOWED_ORIGINS={},{}",
+                origin.unwrap_or_default(),
+                settings.allowed_origins.join(", "),
+                settings.allowed_origins.join(","),
+                origin.unwrap_or_default()
+            );
+        }
         admission = Admission::Reject {
             code: close_code::UNAUTHORIZED,
             message: format!(
