@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::checking::*;
 use common::pki::Pki;
 use common::process::{flarum_ws, free_port, start};
 use common::*;
@@ -24,36 +25,6 @@ fn check(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>
         command.env(name, value);
     }
     check_json(&mut command, args)
-}
-
-/// Runs `command` as `check --json ARGS`; the exit code and the findings.
-fn check_json(command: &mut Command, args: &[&str]) -> (i32, Vec<Value>) {
-    let output = command
-        .args(["check", "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    for stream in [&output.stdout, &output.stderr] {
-        let text = String::from_utf8_lossy(stream);
-        assert!(
-            !text.contains(SECRET),
-            "the app secret in check's output: {text}"
-        );
-    }
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("JSON report: {}", String::from_utf8_lossy(&output.stdout)));
-    assert_eq!(report["ok"], output.status.code() == Some(0));
-    (
-        output.status.code().unwrap(),
-        report["checks"].as_array().unwrap().clone(),
-    )
-}
-
-fn finding<'a>(findings: &'a [Value], name: &str) -> &'a Value {
-    findings
-        .iter()
-        .find(|f| f["check"] == name)
-        .unwrap_or_else(|| panic!("no {name} finding in {findings:?}"))
 }
 
 fn tls_env(cert: &Path, key: &Path, port: u16) -> Vec<(&'static str, String)> {
@@ -190,6 +161,7 @@ fn certificate_problems_are_each_detected() {
     );
     assert_eq!(code, 1);
     assert_eq!(finding(&findings, "expiry")["status"], "fail");
+    assert_in_troubleshooting(finding(&findings, "expiry"));
 
     let mut wrong_host = tls_env(&good.full_chain, &good.key, port);
     wrong_host.push(("FLARUM_WS_APP_HOST", "forum.example".into()));
@@ -393,40 +365,6 @@ fn the_redis_url_flag_is_checked() {
     );
 }
 
-/// A forum root on SQLite, as Flarum's installer leaves it, with `url` and
-/// the extension's `settings` rows.
-async fn sqlite_forum(root: &Path, url: &str, settings: &[(&str, &str)]) {
-    use sqlx::Connection;
-    std::fs::create_dir_all(root.join("storage")).unwrap();
-    std::fs::write(
-        root.join("config.php"),
-        format!(
-            "<?php return array (\n  'debug' => false,\n  'database' => \n  array (\n    'driver' => 'sqlite',\n    'database' => 'storage/flarum.sqlite',\n    'prefix' => '',\n  ),\n  'url' => '{url}',\n);"
-        ),
-    )
-    .unwrap();
-    sqlx::any::install_default_drivers();
-    let path = root.join("storage/flarum.sqlite");
-    let mut db = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TABLE settings (\"key\" varchar(100) NOT NULL PRIMARY KEY, \"value\" text NULL)",
-    )
-    .execute(&mut db)
-    .await
-    .unwrap();
-    for (key, value) in settings {
-        sqlx::query("INSERT INTO settings VALUES ($1, $2)")
-            .bind(*key)
-            .bind(*value)
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
-    db.close().await.unwrap();
-}
-
 /// An https forum served on a plain port without a proxy cannot work:
 /// browsers on an https page only open wss://. `check` fails it with the
 /// fix, passes it once a proxy is in front, and `serve` says it once, at
@@ -452,6 +390,7 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
     assert_eq!(code, 1, "{findings:?}");
     let https = finding(&findings, "https");
     assert_eq!(https["status"], "fail", "{https}");
+    assert_in_troubleshooting(https);
     assert!(
         https["message"]
             .as_str()
@@ -495,5 +434,550 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
         finding(&findings, "https")["status"],
         "pass",
         "{findings:?}"
+    );
+}
+
+/// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
+fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
+    check(dir, envs, args)
+}
+
+/// A copy of Let's Encrypt's layout under `base`: `live/forum/*.pem` are
+/// links into `archive/forum/`, the archive directory is 0700 and the key
+/// 0600, all owned by whoever runs the test.
+fn letsencrypt_layout(base: &Path, pki: &Pki) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let leaf = pki.leaf("forum", false);
+    let archive = base.join("archive/forum");
+    let live = base.join("live/forum");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::copy(&leaf.full_chain, archive.join("fullchain1.pem")).unwrap();
+    std::fs::copy(&leaf.key, archive.join("privkey1.pem")).unwrap();
+    symlink(
+        "../../archive/forum/fullchain1.pem",
+        live.join("fullchain.pem"),
+    )
+    .unwrap();
+    symlink("../../archive/forum/privkey1.pem", live.join("privkey.pem")).unwrap();
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(base, 0o755);
+    mode(&base.join("live"), 0o700);
+    mode(&base.join("archive"), 0o700);
+    mode(&archive.join("privkey1.pem"), 0o600);
+    (live.join("fullchain.pem"), live.join("privkey.pem"))
+}
+
+/// Item 2: Let's Encrypt's permissions let root read the key but not the
+/// service's account. `check --user` judges for that account, names the
+/// directory that blocks and how to open it; once granted (by ACL) it
+/// passes. `serve` run as that account says the same.
+#[test]
+fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
+    let pki = Pki::new();
+    let base = tempfile::tempdir().unwrap();
+    let (cert, key) = letsencrypt_layout(base.path(), &pki);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let envs = tls_env(&cert, &key, port);
+    let (code, findings) = check_with(dir.path(), &envs, &["--user", "nobody"]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let access = finding(&findings, "access");
+    assert_finding(
+        access,
+        "fail",
+        &format!(
+            "nobody cannot enter {} (0700 ",
+            base.path().join("live").display()
+        ),
+        "setfacl -R -m u:nobody:rX",
+    );
+    assert!(
+        access["message"]
+            .as_str()
+            .unwrap()
+            .contains("named by --user")
+    );
+    assert_in_troubleshooting(access);
+
+    // Granted as the fix says: an ACL for that account alone.
+    let grant = format!(
+        "setfacl -R -m u:nobody:rX {base}/live {base}/archive",
+        base = base.path().display()
+    );
+    assert!(access["fix"].as_str().unwrap().contains(&grant), "{access}");
+    let status = Command::new("sh")
+        .args(["-c", &grant])
+        .status()
+        .expect("setfacl (Debian package acl)");
+    assert!(status.success(), "{grant}");
+    let (_, findings) = check_with(dir.path(), &envs, &["--user", "nobody"]);
+    assert_finding(finding(&findings, "access"), "pass", "nobody can read", "");
+    let revoke = format!(
+        "setfacl -R -b {base}/live {base}/archive",
+        base = base.path().display()
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", &revoke])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // serve, as the account that cannot read: the same cause and fix.
+    let mut serve = flarum_ws(dir.path());
+    serve.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+    ]);
+    serve.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let blocked = if running_as_root() {
+        use std::os::unix::process::CommandExt;
+        serve.uid(65534).gid(65534);
+        "nobody cannot enter"
+    } else {
+        // Not root: the owner locks themself out of the archive instead.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            base.path().join("archive"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        "cannot enter"
+    };
+    let output = serve.arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot be read by flarum-ws, running as")
+            && stderr.contains(blocked)
+            && stderr.contains(&format!("{}", base.path().join("archive").display()))
+            && stderr.contains("fix: "),
+        "{stderr}"
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
+}
+
+/// Item 3: the example YAML, used as it is in a forum root, changes
+/// nothing; a YAML key that replaces a forum setting is pointed out by
+/// `check` and `config`.
+#[tokio::test]
+async fn a_yaml_or_variable_overriding_the_forum_is_pointed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let rows = forum_rows(&port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/flarum-ws.example.yaml"
+    );
+    let (_, findings) = check_json(&mut flarum_ws(dir.path()), &["--config", example]);
+    assert!(
+        findings.iter().all(|f| f["check"] != "overrides"),
+        "{findings:#?}"
+    );
+    assert_finding(
+        finding(&findings, "credentials"),
+        "pass",
+        "key forumkey0123456789abcdefghijklmn",
+        "",
+    );
+
+    std::fs::write(dir.path().join("ws.yaml"), "app_key: yamlkey\n").unwrap();
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--config", "ws.yaml"]);
+    let overrides = finding(&findings, "overrides");
+    assert_finding(
+        overrides,
+        "warn",
+        "app_key comes from `app_key:` in ",
+        "remove `app_key:` in ",
+    );
+    assert!(
+        overrides["message"]
+            .as_str()
+            .unwrap()
+            .contains("settings table settings (key kyrne-websocket.app_key)"),
+        "{overrides}"
+    );
+    assert_eq!(code, 0, "a warning, not a failure: {findings:#?}");
+    assert_in_troubleshooting(overrides);
+
+    let output = flarum_ws(dir.path())
+        .env("FLARUM_WS_PORT", &port)
+        .args(["config", "--config", "ws.yaml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("# note: app_key from `app_key:` in ")
+            && text.contains("# note: port from FLARUM_WS_PORT in the environment overrides the forum's settings table settings (key kyrne-websocket.app_port)"),
+        "{text}"
+    );
+    // Item 15: where each forum value is kept, and the trusted proxies.
+    assert!(
+        text.contains("settings table settings (key kyrne-websocket.app_id)"),
+        "{text}"
+    );
+}
+
+/// Item 4: `serve` says an expired certificate is expired, at start and at
+/// each reload, and warns in its last two weeks.
+#[test]
+fn serve_logs_an_expired_or_expiring_certificate_at_start_and_reload() {
+    let pki = Pki::new();
+    let expired = pki.leaf("expired", true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = flarum_ws(dir.path());
+    command.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+    ]);
+    for (name, value) in tls_env(&expired.full_chain, &expired.key, free_port()) {
+        command.env(name, value);
+    }
+    let mut server = start(command.arg("serve"));
+    server.signal("HUP");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = server.stop_cleanly();
+    let errors: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("ERROR") && l.contains("expired on") && l.contains("certbot renew"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "once at start, once at the reload: {log:#?}"
+    );
+
+    let (soon, soon_key) = expiring_in_days(&pki, 5);
+    let mut command = flarum_ws(dir.path());
+    command.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+        ("FLARUM_WS_SELF_SIGNED", "true"),
+    ]);
+    for (name, value) in tls_env(&soon, &soon_key, free_port()) {
+        command.env(name, value);
+    }
+    let mut server = start(command.arg("serve"));
+    let log = server.stop_cleanly();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("expires in 4 day(s)")
+                || l.contains("WARN") && l.contains("expires in 5 day(s)")),
+        "{log:#?}"
+    );
+}
+
+/// A self-signed certificate for localhost that expires in `days` days.
+fn expiring_in_days(pki: &Pki, days_left: i64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    let (y, m, d) = civil_from_days(days + days_left);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (pki.path("soon.pem"), pki.path("soon.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// Item 5: a chain pasted intermediate first is served in order; `check`
+/// says only that the order is wrong (no false key mismatch, no empty
+/// name) and a browser-like client verifies it.
+#[tokio::test]
+async fn a_chain_out_of_order_is_reported_as_such_and_served_in_order() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let reversed = pki.path("reversed.pem");
+    std::fs::write(
+        &reversed,
+        format!(
+            "{}{}",
+            pki.intermediate_pem,
+            std::fs::read_to_string(&leaf.cert_only).unwrap()
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut envs = tls_env(&reversed, &leaf.key, port);
+    let mut command = flarum_ws(dir.path());
+    command.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+    ]);
+    command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut server = start(command.arg("serve"));
+    envs.push(("SSL_CERT_FILE", pki.root_pem.display().to_string()));
+    let via = format!("127.0.0.1:{port}");
+    let (code, findings) = check(dir.path(), &envs, &["--live", "--via", &via]);
+    assert_eq!(code, 0, "{findings:#?}");
+    let chain = finding(&findings, "chain");
+    assert_finding(
+        chain,
+        "warn",
+        "lists the chain out of order (CN=flarum-ws test intermediate | CN=forum)",
+        "list the server certificate first",
+    );
+    assert_in_troubleshooting(chain);
+    for name in ["key matches", "names", "live"] {
+        assert_eq!(
+            finding(&findings, name)["status"],
+            "pass",
+            "{name}: {findings:#?}"
+        );
+    }
+    let log = server.stop_cleanly();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("out of order")),
+        "{log:#?}"
+    );
+}
+
+/// Item 7: each way a key cannot be used has its own fix.
+#[test]
+fn each_key_problem_has_its_own_fix() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let key = leaf.key.display().to_string();
+    let encrypted = pki.path("encrypted.key");
+    common::pki::openssl(
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            &key,
+            "-passout",
+            "pass:right",
+            "-out",
+            encrypted.to_str().unwrap(),
+        ],
+        &encrypted,
+    );
+    let legacy = pki.path("legacy.key");
+    common::pki::openssl(
+        &[
+            "pkey",
+            "-in",
+            &key,
+            "-traditional",
+            "-aes256",
+            "-passout",
+            "pass:right",
+            "-out",
+            legacy.to_str().unwrap(),
+        ],
+        &legacy,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cases: [(&Path, Option<&str>, &str, &str); 4] = [
+        (
+            &encrypted,
+            None,
+            "is encrypted but no passphrase is set",
+            "set the key's passphrase on the extension's page",
+        ),
+        (
+            &encrypted,
+            Some("wrong"),
+            "could not be decrypted",
+            "check the passphrase: `openssl pkey -in",
+        ),
+        (
+            &legacy,
+            Some("right"),
+            "legacy OpenSSL PEM encryption",
+            "convert it to encrypted PKCS#8: openssl pkcs8 -topk8",
+        ),
+        (
+            Path::new("/etc/ssl/private/missing.key"),
+            None,
+            "does not exist",
+            "check the path /etc/ssl/private/missing.key",
+        ),
+    ];
+    for (key_path, passphrase, message, fix) in cases {
+        let mut envs = tls_env(&leaf.full_chain, key_path, port);
+        if let Some(passphrase) = passphrase {
+            envs.push(("FLARUM_WS_TLS_PASSPHRASE", passphrase.into()));
+        }
+        let (code, findings) = check(dir.path(), &envs, &[]);
+        assert_eq!(code, 1);
+        let private_key = finding(&findings, "private key");
+        assert_finding(private_key, "fail", message, fix);
+        assert!(
+            !private_key["fix"]
+                .as_str()
+                .unwrap()
+                .contains("issued with this certificate"),
+            "{private_key}"
+        );
+        assert_in_troubleshooting(private_key);
+        assert!(
+            findings.iter().all(|f| f["check"] != "key matches"),
+            "{findings:#?}"
+        );
+    }
+    // The right passphrase: all good.
+    let mut envs = tls_env(&leaf.full_chain, &encrypted, port);
+    envs.push(("FLARUM_WS_TLS_PASSPHRASE", "right".into()));
+    let (_, findings) = check(dir.path(), &envs, &[]);
+    assert_eq!(finding(&findings, "key matches")["status"], "pass");
+}
+
+/// Items 8, 9 and 10: what a browser's connection meets on the way, named:
+/// an issuer this machine does not trust (`check` and `trigger`), a
+/// `--via` that names flarum-ws's plain port behind a proxy, a host name
+/// with no DNS record.
+#[test]
+fn live_failures_name_their_cause() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let envs = tls_env(&leaf.full_chain, &leaf.key, port);
+    let mut command = flarum_ws(dir.path());
+    command.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+    ]);
+    command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let server = start(command.arg("serve"));
+    let via = format!("127.0.0.1:{port}");
+    let (code, findings) = check(dir.path(), &envs, &["--live", "--via", &via]);
+    assert_eq!(code, 1);
+    let live = finding(&findings, "live");
+    assert_finding(
+        live,
+        "fail",
+        "is not trusted on this machine",
+        "SSL_CERT_FILE=/path/to/ca.pem",
+    );
+    assert_in_troubleshooting(live);
+    let output = flarum_ws(dir.path())
+        .envs([
+            ("FLARUM_WS_APP_ID", APP_ID),
+            ("FLARUM_WS_APP_KEY", KEY),
+            ("FLARUM_WS_APP_SECRET", SECRET),
+        ])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["trigger", "public", "hello"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("is not trusted on this machine")
+            && stderr.contains("fix: ")
+            && stderr.contains("SSL_CERT_FILE"),
+        "{stderr}"
+    );
+    drop(server);
+
+    // Reverse-proxy mode, --via at flarum-ws's own (plain) port.
+    let plain_port = free_port();
+    let proxied = [
+        ("FLARUM_WS_REVERSE_PROXY", "true".to_owned()),
+        ("FLARUM_WS_PORT", plain_port.to_string()),
+        ("FLARUM_WS_APP_HOST", "localhost".to_owned()),
+    ];
+    let mut command = flarum_ws(dir.path());
+    command.envs([
+        ("FLARUM_WS_APP_ID", APP_ID),
+        ("FLARUM_WS_APP_KEY", KEY),
+        ("FLARUM_WS_APP_SECRET", SECRET),
+    ]);
+    command.envs(proxied.iter().map(|(k, v)| (*k, v.as_str())));
+    let server = start(command.arg("serve"));
+    let via = format!("127.0.0.1:{plain_port}");
+    let (_, findings) = check(dir.path(), &proxied, &["--live", "--via", &via]);
+    let live = finding(&findings, "live");
+    assert_finding(
+        live,
+        "fail",
+        "answered in plain HTTP, not TLS",
+        "point --via at the proxy",
+    );
+    assert!(
+        !live["fix"].as_str().unwrap().contains("certificate"),
+        "{live}"
+    );
+    assert_in_troubleshooting(live);
+    drop(server);
+
+    // A host name without DNS records.
+    let nowhere = [
+        ("FLARUM_WS_REVERSE_PROXY", "true".to_owned()),
+        ("FLARUM_WS_PORT", free_port().to_string()),
+        ("FLARUM_WS_APP_HOST", "no-such-forum.invalid".to_owned()),
+    ];
+    let (_, findings) = check(dir.path(), &nowhere, &["--live"]);
+    let live = finding(&findings, "live");
+    assert_finding(
+        live,
+        "fail",
+        "DNS has no address for no-such-forum.invalid",
+        "add an A (or AAAA) record for no-such-forum.invalid",
+    );
+    assert!(
+        !live["fix"]
+            .as_str()
+            .unwrap()
+            .contains("is flarum-ws running"),
+        "{live}"
+    );
+    assert_in_troubleshooting(live);
+}
+
+/// Item 11: run from the forum's `public/` folder, `check` says the forum
+/// root is one level up instead of running standalone.
+#[tokio::test]
+async fn run_from_public_names_the_forum_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = forum_rows(&free_port().to_string());
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sqlite_forum(dir.path(), "https://forum.example", &rows).await;
+    std::fs::create_dir(dir.path().join("public")).unwrap();
+    let (code, findings) = check_json(&mut flarum_ws(&dir.path().join("public")), &[]);
+    assert_eq!(code, 1);
+    let config_php = finding(&findings, "config.php");
+    assert_finding(
+        config_php,
+        "fail",
+        "no config.php in",
+        &format!(
+            "{} is the forum's root (it holds config.php): run flarum-ws there, or pass --root",
+            dir.path().display()
+        ),
+    );
+    assert_in_troubleshooting(config_php);
+    assert!(
+        findings.iter().all(|f| f["check"] != "credentials"),
+        "{findings:#?}"
     );
 }

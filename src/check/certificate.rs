@@ -37,7 +37,7 @@ fn check_access(settings: &Settings, user: &Result<ServiceUser, String>) -> Opti
             return Some(Finding::fail(
                 "access",
                 format!(
-                    "{} ({}): the server could not start",
+                    "{} ({}): the service would fail to start",
                     blocked.describe(&user.account),
                     user.source
                 ),

@@ -20,6 +20,9 @@ pub struct LiveOptions {
     /// `host:port` to connect to instead of resolving the browser's host
     /// (the name is still used for TLS).
     pub via: Option<String>,
+    /// `host:port` of this machine's reverse proxy (default 127.0.0.1:443),
+    /// asked directly to tell its faults from a proxy's in front of it.
+    pub proxy: Option<String>,
 }
 
 /// Where browsers connect: through the proxy on 443, or straight to the port.
@@ -79,6 +82,101 @@ where
     }
 }
 
+/// Opens a websocket to `target` as a browser would; the HTTP status
+/// when the upgrade is refused, `Ok(())` when it is accepted.
+async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
+    let url = format!(
+        "{}://{}:{}/app/{key}?protocol=7&client=js&version=8.4.0&flash=false",
+        target.scheme("wss", "ws"),
+        target.server_name,
+        target.port,
+    );
+    let stream = within(connect(target))
+        .await
+        .and_then(Result::ok)
+        .ok_or(None)?;
+    match within(tokio_tungstenite::client_async(url.as_str(), stream)).await {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(WsError::Http(response))) => Err(Some(response.status().as_u16())),
+        _ => Err(None),
+    }
+}
+
+/// Why the upgrade was answered with `status` instead of 101, and the fix.
+/// A 404 or 400/426 through the forum's address means the request reached
+/// something other than flarum-ws: either the Upgrade header was dropped
+/// before it reached this machine's proxy (a second proxy in front: another
+/// nginx, a load balancer, a CDN), or this machine's proxy does not send
+/// websockets to flarum-ws. Asking that proxy directly tells which.
+async fn refused_upgrade(
+    settings: &Settings,
+    host: &str,
+    options: &LiveOptions,
+    url: &str,
+    status: u16,
+) -> (String, String) {
+    let answered = format!("{url}: the websocket handshake was answered with HTTP {status}");
+    if (502..=504).contains(&status) {
+        return (
+            answered,
+            "the proxy cannot reach flarum-ws: is it running, and does proxy_pass use its port?"
+                .into(),
+        );
+    }
+    if !matches!(status, 400 | 404 | 426) {
+        return (answered, "see the proxy's error log".into());
+    }
+    if !settings.reverse_proxy {
+        return (
+            format!("{answered}, so something other than flarum-ws answers on that port"),
+            "find what listens there (ss -ltnp) and stop it, or check the port and host settings"
+                .into(),
+        );
+    }
+    let local = local_proxy(host, options);
+    let shown = format!("{}:{}", local.address, local.port);
+    match upgrade_status(&local, &settings.app.key).await {
+        Ok(()) => (
+            format!(
+                "{answered}, while the proxy on this machine ({shown}) upgrades it: the Upgrade header is lost in front of it"
+            ),
+            format!(
+                "a second proxy in front of {shown} (another nginx, a load balancer, a CDN) drops the Upgrade header: let it pass websockets (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; Cloudflare: Network, WebSockets on), or send /app/ straight to this machine's proxy"
+            ),
+        ),
+        Err(Some(local_status)) => (
+            format!(
+                "{answered}; the proxy on this machine ({shown}) answers {local_status} too: it sends the websocket to the forum, not to flarum-ws"
+            ),
+            "add the `map $http_upgrade $type` and `location @ws` blocks to the forum's server block, with proxy_pass to flarum-ws's port on 127.0.0.1 (flarum-ws nginx-snippet prints them), then nginx -t && systemctl reload nginx".into(),
+        ),
+        Err(None) => (
+            format!(
+                "{answered}; the proxy on this machine could not be asked at {shown} to tell where the Upgrade header is lost"
+            ),
+            "either a proxy in front of this machine drops the Upgrade header (let it pass websockets), or this machine's nginx lacks the `location @ws` block (flarum-ws nginx-snippet prints it); pass --proxy HOST:PORT where this machine's proxy listens to tell them apart".into(),
+        ),
+    }
+}
+
+/// This machine's reverse proxy: `--proxy`, else port 443 on loopback.
+/// Its certificate is not verified: only where it routes matters here.
+fn local_proxy(host: &str, options: &LiveOptions) -> Target {
+    let (address, port) = options
+        .proxy
+        .as_deref()
+        .and_then(|p| p.rsplit_once(':'))
+        .and_then(|(address, port)| Some((address.to_owned(), port.parse().ok()?)))
+        .unwrap_or_else(|| ("127.0.0.1".to_owned(), 443));
+    Target {
+        address,
+        port,
+        tls: true,
+        server_name: host.to_owned(),
+        insecure: true,
+    }
+}
+
 pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) -> Vec<Finding> {
     let browser = browser_target(settings, host, options);
     let url = format!(
@@ -102,22 +200,8 @@ pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) 
         Some(Ok(pair)) => pair,
         Some(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();
-            let fix = match status {
-                404 => {
-                    "the proxy does not send /app/ to flarum-ws: check the `location @ws` block and that proxy_pass uses the configured port on 127.0.0.1"
-                }
-                400 | 426 => {
-                    "a proxy on the way drops the Upgrade header: is the connection proxied twice? Configure the websocket on the proxy closest to the user"
-                }
-                502..=504 => {
-                    "the proxy cannot reach flarum-ws: is it running, and does proxy_pass use its port?"
-                }
-                _ => "see the proxy's error log",
-            };
-            return fail(
-                format!("{url}: the websocket handshake was answered with HTTP {status}"),
-                fix,
-            );
+            let (message, fix) = refused_upgrade(settings, host, options, &url, status).await;
+            return fail(message, &fix);
         }
         Some(Err(error)) => {
             return fail(

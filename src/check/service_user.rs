@@ -72,7 +72,7 @@ pub fn service_user(named: Option<&str>) -> Result<ServiceUser, String> {
     if let Some(name) = named {
         return Ok(ServiceUser {
             account: Account::by_name(name)?,
-            source: "--user".into(),
+            source: "named by --user".into(),
         });
     }
     if let Some((name, unit)) = unit_user(&UNIT_DIRECTORIES) {

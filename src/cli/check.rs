@@ -23,6 +23,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         environment: std::env::vars().collect(),
         live: (args.live || args.via.is_some()).then(|| LiveOptions {
             via: args.via.clone(),
+            proxy: args.proxy.clone(),
         }),
         user: args.user.clone(),
     };

@@ -64,6 +64,9 @@ pub struct CheckArgs {
     /// With --live, connect to this host:port instead of the browser's host (the name is kept for TLS).
     #[arg(long, value_name = "HOST:PORT")]
     pub via: Option<String>,
+    /// With --live, where this machine's reverse proxy listens (default 127.0.0.1:443); asked directly when an upgrade is refused, to tell its faults from those of a proxy in front of it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub proxy: Option<String>,
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,

@@ -17,7 +17,7 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::context::ServerContext;
@@ -33,11 +33,11 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     // Events are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     match ctx.tls.clone() {
-        None => {
-            if !not_for_http(&ctx, &stream, peer).await {
-                serve_http(ctx, stream, peer).await;
-            }
-        }
+        None => match first_bytes(&ctx, &stream, peer).await {
+            FirstBytes::Http => serve_http(ctx, stream, peer).await,
+            FirstBytes::Tls => answer_tls_in_plain(stream).await,
+            FirstBytes::Nothing => {}
+        },
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => serve_http(ctx, tls, peer).await,
@@ -48,27 +48,36 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     }
 }
 
-/// Whether this plain connection is not to be served: a client that opened
-/// with a TLS handshake (a browser on an https forum page, connecting to
-/// wss://), which the admin is told about once at warn level (later ones at
-/// debug level), or one that sent nothing before shutdown. Waits for the
-/// first byte no longer than `handshake_timeout`, then lets hyper time the
-/// rest of the head.
-async fn not_for_http(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> bool {
+/// What a plain connection opened with.
+enum FirstBytes {
+    /// Anything else: hyper reads it as HTTP (and refuses what is not).
+    Http,
+    /// A TLS handshake: a browser on an https forum page connecting to
+    /// wss://, or a probe aimed at the wrong port.
+    Tls,
+    /// Nothing before shutdown.
+    Nothing,
+}
+
+/// Waits for the first byte (no longer than `handshake_timeout`, then
+/// hyper times the rest of the head) and sorts the connection. A TLS
+/// handshake is told to the admin once at warn level, later ones at debug
+/// level.
+async fn first_bytes(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) -> FirstBytes {
     /// A TLS record of type "handshake" starts with this byte; HTTP never does.
     const TLS_HANDSHAKE: u8 = 0x16;
     static TOLD: AtomicBool = AtomicBool::new(false);
     let mut first = [0u8; 1];
     let deadline = ctx.settings().limits.handshake_timeout;
     let peeked = tokio::select! {
-        _ = ctx.shutdown.cancelled() => return true,
+        _ = ctx.shutdown.cancelled() => return FirstBytes::Nothing,
         peeked = tokio::time::timeout(deadline, stream.peek(&mut first)) => peeked,
     };
     let Ok(Ok(1)) = peeked else {
-        return false;
+        return FirstBytes::Http;
     };
     if first[0] != TLS_HANDSHAKE {
-        return false;
+        return FirstBytes::Http;
     }
     if !TOLD.swap(true, Ordering::Relaxed) {
         tracing::warn!(
@@ -80,7 +89,26 @@ async fn not_for_http(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr)
     } else {
         tracing::debug!("{peer} started a TLS handshake on the plain port");
     }
-    true
+    FirstBytes::Tls
+}
+
+/// Answers a TLS handshake on the plain port in plain HTTP, as nginx does
+/// the other way round: a TLS client then reports "not TLS" (which `check`
+/// turns into "this port speaks plain HTTP") instead of a bare reset. The
+/// handshake is read first, so that closing does not reset the answer away.
+async fn answer_tls_in_plain(mut stream: TcpStream) {
+    const BODY: &str = "This port of flarum-ws speaks plain HTTP (ws://), not TLS (wss://).\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut hello = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut hello)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 async fn serve_http<S>(ctx: Arc<ServerContext>, stream: S, peer: SocketAddr)

@@ -93,9 +93,12 @@ impl Blocked {
     pub fn fix(&self, account: &Account) -> String {
         let user = &account.name;
         match self {
-            Self::Directory(dir, _) if dir.starts_with("/etc/letsencrypt") => format!(
-                "let {user} in without opening the keys to everyone: setfacl -m u:{user}:rx /etc/letsencrypt/live /etc/letsencrypt/archive, then setfacl -m u:{user}:r on the key under archive/ (or chmod 0755 both directories and chgrp {user} plus chmod 0640 the key); certbot keeps these permissions on renewal"
-            ),
+            Self::Directory(dir, _) if letsencrypt_base(dir).is_some() => {
+                let base = letsencrypt_base(dir).unwrap_or(dir).display();
+                format!(
+                    "let {user} in without opening the keys to everyone: setfacl -R -m u:{user}:rX {base}/live {base}/archive (or chmod 0755 both directories, then chgrp {user} and chmod 0640 the key under archive/); certbot keeps these permissions on renewal"
+                )
+            }
             Self::Directory(dir, _) => format!(
                 "let {user} into {}: setfacl -m u:{user}:x {} (or chmod o+x)",
                 dir.display(),
@@ -108,6 +111,14 @@ impl Blocked {
             Self::Missing(path) => format!("check the path {}", path.display()),
         }
     }
+}
+
+/// The folder holding Let's Encrypt's `live/` and `archive/`, when `dir`
+/// is one of them or inside one.
+fn letsencrypt_base(dir: &Path) -> Option<&Path> {
+    dir.ancestors()
+        .find(|base| base.join("live").is_dir() && base.join("archive").is_dir())
+        .filter(|base| *base != dir)
 }
 
 /// `r` = 4, `x` = 1, as in the mode bits.

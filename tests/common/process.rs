@@ -20,6 +20,8 @@ pub struct Running {
     pub child: Child,
     pub port: u16,
     log: std::sync::mpsc::Receiver<String>,
+    /// The lines before "Listening on", given back with the rest at exit.
+    startup: Vec<String>,
 }
 
 pub fn start(command: &mut Command) -> Running {
@@ -41,7 +43,13 @@ pub fn start(command: &mut Command) -> Running {
             if let Some(rest) = line.split("Listening on ").nth(1) {
                 let address = rest.split_whitespace().next().unwrap();
                 let port = address.rsplit(':').next().unwrap().parse().unwrap();
-                return Running { child, port, log };
+                seen.push(line);
+                return Running {
+                    child,
+                    port,
+                    log,
+                    startup: seen,
+                };
             }
             seen.push(line);
         }
@@ -75,7 +83,9 @@ impl Running {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
-                return (status.code().unwrap_or(-1), self.log.try_iter().collect());
+                let mut lines = std::mem::take(&mut self.startup);
+                lines.extend(self.log.try_iter());
+                return (status.code().unwrap_or(-1), lines);
             }
             assert!(Instant::now() < deadline, "server did not exit");
             std::thread::sleep(Duration::from_millis(50));
