@@ -385,7 +385,8 @@ async fn computed_config_php_is_evaluated_by_php_or_refused_with_its_line() {
         .arg("config"));
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("\"815\"") && stdout.contains("forum settings"),
+        stdout.contains("\"815\"")
+            && stdout.contains("settings table presettings (key kyrne-websocket.app_id)"),
         "{stdout}"
     );
     assert!(
@@ -489,7 +490,8 @@ async fn a_missing_certificate_file_is_a_startup_error() {
     let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("cannot read /etc/ssl/forum.pem"),
+        stderr.contains("/etc/ssl/forum.pem does not exist")
+            && stderr.contains("fix: check the path"),
         "{stderr}"
     );
 }
@@ -706,4 +708,121 @@ async fn a_full_disk_loses_statistics_rows_but_not_the_service() {
     assert!(has("statistics are lost, serving continues"), "{log:?}");
     assert!(has("The forum database answers again"), "{log:?}");
     drop(disk);
+}
+
+/// Items 6, 12 and 13 of the check audit, on each database server: a wrong
+/// table prefix names the right one; a `getenv()` password whose variable
+/// is unset is named with its line; a stopped server or a refused password
+/// is reported at once with the driver's own reason (not a pool timeout
+/// after 10 s), by `check` and by `serve`.
+#[tokio::test]
+#[ignore = "needs MariaDB and PostgreSQL from tests/services/start.sh, and php-cli"]
+async fn database_problems_are_named_by_their_cause() {
+    use common::checking::{assert_finding, assert_in_troubleshooting, check_json, finding};
+    for db in [Server::MariaDb, Server::Postgres, Server::Sqlite] {
+        let root = forum(db, "flarum_", &credentials(free_port())).await;
+        let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+        let unprefixed = if db == Server::Postgres {
+            config.replace("'prefix' => 'flarum_'", "'prefix' => NULL")
+        } else {
+            config.replace("'prefix' => 'flarum_'", "'prefix' => ''")
+        };
+        assert_ne!(unprefixed, config);
+        std::fs::write(root.path().join("config.php"), &unprefixed).unwrap();
+        let (code, findings) = check_json(&mut flarum_ws(root.path()), &[]);
+        assert_eq!(code, 1, "{db:?}");
+        let settings = finding(&findings, "settings");
+        assert_finding(
+            settings,
+            "fail",
+            "has no table `settings` (it has flarum_settings)",
+            "set 'prefix' => 'flarum_' in config.php's database block",
+        );
+        assert!(
+            !settings["fix"].as_str().unwrap().contains("extension's"),
+            "{settings}"
+        );
+        assert_in_troubleshooting(settings);
+    }
+
+    for db in [Server::MariaDb, Server::Postgres] {
+        let root = forum(db, "", &credentials(free_port())).await;
+        let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+        // The password from the environment, as many deployments write it.
+        let from_env = config.replace(
+            &format!("'password' => '{}'", password()),
+            "'password' => getenv('DB_PASSWORD')",
+        );
+        assert_ne!(from_env, config);
+        std::fs::write(root.path().join("config.php"), &from_env).unwrap();
+        let line = from_env
+            .lines()
+            .position(|l| l.contains("getenv('DB_PASSWORD')"))
+            .unwrap()
+            + 1;
+        let (code, findings) = check_json(flarum_ws(root.path()).env_remove("DB_PASSWORD"), &[]);
+        assert_eq!(code, 1, "{db:?}");
+        let database = finding(&findings, "database");
+        assert_finding(
+            database,
+            "fail",
+            &format!(
+                "config.php line {line}: getenv('DB_PASSWORD') returned false, DB_PASSWORD is not set for flarum-ws"
+            ),
+            "set DB_PASSWORD for flarum-ws as for PHP (under systemd, in /etc/default/flarum-ws: DB_PASSWORD=...)",
+        );
+        assert!(
+            database["message"]
+                .as_str()
+                .unwrap()
+                .contains("the server refused the user and password"),
+            "{database}"
+        );
+        assert_in_troubleshooting(database);
+        let (code, findings) =
+            check_json(flarum_ws(root.path()).env("DB_PASSWORD", password()), &[]);
+        assert_eq!(
+            finding(&findings, "database")["status"],
+            "pass",
+            "{findings:#?}"
+        );
+        assert_eq!(code, 0, "{findings:#?}");
+
+        // The server stopped (nothing listens on the port any more).
+        let port = match db {
+            Server::MariaDb => service_var("TEST_DB_MYSQL_PORT"),
+            _ => service_var("TEST_DB_PG_PORT"),
+        };
+        let closed = free_port().to_string();
+        let stopped = config
+            .replace(&format!("'port' => {port}"), &format!("'port' => {closed}"))
+            .replace(
+                &format!("'port' => '{port}'"),
+                &format!("'port' => '{closed}'"),
+            );
+        assert_ne!(stopped, config);
+        std::fs::write(root.path().join("config.php"), &stopped).unwrap();
+        let began = std::time::Instant::now();
+        let (code, findings) = check_json(&mut flarum_ws(root.path()), &[]);
+        let took = began.elapsed();
+        assert_eq!(code, 1);
+        let database = finding(&findings, "database");
+        assert_finding(
+            database,
+            "fail",
+            &format!("nothing listens at 127.0.0.1:{closed} (connection refused)"),
+            "start the database server",
+        );
+        assert_in_troubleshooting(database);
+        // Reported as it happens, not after the pool's 10 s timeout.
+        assert!(took < Duration::from_secs(5), "{db:?} took {took:?}");
+        let (code, _, stderr) = run(flarum_ws(root.path()).arg("serve"));
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("connection refused")
+                && stderr.contains("fix: start the database server")
+                && !stderr.contains("pool timed out"),
+            "{stderr}"
+        );
+    }
 }
