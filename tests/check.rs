@@ -981,3 +981,62 @@ async fn run_from_public_names_the_forum_root() {
         "{findings:#?}"
     );
 }
+
+/// Item 18: a forum's own origin is the default `allowed_origins`, so a
+/// correct forum setup gets no origins warning, pages of other sites are
+/// refused (and the refusal logged with the variable to add a name), and
+/// the forum's pages connect.
+#[tokio::test]
+async fn the_forum_url_is_the_default_allowed_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut rows = forum_rows(&port);
+    rows.push(("kyrne-websocket.reverse_proxy", "1".into()));
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sqlite_forum(dir.path(), "https://forum.example/", &rows).await;
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &[]);
+    assert_eq!(code, 0, "{findings:#?}");
+    assert_finding(
+        finding(&findings, "origins"),
+        "pass",
+        "browsers on https://forum.example only (from the forum's url in",
+        "",
+    );
+
+    let mut server = start(flarum_ws(dir.path()).arg("serve"));
+    let connect = |origin: &'static str| {
+        let url = format!(
+            "ws://127.0.0.1:{port}/app/forumkey0123456789abcdefghijklmn?protocol=7&client=js&version=8.4.0"
+        );
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            use futures_util::StreamExt;
+            let first = ws.next().await.unwrap().unwrap();
+            first.into_text().unwrap().to_string()
+        }
+    };
+    let welcomed = connect("https://forum.example").await;
+    assert!(
+        welcomed.contains("pusher:connection_established"),
+        "{welcomed}"
+    );
+    let refused = connect("https://elsewhere.example").await;
+    assert!(
+        refused.contains("4009") && refused.contains("not allowed"),
+        "{refused}"
+    );
+    let log = server.stop_cleanly();
+    assert!(
+        log.iter().any(|l| l.contains("WARN")
+            && l.contains("Refused a websocket from a page on https://elsewhere.example")
+            && l.contains(
+                "FLARUM_WS_ALLOWED_ORIGINS=https://forum.example,https://elsewhere.example"
+            )),
+        "{log:#?}"
+    );
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 
-use common::process::{flarum_ws, start};
+use common::process::{flarum_ws, free_port, start};
 use std::process::{Command, Output, Stdio};
 
 use common::*;
@@ -221,4 +221,47 @@ fn redis_url_flag_is_redacted_and_checked() {
     assert_eq!(code, 1);
     assert!(stderr.contains("invalid redis_url"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// Item 16 of the check audit: a SIGHUP that changes the port warns (it
+/// needs a restart); a second one that puts it back is no change.
+#[test]
+fn a_port_put_back_before_a_restart_is_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let yaml = |port: u16| {
+        std::fs::write(
+            dir.path().join("ws.yaml"),
+            format!("app_id: '1'\napp_key: k\napp_secret: s\nhost: 127.0.0.1\nport: {port}\n"),
+        )
+        .unwrap();
+    };
+    yaml(port);
+    let mut server = start(flarum_ws(dir.path()).args(["serve", "--config", "ws.yaml"]));
+    let reload = |server: &common::process::Running| {
+        server.signal("HUP");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    };
+    yaml(port + 1);
+    reload(&server);
+    yaml(port);
+    reload(&server);
+    let log = server.stop_cleanly();
+    let warned: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("takes effect only after a restart"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!("port is now {}", port + 1))
+            && warned[0].contains(&format!("still serving {port}")),
+        "{warned:?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("Settings reloaded"))
+            .count(),
+        2,
+        "{log:#?}"
+    );
 }

@@ -189,7 +189,9 @@ settings! {
     /// Seconds a client has to send its request head, and then to complete
     /// its request, body included (408 after it).
     handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT" { default: 10, range: 1..=3600 },
-    /// Browser origins allowed to connect (empty: any).
+    /// Browser origins allowed to connect, e.g. `https://forum.example`
+    /// (`*`: any). Run from a forum, the default is the forum's url; alone,
+    /// any origin.
     allowed_origins: Vec<String> = "FLARUM_WS_ALLOWED_ORIGINS",
     /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
     trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
