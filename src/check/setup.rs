@@ -11,7 +11,8 @@ use super::{Finding, Status};
 use crate::cluster;
 use crate::config::{self, PartialSettings, Resolved, Settings};
 use crate::forum::{
-    Database, ForumConfig, ForumError, parent_is_forum, read_config_php, settings_from_rows,
+    Database, Extension, ForumConfig, ForumError, parent_is_forum, read_config_php,
+    settings_from_rows,
 };
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
@@ -97,11 +98,20 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         database.close().await;
         match rows.and_then(|rows| settings_from_rows(rows, config)) {
             Ok(settings) => {
+                let source = match settings.extension {
+                    Extension::Kyrne => "its settings page (the settings table)",
+                    Extension::Realtime => {
+                        "config.php's 'websocket' array and the daemon's defaults"
+                    }
+                };
                 findings.push(Finding::pass(
-                    "settings",
-                    "the extension's settings were read",
+                    "extension",
+                    format!(
+                        "serving {}, configured from {source}",
+                        settings.extension.name()
+                    ),
                 ));
-                sources.forum = Some(settings);
+                sources.forum = Some(settings.layer);
             }
             Err(error) => {
                 findings.push(Finding::fail("settings", error.to_string(), error.fix()));

@@ -26,7 +26,7 @@ pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
         None => (cwd, false),
     };
     let forum = forum::load_forum(&root, explicit).await?;
-    sources.forum = forum.as_ref().map(|forum| forum.settings.clone());
+    sources.forum = forum.as_ref().map(|forum| forum.settings.layer.clone());
     let resolved = config::resolve(sources).map_err(Failure::user)?;
     Ok(Loaded { resolved, forum })
 }

@@ -6,6 +6,7 @@ mod config;
 mod generate;
 mod load;
 mod nginx_snippet;
+mod reload;
 mod serve;
 mod trigger;
 
@@ -185,6 +186,8 @@ pub enum Exit {
     Success = 0,
     Failure = 1,
     Unexpected = 2,
+    /// Stopped to be started again (see `reload::RESTART_EXIT_CODE`).
+    Restart = 75,
 }
 
 impl From<Exit> for ExitCode {

@@ -8,10 +8,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::load::{Loaded, load};
+use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
-use crate::config::Settings;
-use crate::forum::Database;
+use crate::forum::{Database, Extension};
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
 use crate::tls::{self, CertStore};
@@ -95,7 +95,12 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(systemd::watchdog(shutdown.clone()));
     tokio::spawn(report_status(ctx.clone()));
-    tokio::spawn(reload_on_hangup(args, ctx.clone(), store));
+    let reloader = Reloader {
+        args,
+        ctx: ctx.clone(),
+        certificates: store,
+    };
+    tokio::spawn(reload_on_hangup(reloader.clone()));
     // Said once every listener is open, so whoever waits for this line (an
     // admin, a test) finds the metrics listener up too.
     let app = &ctx.settings().app;
@@ -107,7 +112,41 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     );
     announce_admin_pages(&ctx, address);
     systemd::ready(&format!("listening on {address}"));
-    if let (Some(forum), true) = (&forum, write_statistics) {
+    reloader.serve_typing(forum.as_ref()).await;
+    if let Some(forum) = forum
+        .as_ref()
+        .filter(|f| f.settings.extension == Extension::Realtime)
+    {
+        tracing::info!(
+            "Serving a Flarum 2 forum ({}): settings from config.php's 'websocket' array and the daemon's defaults; no statistics table is written",
+            Extension::Realtime.name()
+        );
+        match Database::connect(&forum.config).await {
+            Ok(database) => {
+                let root = forum
+                    .config
+                    .path
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                tokio::spawn(follow_the_forum(
+                    reloader.clone(),
+                    database,
+                    root,
+                    forum.settings.extensions_enabled.clone(),
+                ));
+            }
+            Err(error) => tracing::warn!(
+                "not following the forum's restart requests: cannot open its database: {error}"
+            ),
+        }
+    }
+    if let (Some(forum), true) = (
+        forum
+            .as_ref()
+            .filter(|f| f.settings.extension == Extension::Kyrne),
+        write_statistics,
+    ) {
         match Database::connect(&forum.config).await {
             Ok(database) => {
                 tokio::spawn(statistics::run(
@@ -120,11 +159,15 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
             Err(error) => tracing::warn!("not writing statistics: {error}"),
         }
     }
+    let ctx_for_exit = ctx.clone();
     server::serve(listener, ctx)
         .await
         .context("the server stopped unexpectedly")
         .map_err(Failure::unexpected)?;
     tracing::info!("Server stopped");
+    if ctx_for_exit.restart_requested() {
+        return Ok(Exit::Restart);
+    }
     Ok(Exit::Success)
 }
 
@@ -190,80 +233,5 @@ async fn report_status(ctx: Arc<ServerContext>) {
             totals.channels,
             totals.subscriptions
         ));
-    }
-}
-
-fn describe_tls(settings: &Settings) -> String {
-    settings.tls.as_ref().map_or_else(
-        || "plain (no TLS)".to_owned(),
-        |files| format!("TLS with {}", files.cert.display()),
-    )
-}
-
-/// On SIGHUP, re-reads every source (config.php and the settings table
-/// included) and applies the result; a failed reload keeps what runs.
-async fn reload_on_hangup(
-    args: SourceArgs,
-    ctx: Arc<ServerContext>,
-    certificates: Option<Arc<CertStore>>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; settings can only change with a restart");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        tracing::info!("SIGHUP received, reloading settings");
-        systemd::reloading();
-        if let Some(certificates) = &certificates {
-            certificates.request_reload();
-        }
-        let mut fresh = match load(&args).await {
-            Ok(loaded) => loaded.resolved.settings,
-            Err(failure) => {
-                tracing::error!(
-                    "reload failed, keeping the current settings: {:#}",
-                    failure.error
-                );
-                systemd::ready("reload failed; running with the previous settings");
-                continue;
-            }
-        };
-        // The listener keeps its address and TLS mode until a restart: the
-        // running settings keep them too, so that what is compared on the
-        // next SIGHUP is what serves (a port put back is no change).
-        let current = ctx.settings();
-        for (what, changed, now, serving) in [
-            (
-                "bind address",
-                fresh.host != current.host,
-                fresh.host.clone(),
-                current.host.clone(),
-            ),
-            (
-                "port",
-                fresh.port != current.port,
-                fresh.port.to_string(),
-                current.port.to_string(),
-            ),
-            (
-                "TLS mode or certificate path",
-                fresh.tls != current.tls,
-                describe_tls(&fresh),
-                describe_tls(&current),
-            ),
-        ] {
-            if changed {
-                tracing::warn!(
-                    "the {what} is now {now}; it takes effect only after a restart (still serving {serving})"
-                );
-            }
-        }
-        fresh.host = current.host.clone();
-        fresh.port = current.port;
-        fresh.tls = current.tls.clone();
-        ctx.apply(fresh);
-        tracing::info!("Settings reloaded; open connections were kept");
-        systemd::ready("settings reloaded");
     }
 }

@@ -193,6 +193,9 @@ settings! {
     /// (`*`: any). Run from a forum, the default is the forum's url; alone,
     /// any origin.
     allowed_origins: Vec<String> = "FLARUM_WS_ALLOWED_ORIGINS",
+    /// Refuse websockets that send no Origin header (browsers always send
+    /// one). On for Flarum 2 forums, as flarum/realtime does.
+    require_origin: bool = "FLARUM_WS_REQUIRE_ORIGIN" { default: false },
     /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
     trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
     /// Members one presence channel may hold.
@@ -350,7 +353,7 @@ pub(super) fn into_settings(
         .clone()
         .unwrap_or_default()
         .iter()
-        .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
         .collect();
     let limits = Limits {
         max_connections: p.max_connections.unwrap_or_default(),
@@ -421,6 +424,7 @@ pub(super) fn into_settings(
             statistics,
             statistics_interval: Duration::from_secs(statistics_interval),
             allowed_origins,
+            require_origin: p.require_origin.unwrap_or_default(),
             trusted_proxies: trusted,
             verbose,
             limits,

@@ -165,7 +165,11 @@ pub struct Settings {
     pub statistics_interval: Duration,
     /// Browser origins allowed to open websockets (lower case, no trailing
     /// slash); empty allows any.
+    /// Origins (`https://forum.example`) or bare host names (any scheme
+    /// and port) browsers may connect from; empty or `*`: any.
     pub allowed_origins: Vec<String>,
+    /// Refuse websockets without an Origin header.
+    pub require_origin: bool,
     /// Peers whose forwarded-for headers name the real client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub verbose: bool,

@@ -59,6 +59,9 @@ pub struct ForumConfig {
     pub debug: bool,
     /// `getenv('NAME')` calls whose variable this process does not have.
     pub unset_variables: Vec<UnsetVariable>,
+    /// The `websocket` array, where flarum/realtime (Flarum 2) reads its
+    /// overrides; `Null` when absent.
+    pub websocket: Value,
 }
 
 impl ForumConfig {
@@ -247,6 +250,7 @@ fn extract(path: &Path, config: &Value) -> Result<ForumConfig, ForumError> {
         url: text(config.get("url")).filter(|s| !s.is_empty()),
         debug: truthy(config.get("debug")),
         unset_variables: Vec::new(),
+        websocket: config.get("websocket").cloned().unwrap_or(Value::Null),
     })
 }
 

@@ -32,6 +32,13 @@ pub struct StatisticsRow {
     pub api_messages: u64,
 }
 
+/// What typing indicators need of a user.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub display_name: String,
+    pub preferences: Option<Vec<u8>>,
+}
+
 /// A connection pool to the forum database.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -237,12 +244,15 @@ impl Database {
         format!("{}{name}", self.prefix)
     }
 
-    /// Every `kyrne-websocket.*` and `flarum-pusher.*` row of the settings table.
+    /// The rows of the settings table flarum-ws reads: the realtime
+    /// extensions' (`kyrne-websocket.*`, `flarum-pusher.*`,
+    /// `flarum-realtime.*`), `extensions_enabled` and `display_name_driver`.
     pub async fn read_settings(&self) -> Result<Vec<(String, Option<String>)>, ForumError> {
         let table = self.table("settings");
         let key = self.quote("key");
         let sql = format!(
-            "SELECT {key}, {value} FROM {table_q} WHERE {key} LIKE 'kyrne-websocket.%' OR {key} LIKE 'flarum-pusher.%'",
+            "SELECT {key}, {value} FROM {table_q} WHERE {key} LIKE 'kyrne-websocket.%' OR {key} LIKE 'flarum-pusher.%' \
+             OR {key} LIKE 'flarum-realtime.%' OR {key} IN ('extensions_enabled', 'display_name_driver')",
             value = self.quote("value"),
             table_q = self.quote(&table),
         );
@@ -298,6 +308,71 @@ impl Database {
             .collect();
         names.sort();
         names
+    }
+
+    /// The `extensions_enabled` setting as stored (a JSON list).
+    pub async fn extensions_enabled(&self) -> Result<Option<String>, String> {
+        let table = self.quote(&self.table("settings"));
+        let sql = format!(
+            "SELECT {value} FROM {table} WHERE {key} = 'extensions_enabled'",
+            value = self.quote("value"),
+            key = self.quote("key"),
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| format!("cannot read {table} of the {}: {error}", self.described))?;
+        match row {
+            Some(row) => row
+                .try_get::<Option<String>, _>(0)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    /// A user's display name (the username, or the nickname when
+    /// `nickname` is set and the user has one) and raw preferences.
+    pub async fn user_identity(&self, id: u64, nickname: bool) -> Result<Option<UserRow>, String> {
+        let users = self.quote(&self.table("users"));
+        let nickname_column = if nickname { ", nickname" } else { "" };
+        let sql = format!(
+            "SELECT username, preferences{nickname_column} FROM {users} WHERE id = {}",
+            self.placeholder(1)
+        );
+        let id = i64::try_from(id).map_err(|_| format!("user id {id} is out of range"))?;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot read the users table of the {}: {error}",
+                    self.described
+                )
+            })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let username: String = row.try_get(0).map_err(|e| e.to_string())?;
+        let preferences: Option<Vec<u8>> = row
+            .try_get::<Option<Vec<u8>>, _>(1)
+            .or_else(|_| {
+                row.try_get::<Option<String>, _>(1)
+                    .map(|s| s.map(String::into_bytes))
+            })
+            .map_err(|e| e.to_string())?;
+        let nickname: Option<String> = if nickname {
+            row.try_get::<Option<String>, _>(2)
+                .map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        Ok(Some(UserRow {
+            display_name: nickname
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or(username),
+            preferences,
+        }))
     }
 
     fn statistics_table(&self) -> String {

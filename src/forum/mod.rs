@@ -8,13 +8,18 @@
 
 mod config_php;
 mod database;
+pub mod halt;
+mod identity;
 pub mod php_literal;
+mod realtime;
 mod settings;
 
 use std::path::{Path, PathBuf};
 
 pub use config_php::{DatabaseConfig, Driver, ForumConfig, read_config_php};
 pub use database::{Database, StatisticsRow};
+pub use identity::{Identities, Identity};
+pub use realtime::{Extension, KYRNE, REALTIME};
 pub use settings::{ForumSettings, settings_from_rows};
 
 /// Why the forum could not be read; each message says what is wrong and
@@ -72,6 +77,9 @@ pub enum ForumError {
     },
     #[error("{0}")]
     Database(String),
+    /// `extensions_enabled` names both realtime extensions, or neither.
+    #[error("{0}")]
+    Extensions(String),
 }
 
 /// A `getenv('NAME')` in config.php whose variable is not set, so PHP
@@ -169,6 +177,7 @@ impl ForumError {
                 }
             }
             Self::Database(_) => "check the database server's log".into(),
+            Self::Extensions(_) => "enable exactly one in the forum's admin panel (Extensions): Websocket by Kyrne on Flarum 1, Realtime on Flarum 2".into(),
         }
     }
 }

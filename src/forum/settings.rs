@@ -5,10 +5,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::ForumError;
 use super::config_php::ForumConfig;
+use super::realtime::{Extension, enabled_extension, realtime_settings};
 use crate::config::{ForumLayer, PartialSettings, Secret};
 
-/// What the forum sets, as a configuration source.
-pub type ForumSettings = ForumLayer;
+/// What the forum's settings table says: the realtime extension it runs,
+/// that extension's settings as a configuration source, and the forum-wide
+/// settings flarum-ws acts on.
+#[derive(Debug, Clone)]
+pub struct ForumSettings {
+    pub extension: Extension,
+    pub layer: ForumLayer,
+    /// `extensions_enabled` as stored (a JSON list), to notice toggles.
+    pub extensions_enabled: Option<String>,
+    /// `display_name_driver`: `username` (default) or `nickname`.
+    pub display_name_driver: Option<String>,
+}
 
 /// Each setting the extension's page sets, and its key in the settings
 /// table (`kyrne-websocket.` omitted).
@@ -42,7 +53,8 @@ pub fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
-/// Builds the forum's partial settings from `(key, value)` rows.
+/// Builds the forum's settings from `(key, value)` rows of its settings
+/// table: the enabled realtime extension decides how.
 pub fn settings_from_rows(
     rows: Vec<(String, Option<String>)>,
     config: &ForumConfig,
@@ -51,6 +63,25 @@ pub fn settings_from_rows(
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
         .collect();
+    let extensions_enabled = values.get("extensions_enabled").cloned();
+    let extension = enabled_extension(extensions_enabled.as_deref())?;
+    let layer = match extension {
+        Extension::Kyrne => kyrne_settings(&values, config)?,
+        Extension::Realtime => realtime_settings(config)?,
+    };
+    Ok(ForumSettings {
+        extension,
+        layer,
+        extensions_enabled,
+        display_name_driver: values.get("display_name_driver").cloned(),
+    })
+}
+
+/// The Kyrne extension's settings page, as partial settings.
+fn kyrne_settings(
+    values: &HashMap<String, String>,
+    config: &ForumConfig,
+) -> Result<ForumLayer, ForumError> {
     let get = |key: &str| {
         values
             .get(&format!("kyrne-websocket.{key}"))

@@ -403,16 +403,36 @@ impl Hub {
     }
 
     fn fan_out(state: &State, channel: &str, frame: Frame, except: Option<SocketId>) -> usize {
+        Self::fan_out_except(state, channel, frame, except.as_slice())
+    }
+
+    fn fan_out_except(state: &State, channel: &str, frame: Frame, except: &[SocketId]) -> usize {
         let Some(entry) = state.channels.get(channel) else {
             return 0;
         };
         let mut delivered = 0;
         for (id, subscriber) in &entry.subscribers {
-            if Some(*id) != except && subscriber.link.send(frame.clone()) {
+            if !except.contains(id) && subscriber.link.send(frame.clone()) {
                 delivered += 1;
             }
         }
         delivered
+    }
+
+    /// Queues `frame` to every subscriber of `channel` but those in
+    /// `except` (flarum/realtime's typing relay leaves out the sender and
+    /// whoever already got a named copy). Never cached.
+    pub fn publish_except(&self, channel: &str, frame: Frame, except: &[SocketId]) -> usize {
+        Self::fan_out_except(&self.read(), channel, frame, except)
+    }
+
+    /// The sockets subscribed to `channel` on this node.
+    pub fn subscriber_ids(&self, channel: &str) -> Vec<SocketId> {
+        self.read()
+            .channels
+            .get(channel)
+            .map(|entry| entry.subscribers.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The presence member key `socket` joined `channel` as.
@@ -515,22 +535,12 @@ impl Hub {
         }
         totals
     }
-
-    #[cfg(test)]
-    fn subscriber_ids(&self, channel: &str) -> std::collections::HashSet<SocketId> {
-        self.read()
-            .channels
-            .get(channel)
-            .map(|c| c.subscribers.keys().copied().collect())
-            .unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::messages::parse_presence_member;
-    use std::collections::HashSet;
 
     fn hub() -> Hub {
         Hub::new(HubLimits {
@@ -596,7 +606,7 @@ mod tests {
                 .count(),
             1
         );
-        assert_eq!(hub.subscriber_ids("presence-room"), HashSet::from([a.id]));
+        assert_eq!(hub.subscriber_ids("presence-room"), vec![a.id]);
     }
 
     #[test]

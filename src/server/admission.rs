@@ -34,15 +34,29 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &[IpAdd
 /// Whether a browser from `origin` may connect. Browsers always send
 /// `Origin` on websocket handshakes; clients that send none are not
 /// browsers and could claim any origin, so they are let through.
-pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
-    match origin {
-        _ if allowed.is_empty() || allowed.iter().any(|a| a == "*") => true,
-        None => true,
-        Some(origin) => {
-            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-            allowed.contains(&origin)
-        }
+pub fn origin_allowed(origin: Option<&str>, allowed: &[String], required: bool) -> bool {
+    let Some(origin) = origin else {
+        return !required;
+    };
+    if allowed.is_empty() || allowed.iter().any(|a| a == "*") {
+        return true;
     }
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    let host = origin
+        .split_once("://")
+        .map_or(origin.as_str(), |(_, rest)| rest)
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    allowed.iter().any(|entry| {
+        if entry.contains("://") {
+            *entry == origin
+        } else {
+            // A bare host name: any scheme and port, as flarum/realtime
+            // compares only the Origin's host.
+            entry == host
+        }
+    })
 }
 
 #[derive(Debug, Default)]
@@ -156,12 +170,41 @@ mod tests {
     }
 
     #[test]
-    fn origins_match_exactly() {
+    fn origins_match_exactly_and_hosts_by_host() {
         let allowed = vec!["https://forum.example".to_owned()];
-        assert!(origin_allowed(Some("https://forum.example/"), &allowed));
-        assert!(origin_allowed(Some("HTTPS://Forum.Example"), &allowed));
-        assert!(!origin_allowed(Some("https://evil.example"), &allowed));
-        assert!(origin_allowed(None, &allowed));
-        assert!(origin_allowed(Some("https://anything"), &[]));
+        assert!(origin_allowed(
+            Some("https://forum.example/"),
+            &allowed,
+            false
+        ));
+        assert!(origin_allowed(
+            Some("HTTPS://Forum.Example"),
+            &allowed,
+            false
+        ));
+        assert!(!origin_allowed(
+            Some("http://forum.example"),
+            &allowed,
+            false
+        ));
+        assert!(!origin_allowed(
+            Some("https://evil.example"),
+            &allowed,
+            false
+        ));
+        assert!(origin_allowed(None, &allowed, false));
+        assert!(!origin_allowed(None, &allowed, true));
+        assert!(origin_allowed(Some("https://anything"), &[], false));
+        let hosts = vec!["forum.example".to_owned()];
+        assert!(origin_allowed(
+            Some("http://forum.example:8080"),
+            &hosts,
+            true
+        ));
+        assert!(!origin_allowed(
+            Some("https://forum.example.evil"),
+            &hosts,
+            true
+        ));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,6 +15,7 @@ use super::dashboard::WrongTokens;
 use super::rate::RateWindow;
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
+use crate::forum::Identities;
 use crate::hub::{Frame, Hub, HubLimits};
 use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::feed::{Feed, FeedItem};
@@ -48,6 +49,12 @@ pub struct ServerContext {
     /// part ends (websockets then hold a slot of `slots`); trusted proxies
     /// are not counted.
     pub tcp_slots: Arc<ConnectionSlots>,
+    /// Set when serving a Flarum 2 forum (flarum/realtime): who typing
+    /// users are, for the typing relay.
+    pub identities: ArcSwapOption<Identities>,
+    /// Set when the server stops to be started again (the forum wants a
+    /// new listener).
+    restart: std::sync::atomic::AtomicBool,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -77,7 +84,20 @@ impl ServerContext {
             api_rate: std::sync::Mutex::new(RateWindow::default()),
             wrong_tokens: WrongTokens::default(),
             tcp_slots: Arc::new(ConnectionSlots::default()),
+            identities: ArcSwapOption::empty(),
+            restart: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the coming stop as a restart.
+    pub fn request_restart(&self) {
+        self.restart
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the stop was a restart.
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Share events, presence and users with other nodes through `cluster`.
@@ -128,6 +148,26 @@ impl ServerContext {
         self.metrics.fanout(started.elapsed());
         if let Some(cluster) = &self.cluster {
             cluster.broadcast_event(channel, &frame, except, cache);
+        }
+        self.feed.record(seen);
+    }
+
+    /// Publishes `frame` on `channel` to every subscriber but the sockets of
+    /// `except` (the first is the sender). Other nodes leave out only the
+    /// sender: they do not know this node's sockets.
+    pub fn publish_except(
+        &self,
+        channel: &ChannelName,
+        frame: Frame,
+        except: &[SocketId],
+        seen: FeedItem,
+    ) {
+        let started = std::time::Instant::now();
+        self.hub
+            .publish_except(channel.as_str(), frame.clone(), except);
+        self.metrics.fanout(started.elapsed());
+        if let Some(cluster) = &self.cluster {
+            cluster.broadcast_event(channel, &frame, except.first().copied(), false);
         }
         self.feed.record(seen);
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::typing::{self, Typed, TypingIn};
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::{
     ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member,
@@ -17,6 +18,14 @@ use crate::protocol::{ChannelKind, ChannelName, close_code};
 use crate::server::context::ServerContext;
 use crate::server::rate::RateWindow;
 use crate::telemetry::feed::{FeedItem, FeedKind};
+
+/// The user id of a `private-user={id}` channel (flarum/realtime's).
+fn forum_user_channel(channel: &str) -> Option<u64> {
+    channel
+        .strip_prefix("private-user=")
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse().ok())
+}
 
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
@@ -29,6 +38,9 @@ pub struct Handler {
     channels: HashSet<ChannelName>,
     /// The user this socket signed in as.
     user_id: Option<String>,
+    /// The forum user this socket proved to be by subscribing to its
+    /// `private-user={id}` channel (flarum/realtime's identity rule).
+    forum_user: Option<u64>,
     /// Start of the current one-second client event window and its count.
     client_events: RateWindow,
 }
@@ -40,6 +52,7 @@ impl Handler {
             link,
             channels: HashSet::new(),
             user_id: None,
+            forum_user: None,
             client_events: RateWindow::default(),
         }
     }
@@ -182,6 +195,9 @@ impl Handler {
                         .socket(self.link.id)
                         .channel(channel.as_str()),
                 );
+                if let Some(user) = forum_user_channel(channel.as_str()) {
+                    self.forum_user = Some(user);
+                }
                 self.channels.insert(channel);
             }
             Err(problem) => self.refuse_subscription(
@@ -195,6 +211,9 @@ impl Handler {
 
     fn unsubscribe(&mut self, channel: &str) {
         if self.channels.remove(channel) {
+            if forum_user_channel(channel).is_some_and(|user| Some(user) == self.forum_user) {
+                self.forum_user = None;
+            }
             self.ctx.hub.unsubscribe(self.link.id, channel);
             self.ctx.feed.record(
                 FeedItem::new(FeedKind::Unsubscribed)
@@ -277,6 +296,19 @@ impl Handler {
                     settings.limits.client_events_per_second
                 ),
             );
+        }
+        if let (Some(identities), Some(target)) = (
+            self.ctx.identities.load_full(),
+            TypingIn::of(event, channel.as_str()),
+        ) {
+            let typed = Typed {
+                sender: self.link.id,
+                user: self.forum_user,
+                target,
+                data,
+            };
+            tokio::spawn(typing::relay(self.ctx.clone(), identities, typed));
+            return;
         }
         let user_id = match channel.kind() {
             ChannelKind::Presence => self.ctx.hub.member_key(self.link.id, channel.as_str()),

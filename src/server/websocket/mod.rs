@@ -9,6 +9,7 @@
 mod handler;
 mod outbox;
 mod session;
+mod typing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,22 +146,20 @@ pub fn upgrade(
     let settings = ctx.settings();
     let mut admission = admit(&ctx, request.uri().path(), request.uri().query());
     let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
-    if admission == Admission::Accept && !origin_allowed(origin, &settings.allowed_origins) {
+    if admission == Admission::Accept
+        && !origin_allowed(origin, &settings.allowed_origins, settings.require_origin)
+    {
+        let shown = origin.unwrap_or("(no Origin header)");
         if let Some(held_back) = ORIGIN_REFUSALS.ready() {
             tracing::warn!(
-                "Refused a websocket from a page on {} ({held_back} more since the last such line): only {} may connect. If that is your forum too (www. or another name), add it: FLARUM_WS_ALLOWED_ORIGINS={},{}",
-                origin.unwrap_or_default(),
+                "Refused a websocket from a page on {shown} ({held_back} more since the last such line): only {} may connect. If that is your forum too (www. or another name), add it: FLARUM_WS_ALLOWED_ORIGINS={},{shown}",
                 settings.allowed_origins.join(", "),
                 settings.allowed_origins.join(","),
-                origin.unwrap_or_default()
             );
         }
         admission = Admission::Reject {
             code: close_code::UNAUTHORIZED,
-            message: format!(
-                "Origin {} is not allowed to connect; add it to allowed_origins",
-                origin.unwrap_or_default()
-            ),
+            message: format!("Origin {shown} is not allowed to connect"),
         };
     }
     // The slot travels with the session and is given back when it ends.

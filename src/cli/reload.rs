@@ -1,0 +1,193 @@
+//! Applying new settings while connections stay open: on SIGHUP, and for
+//! a Flarum 2 forum when flarum/realtime asks its daemon to restart (the
+//! halt key in the forum's cache, or extensions enabled or disabled). The
+//! daemon exits and relies on its supervisor; flarum-ws reloads in place
+//! and restarts only when the forum now wants another address, port or TLS
+//! mode, which a running listener cannot take.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SourceArgs;
+use super::load::load;
+use crate::config::Settings;
+use crate::forum::halt::take_halt_request;
+use crate::forum::{Database, Extension, Forum, Identities};
+use crate::server::ServerContext;
+use crate::telemetry::systemd;
+use crate::tls::CertStore;
+
+/// How often the forum is asked whether the daemon should restart, as
+/// flarum/realtime's daemon does.
+const FORUM_POLL: Duration = Duration::from_secs(10);
+
+/// Everything a reload needs.
+#[derive(Clone)]
+pub struct Reloader {
+    pub args: SourceArgs,
+    pub ctx: Arc<ServerContext>,
+    pub certificates: Option<Arc<CertStore>>,
+}
+
+/// What a reload found.
+pub enum Reloaded {
+    /// Applied; connections kept.
+    Applied { restart_needed: bool },
+    /// The sources could not be read; the running settings stay.
+    Failed,
+}
+
+fn describe_tls(settings: &Settings) -> String {
+    settings.tls.as_ref().map_or_else(
+        || "plain (no TLS)".to_owned(),
+        |files| format!("TLS with {}", files.cert.display()),
+    )
+}
+
+impl Reloader {
+    /// Re-reads every source (config.php and the settings table included)
+    /// and applies the result; a failed reload keeps what runs.
+    pub async fn reload(&self, why: &str) -> Reloaded {
+        tracing::info!("{why}, reloading settings");
+        systemd::reloading();
+        if let Some(certificates) = &self.certificates {
+            certificates.request_reload();
+        }
+        let loaded = match load(&self.args).await {
+            Ok(loaded) => loaded,
+            Err(failure) => {
+                tracing::error!(
+                    "reload failed, keeping the current settings: {:#}",
+                    failure.error
+                );
+                systemd::ready("reload failed; running with the previous settings");
+                return Reloaded::Failed;
+            }
+        };
+        self.serve_typing(loaded.forum.as_ref()).await;
+        let mut fresh = loaded.resolved.settings;
+        // The listener keeps its address and TLS mode until a restart: the
+        // running settings keep them too, so that what is compared on the
+        // next reload is what serves (a port put back is no change).
+        let current = self.ctx.settings();
+        let mut restart_needed = false;
+        for (what, changed, now, serving) in [
+            (
+                "bind address",
+                fresh.host != current.host,
+                fresh.host.clone(),
+                current.host.clone(),
+            ),
+            (
+                "port",
+                fresh.port != current.port,
+                fresh.port.to_string(),
+                current.port.to_string(),
+            ),
+            (
+                "TLS mode or certificate path",
+                fresh.tls != current.tls,
+                describe_tls(&fresh),
+                describe_tls(&current),
+            ),
+        ] {
+            if changed {
+                restart_needed = true;
+                tracing::warn!(
+                    "the {what} is now {now}; it takes effect only after a restart (still serving {serving})"
+                );
+            }
+        }
+        fresh.host = current.host.clone();
+        fresh.port = current.port;
+        fresh.tls = current.tls.clone();
+        self.ctx.apply(fresh);
+        tracing::info!("Settings reloaded; open connections were kept");
+        systemd::ready("settings reloaded");
+        Reloaded::Applied { restart_needed }
+    }
+
+    /// Turns the typing relay on for a flarum/realtime forum (off otherwise).
+    pub async fn serve_typing(&self, forum: Option<&Forum>) {
+        let identities = match forum {
+            Some(forum) if forum.settings.extension == Extension::Realtime => {
+                match Database::connect(&forum.config).await {
+                    Ok(database) => Some(Arc::new(Identities::new(
+                        database,
+                        forum.settings.display_name_driver.as_deref(),
+                    ))),
+                    Err(error) => {
+                        tracing::warn!(
+                            "typing indicators will name nobody: cannot open the forum database: {error}"
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.ctx.identities.store(identities);
+    }
+}
+
+/// Reloads on every SIGHUP.
+pub async fn reload_on_hangup(reloader: Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; settings can only change with a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        reloader.reload("SIGHUP received").await;
+    }
+}
+
+/// For a Flarum 2 forum: every 10 s, takes a restart request from the
+/// forum's cache and notices extensions enabled or disabled; either
+/// reloads in place. When the reload needs a new listener, the server
+/// stops (connections told to reconnect) and exits with
+/// [`RESTART_EXIT_CODE`] for systemd to start it again.
+pub async fn follow_the_forum(
+    reloader: Reloader,
+    database: Database,
+    root: std::path::PathBuf,
+    mut extensions_enabled: Option<String>,
+) {
+    let shutdown = reloader.ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(FORUM_POLL) => {}
+        }
+        let mut why = None;
+        if take_halt_request(&root) {
+            why = Some("flarum/realtime asked for a restart (realtime:halt or a changed setting)");
+        }
+        match database.extensions_enabled().await {
+            Ok(now) if now != extensions_enabled => {
+                extensions_enabled = now;
+                why = why.or(Some("extensions were enabled or disabled in the forum"));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!("cannot read extensions_enabled: {error}"),
+        }
+        let Some(why) = why else {
+            continue;
+        };
+        if let Reloaded::Applied {
+            restart_needed: true,
+        } = reloader.reload(why).await
+        {
+            tracing::warn!(
+                "Restarting to listen where the forum now says (exit code {RESTART_EXIT_CODE}; systemd starts flarum-ws again)"
+            );
+            reloader.ctx.request_restart();
+            shutdown.cancel();
+            return;
+        }
+    }
+}
+
+/// The exit code of a restart the forum asked for (EX_TEMPFAIL): not 0, so
+/// that systemd's `Restart=on-failure` starts the service again.
+pub const RESTART_EXIT_CODE: u8 = 75;

@@ -1,0 +1,74 @@
+//! flarum/realtime's restart request: `php flarum realtime:halt`, and saving
+//! any of its settings, put the cache key `flarum.realtime.require-halt`;
+//! its daemon polls the cache every 10 s, deletes the key and exits for its
+//! supervisor to restart it. flarum-ws reads the same key from Flarum's file
+//! cache (`storage/cache/`, laid out as Laravel's file store does: the
+//! key's SHA-1 split into two folder levels, the file starting with a
+//! ten-digit expiry time) and reloads in place instead.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha1::{Digest, Sha1};
+
+/// The cache keys that ask for a restart: Flarum 2's, and the one its betas
+/// (the extension's "blomstra" days) used.
+pub const HALT_KEYS: [&str; 2] = [
+    "flarum.realtime.require-halt",
+    "blomstra-realtime-require-halt",
+];
+
+/// Where Laravel's file store keeps `key` under `cache_dir`.
+pub fn cache_file(cache_dir: &Path, key: &str) -> PathBuf {
+    let hash = hex::encode(Sha1::digest(key.as_bytes()));
+    cache_dir.join(&hash[0..2]).join(&hash[2..4]).join(&hash)
+}
+
+/// Whether a halt was requested in the forum's file cache under `root`;
+/// the request is taken (the file deleted) as the daemon does. An expired
+/// entry is no request.
+pub fn take_halt_request(root: &Path) -> bool {
+    let cache_dir = root.join("storage/cache");
+    let mut requested = false;
+    for key in HALT_KEYS {
+        let path = cache_file(&cache_dir, key);
+        let Ok(contents) = std::fs::read(&path) else {
+            continue;
+        };
+        let expires = std::str::from_utf8(contents.get(..10).unwrap_or_default())
+            .ok()
+            .and_then(|digits| digits.parse::<u64>().ok())
+            .unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if expires > now {
+            requested = true;
+        }
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(
+                "cannot delete the restart request {}: {error}; it will be seen again",
+                path.display()
+            );
+        }
+    }
+    requested
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_request_is_taken_once_and_an_expired_one_ignored() {
+        let root = tempfile::tempdir().unwrap();
+        let path = cache_file(&root.path().join("storage/cache"), HALT_KEYS[0]);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "9999999999s:0:\"\";").unwrap();
+        assert!(take_halt_request(root.path()));
+        assert!(!path.exists());
+        assert!(!take_halt_request(root.path()));
+        std::fs::write(&path, "0000000001s:0:\"\";").unwrap();
+        assert!(!take_halt_request(root.path()));
+    }
+}

@@ -1,0 +1,198 @@
+//! Flarum 2's first-party `flarum/realtime`: which realtime extension a forum
+//! has enabled, and the settings its daemon (`php flarum realtime:serve`)
+//! would run with. The daemon reads overrides from config.php's `websocket`
+//! array and derives the rest from the forum: key = md5 of the url's host,
+//! secret = md5 of the database password, app id `1`, port 6001. The forum's
+//! PHP and browser sides compute the same values, so serving them makes
+//! flarum-ws a drop-in without touching the forum.
+
+use std::collections::BTreeMap;
+
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+use super::ForumError;
+use super::config_php::ForumConfig;
+use crate::config::{ForumLayer, PartialSettings, Secret};
+
+/// The extension id of Flarum 1's "Websocket by Kyrne" in `extensions_enabled`.
+pub const KYRNE: &str = "kyrne-websocket";
+/// The extension id of Flarum 2's `flarum/realtime`.
+pub const REALTIME: &str = "flarum-realtime";
+
+/// Which realtime extension a forum runs, and so which rules flarum-ws
+/// serves it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// Flarum 1.x with "Websocket by Kyrne" (settings on its admin page).
+    Kyrne,
+    /// Flarum 2.x with `flarum/realtime` (settings in config.php).
+    Realtime,
+}
+
+impl Extension {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kyrne => "Websocket by Kyrne (kyrne-websocket, Flarum 1)",
+            Self::Realtime => "flarum/realtime (flarum-realtime, Flarum 2)",
+        }
+    }
+}
+
+/// The enabled realtime extension, from the `extensions_enabled` setting (a
+/// JSON list of extension ids). A forum without that row (a hand-made test
+/// database) is taken as a Kyrne forum, as before Flarum 2 support.
+pub fn enabled_extension(extensions_enabled: Option<&str>) -> Result<Extension, ForumError> {
+    let Some(text) = extensions_enabled else {
+        return Ok(Extension::Kyrne);
+    };
+    let ids: Vec<String> = serde_json::from_str(text).map_err(|_| ForumError::BadSetting {
+        key: "extensions_enabled".into(),
+        value: text.chars().take(80).collect(),
+        expected: "a JSON list of extension ids".into(),
+    })?;
+    let has = |id: &str| ids.iter().any(|enabled| enabled == id);
+    match (has(KYRNE), has(REALTIME)) {
+        (true, false) => Ok(Extension::Kyrne),
+        (false, true) => Ok(Extension::Realtime),
+        (true, true) => Err(ForumError::Extensions(
+            "both realtime extensions are enabled: kyrne-websocket (Websocket by Kyrne) and flarum-realtime (flarum/realtime)".into(),
+        )),
+        (false, false) => Err(ForumError::Extensions(
+            "no realtime extension is enabled: neither kyrne-websocket (Websocket by Kyrne, Flarum 1) nor flarum-realtime (flarum/realtime, Flarum 2)".into(),
+        )),
+    }
+}
+
+/// `md5` as lower-case hex, as PHP's `md5()`.
+fn md5_hex(text: &str) -> String {
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// A value of the `websocket` array as text (PHP arrays may hold numbers).
+fn entry(websocket: &Value, key: &str) -> Option<String> {
+    match websocket.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The daemon's settings as flarum-ws settings, with where each came from.
+pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError> {
+    let websocket = &config.websocket;
+    let shown = config.path.display().to_string();
+    let mut origins = BTreeMap::new();
+    let mut from_config = |setting: &'static str, key: &str| -> Option<String> {
+        let value = entry(websocket, key)?;
+        origins.insert(setting, format!("{shown} ('websocket' => ['{key}' => …])"));
+        Some(value)
+    };
+    let bad = |key: &str, value: &str, expected: &str| ForumError::Invalid {
+        path: config.path.clone(),
+        message: format!("'websocket' => ['{key}' => {value:?}]: expected {expected}"),
+    };
+    let host = config
+        .host()
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let server_host = from_config("host", "server-host");
+    let port = match from_config("port", "server-port") {
+        Some(port) => port
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| bad("server-port", &port, "a port number"))?,
+        None => 6001,
+    };
+    let max_connections = match from_config("max_connections", "max-connections") {
+        Some(n) => n
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| bad("max-connections", &n, "a number"))?,
+        None => 1000,
+    };
+    let app_key = from_config("app_key", "app-key").unwrap_or_else(|| md5_hex(&host));
+    let app_secret = from_config("app_secret", "app-secret")
+        .unwrap_or_else(|| md5_hex(config.database.password.expose().trim()));
+    let js_client_host = from_config("allowed_origins", "js-client-host");
+    let derived = "flarum/realtime's default";
+    for (setting, why) in [
+        ("app_id", format!("{derived}: always 1")),
+        (
+            "app_key",
+            format!("{derived}: md5 of the forum url's host ({host})"),
+        ),
+        (
+            "app_secret",
+            format!("{derived}: md5 of the database password in {shown}"),
+        ),
+        ("port", format!("{derived}: 6001")),
+        ("max_connections", format!("{derived}: 1000")),
+        (
+            "allowed_origins",
+            format!("{derived}: the forum url's host"),
+        ),
+        (
+            "require_origin",
+            format!("{derived}: browsers must send an Origin"),
+        ),
+        (
+            "client_events",
+            format!("{derived}: client events are relayed"),
+        ),
+    ] {
+        origins.entry(setting).or_insert(why);
+    }
+    let mut allowed = vec![host.to_ascii_lowercase()];
+    if let Some(js_host) = js_client_host.map(|h| h.trim().to_ascii_lowercase())
+        && !js_host.is_empty()
+        && !allowed.contains(&js_host)
+    {
+        allowed.push(js_host);
+    }
+    allowed.retain(|h| !h.is_empty());
+    if config.debug {
+        origins.insert("verbose", format!("{shown} ('debug' => true)"));
+    }
+    let settings = PartialSettings {
+        app_id: Some("1".into()),
+        app_key: Some(app_key),
+        app_secret: Some(Secret::new(app_secret)),
+        host: server_host,
+        port: Some(port),
+        max_connections: Some(max_connections),
+        allowed_origins: Some(allowed),
+        require_origin: Some(true),
+        client_events: Some(true),
+        verbose: config.debug.then_some(true),
+        ..Default::default()
+    };
+    Ok(ForumLayer { settings, origins })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_enabled_extension_is_read_from_the_list() {
+        assert_eq!(
+            enabled_extension(Some(r#"["flarum-tags","flarum-realtime"]"#)).unwrap(),
+            Extension::Realtime
+        );
+        assert_eq!(
+            enabled_extension(Some(r#"["kyrne-websocket"]"#)).unwrap(),
+            Extension::Kyrne
+        );
+        assert_eq!(enabled_extension(None).unwrap(), Extension::Kyrne);
+        let both = enabled_extension(Some(r#"["kyrne-websocket","flarum-realtime"]"#));
+        assert!(
+            both.unwrap_err()
+                .to_string()
+                .contains("both realtime extensions")
+        );
+        let neither = enabled_extension(Some(r#"["flarum-tags"]"#));
+        assert!(neither.unwrap_err().to_string().contains("kyrne-websocket"));
+    }
+}
