@@ -6,66 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::databases::{Server, admin, exec, password, service_var, write_config_php};
 use common::process::{BrowserTab, Running, flarum_ws, free_port, start};
 use common::*;
 use serde_json::{Value, json};
-use sqlx::any::install_default_drivers;
-use sqlx::{AnyConnection, AssertSqlSafe, Connection};
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Server {
-    MariaDb,
-    Postgres,
-    Sqlite,
-}
-
-fn service_var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the test databases with `source <(tests/services/start.sh)` (tests/run-all.sh does this)")
-    })
-}
-
-fn password() -> String {
-    service_var("TEST_DB_PASSWORD")
-}
-
-fn encoded_password() -> String {
-    password().replace('@', "%40").replace(' ', "%20")
-}
-
-/// An admin connection used to create the forum's database and tables.
-async fn admin(db: Server, database: &str, root: &Path) -> AnyConnection {
-    install_default_drivers();
-    let url = match db {
-        Server::MariaDb => format!(
-            "mysql://flarum:{}@127.0.0.1:{}/{database}",
-            encoded_password(),
-            service_var("TEST_DB_MYSQL_PORT")
-        ),
-        Server::Postgres => format!(
-            "postgres://flarum:{}@127.0.0.1:{}/{database}",
-            encoded_password(),
-            service_var("TEST_DB_PG_PORT")
-        ),
-        Server::Sqlite => format!(
-            "sqlite://{}/storage/{database}.sqlite?mode=rwc",
-            root.display()
-        ),
-    };
-    AnyConnection::connect(&url)
-        .await
-        .expect("admin connection")
-}
-
-async fn exec(conn: &mut AnyConnection, sql: String) {
-    sqlx::query(AssertSqlSafe(sql.clone()))
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
+use sqlx::{AssertSqlSafe, Connection};
 
 /// A forum root: config.php written by PHP's var_export, a fresh database
 /// with Flarum's settings and statistics tables under `prefix`, and `rows`.
@@ -149,26 +97,6 @@ async fn forum(db: Server, prefix: &str, rows: &[(&'static str, String)]) -> tem
         &json!({"debug": false, "database": database, "url": "https://forum.example", "paths": {"api": "api", "admin": "admin"}}),
     );
     root
-}
-
-/// Writes config.php exactly as Flarum's installer does, with real PHP.
-fn write_config_php(root: &Path, config: &Value) {
-    let script = "$c = json_decode(file_get_contents('php://stdin'), true); echo '<?php return ' . var_export($c, true) . ';';";
-    let mut php = Command::new("php")
-        .args(["-r", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("php-cli is needed for these tests (apt-get install php-cli)");
-    use std::io::Write;
-    php.stdin
-        .take()
-        .unwrap()
-        .write_all(config.to_string().as_bytes())
-        .unwrap();
-    let output = php.wait_with_output().unwrap();
-    assert!(output.status.success());
-    std::fs::write(root.join("config.php"), output.stdout).unwrap();
 }
 
 /// The app key the forums made here store in their settings table.

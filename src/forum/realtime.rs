@@ -165,6 +165,7 @@ pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError>
         allowed_origins: Some(allowed),
         require_origin: Some(true),
         client_events: Some(true),
+        max_event_data_bytes: Some(256 * 1024),
         verbose: config.debug.then_some(true),
         ..Default::default()
     };

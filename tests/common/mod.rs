@@ -16,6 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 pub mod checking;
+pub mod databases;
 pub mod outage;
 pub mod pki;
 pub mod process;

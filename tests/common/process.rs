@@ -78,6 +78,11 @@ impl Running {
         log
     }
 
+    /// The next log line, waiting up to `wait`.
+    pub fn next_line(&mut self, wait: Duration) -> Option<String> {
+        self.log.recv_timeout(wait).ok()
+    }
+
     pub fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

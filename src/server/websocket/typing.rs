@@ -11,7 +11,8 @@
 //!   `user.viewLastSeenAt`), and everyone else gets an anonymous copy, the
 //!   identified subscribers excepted so that they see one typist, not two.
 //!   A socket that proved no user, or a user who cannot be looked up, is
-//!   anonymous.
+//!   anonymous to everyone (the daemon leaves the identified subscribers out
+//!   here too, so the most privileged viewers never see such a typist).
 //! - conversation (`private-privateMessageTyping={id}`): `{userId}` to the
 //!   conversation when the typist discloses, only to
 //!   `private-privateMessageTypingIdentified={id}` when hiding, and to nobody
@@ -111,13 +112,17 @@ pub async fn relay(ctx: Arc<ServerContext>, identities: Arc<Identities>, typed: 
                     send(&open, named(&who.display_name, true), &sender);
                 }
                 hidden_or_unknown => {
+                    // Those told the name on the identified channel are left
+                    // out of the anonymous copy, so that they see one typist.
+                    // (The daemon leaves them out even when it told them
+                    // nothing, so they never see an unproven typist.)
+                    let mut except = vec![typed.sender];
                     if let Some(who) = &hidden_or_unknown
                         && !identified_sockets.is_empty()
                     {
                         send(&identified, named(&who.display_name, false), &sender);
+                        except.extend(identified_sockets);
                     }
-                    let mut except = identified_sockets;
-                    except.insert(0, typed.sender);
                     let anonymous =
                         json!({"displayName": Value::Null, "discloseOnline": false, "time": time});
                     send(&open, anonymous, &except);

@@ -1,0 +1,813 @@
+//! Flarum 2 forums (flarum/realtime) served from their root with no other
+//! configuration: config.php written by real PHP (with and without a
+//! `websocket` array), tables shaped as Flarum 2's migrations make them on
+//! SQLite, MariaDB and PostgreSQL, the forum side triggering with the md5
+//! credentials through the npm `pusher` SDK and raw signed requests (the
+//! single `channel` field pusher-php-server sends), and browser tabs running
+//! pusher-js 7 configured as the extension's Application.ts configures it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use common::databases::{Server, admin, exec, password, write_config_php};
+use common::process::{Running, flarum_ws, free_port, start};
+use serde_json::{Value, json};
+
+/// The forum's public address in these tests.
+const FORUM_URL: &str = "https://forum.example";
+
+/// `php -r 'echo md5(...);'`: PHP's own md5, to check that flarum-ws
+/// derives the key and secret as flarum/realtime does.
+fn php_md5(text: &str) -> String {
+    let output = Command::new("php")
+        .args(["-r", "echo md5($argv[1]);", text])
+        .output()
+        .expect("php-cli");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A Flarum 2 forum root and what its PHP side would use.
+struct Forum2 {
+    root: tempfile::TempDir,
+    port: u16,
+    key: String,
+    secret: String,
+}
+
+/// The users of these forums: (id, username, nickname, preferences).
+/// Bob hides his online status; the others disclose it (Alice by the
+/// default, with no preference stored).
+const USERS: [(u32, &str, &str, Option<&str>); 4] = [
+    (1, "alice", "Ally", None),
+    (2, "bob", "", Some(r#"{"discloseOnline":false}"#)),
+    (3, "carol", "", Some(r#"{"discloseOnline":true}"#)),
+    (4, "dave", "", Some("{}")),
+];
+
+/// Builds a Flarum 2 forum on `db`: settings (flarum/realtime enabled,
+/// `display_name_driver`), users, groups and permissions, discussions and
+/// tags as Flarum 2's migrations create them; config.php with `websocket`
+/// when given.
+async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("storage")).unwrap();
+    let name = format!("flarum2_{}", rand::random_range(0..u32::MAX));
+    if db != Server::Sqlite {
+        let server_db = if db == Server::MariaDb {
+            "mysql"
+        } else {
+            "postgres"
+        };
+        let mut conn = admin(db, server_db, root.path()).await;
+        exec(&mut conn, format!("CREATE DATABASE {name}")).await;
+    }
+    let mut conn = admin(db, &name, root.path()).await;
+    let (id, blob, text, boolean) = match db {
+        Server::MariaDb => (
+            "int unsigned AUTO_INCREMENT PRIMARY KEY",
+            "blob",
+            "longtext",
+            "tinyint(1)",
+        ),
+        Server::Postgres => ("serial PRIMARY KEY", "bytea", "text", "boolean"),
+        Server::Sqlite => (
+            "integer PRIMARY KEY AUTOINCREMENT",
+            "blob",
+            "text",
+            "tinyint(1)",
+        ),
+    };
+    let q = if db == Server::MariaDb { "`" } else { "\"" };
+    let no = if db == Server::Postgres { "false" } else { "0" };
+    let yes = if db == Server::Postgres { "true" } else { "1" };
+    for ddl in [
+        format!("CREATE TABLE settings ({q}key{q} varchar(100) NOT NULL PRIMARY KEY, {q}value{q} {text} NULL)"),
+        format!("CREATE TABLE users (id {id}, username varchar(100) NOT NULL UNIQUE, nickname varchar(255) NULL, email varchar(150) NOT NULL UNIQUE, is_email_confirmed {boolean} NOT NULL DEFAULT {no}, password varchar(100) NOT NULL, preferences {blob} NULL, joined_at timestamp NULL, last_seen_at timestamp NULL)"),
+        format!("CREATE TABLE {q}groups{q} (id {id}, name_singular varchar(100) NOT NULL, name_plural varchar(100) NOT NULL, color varchar(20) NULL, icon varchar(100) NULL, is_hidden {boolean} NOT NULL DEFAULT {no})"),
+        "CREATE TABLE group_user (user_id int NOT NULL, group_id int NOT NULL, PRIMARY KEY (user_id, group_id))".into(),
+        "CREATE TABLE group_permission (group_id int NOT NULL, permission varchar(100) NOT NULL, PRIMARY KEY (group_id, permission))".into(),
+        format!("CREATE TABLE discussions (id {id}, title varchar(200) NOT NULL, comment_count int NOT NULL DEFAULT 1, user_id int NULL, created_at timestamp NULL, hidden_at timestamp NULL, is_private {boolean} NOT NULL DEFAULT {no}, is_approved {boolean} NOT NULL DEFAULT {yes})"),
+        format!("CREATE TABLE tags (id {id}, name varchar(100) NOT NULL, slug varchar(100) NOT NULL, is_restricted {boolean} NOT NULL DEFAULT {no})"),
+        "CREATE TABLE discussion_tag (discussion_id int NOT NULL, tag_id int NOT NULL, PRIMARY KEY (discussion_id, tag_id))".into(),
+    ] {
+        exec(&mut conn, ddl).await;
+    }
+    let hex_literal = |text: &str| {
+        let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+        match db {
+            Server::Postgres => format!("decode('{hex}', 'hex')"),
+            _ => format!("X'{hex}'"),
+        }
+    };
+    for (user, username, nickname, preferences) in USERS {
+        let preferences = preferences.map_or("NULL".to_owned(), hex_literal);
+        let nickname = if nickname.is_empty() {
+            "NULL".to_owned()
+        } else {
+            format!("'{nickname}'")
+        };
+        exec(
+            &mut conn,
+            format!("INSERT INTO users (id, username, nickname, email, password, preferences) VALUES ({user}, '{username}', {nickname}, '{username}@forum.example', 'x', {preferences})"),
+        )
+        .await;
+    }
+    for statement in [
+        format!("INSERT INTO {q}groups{q} (id, name_singular, name_plural) VALUES (1, 'Admin', 'Admins'), (2, 'Guest', 'Guests'), (3, 'Member', 'Members'), (4, 'Mod', 'Mods')"),
+        "INSERT INTO group_permission VALUES (2, 'viewForum'), (3, 'viewForum'), (4, 'user.viewLastSeenAt')".into(),
+        "INSERT INTO group_user VALUES (3, 4)".into(),
+        "INSERT INTO discussions (id, title) VALUES (5, 'Realtime on Flarum 2')".into(),
+        "INSERT INTO tags (id, name, slug) VALUES (1, 'General', 'general')".into(),
+        "INSERT INTO discussion_tag VALUES (5, 1)".into(),
+        format!("INSERT INTO settings VALUES ('extensions_enabled', '[\"flarum-tags\",\"flarum-nicknames\",\"flarum-realtime\"]')"),
+        format!("INSERT INTO settings VALUES ('display_name_driver', '{driver}')"),
+        "INSERT INTO settings VALUES ('version', '2.0.0')".into(),
+    ] {
+        exec(&mut conn, statement).await;
+    }
+    use sqlx::Connection;
+    conn.close().await.unwrap();
+
+    let database = match db {
+        Server::MariaDb => json!({"driver": "mariadb", "host": "127.0.0.1",
+            "port": common::databases::service_var("TEST_DB_MYSQL_PORT").parse::<u16>().unwrap(),
+            "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
+            "collation": "utf8mb4_unicode_ci", "prefix": "", "strict": false, "engine": "InnoDB", "prefix_indexes": true}),
+        Server::Postgres => json!({"driver": "pgsql", "host": "127.0.0.1",
+            "port": common::databases::service_var("TEST_DB_PG_PORT"),
+            "database": name, "username": "flarum", "password": password(), "prefix": "",
+            "search_path": "public", "sslmode": "disable"}),
+        Server::Sqlite => json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"),
+            "prefix": "", "foreign_key_constraints": true}),
+    };
+    let db_password = database["password"].as_str().unwrap_or_default().to_owned();
+    let mut config = json!({"debug": false, "offline": false, "database": database, "url": FORUM_URL,
+        "paths": {"api": "api", "admin": "admin"}, "headers": {"poweredByHeader": true, "referrerPolicy": "same-origin"}});
+    let port = match websocket {
+        Some(mut array) => {
+            let port = free_port();
+            array["server-host"] = json!("127.0.0.1");
+            array["server-port"] = json!(port);
+            config["websocket"] = array;
+            port
+        }
+        None => 6001,
+    };
+    write_config_php(root.path(), &config);
+    let key = config["websocket"]["app-key"]
+        .as_str()
+        .map_or_else(|| php_md5("forum.example"), str::to_owned);
+    let secret = config["websocket"]["app-secret"]
+        .as_str()
+        .map_or_else(|| php_md5(db_password.trim()), str::to_owned);
+    Forum2 {
+        root,
+        port,
+        key,
+        secret,
+    }
+}
+
+/// A browser tab (tests/conformance/flarum2-tab.js) allowed to join
+/// `allow`, sending the forum's Origin.
+struct Tab {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    /// Events that arrived while waiting for something else.
+    pending: std::collections::VecDeque<Value>,
+    name: &'static str,
+}
+
+impl Tab {
+    fn open(forum: &Forum2, name: &'static str, allow: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/flarum2-tab.js");
+        let mut child = Command::new("node")
+            .arg(script)
+            .args([&forum.port.to_string(), &forum.key, FORUM_URL])
+            .env("APP_SECRET", &forum.secret)
+            .env("ALLOW", allow.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node and tests/conformance's npm packages");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let mut tab = Self {
+            child,
+            stdin,
+            lines,
+            pending: Default::default(),
+            name,
+        };
+        let connected = tab.next();
+        assert!(connected.get("connected").is_some(), "{name}: {connected}");
+        tab
+    }
+
+    fn send(&mut self, command: Value) {
+        writeln!(self.stdin, "{command}").unwrap();
+    }
+
+    fn next(&mut self) -> Value {
+        if let Some(line) = self.pending.pop_front() {
+            return line;
+        }
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{}: nothing within 10 s", self.name))
+    }
+
+    /// The next line that has `field`, keeping events met on the way.
+    fn answer(&mut self, field: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{}: no {field} within 10 s", self.name));
+            if line.get(field).is_some() {
+                return line;
+            }
+            self.pending.push_back(line);
+        }
+    }
+
+    fn subscribe(&mut self, channels: &[&str]) {
+        for channel in channels {
+            self.send(json!({"subscribe": channel}));
+            let answer = self.answer("subscribed");
+            assert_eq!(answer["subscribed"], *channel, "{}: {answer}", self.name);
+        }
+    }
+
+    fn typing(&mut self, channel: &str, data: Value) {
+        self.send(json!({"trigger": [channel, "client-typing", data]}));
+        assert_eq!(self.answer("triggered")["triggered"], true, "{}", self.name);
+    }
+
+    /// Every event until the `mark` event on `private-user=...` (sent by the
+    /// forum after the typing), so that "nothing else arrived" is asserted
+    /// without waiting for a timeout.
+    fn events_until_mark(&mut self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.next();
+            if line["event"] == "mark" {
+                return seen;
+            }
+            seen.push(line);
+        }
+    }
+}
+
+impl Drop for Tab {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs tests/conformance/flarum2-forum.js (the npm pusher SDK as the
+/// forum's PHP side).
+fn forum_side(forum: &Forum2, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/flarum2-forum.js");
+    let output = Command::new("node")
+        .arg(script)
+        .args([&forum.port.to_string(), &forum.key, &forum.secret])
+        .args(args)
+        .output()
+        .expect("node");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "forum side: {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// A raw signed request as pusher-php-server 7.2 sends a single-channel
+/// event: `channel`, not `channels`.
+async fn php_trigger(forum: &Forum2, channel: &str, event: &str, data: &Value) -> u16 {
+    let path = "/apps/1/events";
+    let body = json!({"name": event, "data": data.to_string(), "channel": channel}).to_string();
+    let timestamp = common::unix_now();
+    let query = flarum_ws::protocol::signature::signed_query(
+        "POST",
+        path,
+        &forum.key,
+        &forum.secret,
+        body.as_bytes(),
+        timestamp,
+        &[],
+    );
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}{path}?{query}", forum.port))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn serve(forum: &Forum2) -> Running {
+    let server = start(flarum_ws(forum.root.path()).arg("serve"));
+    assert_eq!(server.port, forum.port);
+    server
+}
+
+/// The forum's PHP side and browser side, unchanged, talk to flarum-ws as
+/// they would to `php flarum realtime:serve`.
+async fn served_as_the_daemon(db: Server, websocket: Option<Value>) {
+    let forum = forum2(db, websocket, "username").await;
+    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let extension = common::checking::finding(&findings, "extension");
+    assert!(
+        extension["message"]
+            .as_str()
+            .unwrap()
+            .contains("flarum/realtime (flarum-realtime, Flarum 2)"),
+        "{extension}"
+    );
+    assert!(
+        common::checking::finding(&findings, "credentials")["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("app id 1, key {}", forum.key)),
+        "{findings:#?}"
+    );
+    assert_ne!(code, 2, "{findings:#?}");
+    let mut server = serve(&forum);
+
+    let mut alice = Tab::open(&forum, "alice", &["private-user=1"]);
+    alice.subscribe(&["private-user=1", "public"]);
+    let mut guest = Tab::open(&forum, "guest", &[]);
+    guest.subscribe(&["public"]);
+    // Joining another user's channel is the forum's to refuse.
+    guest.send(json!({"subscribe": "private-user=1"}));
+    assert_eq!(guest.answer("refused")["refused"], "private-user=1");
+
+    // Who is online, as the forum asks.
+    let online = forum_side(&forum, &["online"]);
+    assert_eq!(online["status"], 200, "{online}");
+    assert_eq!(
+        online["body"]["channels"],
+        json!({"private-user=1": {}}),
+        "{online}"
+    );
+    // A notification to Alice through the SDK, an asset revision to everyone
+    // as pusher-php-server sends it (one `channel`), 200 KB of payload.
+    let sent = forum_side(
+        &forum,
+        &["trigger", "private-user=1", "notification", r#"{"id":"9"}"#],
+    );
+    assert_eq!(sent["status"], 200, "{sent}");
+    let got = alice.next();
+    assert_eq!(got["event"], "notification", "{got}");
+    assert_eq!(got["data"], json!({"id": "9"}));
+    let revision = json!({"revision": "x".repeat(200 * 1024)});
+    assert_eq!(
+        php_trigger(&forum, "public", "assetsRevision", &revision).await,
+        200
+    );
+    for tab in [&mut alice, &mut guest] {
+        let got = tab.next();
+        assert_eq!(got["event"], "assetsRevision", "{}", tab.name);
+        assert_eq!(got["data"]["revision"].as_str().unwrap().len(), 200 * 1024);
+    }
+
+    // Pages of other sites, and clients that send no Origin, are refused.
+    for origin in [Some("https://elsewhere.example"), None] {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "ws://127.0.0.1:{}/app/{}?protocol=7&client=js&version=7.6.0",
+            forum.port, forum.key
+        );
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().unwrap());
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let refused = common::next_json(&mut ws).await.unwrap();
+        assert_eq!(refused["event"], "pusher:error", "{origin:?}: {refused}");
+        assert_eq!(
+            common::data_of(&refused)["code"],
+            4009,
+            "{origin:?}: {refused}"
+        );
+    }
+    drop(alice);
+    drop(guest);
+    let log = server.stop_cleanly();
+    assert!(
+        log.iter().any(|l| l.contains("Serving a Flarum 2 forum")),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs php-cli and the npm packages of tests/conformance"]
+async fn a_sqlite_flarum2_forum_without_a_websocket_array_is_served_on_6001() {
+    assert!(
+        std::net::TcpListener::bind("0.0.0.0:6001").is_ok(),
+        "port 6001 (flarum/realtime's default) must be free for this test"
+    );
+    served_as_the_daemon(Server::Sqlite, None).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
+async fn a_mariadb_flarum2_forum_with_a_websocket_array_is_served() {
+    served_as_the_daemon(
+        Server::MariaDb,
+        Some(json!({"js-client-host": "forum.example", "max-connections": 500})),
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
+async fn a_postgresql_flarum2_forum_with_its_own_key_and_secret_is_served() {
+    served_as_the_daemon(
+        Server::Postgres,
+        Some(json!({"app-key": "ownkey", "app-secret": "ownsecret"})),
+    )
+    .await;
+}
+
+/// Typing as the daemon relays it: the typist named from the users table
+/// (the nickname with the nickname driver), never from the payload; a
+/// hidden typist named only on the identified channel; unproven typists
+/// anonymous in discussions and unheard in conversations.
+async fn typing_is_relayed_as_the_daemon_does(db: Server) {
+    let forum = forum2(db, Some(json!({})), "nickname").await;
+    let _server = serve(&forum);
+    let mut alice = Tab::open(
+        &forum,
+        "alice",
+        &[
+            "private-user=1",
+            "private-typing=5",
+            "private-privateMessageTyping=9",
+        ],
+    );
+    alice.subscribe(&[
+        "private-user=1",
+        "private-typing=5",
+        "private-privateMessageTyping=9",
+    ]);
+    let mut bob = Tab::open(
+        &forum,
+        "bob",
+        &[
+            "private-user=2",
+            "private-typing=5",
+            "private-privateMessageTyping=9",
+        ],
+    );
+    bob.subscribe(&[
+        "private-user=2",
+        "private-typing=5",
+        "private-privateMessageTyping=9",
+    ]);
+    // Carol holds user.viewLastSeenAt: the forum lets her join the
+    // identified channels.
+    let mut carol = Tab::open(
+        &forum,
+        "carol",
+        &[
+            "private-user=3",
+            "private-typing=5",
+            "private-typingIdentified=5",
+            "private-privateMessageTypingIdentified=9",
+        ],
+    );
+    carol.subscribe(&[
+        "private-user=3",
+        "private-typing=5",
+        "private-typingIdentified=5",
+        "private-privateMessageTypingIdentified=9",
+    ]);
+    let mut dave = Tab::open(&forum, "dave", &["private-user=4", "private-typing=5"]);
+    dave.subscribe(&["private-user=4", "private-typing=5"]);
+    let mut guest = Tab::open(
+        &forum,
+        "guest",
+        &["private-typing=5", "private-privateMessageTyping=9"],
+    );
+    guest.subscribe(&[
+        "public",
+        "private-typing=5",
+        "private-privateMessageTyping=9",
+    ]);
+
+    // After each round the forum sends `mark` to every tab (the guest's on
+    // `public`), so each tab's events of the round are exactly those before it.
+    let mark = |forum: &Forum2| {
+        for channel in [
+            "private-user=1",
+            "private-user=2",
+            "private-user=3",
+            "private-user=4",
+            "public",
+        ] {
+            let sent = forum_side(forum, &["trigger", channel, "mark", "{}"]);
+            assert_eq!(sent["status"], 200);
+        }
+    };
+    let typing = |name: &Value, disclose: bool, time: u64| json!({"displayName": name, "discloseOnline": disclose, "time": time});
+
+    // Alice discloses: everyone in the discussion sees her nickname, not
+    // what her client claimed.
+    alice.typing(
+        "private-typing=5",
+        json!({"time": 111, "displayName": "FORGED"}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    mark(&forum);
+    for tab in [&mut bob, &mut carol, &mut dave] {
+        let seen = tab.events_until_mark();
+        assert_eq!(seen.len(), 1, "{}: {seen:#?}", tab.name);
+        assert_eq!(seen[0]["channel"], "private-typing=5");
+        assert_eq!(
+            seen[0]["data"],
+            typing(&json!("Ally"), true, 111),
+            "{}",
+            tab.name
+        );
+    }
+    assert!(
+        alice.events_until_mark().is_empty(),
+        "the typist hears nothing back"
+    );
+    let seen = guest.events_until_mark();
+    assert_eq!(seen.len(), 1, "guest: {seen:#?}");
+
+    // Bob hides: Carol (identified channel) is told it is Bob, once; the
+    // others see someone anonymous.
+    bob.typing(
+        "private-typing=5",
+        json!({"time": 222, "displayName": "bob"}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    mark(&forum);
+    let seen = carol.events_until_mark();
+    assert_eq!(seen.len(), 1, "carol: {seen:#?}");
+    assert_eq!(seen[0]["channel"], "private-typingIdentified=5");
+    assert_eq!(seen[0]["data"], typing(&json!("bob"), false, 222));
+    for tab in [&mut alice, &mut dave] {
+        let seen = tab.events_until_mark();
+        assert_eq!(seen.len(), 1, "{}: {seen:#?}", tab.name);
+        assert_eq!(
+            seen[0]["data"],
+            typing(&Value::Null, false, 222),
+            "{}",
+            tab.name
+        );
+    }
+    assert!(bob.events_until_mark().is_empty());
+    let seen = guest.events_until_mark();
+    assert_eq!(
+        seen[0]["data"],
+        typing(&Value::Null, false, 222),
+        "guest: {seen:#?}"
+    );
+
+    // Conversations: Alice (discloses) is named by id to the members; Bob
+    // (hides) only to the identified channel; a guest socket, proven to be
+    // nobody, to no one.
+    alice.typing("private-privateMessageTyping=9", json!({}));
+    bob.typing("private-privateMessageTyping=9", json!({}));
+    guest.typing("private-privateMessageTyping=9", json!({}));
+    std::thread::sleep(Duration::from_millis(300));
+    mark(&forum);
+    let seen = bob.events_until_mark();
+    assert_eq!(seen.len(), 1, "bob: {seen:#?}");
+    assert_eq!(seen[0]["channel"], "private-privateMessageTyping=9");
+    assert_eq!(seen[0]["data"], json!({"userId": 1}));
+    let seen = alice.events_until_mark();
+    assert!(
+        seen.is_empty(),
+        "alice must not learn that hidden Bob types: {seen:#?}"
+    );
+    let seen = carol.events_until_mark();
+    assert_eq!(seen.len(), 1, "carol: {seen:#?}");
+    assert_eq!(
+        seen[0]["channel"],
+        "private-privateMessageTypingIdentified=9"
+    );
+    assert_eq!(seen[0]["data"], json!({"userId": 2}));
+    assert!(dave.events_until_mark().is_empty());
+    let seen = guest.events_until_mark();
+    assert_eq!(seen.len(), 1, "guest: {seen:#?}");
+    assert_eq!(seen[0]["data"], json!({"userId": 1}));
+
+    // A guest typing in the discussion is anonymous to everyone.
+    guest.typing("private-typing=5", json!({"time": 333}));
+    std::thread::sleep(Duration::from_millis(300));
+    mark(&forum);
+    for tab in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        let seen = tab.events_until_mark();
+        assert_eq!(seen.len(), 1, "{}: {seen:#?}", tab.name);
+        assert_eq!(
+            seen[0]["data"],
+            typing(&Value::Null, false, 333),
+            "{}",
+            tab.name
+        );
+    }
+    assert!(guest.events_until_mark().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs php-cli and the npm packages of tests/conformance"]
+async fn typing_on_a_sqlite_flarum2_forum() {
+    typing_is_relayed_as_the_daemon_does(Server::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB and PostgreSQL from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
+async fn typing_on_mariadb_and_postgresql_flarum2_forums() {
+    typing_is_relayed_as_the_daemon_does(Server::MariaDb).await;
+    typing_is_relayed_as_the_daemon_does(Server::Postgres).await;
+}
+
+/// Waits up to `limit` for a log line containing `needle`.
+fn wait_for_line(server: &mut Running, needle: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(line) = server.next_line(Duration::from_millis(200)) {
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+    panic!("no line with {needle:?} within {limit:?}: {seen:#?}");
+}
+
+/// flarum/realtime's restart requests: the halt key in the forum's file
+/// cache and a change of `extensions_enabled` reload flarum-ws in place
+/// (connections kept, a new secret in force); a switch to the Kyrne
+/// extension on another port stops it with exit code 75 for systemd to
+/// start it again.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn halt_requests_and_extension_toggles_reload_in_place() {
+    let forum = forum2(
+        Server::Sqlite,
+        Some(json!({"app-secret": "first"})),
+        "username",
+    )
+    .await;
+    let mut server = serve(&forum);
+    let mut tab = Tab::open(&forum, "reader", &[]);
+    tab.subscribe(&["public"]);
+
+    // A new secret in config.php, then `php flarum realtime:halt` as Laravel's
+    // file cache stores it (the path from PHP's own sha1).
+    let config = std::fs::read_to_string(forum.root.path().join("config.php")).unwrap();
+    let changed = config.replace("'first'", "'second'");
+    assert_ne!(changed, config);
+    std::fs::write(forum.root.path().join("config.php"), changed).unwrap();
+    let halt = Command::new("php")
+        .args([
+            "-r",
+            "$h = sha1('flarum.realtime.require-halt'); $d = $argv[1].'/storage/cache/'.substr($h,0,2).'/'.substr($h,2,2); @mkdir($d, 0777, true); file_put_contents($d.'/'.$h, '9999999999'.serialize(time()));",
+        ])
+        .arg(forum.root.path())
+        .status()
+        .unwrap();
+    assert!(halt.success());
+    wait_for_line(
+        &mut server,
+        "flarum/realtime asked for a restart",
+        Duration::from_secs(15),
+    );
+    wait_for_line(
+        &mut server,
+        "open connections were kept",
+        Duration::from_secs(5),
+    );
+    let second = Forum2 {
+        secret: "second".into(),
+        ..forum2_handles(&forum)
+    };
+    assert_eq!(
+        php_trigger(&second, "public", "afterHalt", &json!({})).await,
+        200
+    );
+    assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
+    assert_eq!(
+        php_trigger(&forum, "public", "oldSecret", &json!({})).await,
+        401
+    );
+
+    // An extension enabled: reloaded in place.
+    set_extensions(
+        &forum,
+        r#"["flarum-tags","flarum-likes","flarum-realtime"]"#,
+    )
+    .await;
+    wait_for_line(
+        &mut server,
+        "extensions were enabled or disabled",
+        Duration::from_secs(15),
+    );
+    wait_for_line(
+        &mut server,
+        "open connections were kept",
+        Duration::from_secs(5),
+    );
+
+    // Switched to the Kyrne extension on another port: a restart.
+    let other_port = free_port();
+    set_extensions(&forum, r#"["kyrne-websocket"]"#).await;
+    insert_settings(
+        &forum,
+        &[
+            ("kyrne-websocket.app_id", "7"),
+            ("kyrne-websocket.app_key", "kyrnekey"),
+            ("kyrne-websocket.app_secret", "kyrnesecret"),
+            ("kyrne-websocket.app_port", &other_port.to_string()),
+        ],
+    )
+    .await;
+    let (code, log) = {
+        wait_for_line(
+            &mut server,
+            "Restarting to listen where the forum now says",
+            Duration::from_secs(15),
+        );
+        server.lines_until_exit()
+    };
+    assert_eq!(code, 75, "{log:#?}");
+}
+
+/// The same forum's connection details with another secret.
+fn forum2_handles(forum: &Forum2) -> Forum2 {
+    Forum2 {
+        root: tempfile::tempdir().unwrap(),
+        port: forum.port,
+        key: forum.key.clone(),
+        secret: forum.secret.clone(),
+    }
+}
+
+async fn sqlite_of(forum: &Forum2) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    let config = std::fs::read_to_string(forum.root.path().join("config.php")).unwrap();
+    let file = config
+        .split("'database' => 'storage/")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&format!(
+        "sqlite://{}/storage/{file}",
+        forum.root.path().display()
+    ))
+    .await
+    .unwrap()
+}
+
+async fn set_extensions(forum: &Forum2, list: &str) {
+    let mut conn = sqlite_of(forum).await;
+    exec(
+        &mut conn,
+        format!("UPDATE settings SET value = '{list}' WHERE key = 'extensions_enabled'"),
+    )
+    .await;
+}
+
+async fn insert_settings(forum: &Forum2, rows: &[(&str, &str)]) {
+    let mut conn = sqlite_of(forum).await;
+    for (key, value) in rows {
+        exec(
+            &mut conn,
+            format!("INSERT INTO settings VALUES ('{key}', '{value}')"),
+        )
+        .await;
+    }
+}
