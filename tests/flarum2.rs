@@ -124,7 +124,7 @@ async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
         "INSERT INTO discussions (id, title) VALUES (5, 'Realtime on Flarum 2')".into(),
         "INSERT INTO tags (id, name, slug) VALUES (1, 'General', 'general')".into(),
         "INSERT INTO discussion_tag VALUES (5, 1)".into(),
-        format!("INSERT INTO settings VALUES ('extensions_enabled', '[\"flarum-tags\",\"flarum-nicknames\",\"flarum-realtime\"]')"),
+        "INSERT INTO settings VALUES ('extensions_enabled', '[\"flarum-tags\",\"flarum-nicknames\",\"flarum-realtime\"]')".into(),
         format!("INSERT INTO settings VALUES ('display_name_driver', '{driver}')"),
         "INSERT INTO settings VALUES ('version', '2.0.0')".into(),
     ] {
