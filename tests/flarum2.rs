@@ -54,6 +54,11 @@ const USERS: [(u32, &str, &str, Option<&str>); 4] = [
 /// tags as Flarum 2's migrations create them; config.php with `websocket`
 /// when given.
 async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
+    forum2_at(db, websocket, driver, FORUM_URL).await
+}
+
+/// The same, for the forum at `url`.
+async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str) -> Forum2 {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("storage")).unwrap();
     let name = format!("flarum2_{}", rand::random_range(0..u32::MAX));
@@ -146,7 +151,7 @@ async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
             "prefix": "", "foreign_key_constraints": true}),
     };
     let db_password = database["password"].as_str().unwrap_or_default().to_owned();
-    let mut config = json!({"debug": false, "offline": false, "database": database, "url": FORUM_URL,
+    let mut config = json!({"debug": false, "offline": false, "database": database, "url": url,
         "paths": {"api": "api", "admin": "admin"}, "headers": {"poweredByHeader": true, "referrerPolicy": "same-origin"}});
     let port = match websocket {
         Some(mut array) => {
@@ -158,10 +163,18 @@ async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
         }
         None => 6001,
     };
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     write_config_php(root.path(), &config);
     let key = config["websocket"]["app-key"]
         .as_str()
-        .map_or_else(|| php_md5("forum.example"), str::to_owned);
+        .map_or_else(|| php_md5(&host), str::to_owned);
     let secret = config["websocket"]["app-secret"]
         .as_str()
         .map_or_else(|| php_md5(db_password.trim()), str::to_owned);
@@ -810,4 +823,103 @@ async fn insert_settings(forum: &Forum2, rows: &[(&str, &str)]) {
         )
         .await;
     }
+}
+
+/// `nginx-snippet` for a Flarum 2 forum prints a server block on the
+/// browsers' port (js-client-port) in front of flarum-ws; real nginx takes
+/// it, and `check --live` (Origin included) gets through it with TLS as a
+/// browser on the https forum would.
+#[tokio::test]
+#[ignore = "needs nginx and php-cli"]
+async fn nginx_in_front_of_a_flarum2_forum_and_check_live_through_it() {
+    use common::nginx::{Nginx, nginx_conf};
+    let pki = common::pki::Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let public = free_port();
+    let forum = forum2_at(
+        Server::Sqlite,
+        Some(json!({"js-client-port": public, "php-client-port": public})),
+        "username",
+        "https://localhost",
+    )
+    .await;
+    // Plain port, not behind a proxy yet: check says browsers cannot connect.
+    let _server = serve(&forum);
+    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    assert_eq!(
+        code, 0,
+        "listening on 127.0.0.1 behind a proxy: {findings:#?}"
+    );
+    assert_eq!(
+        common::checking::finding(&findings, "https")["status"],
+        "pass"
+    );
+
+    let output = flarum_ws(forum.root.path())
+        .args(["nginx-snippet", "--ssl-certificate"])
+        .arg(&leaf.full_chain)
+        .arg("--ssl-certificate-key")
+        .arg(&leaf.key)
+        .output()
+        .unwrap();
+    let snippet = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        snippet.contains(&format!("listen {public} ssl;"))
+            && snippet.contains(&format!(
+                "proxy_pass             http://127.0.0.1:{};",
+                forum.port
+            ))
+            && !snippet.contains("'server-port'"),
+        "{snippet}"
+    );
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(conf_dir.path(), &snippet);
+    let _nginx = Nginx::start(&conf, public);
+    let via = format!("127.0.0.1:{public}");
+    let (code, findings) = common::checking::check_json(
+        flarum_ws(forum.root.path()).env("SSL_CERT_FILE", &pki.root_pem),
+        &["--live", "--via", &via],
+    );
+    assert_eq!(code, 0, "{findings:#?}");
+    let live = common::checking::finding(&findings, "live");
+    assert!(
+        live["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("wss://localhost:{public}/app/{}", forum.key)),
+        "{live}"
+    );
+}
+
+/// Without a proxy, an https Flarum 2 forum on flarum-ws's plain port fails
+/// `check`, and the snippet says which lines config.php needs.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn an_https_flarum2_forum_on_a_plain_public_port_fails_check() {
+    let forum = forum2(Server::Sqlite, Some(json!({})), "username").await;
+    let config = std::fs::read_to_string(forum.root.path().join("config.php")).unwrap();
+    std::fs::write(
+        forum.root.path().join("config.php"),
+        config.replace("'server-host' => '127.0.0.1'", "'server-host' => '0.0.0.0'"),
+    )
+    .unwrap();
+    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    assert_eq!(code, 1);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "https"),
+        "fail",
+        "flarum/realtime's pages open wss://",
+        "flarum-ws nginx-snippet prints the server block",
+    );
+    let output = flarum_ws(forum.root.path())
+        .arg("nginx-snippet")
+        .output()
+        .unwrap();
+    let snippet = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        snippet.contains("listen 6001 ssl;")
+            && snippet.contains("'server-port' => 6002")
+            && snippet.contains("proxy_pass             http://127.0.0.1:6002;"),
+        "{snippet}"
+    );
 }

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::nginx::{Nginx, nginx_conf};
 use common::pki::Pki;
 use common::process::{BrowserTab, flarum_ws, free_port, start};
 use common::*;
@@ -21,27 +21,6 @@ fn with_credentials(command: &mut Command, port: u16) -> &mut Command {
         ("FLARUM_WS_REVERSE_PROXY", "true"),
     ]);
     command.env("FLARUM_WS_PORT", port.to_string())
-}
-
-/// An nginx.conf around `server_config` with every path in `dir`.
-fn nginx_conf(dir: &Path, server_config: &str) -> std::path::PathBuf {
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("snippets")).unwrap();
-    // Stands in for Debian's /etc/nginx/snippets/fastcgi-php.conf.
-    std::fs::write(
-        dir.join("snippets/fastcgi-php.conf"),
-        "fastcgi_index index.php;\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("site.conf"), server_config).unwrap();
-    let conf = format!(
-        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
-         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
-         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    path
 }
 
 #[tokio::test]
@@ -102,13 +81,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
         String::from_utf8_lossy(&test.stderr)
     );
 
-    let mut nginx = Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let nginx = Nginx::start(&conf, nginx_port);
     let target = Target {
         address: "127.0.0.1".into(),
         port: nginx_port,
@@ -151,10 +124,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
     assert_eq!(tab.line(), r#"{"postId":3}"#);
     assert!(tab.child.wait().unwrap().success());
 
-    // SIGTERM lets the master stop its workers too (SIGKILL would orphan them).
-    let pid = nginx.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let _ = nginx.wait();
+    drop(nginx);
     drop(server);
 }
 
@@ -178,36 +148,6 @@ fn caddy_and_apache_formats_name_the_port() {
         assert!(output.status.success());
         let text = String::from_utf8(output.stdout).unwrap();
         assert!(text.contains(needle), "{format}: {text}");
-    }
-}
-
-/// An nginx on `conf`, stopped with SIGTERM when dropped (so its workers
-/// stop too).
-struct Nginx(std::process::Child);
-
-impl Nginx {
-    fn start(conf: &Path, port: u16) -> Self {
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is installed");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.0.wait();
     }
 }
 

@@ -25,12 +25,19 @@ pub struct LiveOptions {
     pub proxy: Option<String>,
 }
 
-/// Where browsers connect: through the proxy on 443, or straight to the port.
-fn browser_target(settings: &Settings, host: &str, options: &LiveOptions) -> Target {
-    let (tls, port) = if settings.reverse_proxy {
-        (true, 443)
-    } else {
-        (settings.tls.is_some(), settings.port)
+/// Where browsers connect: `browser_port` (flarum/realtime's js-client
+/// port and scheme), else through the proxy on 443, else straight to the
+/// port.
+fn browser_target(
+    settings: &Settings,
+    host: &str,
+    options: &LiveOptions,
+    browser_port: Option<(u16, bool)>,
+) -> Target {
+    let (tls, port) = match browser_port {
+        Some((port, tls)) => (tls, port),
+        None if settings.reverse_proxy => (true, 443),
+        None => (settings.tls.is_some(), settings.port),
     };
     let (address, port) = match options.via.as_deref().and_then(|v| v.rsplit_once(':')) {
         Some((address, via_port)) => (address.to_owned(), via_port.parse().unwrap_or(port)),
@@ -82,6 +89,27 @@ where
     }
 }
 
+/// The handshake request for `url` with the Origin a browser on the
+/// forum's pages sends (flarum/realtime refuses a websocket without one).
+fn with_origin(
+    url: &str,
+    target: &Target,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url
+        .into_client_request()
+        .expect("the probe's URL is well-formed");
+    let origin = format!(
+        "{}://{}",
+        target.scheme("https", "http"),
+        target.server_name
+    );
+    if let Ok(value) = origin.parse() {
+        request.headers_mut().insert("Origin", value);
+    }
+    request
+}
+
 /// Opens a websocket to `target` as a browser would; the HTTP status
 /// when the upgrade is refused, `Ok(())` when it is accepted.
 async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
@@ -95,7 +123,12 @@ async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
         .await
         .and_then(Result::ok)
         .ok_or(None)?;
-    match within(tokio_tungstenite::client_async(url.as_str(), stream)).await {
+    match within(tokio_tungstenite::client_async(
+        with_origin(&url, target),
+        stream,
+    ))
+    .await
+    {
         Some(Ok(_)) => Ok(()),
         Some(Err(WsError::Http(response))) => Err(Some(response.status().as_u16())),
         _ => Err(None),
@@ -177,8 +210,13 @@ fn local_proxy(host: &str, options: &LiveOptions) -> Target {
     }
 }
 
-pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) -> Vec<Finding> {
-    let browser = browser_target(settings, host, options);
+pub async fn check_live(
+    settings: &Settings,
+    host: &str,
+    options: &LiveOptions,
+    browser_port: Option<(u16, bool)>,
+) -> Vec<Finding> {
+    let browser = browser_target(settings, host, options, browser_port);
     let url = format!(
         "{}://{}:{}/app/{}?protocol=7&client=js&version=8.4.0&flash=false",
         browser.scheme("wss", "ws"),
@@ -196,7 +234,12 @@ pub async fn check_live(settings: &Settings, host: &str, options: &LiveOptions) 
             );
         }
     };
-    let (mut ws, _) = match within(tokio_tungstenite::client_async(url.as_str(), stream)).await {
+    let (mut ws, _) = match within(tokio_tungstenite::client_async(
+        with_origin(&url, &browser),
+        stream,
+    ))
+    .await
+    {
         Some(Ok(pair)) => pair,
         Some(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();

@@ -51,6 +51,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     };
     let config_php = root.join("config.php");
     let mut forum = None;
+    let mut extension = None;
     if config_php.is_file() {
         match read_config_php(&config_php) {
             Ok(config) => {
@@ -111,6 +112,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                         settings.extension.name()
                     ),
                 ));
+                extension = Some(settings.extension);
                 sources.forum = Some(settings.layer);
             }
             Err(error) => {
@@ -162,8 +164,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         .or_else(|| forum.as_ref().and_then(ForumConfig::host));
 
     findings.push(check_port(&settings.host, settings.port));
-    findings.push(check_bind_address(settings));
-    if let Some(finding) = check_scheme(settings, forum.as_ref()) {
+    let realtime = extension == Some(Extension::Realtime);
+    findings.push(check_bind_address(settings, realtime));
+    if let Some(finding) = check_scheme(settings, forum.as_ref(), realtime) {
         findings.push(finding);
     }
     if let Some(finding) = check_cloudflare(settings) {
@@ -194,7 +197,11 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
             ));
         } else {
             let name = host.unwrap_or_else(|| "127.0.0.1".into());
-            findings.extend(check_live(settings, &name, &options).await);
+            let browser_port = forum
+                .as_ref()
+                .filter(|_| realtime)
+                .map(realtime_browser_port);
+            findings.extend(check_live(settings, &name, &options, browser_port).await);
         }
     }
     findings
@@ -232,7 +239,16 @@ fn is_loopback(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn check_bind_address(settings: &Settings) -> Finding {
+fn check_bind_address(settings: &Settings, realtime: bool) -> Finding {
+    if realtime && is_loopback(&settings.host) {
+        return Finding::pass(
+            "bind address",
+            format!(
+                "{}:{}: behind a local proxy that serves the browsers' port (flarum-ws nginx-snippet)",
+                settings.host, settings.port
+            ),
+        );
+    }
     match (settings.reverse_proxy, is_loopback(&settings.host)) {
         (true, true) => Finding::pass(
             "bind address",
@@ -266,10 +282,42 @@ fn check_bind_address(settings: &Settings) -> Finding {
 
 /// An https forum needs wss://: a browser on an https page never opens a
 /// plain ws:// connection, so a plain port without a proxy reaches nobody.
-fn check_scheme(settings: &Settings, forum: Option<&ForumConfig>) -> Option<Finding> {
+fn check_scheme(
+    settings: &Settings,
+    forum: Option<&ForumConfig>,
+    realtime: bool,
+) -> Option<Finding> {
     let url = forum?.url.as_deref()?;
     if !url.starts_with("https://") {
         return None;
+    }
+    if realtime {
+        return Some(if settings.tls.is_some() {
+            Finding::pass(
+                "https",
+                format!(
+                    "{url} is https; flarum-ws serves wss:// itself on port {}",
+                    settings.port
+                ),
+            )
+        } else if is_loopback(&settings.host) {
+            Finding::pass(
+                "https",
+                format!(
+                    "{url} is https; flarum-ws listens on {}:{} behind the proxy that serves wss:// to browsers",
+                    settings.host, settings.port
+                ),
+            )
+        } else {
+            Finding::fail(
+                "https",
+                format!(
+                    "the forum is served over https ({url}), so flarum/realtime's pages open wss:// on its js-client-port, but flarum-ws serves plain ws:// on port {}: every tab fails to connect",
+                    settings.port
+                ),
+                "put nginx in front: flarum-ws nginx-snippet prints the server block for the browsers' port and the config.php lines that move flarum-ws behind it; or set FLARUM_WS_TLS_CERT and FLARUM_WS_TLS_KEY (in /etc/default/flarum-ws) so flarum-ws serves TLS itself",
+            )
+        });
     }
     Some(if settings.reverse_proxy {
         Finding::pass(
@@ -291,6 +339,28 @@ fn check_scheme(settings: &Settings, forum: Option<&ForumConfig>) -> Option<Find
             "turn on \"Reverse Proxy Support\" on the extension's page and put nginx in front (flarum-ws nginx-snippet prints the configuration), or fill in the certificate and key there so flarum-ws serves TLS itself",
         )
     })
+}
+
+/// Where flarum/realtime's browser side connects: `js-client-port`
+/// (default 6001), with TLS when `js-client-secure` or the forum is https.
+fn realtime_browser_port(forum: &ForumConfig) -> (u16, bool) {
+    let websocket = &forum.websocket;
+    let port = websocket
+        .get("js-client-port")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(6001);
+    let secure = match websocket.get("js-client-secure") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        _ => forum
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    };
+    (port, secure)
 }
 
 fn check_origins(resolved: &Resolved) -> Finding {

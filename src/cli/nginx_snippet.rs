@@ -7,9 +7,13 @@ use std::path::PathBuf;
 
 use super::load::{Loaded, load, runtime};
 use super::{Exit, Failure, ProxyFormat, SnippetArgs};
+use crate::forum::Extension;
 
 /// What the templates are filled with.
 struct Values {
+    /// Serving flarum/realtime (Flarum 2): browsers connect to the
+    /// `js-client-port`, not through the forum's own server block.
+    realtime: Option<RealtimePorts>,
     server_name: String,
     port: u16,
     /// Seconds nginx may wait for a frame: longer than a full ping round.
@@ -19,6 +23,40 @@ struct Values {
     certificate_key: String,
     listen: String,
     php_fpm: String,
+}
+
+/// Flarum 2's ports: where browsers connect and where flarum-ws listens.
+struct RealtimePorts {
+    /// `js-client-port` (default 6001): nginx listens here with TLS.
+    public: u16,
+    /// Where flarum-ws listens behind nginx: `server-port`, or 6002 when
+    /// that is the public port too (then config.php must change).
+    upstream: u16,
+    /// Whether config.php's `websocket` array must gain server-host and
+    /// server-port for flarum-ws to listen behind nginx.
+    config_change: bool,
+}
+
+fn realtime_ports(loaded: &Loaded) -> Option<RealtimePorts> {
+    let forum = loaded.forum.as_ref()?;
+    if forum.settings.extension != Extension::Realtime {
+        return None;
+    }
+    let websocket = &forum.config.websocket;
+    let number = |key: &str| {
+        websocket.get(key).and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+    };
+    let public = number("js-client-port").map_or(6001, |p| p as u16);
+    let settings = &loaded.resolved.settings;
+    let behind = settings.port != public && settings.host == "127.0.0.1";
+    Some(RealtimePorts {
+        public,
+        upstream: if behind { settings.port } else { public + 1 },
+        config_change: !behind,
+    })
 }
 
 fn values(loaded: &Loaded, args: &SnippetArgs) -> Values {
@@ -52,6 +90,7 @@ fn values(loaded: &Loaded, args: &SnippetArgs) -> Values {
         .or_else(|| effective.tls_key.clone())
         .unwrap_or_else(|| format!("/etc/letsencrypt/live/{server_name}/privkey.pem"));
     Values {
+        realtime: realtime_ports(loaded),
         port: settings.port,
         read_timeout: settings.activity_timeout.as_secs() + settings.pong_timeout.as_secs() + 60,
         server_name,
@@ -162,6 +201,66 @@ fn nginx(v: &Values, full: bool) -> String {
     out
 }
 
+/// Flarum 2: browsers open wss://HOST:6001 (`js-client-port`), and the
+/// forum's PHP side posts to the same port. flarum/realtime's own
+/// `.nginx.conf` only proxies `/apps` on the forum's server block, which
+/// neither reaches; this is a server block on that port for both, in front
+/// of flarum-ws on loopback.
+fn nginx_realtime(v: &Values, ports: &RealtimePorts) -> String {
+    let mut out = String::from(
+        "# In the http { } context (for example /etc/nginx/conf.d/flarum-ws.conf), once:\n\
+         map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n\n",
+    );
+    let _ = write!(
+        out,
+        "# flarum/realtime (Flarum 2): browsers connect to wss://{name}:{public} and the\n\
+         # forum's PHP side posts to the same port; nginx terminates TLS there and\n\
+         # hands websockets (/app/) and the HTTP API (/apps/) to flarum-ws.\n\
+         server {{\n\
+         \x20 listen {public} ssl;\n\
+         \x20 server_name {name};\n\
+         \x20 ssl_certificate {cert};\n\
+         \x20 ssl_certificate_key {key};\n\n\
+         \x20 location / {{\n\
+         \x20   proxy_pass             http://127.0.0.1:{upstream};\n\
+         \x20   proxy_http_version     1.1;\n\
+         \x20   proxy_set_header       Host $host;\n\
+         \x20   proxy_set_header       Upgrade $http_upgrade;\n\
+         \x20   proxy_set_header       Connection $connection_upgrade;\n\
+         \x20   proxy_set_header       X-Real-IP $remote_addr;\n\
+         \x20   proxy_set_header       X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         \x20   proxy_set_header       X-Forwarded-Proto $scheme;\n\
+         \x20   # Longer than the server's ping interval plus its pong timeout.\n\
+         \x20   proxy_read_timeout     {timeout};\n\
+         \x20   client_max_body_size   256k;\n\
+         \x20 }}\n\
+         }}\n",
+        name = v.server_name,
+        public = ports.public,
+        upstream = ports.upstream,
+        cert = v.certificate,
+        key = v.certificate_key,
+        timeout = v.read_timeout,
+    );
+    if ports.config_change {
+        let _ = write!(
+            out,
+            "\n# flarum-ws must listen behind nginx: in config.php, add to (or create) the\n\
+             # 'websocket' array, then restart flarum-ws:\n\
+             #   'websocket' => [\n\
+             #     'server-host' => '127.0.0.1',\n\
+             #     'server-port' => {upstream},\n\
+             #   ],\n\
+             # (browsers and the forum keep using port {public}: js-client-port and\n\
+             # php-client-port are not changed).\n",
+            upstream = ports.upstream,
+            public = ports.public,
+        );
+    }
+    out.push_str("\n# Then `nginx -t && systemctl reload nginx`.\n");
+    out
+}
+
 fn caddy(v: &Values) -> String {
     format!(
         "{name} {{\n\
@@ -198,10 +297,27 @@ fn apache(v: &Values) -> String {
 /// The text for `args`, from loaded settings.
 fn render(loaded: &Loaded, args: &SnippetArgs) -> String {
     let v = values(loaded, args);
-    match args.format {
-        ProxyFormat::Nginx => nginx(&v, args.full),
-        ProxyFormat::Caddy => caddy(&v),
-        ProxyFormat::Apache => apache(&v),
+    match (args.format, &v.realtime) {
+        (ProxyFormat::Nginx, Some(ports)) => nginx_realtime(&v, ports),
+        (ProxyFormat::Caddy, Some(ports)) => format!(
+            "# flarum/realtime (Flarum 2): Caddy terminates TLS on port {public} (js-client-port)\n\
+             # and passes websockets and the HTTP API to flarum-ws on 127.0.0.1:{upstream}.\n\
+             {name}:{public} {{\n\
+             \x20 reverse_proxy 127.0.0.1:{upstream}\n\
+             }}\n",
+            name = v.server_name,
+            public = ports.public,
+            upstream = ports.upstream,
+        ),
+        (ProxyFormat::Apache, Some(_)) => {
+            "# flarum-ws has no Apache configuration for Flarum 2 forums yet: use\n\
+             # --format nginx or --format caddy, or let flarum-ws serve TLS itself\n\
+             # (FLARUM_WS_TLS_CERT and FLARUM_WS_TLS_KEY).\n"
+                .to_owned()
+        }
+        (ProxyFormat::Nginx, None) => nginx(&v, args.full),
+        (ProxyFormat::Caddy, None) => caddy(&v),
+        (ProxyFormat::Apache, None) => apache(&v),
     }
 }
 

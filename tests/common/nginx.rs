@@ -1,0 +1,58 @@
+//! nginx for the reverse-proxy tests: a configuration file around a
+//! printed server block, with every path in a scratch directory, and an
+//! nginx process on it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// An nginx.conf around `server_config` with every path in `dir`.
+pub fn nginx_conf(dir: &Path, server_config: &str) -> std::path::PathBuf {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("snippets")).unwrap();
+    // Stands in for Debian's /etc/nginx/snippets/fastcgi-php.conf.
+    std::fs::write(
+        dir.join("snippets/fastcgi-php.conf"),
+        "fastcgi_index index.php;\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("site.conf"), server_config).unwrap();
+    let conf = format!(
+        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// An nginx on `conf`, stopped with SIGTERM when dropped (so its workers
+/// stop too).
+pub struct Nginx(std::process::Child);
+
+impl Nginx {
+    pub fn start(conf: &Path, port: u16) -> Self {
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0.wait();
+    }
+}
