@@ -97,7 +97,7 @@ async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str
         "CREATE TABLE group_user (user_id int NOT NULL, group_id int NOT NULL, PRIMARY KEY (user_id, group_id))".into(),
         "CREATE TABLE group_permission (group_id int NOT NULL, permission varchar(100) NOT NULL, PRIMARY KEY (group_id, permission))".into(),
         format!("CREATE TABLE discussions (id {id}, title varchar(200) NOT NULL, comment_count int NOT NULL DEFAULT 1, user_id int NULL, created_at timestamp NULL, hidden_at timestamp NULL, is_private {boolean} NOT NULL DEFAULT {no}, is_approved {boolean} NOT NULL DEFAULT {yes})"),
-        format!("CREATE TABLE tags (id {id}, name varchar(100) NOT NULL, slug varchar(100) NOT NULL, is_restricted {boolean} NOT NULL DEFAULT {no})"),
+        format!("CREATE TABLE tags (id {id}, name varchar(100) NOT NULL, slug varchar(100) NOT NULL, parent_id int NULL, is_restricted {boolean} NOT NULL DEFAULT {no})"),
         "CREATE TABLE discussion_tag (discussion_id int NOT NULL, tag_id int NOT NULL, PRIMARY KEY (discussion_id, tag_id))".into(),
     ] {
         exec(&mut conn, ddl).await;
@@ -118,17 +118,21 @@ async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str
         };
         exec(
             &mut conn,
-            format!("INSERT INTO users (id, username, nickname, email, password, preferences) VALUES ({user}, '{username}', {nickname}, '{username}@forum.example', 'x', {preferences})"),
+            format!("INSERT INTO users (id, username, nickname, email, is_email_confirmed, password, preferences) VALUES ({user}, '{username}', {nickname}, '{username}@forum.example', {yes}, 'x', {preferences})"),
         )
         .await;
     }
     for statement in [
         format!("INSERT INTO {q}groups{q} (id, name_singular, name_plural) VALUES (1, 'Admin', 'Admins'), (2, 'Guest', 'Guests'), (3, 'Member', 'Members'), (4, 'Mod', 'Mods')"),
-        "INSERT INTO group_permission VALUES (2, 'viewForum'), (3, 'viewForum'), (4, 'user.viewLastSeenAt')".into(),
+        "INSERT INTO group_permission VALUES (2, 'viewForum'), (3, 'viewForum'), (4, 'user.viewLastSeenAt'), (4, 'tag2.viewForum')".into(),
         "INSERT INTO group_user VALUES (3, 4)".into(),
-        "INSERT INTO discussions (id, title) VALUES (5, 'Realtime on Flarum 2')".into(),
-        "INSERT INTO tags (id, name, slug) VALUES (1, 'General', 'general')".into(),
-        "INSERT INTO discussion_tag VALUES (5, 1)".into(),
+        // 5: public; 6: in the restricted tag 2 (moderators see it); 7:
+        // private; 8: in the restricted tags 2 and 3 (nobody but admins).
+        "INSERT INTO discussions (id, title) VALUES (5, 'Realtime on Flarum 2'), (6, 'Staff room'), (8, 'Two locks')".into(),
+        format!("INSERT INTO discussions (id, title, is_private) VALUES (7, 'A private one', {yes})"),
+        format!("INSERT INTO tags (id, name, slug, is_restricted) VALUES (1, 'General', 'general', {no}), (2, 'Staff', 'staff', {yes}), (3, 'Board', 'board', {yes})"),
+        "INSERT INTO discussion_tag VALUES (5, 1), (6, 2), (7, 1), (8, 2), (8, 3)".into(),
+        "INSERT INTO settings VALUES ('flarum-realtime.index-typing-indicator-restricted', '1')".into(),
         "INSERT INTO settings VALUES ('extensions_enabled', '[\"flarum-tags\",\"flarum-nicknames\",\"flarum-realtime\"]')".into(),
         format!("INSERT INTO settings VALUES ('display_name_driver', '{driver}')"),
         "INSERT INTO settings VALUES ('version', '2.0.0')".into(),
@@ -922,4 +926,185 @@ async fn an_https_flarum2_forum_on_a_plain_public_port_fails_check() {
             && snippet.contains("proxy_pass             http://127.0.0.1:6002;"),
         "{snippet}"
     );
+}
+
+/// Index typing and typing activity reach only those who provably see the
+/// discussion: the public channel for a public discussion, the restricted
+/// tag's channel for a discussion in one restricted tag, nothing for a
+/// private discussion or one in two restricted tags; typing activity per
+/// subscriber, naming a hidden typist only to holders of
+/// `user.viewLastSeenAt`; nothing at all once an extension that may change
+/// visibility is enabled.
+async fn index_typing_reaches_only_who_may_see(db: Server) {
+    let forum = forum2(db, Some(json!({})), "username").await;
+    let mut server = serve(&forum);
+    let mut alice = Tab::open(
+        &forum,
+        "alice",
+        &[
+            "private-user=1",
+            "private-typing=5",
+            "private-typing=6",
+            "private-typing=7",
+            "private-typing=8",
+        ],
+    );
+    alice.subscribe(&[
+        "private-user=1",
+        "private-typing=5",
+        "private-typing=7",
+        "private-typing=8",
+    ]);
+    let mut bob = Tab::open(&forum, "bob", &["private-user=2", "private-typing=6"]);
+    bob.subscribe(&["private-user=2", "private-typing=6"]);
+    let mut guest = Tab::open(&forum, "guest", &[]);
+    guest.subscribe(&["public", "public-index-typing"]);
+    let mut carol = Tab::open(
+        &forum,
+        "carol",
+        &[
+            "private-user=3",
+            "private-index-typing-tag=2",
+            "private-typing-activity",
+        ],
+    );
+    carol.subscribe(&[
+        "private-user=3",
+        "private-index-typing-tag=2",
+        "private-typing-activity",
+    ]);
+    let mut dave = Tab::open(
+        &forum,
+        "dave",
+        &["private-user=4", "private-typing-activity"],
+    );
+    dave.subscribe(&["private-user=4", "private-typing-activity"]);
+    let mark = |forum: &Forum2| {
+        std::thread::sleep(Duration::from_millis(500));
+        for channel in ["private-user=3", "private-user=4", "public"] {
+            assert_eq!(
+                forum_side(forum, &["trigger", channel, "mark", "{}"])["status"],
+                200
+            );
+        }
+    };
+
+    // Alice (discloses) types in the public discussion.
+    alice.typing("private-typing=5", json!({"time": 1}));
+    mark(&forum);
+    let seen = guest.events_until_mark();
+    assert_eq!(seen.len(), 1, "guest: {seen:#?}");
+    assert_eq!(seen[0]["channel"], "public-index-typing");
+    assert_eq!(
+        seen[0]["data"],
+        json!({"id": 5, "typing": true, "tags": [1]})
+    );
+    for tab in [&mut carol, &mut dave] {
+        let seen = tab.events_until_mark();
+        assert_eq!(seen.len(), 1, "{}: {seen:#?}", tab.name);
+        assert_eq!(seen[0]["event"], "typing-activity");
+        assert_eq!(
+            seen[0]["data"],
+            json!({"discussionId": 5, "tagIds": null, "time": 1, "userId": 1, "displayName": "alice"}),
+            "{}",
+            tab.name
+        );
+    }
+    // Typing on within the burst is not announced again.
+    alice.typing("private-typing=5", json!({"time": 2}));
+    mark(&forum);
+    assert!(guest.events_until_mark().is_empty());
+    carol.events_until_mark();
+    dave.events_until_mark();
+
+    // Bob (hides) types in the staff room (restricted tag 2).
+    bob.typing("private-typing=6", json!({"time": 3}));
+    mark(&forum);
+    assert!(
+        guest.events_until_mark().is_empty(),
+        "guests never learn of it"
+    );
+    let seen = carol.events_until_mark();
+    assert_eq!(seen.len(), 2, "carol: {seen:#?}");
+    let index = seen.iter().find(|e| e["event"] == "index-typing").unwrap();
+    assert_eq!(index["channel"], "private-index-typing-tag=2");
+    assert_eq!(index["data"], json!({"id": 6, "typing": true, "tags": [2]}));
+    let activity = seen
+        .iter()
+        .find(|e| e["event"] == "typing-activity")
+        .unwrap();
+    assert_eq!(
+        activity["data"],
+        json!({"discussionId": 6, "tagIds": null, "time": 3, "userId": 2, "displayName": "bob"}),
+        "carol holds user.viewLastSeenAt"
+    );
+    assert!(
+        dave.events_until_mark().is_empty(),
+        "dave cannot see the staff room"
+    );
+
+    // The private discussion and the one in two restricted tags: nothing.
+    alice.typing("private-typing=7", json!({"time": 4}));
+    alice.typing("private-typing=8", json!({"time": 5}));
+    mark(&forum);
+    for tab in [&mut guest, &mut carol, &mut dave] {
+        let seen = tab.events_until_mark();
+        assert!(seen.is_empty(), "{}: {seen:#?}", tab.name);
+    }
+
+    // 6 s after the last ping, the falling edges.
+    let falling = loop {
+        let line = guest.next();
+        if line["event"] == "index-typing" {
+            break line;
+        }
+    };
+    assert_eq!(
+        falling["data"],
+        json!({"id": 5, "typing": false, "tags": [1]})
+    );
+    let line = carol.answer("event");
+    assert_eq!(
+        line["data"],
+        json!({"id": 6, "typing": false, "tags": [2]}),
+        "{line}"
+    );
+    let _ = server.stop_cleanly();
+
+    // An extension that may decide who sees discussions: nothing is sent.
+    // (Checked on SQLite: the rule does not depend on the database.)
+    let mut conn = match db {
+        Server::Sqlite => sqlite_of(&forum).await,
+        Server::MariaDb | Server::Postgres => return,
+    };
+    exec(
+        &mut conn,
+        "UPDATE settings SET value = '[\"flarum-tags\",\"fof-byobu\",\"flarum-realtime\"]' WHERE key = 'extensions_enabled'".into(),
+    )
+    .await;
+    let _server = serve(&forum);
+    let mut alice = Tab::open(&forum, "alice", &["private-user=1", "private-typing=5"]);
+    alice.subscribe(&["private-user=1", "private-typing=5"]);
+    let mut guest = Tab::open(&forum, "guest", &[]);
+    guest.subscribe(&["public", "public-index-typing"]);
+    alice.typing("private-typing=5", json!({"time": 6}));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        forum_side(&forum, &["trigger", "public", "mark", "{}"])["status"],
+        200
+    );
+    assert!(guest.events_until_mark().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs php-cli and the npm packages of tests/conformance"]
+async fn index_typing_on_a_sqlite_flarum2_forum() {
+    index_typing_reaches_only_who_may_see(Server::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB and PostgreSQL from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
+async fn index_typing_on_mariadb_and_postgresql_flarum2_forums() {
+    index_typing_reaches_only_who_may_see(Server::MariaDb).await;
+    index_typing_reaches_only_who_may_see(Server::Postgres).await;
 }

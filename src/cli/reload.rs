@@ -12,8 +12,9 @@ use super::SourceArgs;
 use super::load::load;
 use crate::config::Settings;
 use crate::forum::halt::take_halt_request;
-use crate::forum::{Database, Extension, Forum, Identities};
+use crate::forum::{Database, Extension, Forum, Identities, Visibility};
 use crate::server::ServerContext;
+use crate::server::realtime::RealtimeForum;
 use crate::telemetry::systemd;
 use crate::tls::CertStore;
 
@@ -107,18 +108,31 @@ impl Reloader {
         Reloaded::Applied { restart_needed }
     }
 
-    /// Turns the typing relay on for a flarum/realtime forum (off otherwise).
+    /// Turns flarum/realtime's extras (typing relay, index typing, typing
+    /// activity) on for such a forum, off otherwise.
     pub async fn serve_typing(&self, forum: Option<&Forum>) {
-        let identities = match forum {
+        let realtime = match forum {
             Some(forum) if forum.settings.extension == Extension::Realtime => {
                 match Database::connect(&forum.config).await {
-                    Ok(database) => Some(Arc::new(Identities::new(
-                        database,
-                        forum.settings.display_name_driver.as_deref(),
-                    ))),
+                    Ok(database) => {
+                        let settings = &forum.settings;
+                        let enabled: Vec<String> = settings
+                            .extensions_enabled
+                            .as_deref()
+                            .and_then(|list| serde_json::from_str(list).ok())
+                            .unwrap_or_default();
+                        Some(RealtimeForum::new(
+                            Identities::new(
+                                database.clone(),
+                                settings.display_name_driver.as_deref(),
+                            ),
+                            Visibility::new(database, &enabled),
+                            settings.index_typing_restricted,
+                        ))
+                    }
                     Err(error) => {
                         tracing::warn!(
-                            "typing indicators will name nobody: cannot open the forum database: {error}"
+                            "typing indicators will name nobody, and index typing is off: cannot open the forum database: {error}"
                         );
                         None
                     }
@@ -126,7 +140,7 @@ impl Reloader {
             }
             _ => None,
         };
-        self.ctx.identities.store(identities);
+        self.ctx.realtime.store(realtime);
     }
 }
 

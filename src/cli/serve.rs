@@ -113,6 +113,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     announce_admin_pages(&ctx, address);
     systemd::ready(&format!("listening on {address}"));
     reloader.serve_typing(forum.as_ref()).await;
+    tokio::spawn(server::sweep_index_typing(ctx.clone()));
     if let Some(forum) = forum
         .as_ref()
         .filter(|f| f.settings.extension == Extension::Realtime)

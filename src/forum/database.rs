@@ -2,6 +2,7 @@
 //! MySQL/MariaDB, PostgreSQL and SQLite, with the few SQL differences
 //! (identifier quoting, placeholders, date arithmetic) kept here.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -328,6 +329,241 @@ impl Database {
                 .map_err(|e| e.to_string()),
             None => Ok(None),
         }
+    }
+
+    /// `expression` as text, in this database's dialect (integers of any
+    /// width and sign read back the same way everywhere).
+    fn as_text(&self, expression: &str) -> String {
+        match self.driver {
+            Driver::MySql | Driver::MariaDb => format!("CAST({expression} AS CHAR)"),
+            Driver::Postgres | Driver::Sqlite => format!("CAST({expression} AS TEXT)"),
+        }
+    }
+
+    /// A condition as '1' or '0'.
+    fn flag(condition: &str) -> String {
+        format!("CASE WHEN {condition} THEN '1' ELSE '0' END")
+    }
+
+    /// Runs `sql` with integer `binds` and returns every row as text cells.
+    async fn text_rows(
+        &self,
+        sql: String,
+        binds: &[i64],
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| format!("cannot query the {}: {error}", self.described))?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Whether user `id` confirmed their email, and their groups.
+    pub async fn user_groups(&self, id: u64) -> Result<(bool, Vec<u64>), String> {
+        let id = i64::try_from(id).map_err(|_| "user id out of range".to_owned())?;
+        let users = self.quote(&self.table("users"));
+        let confirmed = self
+            .text_rows(
+                format!(
+                    "SELECT {} FROM {users} WHERE id = {}",
+                    Self::flag("is_email_confirmed"),
+                    self.placeholder(1)
+                ),
+                &[id],
+            )
+            .await?;
+        let confirmed = confirmed
+            .first()
+            .and_then(|row| row.first().cloned().flatten())
+            .is_some_and(|v| v == "1");
+        let group_user = self.quote(&self.table("group_user"));
+        let groups = self
+            .text_rows(
+                format!(
+                    "SELECT {} FROM {group_user} WHERE user_id = {}",
+                    self.as_text("group_id"),
+                    self.placeholder(1)
+                ),
+                &[id],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|row| row.first().cloned().flatten()?.parse().ok())
+            .collect();
+        Ok((confirmed, groups))
+    }
+
+    /// Whether one of `groups` holds `permission`.
+    pub async fn groups_have_permission(
+        &self,
+        groups: &[u64],
+        permission: &str,
+    ) -> Result<bool, String> {
+        let table = self.quote(&self.table("group_permission"));
+        let list: Vec<String> = groups.iter().map(u64::to_string).collect();
+        if list.is_empty() {
+            return Ok(false);
+        }
+        // The group ids are numbers read from the database; the permission
+        // is bound.
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE permission = {} AND group_id IN ({})",
+            self.as_text("COUNT(*)"),
+            self.placeholder(1),
+            list.join(", ")
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(permission.to_owned())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot read permissions from the {}: {error}",
+                    self.described
+                )
+            })?;
+        let count: Option<String> = row.try_get(0).map_err(|e| e.to_string())?;
+        Ok(count.is_some_and(|c| c != "0"))
+    }
+
+    /// A discussion's visibility facts: hidden, private, approved (when
+    /// `approval`), and its tags with their parents (when `tags`).
+    pub async fn discussion_facts(
+        &self,
+        id: u64,
+        approval: bool,
+        tags: bool,
+    ) -> Result<Option<super::visibility::DiscussionFacts>, String> {
+        let id = i64::try_from(id).map_err(|_| "discussion id out of range".to_owned())?;
+        let discussions = self.quote(&self.table("discussions"));
+        let approved = if approval {
+            Self::flag("is_approved")
+        } else {
+            "'1'".to_owned()
+        };
+        let rows = self
+            .text_rows(
+                format!(
+                    "SELECT {}, {}, {approved} FROM {discussions} WHERE id = {}",
+                    Self::flag("hidden_at IS NOT NULL"),
+                    Self::flag("is_private"),
+                    self.placeholder(1)
+                ),
+                &[id],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let yes = |i: usize| row.get(i).cloned().flatten().is_some_and(|v| v == "1");
+        let (hidden, private, approved) = (yes(0), yes(1), yes(2));
+        let mut own_tags = Vec::new();
+        if tags {
+            let pivot = self.quote(&self.table("discussion_tag"));
+            own_tags = self
+                .text_rows(
+                    format!(
+                        "SELECT {} FROM {pivot} WHERE discussion_id = {}",
+                        self.as_text("tag_id"),
+                        self.placeholder(1)
+                    ),
+                    &[id],
+                )
+                .await?
+                .into_iter()
+                .filter_map(|row| row.first().cloned().flatten()?.parse().ok())
+                .collect();
+        }
+        let chains = self
+            .tags_with_parents(&own_tags.iter().copied().collect())
+            .await?;
+        let mut all: Vec<(u64, bool)> = chains.values().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        if own_tags.iter().any(|t| !chains.contains_key(t)) {
+            // A tag row that cannot be read proves nothing: treat as restricted.
+            all.push((u64::MAX, true));
+        }
+        Ok(Some(super::visibility::DiscussionFacts {
+            hidden,
+            private,
+            approved,
+            tags: all,
+            own_tags,
+        }))
+    }
+
+    /// Each tag of `ids` with its parent chain: id to [(id, restricted),
+    /// (parent, restricted)...].
+    pub async fn tags_with_parents(
+        &self,
+        ids: &std::collections::BTreeSet<u64>,
+    ) -> Result<HashMap<u64, Vec<(u64, bool)>>, String> {
+        let mut known: HashMap<u64, (bool, Option<u64>)> = HashMap::new();
+        let mut wanted: Vec<u64> = ids.iter().copied().collect();
+        let tags = self.quote(&self.table("tags"));
+        // Tags nest two levels in Flarum; a few rounds cover any chain.
+        for _ in 0..4 {
+            wanted.retain(|id| !known.contains_key(id));
+            if wanted.is_empty() {
+                break;
+            }
+            let list: Vec<String> = wanted.iter().map(u64::to_string).collect();
+            let rows = self
+                .text_rows(
+                    format!(
+                        "SELECT {}, {}, {} FROM {tags} WHERE id IN ({})",
+                        self.as_text("id"),
+                        Self::flag("is_restricted"),
+                        self.as_text("parent_id"),
+                        list.join(", ")
+                    ),
+                    &[],
+                )
+                .await?;
+            let mut parents = Vec::new();
+            for row in rows {
+                let cell = |i: usize| row.get(i).cloned().flatten();
+                let Some(id) = cell(0).and_then(|v| v.parse().ok()) else {
+                    continue;
+                };
+                let parent = cell(2).and_then(|v| v.parse::<u64>().ok());
+                parents.extend(parent);
+                known.insert(id, (cell(1).is_some_and(|v| v == "1"), parent));
+            }
+            wanted = parents;
+        }
+        let mut chains = HashMap::new();
+        for id in ids {
+            let mut chain = Vec::new();
+            let mut next = Some(*id);
+            while let Some(current) = next.take() {
+                let Some((restricted, parent)) = known.get(&current) else {
+                    // A parent that cannot be read: unprovable.
+                    chain.push((current, true));
+                    break;
+                };
+                chain.push((current, *restricted));
+                next = parent.filter(|p| !chain.iter().any(|(c, _)| c == p));
+            }
+            if known.contains_key(id) {
+                chains.insert(*id, chain);
+            }
+        }
+        Ok(chains)
     }
 
     /// A user's display name (the username, or the nickname when

@@ -13,6 +13,7 @@ mod identity;
 pub mod php_literal;
 mod realtime;
 mod settings;
+mod visibility;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ pub use database::{Database, StatisticsRow};
 pub use identity::{Identities, Identity};
 pub use realtime::{Extension, KYRNE, REALTIME};
 pub use settings::{ForumSettings, settings_from_rows};
+pub use visibility::{Actor, Visibility};
 
 /// Why the forum could not be read; each message says what is wrong and
 /// [`ForumError::fix`] what to do about it.

@@ -19,6 +19,8 @@ pub struct ForumSettings {
     pub extensions_enabled: Option<String>,
     /// `display_name_driver`: `username` (default) or `nickname`.
     pub display_name_driver: Option<String>,
+    /// `flarum-realtime.index-typing-indicator-restricted`.
+    pub index_typing_restricted: bool,
 }
 
 /// Each setting the extension's page sets, and its key in the settings
@@ -74,6 +76,12 @@ pub fn settings_from_rows(
         layer,
         extensions_enabled,
         display_name_driver: values.get("display_name_driver").cloned(),
+        index_typing_restricted: switch(
+            values
+                .get("flarum-realtime.index-typing-indicator-restricted")
+                .map(String::as_str),
+        )
+        .unwrap_or(false),
     })
 }
 

@@ -426,6 +426,15 @@ impl Hub {
         Self::fan_out_except(&self.read(), channel, frame, except)
     }
 
+    /// Queues `frame` to one subscriber of `channel`; whether it was one.
+    pub fn send_to(&self, channel: &str, socket: SocketId, frame: Frame) -> bool {
+        self.read()
+            .channels
+            .get(channel)
+            .and_then(|entry| entry.subscribers.get(&socket))
+            .is_some_and(|subscriber| subscriber.link.send(frame))
+    }
+
     /// The sockets subscribed to `channel` on this node.
     pub fn subscriber_ids(&self, channel: &str) -> Vec<SocketId> {
         self.read()

@@ -13,9 +13,9 @@ use super::admission::ConnectionSlots;
 use super::counters::Counters;
 use super::dashboard::WrongTokens;
 use super::rate::RateWindow;
+use super::realtime::{RealtimeForum, SocketUsers};
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
-use crate::forum::Identities;
 use crate::hub::{Frame, Hub, HubLimits};
 use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::feed::{Feed, FeedItem};
@@ -50,8 +50,10 @@ pub struct ServerContext {
     /// are not counted.
     pub tcp_slots: Arc<ConnectionSlots>,
     /// Set when serving a Flarum 2 forum (flarum/realtime): who typing
-    /// users are, for the typing relay.
-    pub identities: ArcSwapOption<Identities>,
+    /// users are, what they may see, the index-typing state.
+    pub realtime: ArcSwapOption<RealtimeForum>,
+    /// The forum user each socket proved to be.
+    pub socket_users: SocketUsers,
     /// Set when the server stops to be started again (the forum wants a
     /// new listener).
     restart: std::sync::atomic::AtomicBool,
@@ -84,7 +86,8 @@ impl ServerContext {
             api_rate: std::sync::Mutex::new(RateWindow::default()),
             wrong_tokens: WrongTokens::default(),
             tcp_slots: Arc::new(ConnectionSlots::default()),
-            identities: ArcSwapOption::empty(),
+            realtime: ArcSwapOption::empty(),
+            socket_users: SocketUsers::default(),
             restart: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -15,6 +15,7 @@ mod memory;
 mod ops;
 mod port_holder;
 mod rate;
+pub mod realtime;
 mod response;
 mod router;
 mod websocket;
@@ -31,6 +32,7 @@ pub use context::ServerContext;
 pub use counters::{Counters, IntervalCounts};
 pub use ops::serve_private_listener;
 pub use port_holder::port_holder;
+pub use websocket::index_typing::sweep as sweep_index_typing;
 
 use admission::ConnectionSlot;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::index_typing;
 use super::typing::{self, Typed, TypingIn};
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::{
@@ -26,6 +27,9 @@ fn forum_user_channel(channel: &str) -> Option<u64> {
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|id| id.parse().ok())
 }
+
+/// Tags one compose-typing signal may name (Flarum allows a handful).
+const MAX_COMPOSE_TAGS: usize = 20;
 
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
@@ -197,6 +201,7 @@ impl Handler {
                 );
                 if let Some(user) = forum_user_channel(channel.as_str()) {
                     self.forum_user = Some(user);
+                    self.ctx.socket_users.set(self.link.id, Some(user));
                 }
                 self.channels.insert(channel);
             }
@@ -213,6 +218,7 @@ impl Handler {
         if self.channels.remove(channel) {
             if forum_user_channel(channel).is_some_and(|user| Some(user) == self.forum_user) {
                 self.forum_user = None;
+                self.ctx.socket_users.set(self.link.id, None);
             }
             self.ctx.hub.unsubscribe(self.link.id, channel);
             self.ctx.feed.record(
@@ -297,18 +303,48 @@ impl Handler {
                 ),
             );
         }
-        if let (Some(identities), Some(target)) = (
-            self.ctx.identities.load_full(),
-            TypingIn::of(event, channel.as_str()),
-        ) {
-            let typed = Typed {
-                sender: self.link.id,
-                user: self.forum_user,
-                target,
-                data,
-            };
-            tokio::spawn(typing::relay(self.ctx.clone(), identities, typed));
-            return;
+        if let Some(forum) = self.ctx.realtime.load_full() {
+            if let Some(target) = TypingIn::of(event, channel.as_str()) {
+                let typed = Typed {
+                    sender: self.link.id,
+                    user: self.forum_user,
+                    target,
+                    data,
+                };
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    let time = typed.data.get("time").cloned().unwrap_or_default();
+                    let (typist, target) = (typed.user, typed.target);
+                    typing::relay(ctx.clone(), forum.clone(), typed).await;
+                    if let TypingIn::Discussion(discussion) = target {
+                        index_typing::discussion_typing(ctx, forum, typist, discussion, time).await;
+                    }
+                });
+                return;
+            }
+            // Composing a new discussion: the tags it would go in, on the
+            // user's own channel (the user from the channel's name, which the
+            // forum signed, never from the payload).
+            if event == "client-index-typing-tags"
+                && let Some(user) = forum_user_channel(channel.as_str())
+            {
+                let tags: Vec<u64> = data
+                    .get("tags")
+                    .and_then(Value::as_array)
+                    .map(|tags| {
+                        tags.iter()
+                            .filter_map(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok()))
+                            .take(MAX_COMPOSE_TAGS)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                tokio::spawn(index_typing::compose_typing(
+                    self.ctx.clone(),
+                    forum,
+                    user,
+                    tags,
+                ));
+            }
         }
         let user_id = match channel.kind() {
             ChannelKind::Presence => self.ctx.hub.member_key(self.link.id, channel.as_str()),
@@ -336,6 +372,9 @@ impl Handler {
 
     /// Leaves every channel and signs out; called once when the socket closes.
     pub fn finish(&mut self) {
+        if self.forum_user.take().is_some() {
+            self.ctx.socket_users.set(self.link.id, None);
+        }
         let channels = std::mem::take(&mut self.channels);
         self.ctx
             .hub

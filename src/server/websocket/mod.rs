@@ -7,6 +7,7 @@
 //! error makes it retry forever.
 
 mod handler;
+pub mod index_typing;
 mod outbox;
 mod session;
 mod typing;

@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::forum::Identities;
 use crate::hub::Frame;
 use crate::protocol::messages::outgoing;
 use crate::protocol::{ChannelName, SocketId};
 use crate::server::context::ServerContext;
+use crate::server::realtime::RealtimeForum;
 use crate::telemetry::feed::{FeedItem, FeedKind};
 
 const EVENT: &str = "client-typing";
@@ -79,9 +79,9 @@ pub struct Typed {
 }
 
 /// Relays one typing event (looks the typist up first, so it runs as a task).
-pub async fn relay(ctx: Arc<ServerContext>, identities: Arc<Identities>, typed: Typed) {
+pub async fn relay(ctx: Arc<ServerContext>, forum: Arc<RealtimeForum>, typed: Typed) {
     let identity = match typed.user {
-        Some(user) => identities.of(user).await,
+        Some(user) => forum.identities.of(user).await,
         None => None,
     };
     let (open, identified) = typed.target.channels();

@@ -1,0 +1,58 @@
+//! What serving a Flarum 2 forum (flarum/realtime) adds to a plain Pusher
+//! server: who each socket is (its `private-user={id}` subscription), who
+//! typing users are (the users table), what they may see (proven from the
+//! database), and the index-typing state. Present only for such a forum;
+//! swapped whole when a reload finds the forum changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::forum::{Identities, Visibility};
+use crate::protocol::SocketId;
+
+/// The forum-side services of flarum/realtime's extras.
+pub struct RealtimeForum {
+    pub identities: Identities,
+    pub visibility: Visibility,
+    /// `flarum-realtime.index-typing-indicator-restricted`: index typing of
+    /// discussions guests cannot see goes to their restricted tag's channel.
+    pub index_restricted: bool,
+    pub index: super::websocket::index_typing::IndexTyping,
+}
+
+impl RealtimeForum {
+    pub fn new(
+        identities: Identities,
+        visibility: Visibility,
+        index_restricted: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            identities,
+            visibility,
+            index_restricted,
+            index: Default::default(),
+        })
+    }
+}
+
+/// Which forum user each socket proved to be (flarum/realtime's identity
+/// rule), for deliveries that depend on who receives them.
+#[derive(Default)]
+pub struct SocketUsers(Mutex<HashMap<SocketId, u64>>);
+
+impl SocketUsers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketId, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, socket: SocketId, user: Option<u64>) {
+        match user {
+            Some(user) => self.lock().insert(socket, user),
+            None => self.lock().remove(&socket),
+        };
+    }
+
+    pub fn get(&self, socket: SocketId) -> Option<u64> {
+        self.lock().get(&socket).copied()
+    }
+}

@@ -1,0 +1,365 @@
+//! flarum/realtime's ambient typing signals, beyond the discussion's own
+//! typing indicator:
+//!
+//! - **Index typing**: `index-typing` `{id, typing, tags}` on
+//!   `public-index-typing` when someone starts typing in a discussion guests
+//!   provably see, again every 3 s while it lasts, and `typing: false` 6 s
+//!   after the last ping (checked every second); for a discussion guests do
+//!   not see, with the restricted setting on, on
+//!   `private-index-typing-tag={id}` when that tag is the only restricted
+//!   tag in the discussion's tags and their parents (the forum lets only
+//!   those who see the tag join its channel, and seeing it is then exactly
+//!   seeing the discussion). Composing a new discussion
+//!   (`client-index-typing-tags` on `private-user={id}`) lights each tag the
+//!   user provably sees, `{source: "u{id}", typing, tags: [tag]}`, on the
+//!   public channel when guests see the tag, else on its own channel.
+//! - **Typing activity**: `typing-activity` on `private-typing-activity`,
+//!   sent per subscriber, at most one per typist and target every 2 s: only
+//!   to identified subscribers who provably see the discussion (or, for a
+//!   new discussion, only the tags they provably see), naming the typist
+//!   only when they disclose their online status or the subscriber holds
+//!   `user.viewLastSeenAt`.
+//!
+//! What "provably" means is in `forum::visibility`; anything else is not
+//! sent. Typing activity reaches the subscribers on the typist's node only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::forum::Actor;
+use crate::hub::Frame;
+use crate::protocol::messages::outgoing;
+use crate::protocol::{ChannelName, SocketId};
+use crate::server::context::ServerContext;
+use crate::server::realtime::RealtimeForum;
+use crate::telemetry::feed::{FeedItem, FeedKind};
+
+/// A discussion is still being typed in this long after the last ping.
+const EXPIRY: Duration = Duration::from_millis(6000);
+/// While typing lasts, the rising edge is said again this often.
+const REFRESH: Duration = Duration::from_millis(3000);
+/// A discussion's channels are reused this long.
+const ROUTING_TTL: Duration = Duration::from_secs(30);
+/// Typing activity: one event per typist and target this often at most.
+const ACTIVITY_THROTTLE: Duration = Duration::from_secs(2);
+/// How often falling edges are looked for.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub const PUBLIC_CHANNEL: &str = "public-index-typing";
+pub const ACTIVITY_CHANNEL: &str = "private-typing-activity";
+
+fn tag_channel(tag: u64) -> String {
+    format!("private-index-typing-tag={tag}")
+}
+
+/// What is typed in: a discussion, or a new one in a tag by a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Discussion(u64),
+    Compose { user: u64, tag: u64 },
+}
+
+/// Channels and the tag ids each may see lit.
+type Routes = Vec<(String, Vec<u64>)>;
+
+#[derive(Default)]
+struct State {
+    last_seen: HashMap<Key, Instant>,
+    last_broadcast: HashMap<Key, Instant>,
+    /// Where each key's signals go: resolved at the rising edge.
+    routes: HashMap<Key, Routes>,
+    /// Discussion routing, cached.
+    routing: HashMap<u64, (Instant, Routes)>,
+    /// Typing activity: when each typist and target was last relayed.
+    activity: HashMap<String, Instant>,
+}
+
+/// The index-typing state of one server.
+#[derive(Default)]
+pub struct IndexTyping {
+    state: Mutex<State>,
+}
+
+impl IndexTyping {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a ping for `key` routed to `routes`; whether to announce now.
+    fn ping(&self, key: Key, routes: Routes) -> Option<Routes> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let active = state
+            .last_seen
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < EXPIRY);
+        state.last_seen.insert(key, now);
+        state.routes.insert(key, routes.clone());
+        let stale = state
+            .last_broadcast
+            .get(&key)
+            .is_none_or(|at| now.duration_since(*at) >= REFRESH);
+        if !active || stale {
+            state.last_broadcast.insert(key, now);
+            return Some(routes);
+        }
+        None
+    }
+
+    fn throttled(&self, key: String) -> bool {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state
+            .activity
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < ACTIVITY_THROTTLE)
+        {
+            return true;
+        }
+        if state.activity.len() >= 2000 {
+            state
+                .activity
+                .retain(|_, at| now.duration_since(*at) < ACTIVITY_THROTTLE);
+        }
+        state.activity.insert(key, now);
+        false
+    }
+
+    /// The keys whose typing stopped, with where to say so; forgotten.
+    fn expired(&self) -> Vec<(Key, Routes)> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let gone: Vec<Key> = state
+            .last_seen
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= EXPIRY)
+            .map(|(key, _)| *key)
+            .collect();
+        state
+            .routing
+            .retain(|_, (at, _)| now.duration_since(*at) < ROUTING_TTL);
+        gone.into_iter()
+            .map(|key| {
+                state.last_seen.remove(&key);
+                state.last_broadcast.remove(&key);
+                (key, state.routes.remove(&key).unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+fn signal(key: Key, typing: bool, tags: &[u64]) -> Value {
+    match key {
+        Key::Discussion(id) => json!({"id": id, "typing": typing, "tags": tags}),
+        Key::Compose { user, .. } => {
+            json!({"source": format!("u{user}"), "typing": typing, "tags": tags})
+        }
+    }
+}
+
+fn announce(ctx: &ServerContext, key: Key, typing: bool, routes: &Routes) {
+    for (channel, tags) in routes {
+        let Ok(name) = ChannelName::parse(channel, usize::MAX) else {
+            continue;
+        };
+        let data = signal(key, typing, tags);
+        let frame = outgoing::channel_event("index-typing", channel, &data, None);
+        ctx.publish(
+            &name,
+            Frame::from(frame),
+            None,
+            false,
+            FeedItem::new(FeedKind::ApiEvent)
+                .channel(channel)
+                .event("index-typing")
+                .data(&data),
+        );
+    }
+}
+
+/// Where a discussion's index typing goes (cached 30 s).
+async fn discussion_routes(forum: &RealtimeForum, discussion: u64) -> Routes {
+    if let Some((at, routes)) = forum.index.lock().routing.get(&discussion)
+        && at.elapsed() < ROUTING_TTL
+    {
+        return routes.clone();
+    }
+    let visibility = &forum.visibility;
+    let routes = match visibility.shown_discussion(discussion).await {
+        None => Vec::new(),
+        Some(facts) => {
+            if visibility.can_see(Actor::Guest, discussion).await {
+                vec![(PUBLIC_CHANNEL.to_owned(), facts.own_tags.clone())]
+            } else {
+                let restricted: Vec<u64> = facts
+                    .tags
+                    .iter()
+                    .filter(|(_, restricted)| *restricted)
+                    .map(|(id, _)| *id)
+                    .collect();
+                match restricted.as_slice() {
+                    [only] if forum.index_restricted && facts.own_tags.contains(only) => {
+                        vec![(tag_channel(*only), vec![*only])]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        }
+    };
+    forum
+        .index
+        .lock()
+        .routing
+        .insert(discussion, (Instant::now(), routes.clone()));
+    routes
+}
+
+/// Someone (`typist`, when proven) typed in `discussion` at `time`.
+pub async fn discussion_typing(
+    ctx: Arc<ServerContext>,
+    forum: Arc<RealtimeForum>,
+    typist: Option<u64>,
+    discussion: u64,
+    time: Value,
+) {
+    let routes = discussion_routes(&forum, discussion).await;
+    if !routes.is_empty()
+        && let Some(routes) = forum.index.ping(Key::Discussion(discussion), routes)
+    {
+        announce(&ctx, Key::Discussion(discussion), true, &routes);
+    }
+    let Some(typist) = typist else {
+        return;
+    };
+    if forum.index.throttled(format!("{typist}:d{discussion}")) {
+        return;
+    }
+    deliver_activity(&ctx, &forum, typist, |subscriber| {
+        let forum = forum.clone();
+        let time = time.clone();
+        async move {
+            forum
+                .visibility
+                .can_see(Actor::User(subscriber), discussion)
+                .await
+                .then(|| json!({"discussionId": discussion, "tagIds": Value::Null, "time": time}))
+        }
+    })
+    .await;
+}
+
+/// `user` is composing a new discussion in `claimed` tags.
+pub async fn compose_typing(
+    ctx: Arc<ServerContext>,
+    forum: Arc<RealtimeForum>,
+    user: u64,
+    claimed: Vec<u64>,
+) {
+    let visibility = &forum.visibility;
+    for tag in visibility.visible_tags(Actor::User(user), &claimed).await {
+        let guests = !visibility
+            .visible_tags(Actor::Guest, &[tag])
+            .await
+            .is_empty();
+        let channel = if guests {
+            PUBLIC_CHANNEL.to_owned()
+        } else if forum.index_restricted {
+            tag_channel(tag)
+        } else {
+            continue;
+        };
+        let key = Key::Compose { user, tag };
+        if let Some(routes) = forum.index.ping(key, vec![(channel, vec![tag])]) {
+            announce(&ctx, key, true, &routes);
+        }
+    }
+    let mut key_tags = claimed.clone();
+    key_tags.sort_unstable();
+    key_tags.dedup();
+    let key = format!(
+        "{user}:t{}",
+        key_tags
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if forum.index.throttled(key) {
+        return;
+    }
+    deliver_activity(&ctx, &forum, user, |subscriber| {
+        let forum = forum.clone();
+        let claimed = key_tags.clone();
+        async move {
+            let tags = forum
+                .visibility
+                .visible_tags(Actor::User(subscriber), &claimed)
+                .await;
+            Some(json!({"discussionId": Value::Null, "tagIds": tags, "time": Value::Null}))
+        }
+    })
+    .await;
+}
+
+/// Sends `typing-activity` to each identified subscriber of the activity
+/// channel (but the typist) for whom `build` gives data.
+async fn deliver_activity<F, Fut>(ctx: &ServerContext, forum: &RealtimeForum, typist: u64, build: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let subscribers: Vec<SocketId> = ctx.hub.subscriber_ids(ACTIVITY_CHANNEL);
+    if subscribers.is_empty() {
+        return;
+    }
+    let identity = forum.identities.of(typist).await;
+    for socket in subscribers {
+        let Some(subscriber) = ctx.socket_users.get(socket) else {
+            continue;
+        };
+        if subscriber == typist {
+            continue;
+        }
+        let Some(mut data) = build(subscriber).await else {
+            continue;
+        };
+        let named = match &identity {
+            Some(who) => {
+                who.disclose_online
+                    || forum
+                        .visibility
+                        .has_permission(Actor::User(subscriber), "user.viewLastSeenAt")
+                        .await
+            }
+            None => false,
+        };
+        data["userId"] = if named { json!(typist) } else { Value::Null };
+        data["displayName"] = match (&identity, named) {
+            (Some(who), true) => json!(who.display_name),
+            _ => Value::Null,
+        };
+        let frame = outgoing::channel_event("typing-activity", ACTIVITY_CHANNEL, &data, None);
+        ctx.hub
+            .send_to(ACTIVITY_CHANNEL, socket, Frame::from(frame));
+    }
+}
+
+/// Says `typing: false` for whatever stopped, every second, until shutdown.
+pub async fn sweep(ctx: Arc<ServerContext>) {
+    let shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        let Some(forum) = ctx.realtime.load_full() else {
+            continue;
+        };
+        for (key, routes) in forum.index.expired() {
+            announce(&ctx, key, false, &routes);
+        }
+    }
+}
