@@ -9,6 +9,7 @@ use std::process::Command;
 use common::checking::*;
 use common::pki::Pki;
 use common::process::{flarum_ws, free_port, start};
+use common::redis::RedisServer;
 use common::*;
 use serde_json::Value;
 
@@ -270,48 +271,6 @@ fn ports_bind_addresses_and_the_forum_database() {
     assert_eq!(code, 1);
     assert_eq!(finding(&findings, "config.php")["status"], "pass");
     assert_eq!(finding(&findings, "database")["status"], "fail");
-}
-
-/// A redis-server on a free loopback port, killed when dropped.
-struct RedisServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is needed (apt-get install redis-server)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -1108,3 +1108,83 @@ async fn index_typing_on_mariadb_and_postgresql_flarum2_forums() {
     index_typing_reaches_only_who_may_see(Server::MariaDb).await;
     index_typing_reaches_only_who_may_see(Server::Postgres).await;
 }
+
+/// A forum caching in Redis (fof/redis) keeps flarum/realtime's restart
+/// request there: with `forum_cache_redis_url` (and fof/redis's prefix),
+/// flarum-ws takes it from Redis and reloads in place.
+#[tokio::test]
+#[ignore = "needs redis-server, php-cli and the npm packages of tests/conformance"]
+async fn a_halt_request_in_the_forums_redis_cache_reloads_in_place() {
+    let redis = common::redis::RedisServer::start();
+    let forum = forum2(
+        Server::Sqlite,
+        Some(json!({"app-secret": "first"})),
+        "username",
+    )
+    .await;
+    let url = format!("redis://127.0.0.1:{}/1", redis.port);
+    let mut server = start(
+        flarum_ws(forum.root.path())
+            .env("FLARUM_WS_FORUM_CACHE_REDIS_URL", &url)
+            .env("FLARUM_WS_FORUM_CACHE_PREFIX", "forum:")
+            .arg("serve"),
+    );
+    let mut tab = Tab::open(&forum, "reader", &[]);
+    tab.subscribe(&["public"]);
+    let config = std::fs::read_to_string(forum.root.path().join("config.php")).unwrap();
+    std::fs::write(
+        forum.root.path().join("config.php"),
+        config.replace("'first'", "'second'"),
+    )
+    .unwrap();
+    // What `php flarum realtime:halt` leaves with fof/redis: the serialized
+    // time under the prefixed key, in the cache's database.
+    let set = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "-n",
+            "1",
+            "SET",
+            "forum:flarum.realtime.require-halt",
+            "i:1764750000;",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(set.status.success());
+    wait_for_line(
+        &mut server,
+        "flarum/realtime asked for a restart",
+        Duration::from_secs(15),
+    );
+    wait_for_line(
+        &mut server,
+        "open connections were kept",
+        Duration::from_secs(5),
+    );
+    let second = Forum2 {
+        secret: "second".into(),
+        ..forum2_handles(&forum)
+    };
+    assert_eq!(
+        php_trigger(&second, "public", "afterHalt", &json!({})).await,
+        200
+    );
+    assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
+    let left = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "-n",
+            "1",
+            "EXISTS",
+            "forum:flarum.realtime.require-halt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "0",
+        "the request was taken"
+    );
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::SourceArgs;
 use super::load::load;
 use crate::config::Settings;
-use crate::forum::halt::take_halt_request;
+use crate::forum::halt::{take_halt_request, take_redis_halt_request};
 use crate::forum::{Database, Extension, Forum, Identities, Visibility};
 use crate::server::ServerContext;
 use crate::server::realtime::RealtimeForum;
@@ -174,8 +174,19 @@ pub async fn follow_the_forum(
             _ = tokio::time::sleep(FORUM_POLL) => {}
         }
         let mut why = None;
+        let asked = "flarum/realtime asked for a restart (realtime:halt or a changed setting)";
         if take_halt_request(&root) {
-            why = Some("flarum/realtime asked for a restart (realtime:halt or a changed setting)");
+            why = Some(asked);
+        }
+        let settings = reloader.ctx.settings();
+        if let Some(url) = &settings.forum_cache_redis_url {
+            match take_redis_halt_request(url.expose(), &settings.forum_cache_prefix).await {
+                Ok(true) => why = Some(asked),
+                Ok(false) => {}
+                Err(problem) => tracing::warn!(
+                    "cannot read the forum's Redis cache (forum_cache_redis_url) for restart requests: {problem}"
+                ),
+            }
         }
         match database.extensions_enabled().await {
             Ok(now) if now != extensions_enabled => {

@@ -240,6 +240,12 @@ settings! {
     redis_url: Secret = "FLARUM_WS_REDIS_URL",
     /// Prefix of the Redis channel, so several forums can share one Redis.
     redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() },
+    /// Flarum 2 forums that cache in Redis (fof/redis): that Redis, e.g.
+    /// `redis://127.0.0.1:6379/1`, where flarum/realtime's restart requests
+    /// are then kept (unset: the forum's file cache).
+    forum_cache_redis_url: Secret = "FLARUM_WS_FORUM_CACHE_REDIS_URL",
+    /// The cache key prefix of fof/redis's configuration (`prefix`).
+    forum_cache_prefix: String = "FLARUM_WS_FORUM_CACHE_PREFIX" { default: String::new() },
 }
 
 /// Where credentials can come from, for the missing-credentials message.
@@ -433,6 +439,11 @@ pub(super) fn into_settings(
             log_format,
             redis_url: p.redis_url.clone().filter(|u| !u.expose().is_empty()),
             redis_prefix: p.redis_prefix.clone().unwrap_or_default(),
+            forum_cache_redis_url: p
+                .forum_cache_redis_url
+                .clone()
+                .filter(|u| !u.expose().is_empty()),
+            forum_cache_prefix: p.forum_cache_prefix.clone().unwrap_or_default(),
         },
         provenance,
         effective: p,

@@ -182,6 +182,10 @@ pub struct Settings {
     /// Redis for a cluster of nodes (may hold a password, hence secret).
     pub redis_url: Option<Secret>,
     pub redis_prefix: String,
+    /// The Redis a Flarum 2 forum caches in, for its restart requests.
+    pub forum_cache_redis_url: Option<Secret>,
+    /// fof/redis's cache key prefix.
+    pub forum_cache_prefix: String,
 }
 
 /// How log lines are written.

@@ -4,7 +4,8 @@
 //! supervisor to restart it. flarum-ws reads the same key from Flarum's file
 //! cache (`storage/cache/`, laid out as Laravel's file store does: the
 //! key's SHA-1 split into two folder levels, the file starting with a
-//! ten-digit expiry time) and reloads in place instead.
+//! ten-digit expiry time), or from the forum's Redis when it caches there
+//! (fof/redis: `SET {prefix}{key}`), and reloads in place instead.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,6 +54,29 @@ pub fn take_halt_request(root: &Path) -> bool {
         }
     }
     requested
+}
+
+/// Whether a halt was requested in the forum's Redis cache (fof/redis:
+/// the key under `prefix`, in the database of `url`); taken by deleting it.
+pub async fn take_redis_halt_request(url: &str, prefix: &str) -> Result<bool, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let mut connection = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| "no answer within 3 s".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let mut taken = false;
+    for key in HALT_KEYS {
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(format!("{prefix}{key}"))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        taken |= deleted > 0;
+    }
+    Ok(taken)
 }
 
 #[cfg(test)]

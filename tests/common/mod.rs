@@ -21,6 +21,7 @@ pub mod nginx;
 pub mod outage;
 pub mod pki;
 pub mod process;
+pub mod redis;
 
 pub const APP_ID: &str = "42";
 pub const KEY: &str = "test-key";
