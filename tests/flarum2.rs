@@ -369,6 +369,13 @@ async fn served_as_the_daemon(db: Server, websocket: Option<Value>) {
         "{findings:#?}"
     );
     assert_ne!(code, 2, "{findings:#?}");
+    let config = flarum_ws(forum.root.path()).arg("config").output().unwrap();
+    let config = String::from_utf8(config.stdout).unwrap();
+    assert!(
+        config.contains("# serving: flarum/realtime (flarum-realtime, Flarum 2)")
+            && config.contains("flarum/realtime's default: always 1"),
+        "{config}"
+    );
     let mut server = serve(&forum);
 
     let mut alice = Tab::open(&forum, "alice", &["private-user=1"]);

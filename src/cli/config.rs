@@ -18,7 +18,10 @@ pub fn run(args: SourceArgs) -> Result<Exit, Failure> {
         let _ = writeln!(out, "{line}");
     };
     match &loaded.forum {
-        Some(forum) => print(format!("# forum: {}", forum.config.path.display())),
+        Some(forum) => {
+            print(format!("# forum: {}", forum.config.path.display()));
+            print(format!("# serving: {}", forum.settings.extension.name()));
+        }
         None => print("# no forum (no config.php in the working directory)".into()),
     }
     let rows: Vec<(&str, String, String)> = resolved
