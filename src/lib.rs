@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod forum;
 pub mod hub;
+pub mod loading;
 pub mod probe;
 pub mod protocol;
 pub mod server;

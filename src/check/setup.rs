@@ -9,11 +9,9 @@ use super::port::check_port;
 use super::service_user::service_user;
 use super::{Finding, Status};
 use crate::cluster;
-use crate::config::{self, PartialSettings, Resolved, Settings};
-use crate::forum::{
-    Database, Extension, ForumConfig, ForumError, parent_is_forum, read_config_php,
-    settings_from_rows,
-};
+use crate::config::{PartialSettings, Resolved, Settings};
+use crate::forum::{Database, Extension, ForumConfig, read_forum_settings};
+use crate::loading::{LoadInput, gather};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
@@ -33,57 +31,52 @@ pub struct CheckInput {
 /// Runs every check that can run and returns all findings.
 pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut sources =
-        match config::load_sources(input.flags, input.config, &input.cwd, input.environment) {
-            Ok(sources) => sources,
-            Err(error) => {
-                findings.push(Finding::fail(
-                    "configuration",
-                    error.to_string(),
-                    "fix the file or variable named",
-                ));
-                return findings;
-            }
-        };
-    let (root, explicit) = match input.root.or_else(|| sources.root.clone()) {
-        Some(root) => (input.cwd.join(root), true),
-        None => (input.cwd.clone(), false),
-    };
-    let config_php = root.join("config.php");
-    let mut forum = None;
-    let mut extension = None;
-    if config_php.is_file() {
-        match read_config_php(&config_php) {
-            Ok(config) => {
-                findings.push(Finding::pass(
-                    "config.php",
-                    format!(
-                        "{} ({} database)",
-                        config_php.display(),
-                        config.database.driver.name()
-                    ),
-                ));
-                forum = Some(config);
-            }
-            Err(error) => {
-                findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
-                return findings;
-            }
+    let gathered = match gather(LoadInput {
+        flags: input.flags,
+        config: input.config,
+        root: input.root,
+        cwd: input.cwd,
+        environment: input.environment,
+    }) {
+        Ok(gathered) => gathered,
+        Err(error) => {
+            findings.push(Finding::fail(
+                "configuration",
+                error.to_string(),
+                "fix the file or variable named",
+            ));
+            return findings;
         }
-    } else if explicit || parent_is_forum(&root) {
-        let error = ForumError::NoConfig(root.clone());
-        findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
-        return findings;
-    } else {
-        findings.push(Finding::pass(
-            "config.php",
-            format!(
-                "no config.php in {}: running standalone from YAML and FLARUM_WS_* settings",
-                root.display()
-            ),
-        ));
-    }
+    };
+    let forum = match gathered.config_php() {
+        Ok(Some(config)) => {
+            findings.push(Finding::pass(
+                "config.php",
+                format!(
+                    "{} ({} database)",
+                    config.path.display(),
+                    config.database.driver.name()
+                ),
+            ));
+            Some(config)
+        }
+        Ok(None) => {
+            findings.push(Finding::pass(
+                "config.php",
+                format!(
+                    "no config.php in {}: running standalone from YAML and FLARUM_WS_* settings",
+                    gathered.root.display()
+                ),
+            ));
+            None
+        }
+        Err(error) => {
+            findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
+            return findings;
+        }
+    };
 
+    let mut forum_settings = None;
     if let Some(config) = &forum {
         let database = match Database::connect(config).await {
             Ok(database) => {
@@ -95,9 +88,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 return findings;
             }
         };
-        let rows = database.read_settings().await;
+        let read = read_forum_settings(&database, config).await;
         database.close().await;
-        match rows.and_then(|rows| settings_from_rows(rows, config)) {
+        match read {
             Ok(settings) => {
                 let source = match settings.extension {
                     Extension::Kyrne => "its settings page (the settings table)",
@@ -112,8 +105,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                         settings.extension.name()
                     ),
                 ));
-                extension = Some(settings.extension);
-                sources.forum = Some(settings.layer);
+                forum_settings = Some(settings);
             }
             Err(error) => {
                 findings.push(Finding::fail("settings", error.to_string(), error.fix()));
@@ -121,8 +113,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
             }
         }
     }
+    let extension = forum_settings.as_ref().map(|s| s.extension);
 
-    let resolved = match config::resolve(sources) {
+    let resolved = match gathered.resolve(forum_settings.as_ref()) {
         Ok(resolved) => {
             findings.push(Finding::pass(
                 "credentials",

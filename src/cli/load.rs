@@ -1,34 +1,25 @@
-//! Gathering settings for a command: flags, environment, `.env`, YAML and,
-//! when run from a forum, config.php and the settings table.
+//! Loading settings for a command from its flags and the process's
+//! environment and working directory (the stages are `crate::loading`'s).
 
 use anyhow::Context;
 
 use super::{Failure, SourceArgs};
-use crate::config::{self, Resolved};
-use crate::forum::{self, Forum};
-
-/// Resolved settings and the forum they partly came from.
-pub struct Loaded {
-    pub resolved: Resolved,
-    pub forum: Option<Forum>,
-}
+pub use crate::loading::Loaded;
+use crate::loading::{LoadInput, load as load_stages};
 
 /// Reads every source; errors are worded for the admin.
 pub async fn load(args: &SourceArgs) -> Result<Loaded, Failure> {
-    let flags = args.flags();
     let cwd = std::env::current_dir()
         .context("cannot read the working directory")
         .map_err(Failure::user)?;
-    let mut sources = config::load_sources(flags, args.config.clone(), &cwd, std::env::vars())
-        .map_err(Failure::user)?;
-    let (root, explicit) = match args.root.clone().or_else(|| sources.root.clone()) {
-        Some(root) => (cwd.join(root), true),
-        None => (cwd, false),
+    let input = LoadInput {
+        flags: args.flags(),
+        config: args.config.clone(),
+        root: args.root.clone(),
+        cwd,
+        environment: std::env::vars().collect(),
     };
-    let forum = forum::load_forum(&root, explicit).await?;
-    sources.forum = forum.as_ref().map(|forum| forum.settings.layer.clone());
-    let resolved = config::resolve(sources).map_err(Failure::user)?;
-    Ok(Loaded { resolved, forum })
+    Ok(load_stages(input).await?)
 }
 
 /// A current-thread runtime for commands that only need async briefly.

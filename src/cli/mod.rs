@@ -234,6 +234,24 @@ impl From<crate::forum::ForumError> for Failure {
     }
 }
 
+/// A flag, variable or file the admin wrote is wrong: the message says
+/// which and how.
+impl From<crate::config::ConfigError> for Failure {
+    fn from(error: crate::config::ConfigError) -> Self {
+        Self::user(error)
+    }
+}
+
+/// Loading stopped at a stage the admin can fix.
+impl From<crate::loading::LoadError> for Failure {
+    fn from(error: crate::loading::LoadError) -> Self {
+        match error {
+            crate::loading::LoadError::Config(error) => error.into(),
+            crate::loading::LoadError::Forum(error) => error.into(),
+        }
+    }
+}
+
 /// The server could not be reached: message and fix.
 impl From<crate::probe::ProbeError> for Failure {
     fn from(error: crate::probe::ProbeError) -> Self {

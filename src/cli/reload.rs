@@ -144,15 +144,20 @@ impl Reloader {
     }
 }
 
-/// Reloads on every SIGHUP.
-pub async fn reload_on_hangup(reloader: Reloader) {
+/// Reloads on every SIGHUP. The handler is installed when this is called,
+/// before the server says it listens (a SIGHUP's default action would kill
+/// it); the waiting runs as a task.
+pub fn reload_on_hangup(reloader: Reloader) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; settings can only change with a restart");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        reloader.reload("SIGHUP received").await;
+    let hangup = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hangup) = hangup else {
+            tracing::warn!("cannot listen for SIGHUP; settings can only change with a restart");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            reloader.reload("SIGHUP received").await;
+        }
     }
 }
 

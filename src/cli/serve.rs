@@ -101,6 +101,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         certificates: store,
     };
     tokio::spawn(reload_on_hangup(reloader.clone()));
+    reloader.serve_typing(forum.as_ref()).await;
     // Said once every listener is open, so whoever waits for this line (an
     // admin, a test) finds the metrics listener up too.
     let app = &ctx.settings().app;
@@ -112,7 +113,6 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     );
     announce_admin_pages(&ctx, address);
     systemd::ready(&format!("listening on {address}"));
-    reloader.serve_typing(forum.as_ref()).await;
     tokio::spawn(server::sweep_index_typing(ctx.clone()));
     if let Some(forum) = forum
         .as_ref()
@@ -183,21 +183,27 @@ fn raise_open_file_limit() {
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Stops the server on SIGINT or SIGTERM. The handlers are installed
+/// before the server says it listens (so a signal sent at once is not the
+/// default action, which would kill it); the waiting runs as a task.
+fn cancel_on_signal(shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot listen for SIGINT/SIGTERM; stop the server with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = signals else {
+            tracing::error!("cannot listen for SIGINT/SIGTERM; stop the server with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+        systemd::stopping();
+        shutdown.cancel();
     }
-    systemd::stopping();
-    shutdown.cancel();
 }
 
 /// Says where the dashboard is; a made-up token is shown this once.

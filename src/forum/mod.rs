@@ -198,11 +198,10 @@ pub fn parent_is_forum(dir: &Path) -> bool {
         .is_some_and(|parent| parent.join("config.php").is_file())
 }
 
-/// Reads config.php under `root` and the settings from the forum database.
-/// Returns `None` when there is no config.php and `root` was not named
-/// explicitly (flarum-ws then runs standalone), unless the parent directory
-/// is a forum root.
-pub async fn load_forum(root: &Path, explicit: bool) -> Result<Option<Forum>, ForumError> {
+/// config.php under `root`: `None` when there is none and `root` was not
+/// named explicitly (flarum-ws then runs standalone), unless the parent
+/// directory is a forum root (run from `public/`, say).
+pub fn find_config_php(root: &Path, explicit: bool) -> Result<Option<ForumConfig>, ForumError> {
     let path = root.join("config.php");
     if !path.is_file() {
         return if explicit || parent_is_forum(root) {
@@ -211,10 +210,14 @@ pub async fn load_forum(root: &Path, explicit: bool) -> Result<Option<Forum>, Fo
             Ok(None)
         };
     }
-    let config = read_config_php(&path)?;
-    let database = Database::connect(&config).await?;
+    read_config_php(&path).map(Some)
+}
+
+/// The forum's settings, read through `database`.
+pub async fn read_forum_settings(
+    database: &Database,
+    config: &ForumConfig,
+) -> Result<ForumSettings, ForumError> {
     let rows = database.read_settings().await?;
-    let settings = settings_from_rows(rows, &config)?;
-    database.close().await;
-    Ok(Some(Forum { config, settings }))
+    settings_from_rows(rows, config)
 }
