@@ -18,10 +18,10 @@ SERVERS="${SERVERS:-flarum-ws sockudo}"
 SOCKUDO="${SOCKUDO:-sockudo}"
 source bench/flarum-ws-settings.sh
 PORT_A=6211 PORT_B=6212 REDIS_PORT=6219
-LOADGEN=target/release/examples/loadgen
+LOADGEN=target/release/loadgen
 mkdir -p target/bench
 RUN="target/bench/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-cargo build --release --quiet --bin flarum-ws --example loadgen
+cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws && cargo build --release --quiet --locked -p flarum-ws-bench --bin loadgen
 command -v "$SOCKUDO" >/dev/null || SERVERS="${SERVERS/sockudo/}"
 SKIPPED="$(mktemp)"
 

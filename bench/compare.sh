@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of flarum-ws and sockudo on loopback, one server at
-# a time, with the same load generator (examples/loadgen.rs) and the same
+# a time, with the same load generator (bench/tools/src/loadgen.rs) and the same
 # scenarios, in rounds. Writes bench/RESULTS.md (medians of the rounds,
 # ratios, machine, commands); the raw JSON lines go to target/bench/ (kept
 # out of git: every run would change the tree).
@@ -15,12 +15,12 @@ SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
 source bench/flarum-ws-settings.sh
 PORT=6201
-LOADGEN=target/release/examples/loadgen
+LOADGEN=target/release/loadgen
 mkdir -p target/bench
 RAW=target/bench/results.jsonl
 RUN="target/bench/run-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
-cargo build --release --bin flarum-ws --example loadgen
+cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin loadgen
 
 if [[ " $SERVERS " == *" sockudo "* ]] && ! command -v sockudo >/dev/null; then
   command -v protoc >/dev/null || apt-get install -y -qq protobuf-compiler

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Presence join storm, flarum-ws and sockudo side by side in the same run:
 # MEMBERS users (default 2000) join one presence channel one after another,
-# all reading (examples/presence_storm.rs). Rounds alternate the servers.
+# all reading (bench/tools/src/presence_storm.rs). Rounds alternate the servers.
 # Raw lines go to target/bench/presence-<time>.jsonl; bench/PRESENCE.md gets
 # the medians.
 #
@@ -18,14 +18,14 @@ PORT=6203
 mkdir -p target/bench
 RAW="target/bench/presence-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
-cargo build --release --bin flarum-ws --example presence_storm
+cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin presence_storm
 source bench/server.sh
 
 for round in $(seq 1 "$REPEAT"); do
   for server in $SERVERS; do
     start_server "$server"
     sleep 1
-    target/release/examples/presence_storm --port $PORT --app-id $APP_ID --key $KEY \
+    target/release/presence_storm --port $PORT --app-id $APP_ID --key $KEY \
       --secret $SECRET --pid "$SERVER_PID" --members "$MEMBERS" \
       --label "$server" | tee -a "$RAW"
     stop_server
@@ -43,7 +43,7 @@ print("# Presence join storm\n")
 print(f"{members} users join one presence channel one after another, each")
 print("reading (`member_added` for everyone after them), 100 bytes of user_info")
 print(f"each. Median of {repeat} rounds, servers alternating, on this machine.\n")
-print("Command: `bash bench/presence.sh` (examples/presence_storm.rs).\n")
+print("Command: `bash bench/presence.sh` (bench/tools/src/presence_storm.rs).\n")
 print("| server | seconds | server CPU s | RSS before MB | RSS peak MB | RSS after all left MB | frames received / member_added expected |")
 print("|---|---|---|---|---|---|---|")
 for s in servers:

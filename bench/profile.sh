@@ -13,7 +13,7 @@ command -v perf >/dev/null || { echo "perf is needed (Debian: apt-get install li
 source bench/flarum-ws-settings.sh
 PORT=6202
 DATA="${DATA:-target/profile.data}"
-cargo build --release --bin flarum-ws --example loadgen
+cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin loadgen
 
 env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
   target/release/flarum-ws serve >/tmp/profile-server.log 2>&1 &
@@ -22,7 +22,7 @@ trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 
 # The clients connect and settle for 4 s; perf samples 8 s of the trigger phase.
-target/release/examples/loadgen --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET \
+target/release/loadgen --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET \
   --pid $SERVER_PID --connections 10000 --channels 10 --events "${EVENTS:-3000}" --settle 4 \
   --after-disconnect 0 "$@" >target/profile-run.jsonl &
 LOADGEN_PID=$!

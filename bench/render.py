@@ -53,7 +53,7 @@ out = [
     "",
     f"Machine: {os.cpu_count()} cores, {int(mem_total) // 1024} MiB memory, {platform.platform()}.",
     "Command: `bash bench/compare.sh` (the servers run one after the other on loopback; the load",
-    "generator `examples/loadgen.rs` runs on the same machine, so both compete for the same cores).",
+    "generator `bench/tools/src/loadgen.rs` runs on the same machine, so both compete for the same cores).",
     f"Each value is the median of {rounds} round(s); in each round every scenario runs on each server in",
     "turn. *delivered* and *lost* are totals over the rounds.",
     "",

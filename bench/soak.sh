@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak test: starts a release flarum-ws on loopback, churns clients,
 # subscriptions, presence joins and HTTP triggers against it for a bounded
-# time (examples/soak.rs), then checks that nothing published to a live
+# time (bench/tools/src/soak.rs), then checks that nothing published to a live
 # subscriber was lost, that memory came back near its starting point, and
 # that the server logged no error or panic. Appends the result to
 # bench/SOAK.md.
@@ -16,7 +16,7 @@ EVENTS_PER_SECOND="${SOAK_EVENTS_PER_SECOND:-200}"
 # Memory may end this much above where it started (allocator slack).
 RSS_SLACK_KIB="${SOAK_RSS_SLACK_KIB:-8192}"
 
-cargo build --release --quiet --bin flarum-ws --example soak
+cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws && cargo build --release --quiet --locked -p flarum-ws-bench --bin soak
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 LOG="$(mktemp)"
 FLARUM_WS_APP_ID=1 FLARUM_WS_APP_KEY=soak-key FLARUM_WS_APP_SECRET=soak-secret \
@@ -28,7 +28,7 @@ for _ in $(seq 1 50); do grep -q "Listening on" "$LOG" && break; sleep 0.1; done
 sleep 1
 
 set +e
-REPORT="$(target/release/examples/soak --port "$PORT" --app-id 1 --key soak-key --secret soak-secret \
+REPORT="$(target/release/soak --port "$PORT" --app-id 1 --key soak-key --secret soak-secret \
   --pid "$SERVER" --seconds "$SECONDS_TO_RUN" --clients "$CLIENTS" --events-per-second "$EVENTS_PER_SECOND" 2>soak-stderr.tmp)"
 SOAK_EXIT=$?
 set -e

@@ -16,7 +16,7 @@ command -v cargo-deb >/dev/null || {
 }
 
 version="$(cargo metadata --no-deps --format-version 1 --locked \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')"
+  | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "flarum-ws"))')"
 target="x86_64-unknown-linux-gnu"
 out="target/package"
 rm -rf "$out"

@@ -34,8 +34,8 @@ tests/services/start.sh >"$services"
 # shellcheck disable=SC1090
 source "$services"
 
-cargo build --locked --all-targets
-cargo test --locked -- --include-ignored
+cargo build --locked --workspace --all-targets
+cargo test --locked --workspace -- --include-ignored
 
 export TEST_FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"
 (cd tests/conformance && npm test)

@@ -5,7 +5,7 @@
 //! connection, deliveries per second, latency percentiles, lost messages and
 //! the server's CPU time per delivered message (from /proc/PID/stat).
 //!
-//! `cargo run --release --example loadgen -- --help`
+//! `cargo run --release -p flarum-ws-bench --bin loadgen -- --help`
 //!
 //! Each event's data is `T<send time in µs>:S<sequence>:<padding>`, so a
 //! client finds the send time without parsing JSON.
@@ -20,7 +20,6 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-#[path = "support/mod.rs"]
 mod support;
 use support::{App, Target, cpu_micros, now_micros, rss_kib};
 

@@ -8,7 +8,7 @@
 //! Prints one JSON line: joins, seconds, server CPU seconds, RSS before,
 //! at the peak and after everyone left (from /proc/PID).
 //!
-//! `cargo run --release --example presence_storm -- --help`
+//! `cargo run --release -p flarum-ws-bench --bin presence_storm -- --help`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-#[path = "support/mod.rs"]
 mod support;
 use support::{Target, cpu_micros, rss_kib};
 

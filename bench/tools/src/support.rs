@@ -1,6 +1,6 @@
 //! What the load generator and the soak run share: reading a server's memory
 //! and CPU from /proc, and triggering events through the signed HTTP API.
-#![allow(dead_code)] // each example uses a different part
+#![allow(dead_code)] // each tool uses a different part
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -9,7 +9,7 @@
 //! - the server's memory after the churn is back near where it started.
 //!
 //! `bench/soak.sh` starts flarum-ws, runs this and checks the server's log.
-//! `cargo run --release --example soak -- --help`
+//! `cargo run --release -p flarum-ws-bench --bin soak -- --help`
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,6 @@ use rand::RngExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-#[path = "support/mod.rs"]
 mod support;
 use support::{App, Target, rss_kib};
 
