@@ -80,7 +80,7 @@ fn loadgen_counts_every_delivery_and_nothing_is_lost() {
     let server = Server::start(dir.path());
     let loadgen = env!("CARGO_BIN_EXE_loadgen");
     for private in [false, true] {
-        let mut command = Command::new(&loadgen);
+        let mut command = Command::new(loadgen);
         command.args([
             "--port",
             &server.port.to_string(),
