@@ -21,6 +21,5 @@ pub mod loading;
 pub mod probe;
 pub mod protocol;
 pub mod server;
-pub mod statistics;
 pub mod telemetry;
 pub mod tls;

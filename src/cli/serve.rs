@@ -14,8 +14,8 @@ use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::forum::{Database, Extension};
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
+use crate::telemetry::{self, statistics};
 use crate::tls::{self, CertStore};
-use crate::{statistics, telemetry};
 
 pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
     let runtime = tokio::runtime::Runtime::new()
@@ -150,9 +150,11 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     ) {
         match Database::connect(&forum.config).await {
             Ok(database) => {
+                let settings_of = ctx.clone();
                 tokio::spawn(statistics::run(
                     database,
-                    ctx.clone(),
+                    ctx.telemetry.counters.clone(),
+                    move || settings_of.settings().app.id.clone(),
                     statistics_interval,
                     shutdown.clone(),
                 ));
@@ -236,7 +238,7 @@ async fn report_status(ctx: Arc<ServerContext>) {
         let totals = ctx.hub.totals();
         systemd::status(&format!(
             "{} connections, {} channels, {} subscriptions",
-            ctx.counters.connections(),
+            ctx.telemetry.connections(),
             totals.channels,
             totals.subscriptions
         ));

@@ -1,5 +1,5 @@
 //! What every connection task shares: settings (swapped whole on reload),
-//! the hub, counters and metrics, the shutdown token and the task tracker
+//! the hub, the telemetry handle, the shutdown token and the task tracker
 //! that shutdown waits on.
 
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
-use super::counters::Counters;
 use super::dashboard::WrongTokens;
 use super::rate::RateWindow;
 use super::realtime::{RealtimeForum, SocketUsers};
@@ -18,13 +17,15 @@ use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
 use crate::hub::{Frame, Hub, HubLimits};
 use crate::protocol::{ChannelName, SocketId};
-use crate::telemetry::feed::{Feed, FeedItem};
-use crate::telemetry::metrics::{Metrics, Snapshot};
+use crate::telemetry::Telemetry;
+use crate::telemetry::feed::FeedItem;
+use crate::telemetry::metrics::Snapshot;
 
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
     pub hub: Hub,
-    pub counters: Counters,
+    /// Every observer: statistics counts, metrics, the dashboard's feed.
+    pub telemetry: Telemetry,
     /// Cancelled when the server should stop; sessions then close with 4200.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -33,9 +34,6 @@ pub struct ServerContext {
     pub tls: Option<TlsAcceptor>,
     /// Open websocket connections, in all and per client address.
     pub slots: Arc<ConnectionSlots>,
-    pub metrics: Metrics,
-    /// Recent activity for the dashboard.
-    pub feed: Feed,
     /// The admin token used when the settings name none; made up at startup.
     generated_admin_token: Secret,
     pub started: std::time::Instant,
@@ -73,13 +71,11 @@ impl ServerContext {
         Self {
             hub: Hub::new(hub_limits(&settings)),
             settings: ArcSwap::from_pointee(settings),
-            counters: Counters::default(),
+            telemetry: Telemetry::new(with_cluster),
             shutdown,
             tracker: TaskTracker::new(),
             tls: None,
             slots: Arc::new(ConnectionSlots::default()),
-            metrics: Metrics::new(with_cluster),
-            feed: Feed::default(),
             generated_admin_token: Secret::new(random_token()),
             started: std::time::Instant::now(),
             cluster: None,
@@ -148,11 +144,11 @@ impl ServerContext {
     ) {
         let started = std::time::Instant::now();
         self.hub.publish(channel, frame.clone(), except, cache);
-        self.metrics.fanout(started.elapsed());
+        let took = started.elapsed();
         if let Some(cluster) = &self.cluster {
             cluster.broadcast_event(channel, &frame, except, cache);
         }
-        self.feed.record(seen);
+        self.telemetry.published(took, seen);
     }
 
     /// Publishes `frame` on `channel` to every subscriber but the sockets of
@@ -168,18 +164,18 @@ impl ServerContext {
         let started = std::time::Instant::now();
         self.hub
             .publish_except(channel.as_str(), frame.clone(), except);
-        self.metrics.fanout(started.elapsed());
+        let took = started.elapsed();
         if let Some(cluster) = &self.cluster {
             cluster.broadcast_event(channel, &frame, except.first().copied(), false);
         }
-        self.feed.record(seen);
+        self.telemetry.published(took, seen);
     }
 
     /// The metrics as text, with the hub's and connections' state read now.
     pub fn render_metrics(&self) -> String {
         let totals = self.hub.totals();
-        self.metrics.render(Snapshot {
-            connections: self.counters.connections(),
+        self.telemetry.render(Snapshot {
+            connections: self.telemetry.connections(),
             channels: totals.channels,
             subscriptions: totals.subscriptions,
             presence_members: totals.presence_members,

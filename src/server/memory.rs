@@ -25,14 +25,14 @@ const QUIET_BYTES: u64 = 256 << 10;
 
 pub async fn give_back_memory(ctx: Arc<ServerContext>) {
     let mut peak = 0;
-    let mut last_sent = ctx.metrics.traffic().bytes_sent;
+    let mut last_sent = ctx.telemetry.traffic().bytes_sent;
     let mut last_interval_sent = 0;
     let mut ticker = tokio::time::interval(CHECK_INTERVAL);
     loop {
         ticker.tick().await;
         let open = ctx.tracker.len();
         peak = peak.max(open);
-        let sent = ctx.metrics.traffic().bytes_sent;
+        let sent = ctx.telemetry.traffic().bytes_sent;
         let interval_sent = sent.saturating_sub(last_sent);
         let crowd_left = peak >= 256 && open * SHRINK_FACTOR < peak;
         let burst_ended = last_interval_sent >= BURST_BYTES && interval_sent <= QUIET_BYTES;

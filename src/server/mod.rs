@@ -8,7 +8,6 @@ mod admin;
 mod admission;
 mod connection;
 mod context;
-mod counters;
 mod dashboard;
 mod http_api;
 mod memory;
@@ -29,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use context::ServerContext;
-pub use counters::{Counters, IntervalCounts};
 pub use ops::serve_private_listener;
 pub use port_holder::port_holder;
 pub use websocket::index_typing::sweep as sweep_index_typing;

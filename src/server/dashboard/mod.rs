@@ -93,7 +93,10 @@ async fn route(
             let after = query_param(&request, "after")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            response::json(StatusCode::OK, &json!({ "items": ctx.feed.since(after) }))
+            response::json(
+                StatusCode::OK,
+                &json!({ "items": ctx.telemetry.feed_since(after) }),
+            )
         }
         (&Method::POST, "/dashboard/trigger") => trigger(ctx, request).await,
         _ => response::error(
@@ -202,10 +205,10 @@ fn state(ctx: &ServerContext) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "app_id": settings.app.id,
         "uptime_seconds": ctx.started.elapsed().as_secs(),
-        "connections": ctx.counters.connections(),
+        "connections": ctx.telemetry.connections(),
         "subscriptions": totals.subscriptions,
         "presence_members": totals.presence_members,
-        "traffic": ctx.metrics.traffic(),
+        "traffic": ctx.telemetry.traffic(),
         "channels": channels,
         "cluster": cluster,
     })

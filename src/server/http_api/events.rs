@@ -191,8 +191,7 @@ fn publish(ctx: &ServerContext, event: &ValidEvent) -> Map<String, Value> {
 pub fn trigger(ctx: &ServerContext, request: &ApiRequest) -> Result<Value, ApiError> {
     let event = validate(ctx, parse_json(&request.body)?)?;
     let attributes = publish(ctx, &event);
-    ctx.counters.api_messages(1);
-    ctx.metrics.api_events(1);
+    ctx.telemetry.api_events(1);
     Ok(if event.info.is_empty() {
         json!({})
     } else {
@@ -221,8 +220,7 @@ pub fn trigger_batch(ctx: &ServerContext, request: &ApiRequest) -> Result<Value,
         })
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| !e.info.is_empty());
-    ctx.counters.api_messages(events.len() as u64);
-    ctx.metrics.api_events(events.len() as u64);
+    ctx.telemetry.api_events(events.len() as u64);
     let results: Vec<Value> = events
         .iter()
         .map(|event| {

@@ -129,7 +129,7 @@ pub async fn handle(ctx: Arc<ServerContext>, request: Request<Incoming>) -> Resp
             response::error(error.status, error.message)
         }
     };
-    ctx.metrics
+    ctx.telemetry
         .api_request(endpoint, response.status().as_u16());
     if response.status() == StatusCode::TOO_MANY_REQUESTS {
         return response::with_header(response, RETRY_AFTER, "1");

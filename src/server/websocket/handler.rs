@@ -72,8 +72,7 @@ impl Handler {
     }
 
     pub fn handle_text(&mut self, text: &str) {
-        self.ctx.counters.websocket_message();
-        self.ctx.metrics.message_received(text.len());
+        self.ctx.telemetry.message_received(text.len());
         if self.ctx.settings().verbose {
             let quoted: String = text.chars().take(LOG_QUOTE_CHARS).collect();
             tracing::info!("Connection id {} received message {quoted}", self.link.id);
@@ -194,7 +193,7 @@ impl Handler {
                 if self.ctx.settings().verbose {
                     tracing::info!("Connection id {} subscribed to {channel}", self.link.id);
                 }
-                self.ctx.feed.record(
+                self.ctx.telemetry.record(
                     FeedItem::new(FeedKind::Subscribed)
                         .socket(self.link.id)
                         .channel(channel.as_str()),
@@ -221,7 +220,7 @@ impl Handler {
                 self.ctx.socket_users.set(self.link.id, None);
             }
             self.ctx.hub.unsubscribe(self.link.id, channel);
-            self.ctx.feed.record(
+            self.ctx.telemetry.record(
                 FeedItem::new(FeedKind::Unsubscribed)
                     .socket(self.link.id)
                     .channel(channel),

@@ -212,7 +212,7 @@ pub fn upgrade(
                         drop(slot);
                     }
                     Admission::Reject { code, message } => {
-                        task_ctx.metrics.connection_refused(code);
+                        task_ctx.telemetry.connection_refused(code);
                         session::reject(socket, code, &message).await
                     }
                 }

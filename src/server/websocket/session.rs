@@ -135,9 +135,8 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     if verbose {
         tracing::info!("New connection opened with id {id}");
     }
-    ctx.counters.connection_opened();
-    ctx.metrics.connection_opened();
-    ctx.feed
+    ctx.telemetry.connection_opened();
+    ctx.telemetry
         .record(FeedItem::new(FeedKind::Connected).socket(id));
 
     let mut outbox = Outbox::default();
@@ -146,7 +145,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
     let ending = if socket.send(Message::text(established)).await.is_err() {
         Ending::ClientGone(None)
     } else {
-        ctx.metrics.messages_sent(1, established_bytes);
+        ctx.telemetry.messages_sent(1, established_bytes);
         // Long-lived futures, created once: re-creating them on every wake
         // would register and unregister waiters (and a timer) per frame.
         let closed = link.close_requested();
@@ -176,7 +175,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         written = outbox.write_to(socket.get_mut(), pong_timeout) => {
                             match written {
                                 Ok(()) => {
-                                    ctx.metrics.messages_sent(messages, bytes);
+                                    ctx.telemetry.messages_sent(messages, bytes);
                                     None
                                 }
                                 Err(WriteError::Stalled(waited)) => {
@@ -272,9 +271,8 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
         Ending::ClientGone(None) => ABNORMAL_CLOSURE,
     };
     handler.finish();
-    ctx.counters.connection_closed();
-    ctx.metrics.connection_closed(close_code);
-    ctx.feed.record(
+    ctx.telemetry.connection_closed(
+        close_code,
         FeedItem::new(FeedKind::Disconnected)
             .socket(id)
             .detail(format!("close code {close_code}")),

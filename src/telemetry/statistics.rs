@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::counters::Counters;
 use crate::forum::{Database, StatisticsRow};
-use crate::server::ServerContext;
 
-/// Writes a row every `interval` until `shutdown`.
+/// Writes a row of `counters` every `interval` until `shutdown`, for the
+/// app `app_id` says (it may change on reload).
 pub async fn run(
     database: Database,
-    ctx: Arc<ServerContext>,
+    counters: Arc<Counters>,
+    app_id: impl Fn() -> String,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -33,7 +35,7 @@ pub async fn run(
         }
         Err(error) => tracing::warn!("{error}; will try to write statistics anyway"),
     }
-    ctx.counters.take_interval();
+    counters.take_interval();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut failing = false;
     loop {
@@ -41,7 +43,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let counts = ctx.counters.take_interval();
+        let counts = counters.take_interval();
         // The extension skips intervals without any connection.
         if counts.peak_connections == 0 {
             continue;
@@ -51,8 +53,7 @@ pub async fn run(
             websocket_messages: counts.websocket_messages,
             api_messages: counts.api_messages,
         };
-        let app_id = ctx.settings().app.id.clone();
-        match database.write_statistics(&app_id, row).await {
+        match database.write_statistics(&app_id(), row).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("The forum database answers again; statistics rows resume");
