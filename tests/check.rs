@@ -16,16 +16,19 @@ use serde_json::Value;
 /// Runs `check --json` with `envs` (plus credentials) and returns the exit
 /// code and the findings by check name.
 fn check(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
-    let mut command: Command = flarum_ws(dir);
+    check_json(&mut with_credentials(dir, envs), args)
+}
+
+/// `flarum-ws` in `dir` with the test credentials and `envs`.
+fn with_credentials(dir: &Path, envs: &[(&str, String)]) -> Command {
+    let mut command = flarum_ws(dir);
     command.envs([
         ("FLARUM_WS_APP_ID", APP_ID),
         ("FLARUM_WS_APP_KEY", KEY),
         ("FLARUM_WS_APP_SECRET", SECRET),
     ]);
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    check_json(&mut command, args)
+    command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    command
 }
 
 fn tls_env(cert: &Path, key: &Path, port: u16) -> Vec<(&'static str, String)> {
@@ -679,13 +682,7 @@ async fn a_chain_out_of_order_is_reported_as_such_and_served_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut envs = tls_env(&reversed, &leaf.key, port);
-    let mut command = flarum_ws(dir.path());
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
-    command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut command = with_credentials(dir.path(), &envs);
     let mut server = start(command.arg("serve"));
     envs.push(("SSL_CERT_FILE", pki.root_pem.display().to_string()));
     let via = format!("127.0.0.1:{port}");
@@ -819,13 +816,7 @@ fn live_failures_name_their_cause() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let envs = tls_env(&leaf.full_chain, &leaf.key, port);
-    let mut command = flarum_ws(dir.path());
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
-    command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut command = with_credentials(dir.path(), &envs);
     let server = start(command.arg("serve"));
     let via = format!("127.0.0.1:{port}");
     let (code, findings) = check(dir.path(), &envs, &["--live", "--via", &via]);
@@ -865,13 +856,7 @@ fn live_failures_name_their_cause() {
         ("FLARUM_WS_PORT", plain_port.to_string()),
         ("FLARUM_WS_APP_HOST", "localhost".to_owned()),
     ];
-    let mut command = flarum_ws(dir.path());
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
-    command.envs(proxied.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut command = with_credentials(dir.path(), &proxied);
     let server = start(command.arg("serve"));
     let via = format!("127.0.0.1:{plain_port}");
     let (_, findings) = check(dir.path(), &proxied, &["--live", "--via", &via]);

@@ -722,25 +722,7 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
         .status()
         .unwrap();
     assert!(halt.success());
-    wait_for_line(
-        &mut server,
-        "flarum/realtime asked for a restart",
-        Duration::from_secs(15),
-    );
-    wait_for_line(
-        &mut server,
-        "open connections were kept",
-        Duration::from_secs(5),
-    );
-    let second = Forum2 {
-        secret: "second".into(),
-        ..forum2_handles(&forum)
-    };
-    assert_eq!(
-        php_trigger(&second, "public", "afterHalt", &json!({})).await,
-        200
-    );
-    assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
+    reloaded_with_the_second_secret(&mut server, &forum, &mut tab).await;
     assert_eq!(
         php_trigger(&forum, "public", "oldSecret", &json!({})).await,
         401
@@ -785,6 +767,26 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
         server.lines_until_exit()
     };
     assert_eq!(code, 75, "{log:#?}");
+}
+
+/// After a restart request: the server reloads in place, the forum's new
+/// secret ("second") works, and `tab` is still connected.
+async fn reloaded_with_the_second_secret(server: &mut Running, forum: &Forum2, tab: &mut Tab) {
+    wait_for_line(
+        server,
+        "flarum/realtime asked for a restart",
+        Duration::from_secs(15),
+    );
+    wait_for_line(server, "open connections were kept", Duration::from_secs(5));
+    let second = Forum2 {
+        secret: "second".into(),
+        ..forum2_handles(forum)
+    };
+    assert_eq!(
+        php_trigger(&second, "public", "afterHalt", &json!({})).await,
+        200
+    );
+    assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
 }
 
 /// The same forum's connection details with another secret.
@@ -1159,25 +1161,7 @@ async fn a_halt_request_in_the_forums_redis_cache_reloads_in_place() {
         .output()
         .expect("redis-cli");
     assert!(set.status.success());
-    wait_for_line(
-        &mut server,
-        "flarum/realtime asked for a restart",
-        Duration::from_secs(15),
-    );
-    wait_for_line(
-        &mut server,
-        "open connections were kept",
-        Duration::from_secs(5),
-    );
-    let second = Forum2 {
-        secret: "second".into(),
-        ..forum2_handles(&forum)
-    };
-    assert_eq!(
-        php_trigger(&second, "public", "afterHalt", &json!({})).await,
-        200
-    );
-    assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
+    reloaded_with_the_second_secret(&mut server, &forum, &mut tab).await;
     let left = Command::new("redis-cli")
         .args([
             "-p",
