@@ -371,6 +371,28 @@ impl Database {
             .collect()
     }
 
+    /// The integer `column` of the rows of `table` whose `key` is `value`.
+    async fn ids(
+        &self,
+        column: &str,
+        table: &str,
+        key: &str,
+        value: i64,
+    ) -> Result<Vec<u64>, String> {
+        let table = self.quote(&self.table(table));
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE {key} = {}",
+            self.as_text(column),
+            self.placeholder(1)
+        );
+        Ok(self
+            .text_rows(sql, &[value])
+            .await?
+            .into_iter()
+            .filter_map(|row| row.first().cloned().flatten()?.parse().ok())
+            .collect())
+    }
+
     /// Whether user `id` confirmed their email, and their groups.
     pub async fn user_groups(&self, id: u64) -> Result<(bool, Vec<u64>), String> {
         let id = i64::try_from(id).map_err(|_| "user id out of range".to_owned())?;
@@ -389,20 +411,7 @@ impl Database {
             .first()
             .and_then(|row| row.first().cloned().flatten())
             .is_some_and(|v| v == "1");
-        let group_user = self.quote(&self.table("group_user"));
-        let groups = self
-            .text_rows(
-                format!(
-                    "SELECT {} FROM {group_user} WHERE user_id = {}",
-                    self.as_text("group_id"),
-                    self.placeholder(1)
-                ),
-                &[id],
-            )
-            .await?
-            .into_iter()
-            .filter_map(|row| row.first().cloned().flatten()?.parse().ok())
-            .collect();
+        let groups = self.ids("group_id", "group_user", "user_id", id).await?;
         Ok((confirmed, groups))
     }
 
@@ -472,20 +481,9 @@ impl Database {
         let (hidden, private, approved) = (yes(0), yes(1), yes(2));
         let mut own_tags = Vec::new();
         if tags {
-            let pivot = self.quote(&self.table("discussion_tag"));
             own_tags = self
-                .text_rows(
-                    format!(
-                        "SELECT {} FROM {pivot} WHERE discussion_id = {}",
-                        self.as_text("tag_id"),
-                        self.placeholder(1)
-                    ),
-                    &[id],
-                )
-                .await?
-                .into_iter()
-                .filter_map(|row| row.first().cloned().flatten()?.parse().ok())
-                .collect();
+                .ids("tag_id", "discussion_tag", "discussion_id", id)
+                .await?;
         }
         let chains = self
             .tags_with_parents(&own_tags.iter().copied().collect())
