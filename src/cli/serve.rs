@@ -11,7 +11,7 @@ use super::load::{Loaded, load};
 use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
-use crate::forum::{Database, Extension};
+use crate::forum::{Database, Extension, Forum};
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
 use crate::telemetry::{self, statistics};
@@ -114,10 +114,32 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     announce_admin_pages(&ctx, address);
     systemd::ready(&format!("listening on {address}"));
     tokio::spawn(server::sweep_index_typing(ctx.clone()));
-    if let Some(forum) = forum
-        .as_ref()
-        .filter(|f| f.settings.extension == Extension::Realtime)
-    {
+    if let Some(forum) = &forum {
+        start_forum_tasks(forum, &reloader, write_statistics, statistics_interval).await;
+    }
+    let ctx_for_exit = ctx.clone();
+    server::serve(listener, ctx)
+        .await
+        .context("the server stopped unexpectedly")
+        .map_err(Failure::unexpected)?;
+    tracing::info!("Server stopped");
+    if ctx_for_exit.restart_requested() {
+        return Ok(Exit::Restart);
+    }
+    Ok(Exit::Success)
+}
+
+/// What a forum adds to serving: for Flarum 2, following its restart
+/// requests; for Flarum 1, the statistics rows of the extension's widget.
+async fn start_forum_tasks(
+    forum: &Forum,
+    reloader: &Reloader,
+    write_statistics: bool,
+    statistics_interval: std::time::Duration,
+) {
+    let ctx = &reloader.ctx;
+    let shutdown = ctx.shutdown.clone();
+    if forum.settings.extension == Extension::Realtime {
         tracing::info!(
             "Serving a Flarum 2 forum ({}): settings from config.php's 'websocket' array and the daemon's defaults; no statistics table is written",
             Extension::Realtime.name()
@@ -142,12 +164,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
             ),
         }
     }
-    if let (Some(forum), true) = (
-        forum
-            .as_ref()
-            .filter(|f| f.settings.extension == Extension::Kyrne),
-        write_statistics,
-    ) {
+    if forum.settings.extension == Extension::Kyrne && write_statistics {
         match Database::connect(&forum.config).await {
             Ok(database) => {
                 let settings_of = ctx.clone();
@@ -162,16 +179,6 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
             Err(error) => tracing::warn!("not writing statistics: {error}"),
         }
     }
-    let ctx_for_exit = ctx.clone();
-    server::serve(listener, ctx)
-        .await
-        .context("the server stopped unexpectedly")
-        .map_err(Failure::unexpected)?;
-    tracing::info!("Server stopped");
-    if ctx_for_exit.restart_requested() {
-        return Ok(Exit::Restart);
-    }
-    Ok(Exit::Success)
 }
 
 /// Every connection is a file descriptor; the usual soft limit of 1024 would
@@ -184,7 +191,6 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Cancels `shutdown` on the first SIGINT or SIGTERM.
 /// Stops the server on SIGINT or SIGTERM. The handlers are installed
 /// before the server says it listens (so a signal sent at once is not the
 /// default action, which would kill it); the waiting runs as a task.

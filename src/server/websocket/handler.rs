@@ -22,10 +22,7 @@ use crate::telemetry::feed::{FeedItem, FeedKind};
 
 /// The user id of a `private-user={id}` channel (flarum/realtime's).
 fn forum_user_channel(channel: &str) -> Option<u64> {
-    channel
-        .strip_prefix("private-user=")
-        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|id| id.parse().ok())
+    typing::channel_id(channel, "private-user=")
 }
 
 /// Tags one compose-typing signal may name (Flarum allows a handful).

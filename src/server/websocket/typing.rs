@@ -39,21 +39,26 @@ pub enum TypingIn {
     Conversation(u64),
 }
 
+/// The id in a flarum/realtime channel name such as `private-user=12`,
+/// when `channel` is `prefix` followed by digits only.
+pub fn channel_id(channel: &str, prefix: &str) -> Option<u64> {
+    channel
+        .strip_prefix(prefix)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse().ok())
+}
+
 impl TypingIn {
     /// The typing target of a client event, if it is one.
     pub fn of(event: &str, channel: &str) -> Option<Self> {
         if event != EVENT {
             return None;
         }
-        let id = |prefix: &str| {
-            channel
-                .strip_prefix(prefix)
-                .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|id| id.parse().ok())
-        };
-        id("private-typing=")
+        channel_id(channel, "private-typing=")
             .map(Self::Discussion)
-            .or_else(|| id("private-privateMessageTyping=").map(Self::Conversation))
+            .or_else(|| {
+                channel_id(channel, "private-privateMessageTyping=").map(Self::Conversation)
+            })
     }
 
     fn channels(self) -> (String, String) {
