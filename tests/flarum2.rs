@@ -1179,3 +1179,37 @@ async fn a_halt_request_in_the_forums_redis_cache_reloads_in_place() {
         "the request was taken"
     );
 }
+
+/// Both realtime extensions enabled, or neither: `check` and `serve` name
+/// them and say what to do.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn both_or_neither_realtime_extension_is_an_error_naming_them() {
+    let forum = forum2(Server::Sqlite, Some(json!({})), "username").await;
+    for (list, says) in [
+        (
+            r#"["kyrne-websocket","flarum-realtime"]"#,
+            "both realtime extensions are enabled",
+        ),
+        (r#"["flarum-tags"]"#, "no realtime extension is enabled"),
+    ] {
+        set_extensions(&forum, list).await;
+        let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+        assert_eq!(code, 1);
+        common::checking::assert_finding(
+            common::checking::finding(&findings, "settings"),
+            "fail",
+            says,
+            "enable exactly one in the forum's admin panel",
+        );
+        let output = flarum_ws(forum.root.path()).arg("serve").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(says)
+                && stderr.contains("kyrne-websocket")
+                && stderr.contains("fix: enable exactly one"),
+            "{stderr}"
+        );
+    }
+}
