@@ -5,6 +5,7 @@
 //!     ─► server::run(listener, settings, shutdown)
 //!          http_api ─publish─► hub ─► per-socket bounded queue ─► socket
 //!          websocket session ─client event─┘
+//!          hub ─channel changes─► webhooks ─► receivers (own queues)
 //! ```
 //!
 //! Dependencies point one way: `protocol` ← `hub` ← `server` ← `cli`, and
@@ -23,3 +24,4 @@ pub mod protocol;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;

@@ -91,6 +91,12 @@ impl Reloader {
                 describe_tls(&fresh),
                 describe_tls(&current),
             ),
+            (
+                "list of webhook receivers",
+                fresh.webhooks != current.webhooks,
+                format!("{:?}", fresh.webhooks),
+                format!("{:?}", current.webhooks),
+            ),
         ] {
             if changed {
                 restart_needed = true;
@@ -102,6 +108,7 @@ impl Reloader {
         fresh.host = current.host.clone();
         fresh.port = current.port;
         fresh.tls = current.tls.clone();
+        fresh.webhooks = current.webhooks.clone();
         self.ctx.apply(fresh);
         tracing::info!("Settings reloaded; open connections were kept");
         systemd::ready("settings reloaded");

@@ -11,6 +11,7 @@ use super::load::{Loaded, load};
 use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
+use crate::webhooks::Webhooks;
 use crate::forum::{Database, Extension, Forum};
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
@@ -78,7 +79,14 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         let cluster = Cluster::start(config, ctx.hub.clone(), shutdown.clone());
         ctx = ctx.with_cluster(cluster);
     }
-    let ctx = Arc::new(ctx);
+    let webhooks = Webhooks::start(
+        &ctx.settings().webhooks,
+        &ctx.settings().app,
+        &ctx.hub,
+        ctx.cluster.clone(),
+        shutdown.clone(),
+    );
+    let ctx = Arc::new(ctx.with_webhooks(webhooks));
     if let Some(address) = ctx.settings().metrics_listen {
         let metrics_listener = tokio::net::TcpListener::bind(address)
             .await

@@ -52,6 +52,14 @@ pub enum Message {
     Snapshot {
         members: Vec<MemberEntry>,
         signins: Vec<(String, String)>,
+        /// Subscriber counts per channel, sent while webhooks need them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        counts: Option<Vec<(String, usize)>>,
+    },
+    /// The sender's subscriber count of `channel` changed (webhooks).
+    Count {
+        channel: String,
+        count: usize,
     },
     /// "How many subscribers do your channels starting with `prefix` have?"
     Query {

@@ -16,6 +16,7 @@
 //! are lost.
 
 pub mod bus;
+mod counts;
 mod link;
 mod peers;
 
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::bus::{Envelope, MemberEntry, Message};
+use self::counts::RemoteCounts;
 use self::peers::Peers;
 use crate::hub::{Frame, Hub, Notice};
 use crate::protocol::{ChannelName, SocketId};
@@ -73,6 +75,8 @@ pub struct Cluster {
     hub: Hub,
     outgoing: mpsc::Sender<String>,
     peers: Mutex<Peers>,
+    /// Other nodes' subscriber counts, kept while webhooks watch them.
+    counts: Mutex<RemoteCounts>,
     pending: Mutex<PendingQueries>,
     next_query: AtomicU64,
     redis_up: AtomicBool,
@@ -92,6 +96,7 @@ impl Cluster {
             hub: hub.clone(),
             outgoing,
             peers: Mutex::new(Peers::default()),
+            counts: Mutex::new(RemoteCounts::default()),
             pending: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
             redis_up: AtomicBool::new(false),
@@ -138,6 +143,40 @@ impl Cluster {
 
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, Peers> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_counts(&self) -> std::sync::MutexGuard<'_, RemoteCounts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts sharing subscriber counts with the other nodes (webhooks need
+    /// cluster-wide occupancy); the receiver is told each channel whose
+    /// count on another node changed.
+    pub fn watch_counts(&self) -> mpsc::UnboundedReceiver<String> {
+        let receiver = self.lock_counts().watch();
+        self.send(Message::Hello);
+        self.send(self.snapshot());
+        receiver
+    }
+
+    /// Tells the other nodes this node's subscriber count of `channel`.
+    pub fn share_count(&self, channel: &str, count: usize) {
+        self.send(Message::Count {
+            channel: channel.to_owned(),
+            count,
+        });
+    }
+
+    /// Subscribers of `channel` on the other nodes, as last told.
+    pub fn remote_count(&self, channel: &str) -> usize {
+        self.lock_counts().total(channel)
+    }
+
+    /// Whether this node sends the cluster's shared webhooks: the node
+    /// with the smallest id among those alive. While Redis is away, each
+    /// node alone is its own leader.
+    pub fn is_leader(&self) -> bool {
+        self.lock_peers().nodes().all(|other| other > self.node.as_str())
     }
 
     fn send(&self, message: Message) {
@@ -240,7 +279,18 @@ impl Cluster {
             .into_iter()
             .map(|(socket, user)| (socket.to_string(), user))
             .collect();
-        Message::Snapshot { members, signins }
+        let counts = self.lock_counts().watched().then(|| {
+            self.hub
+                .channels("")
+                .into_iter()
+                .map(|summary| (summary.name, summary.subscription_count))
+                .collect()
+        });
+        Message::Snapshot {
+            members,
+            signins,
+            counts,
+        }
     }
 
     /// Called by the link once subscribed to the bus (again).
@@ -303,9 +353,17 @@ impl Cluster {
             }
             Message::Heartbeat => {}
             Message::Hello => self.send(self.snapshot()),
-            Message::Snapshot { members, signins } => {
-                self.lock_peers().snapshot(hub, node, members, signins)
+            Message::Snapshot {
+                members,
+                signins,
+                counts,
+            } => {
+                self.lock_peers().snapshot(hub, node, members, signins);
+                if let Some(counts) = counts {
+                    self.lock_counts().replace(node, counts);
+                }
             }
+            Message::Count { channel, count } => self.lock_counts().set(node, &channel, count),
             Message::Query { id, prefix } => {
                 let channels = hub
                     .channels(&prefix)
@@ -380,6 +438,7 @@ impl Cluster {
             }
             let gone = self.lock_peers().expire(&self.hub, EXPIRY);
             for (node, members) in gone {
+                self.lock_counts().forget(&node);
                 tracing::warn!(
                     "Cluster node {node} was silent for {} s; removed its {members} presence member socket(s)",
                     EXPIRY.as_secs()

@@ -70,6 +70,11 @@ impl Peers {
         self.by_node.len()
     }
 
+    /// The ids of the nodes heard from lately.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.by_node.keys().map(String::as_str)
+    }
+
     pub fn joined(&mut self, hub: &Hub, node: &str, entry: MemberEntry) {
         let peer = self
             .by_node

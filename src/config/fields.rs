@@ -9,6 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
 
 use super::value::{FromVariable, Secret};
+use super::webhook::{WebhookList, WebhookTarget};
 use super::{
     AppCredentials, ConfigError, Limits, LogFormat, Provenance, Resolved, Settings, Source,
     TlsFiles,
@@ -246,6 +247,13 @@ settings! {
     forum_cache_redis_url: Secret = "FLARUM_WS_FORUM_CACHE_REDIS_URL",
     /// The cache key prefix of fof/redis's configuration (`prefix`).
     forum_cache_prefix: String = "FLARUM_WS_FORUM_CACHE_PREFIX" { default: String::new() },
+    /// URL that receives every webhook event, signed with the app secret
+    /// as Pusher signs them (more receivers, with filters: `webhooks`).
+    webhook_url: String = "FLARUM_WS_WEBHOOK_URL",
+    /// Webhook receivers: a list of `url`, optional `events` (names as
+    /// Pusher's, default every event) and optional `channel_prefix`; in a
+    /// variable, the same list as JSON.
+    webhooks: WebhookList = "FLARUM_WS_WEBHOOKS",
 }
 
 /// Where credentials can come from, for the missing-credentials message.
@@ -415,6 +423,7 @@ pub(super) fn into_settings(
                 }
             })?),
         };
+    let webhooks = webhook_targets(&p, pv)?;
     Ok(Resolved {
         settings: Settings {
             app,
@@ -444,9 +453,39 @@ pub(super) fn into_settings(
                 .clone()
                 .filter(|u| !u.expose().is_empty()),
             forum_cache_prefix: p.forum_cache_prefix.clone().unwrap_or_default(),
+            webhooks,
         },
         provenance,
         effective: p,
         overrides: Vec::new(),
     })
+}
+
+/// `webhook_url` (every event) and the `webhooks` list, each URL checked.
+fn webhook_targets(
+    p: &PartialSettings,
+    provenance: &Provenance,
+) -> Result<Vec<WebhookTarget>, ConfigError> {
+    let single = p
+        .webhook_url
+        .iter()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| ("webhook_url", WebhookTarget::everything(url.trim().to_owned())));
+    let listed = p
+        .webhooks
+        .iter()
+        .flat_map(|list| list.0.iter().cloned())
+        .map(|target| ("webhooks", target));
+    let mut targets = Vec::new();
+    for (name, target) in single.chain(listed) {
+        if let Some(problem) = target.url_problem() {
+            return Err(ConfigError::InvalidSetting {
+                name,
+                origin: provenance.get(name).cloned().unwrap_or(Source::Default),
+                problem,
+            });
+        }
+        targets.push(target);
+    }
+    Ok(targets)
 }

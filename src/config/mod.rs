@@ -10,6 +10,7 @@ mod fields;
 mod file;
 mod sources;
 mod value;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
 pub use sources::{ForumLayer, Sources, load_sources};
 pub use value::Secret;
+pub use webhook::{WebhookKind, WebhookList, WebhookTarget};
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +188,8 @@ pub struct Settings {
     pub forum_cache_redis_url: Option<Secret>,
     /// fof/redis's cache key prefix.
     pub forum_cache_prefix: String,
+    /// Where webhook events are POSTed (`webhook_url` first, then `webhooks`).
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 /// How log lines are written.

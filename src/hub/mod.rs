@@ -17,5 +17,5 @@ mod state;
 mod users;
 
 pub use link::{Frame, Inbox, SocketLink};
-pub use notice::Notice;
+pub use notice::{ChangeFeed, ChannelChange, Notice};
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::link::{Frame, SocketLink};
-use super::notice::Notice;
+use super::notice::{ChangeFeed, ChannelChange, Notice};
 use super::presence::{Change, Members};
 use super::users::Users;
 use crate::protocol::messages::{PresenceMember, SigninUser, outgoing};
@@ -76,6 +76,17 @@ pub(super) struct State {
     limits: HubLimits,
     /// Where local presence and signin changes are told, when watched.
     notices: Option<mpsc::UnboundedSender<Notice>>,
+    /// Where channel counts, membership changes and cache misses are told
+    /// (the webhooks), when watched.
+    changes: Option<ChangeFeed>,
+}
+
+impl State {
+    fn tell(&self, change: impl FnOnce() -> ChannelChange) {
+        if let Some(feed) = &self.changes {
+            feed.tell(change());
+        }
+    }
 }
 
 /// What the HTTP API reports about one channel.
@@ -151,6 +162,7 @@ impl Hub {
                 users: Users::default(),
                 limits,
                 notices: None,
+                changes: None,
             })),
         }
     }
@@ -188,8 +200,14 @@ impl Hub {
             cache,
             limits,
             notices: state_notices,
+            changes,
             ..
         } = &mut *state;
+        let tell = |change: ChannelChange| {
+            if let Some(feed) = changes.as_ref() {
+                feed.tell(change);
+            }
+        };
         let entry = channels.entry(channel.clone()).or_default();
         if entry.subscribers.contains_key(&link.id) {
             return Ok(());
@@ -219,11 +237,17 @@ impl Hub {
             }
             let added =
                 outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
+            let user_id = member.user_id.clone();
             if entry.members.join(member) == Change::Membership {
                 let frame = Frame::from(added);
                 for subscriber in entry.subscribers.values() {
                     subscriber.link.send(frame.clone());
                 }
+                tell(ChannelChange::Member {
+                    channel: channel.to_string(),
+                    user_id,
+                    joined: true,
+                });
             }
             entry.subscribers.insert(
                 link.id,
@@ -242,6 +266,10 @@ impl Hub {
             );
         }
 
+        tell(ChannelChange::Count {
+            channel: channel.to_string(),
+            count: entry.subscribers.len(),
+        });
         let succeeded = if is_presence {
             outgoing::subscription_succeeded_with(channel.as_str(), &entry.members.list())
         } else {
@@ -256,6 +284,9 @@ impl Hub {
                 }
                 _ => {
                     link.send(outgoing::cache_miss(channel.as_str()).into());
+                    tell(ChannelChange::CacheMiss {
+                        channel: channel.to_string(),
+                    });
                 }
             }
         }
@@ -285,11 +316,23 @@ impl Hub {
             }
             if let Some(member) = entry.members.leave(&key) {
                 entry.announce_removed(channel, &member.user_id);
+                if let Some(feed) = &state.changes {
+                    feed.tell(ChannelChange::Member {
+                        channel: channel.to_owned(),
+                        user_id: member.user_id,
+                        joined: false,
+                    });
+                }
             }
         }
+        let count = entry.subscribers.len();
         if entry.is_unused() {
             state.channels.remove(channel);
         }
+        state.tell(|| ChannelChange::Count {
+            channel: channel.to_owned(),
+            count,
+        });
         true
     }
 
@@ -301,6 +344,12 @@ impl Hub {
         receiver
     }
 
+    /// Tells channel counts, presence membership changes and cache misses
+    /// to `feed` from now on (the webhooks).
+    pub fn watch_channels(&self, feed: ChangeFeed) {
+        self.write().changes = Some(feed);
+    }
+
     /// A member joined `channel` on another node: counted like a local
     /// socket, so `member_added` fires only for the user's first socket in
     /// the whole cluster. Presence limits do not apply (the other node
@@ -309,11 +358,17 @@ impl Hub {
         let mut state = self.write();
         let entry = state.channels.entry(channel.clone()).or_default();
         let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
+        let user_id = member.user_id.clone();
         if entry.members.join(member) == Change::Membership {
             let frame = Frame::from(added);
             for subscriber in entry.subscribers.values() {
                 subscriber.link.send(frame.clone());
             }
+            state.tell(|| ChannelChange::Member {
+                channel: channel.to_string(),
+                user_id,
+                joined: true,
+            });
         }
     }
 
@@ -323,11 +378,19 @@ impl Hub {
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
-        if let Some(member) = entry.members.leave(key) {
+        let left = entry.members.leave(key);
+        if let Some(member) = &left {
             entry.announce_removed(channel, &member.user_id);
         }
         if entry.is_unused() {
             state.channels.remove(channel);
+        }
+        if let Some(member) = left {
+            state.tell(|| ChannelChange::Member {
+                channel: channel.to_owned(),
+                user_id: member.user_id,
+                joined: false,
+            });
         }
     }
 

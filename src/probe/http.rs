@@ -21,7 +21,18 @@ pub async fn request(
     path_and_query: &str,
     body: String,
 ) -> Result<(u16, String), ProbeError> {
-    let exchange = request_inner(target, method, path_and_query, body);
+    request_with_headers(target, method, path_and_query, body, &[]).await
+}
+
+/// [`request`] with extra headers (webhooks' signature headers).
+pub async fn request_with_headers(
+    target: &Target,
+    method: &str,
+    path_and_query: &str,
+    body: String,
+    headers: &[(&str, String)],
+) -> Result<(u16, String), ProbeError> {
+    let exchange = request_inner(target, method, path_and_query, body, headers);
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
         .map_err(|_| ProbeError::NoAnswer {
@@ -36,17 +47,22 @@ async fn request_inner(
     method: &str,
     path_and_query: &str,
     body: String,
+    headers: &[(&str, String)],
 ) -> Result<(u16, String), ProbeError> {
     let stream = connect(target).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::Http(format!("HTTP handshake failed: {e}")))?;
     tokio::spawn(connection);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(path_and_query)
         .header("host", format!("{}:{}", target.server_name, target.port))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| ProbeError::Http(format!("cannot build the request: {e}")))?;
     let response = sender

@@ -20,6 +20,7 @@ use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::Telemetry;
 use crate::telemetry::feed::FeedItem;
 use crate::telemetry::metrics::Snapshot;
+use crate::webhooks::Webhooks;
 
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
@@ -39,6 +40,8 @@ pub struct ServerContext {
     pub started: std::time::Instant,
     /// The Redis adapter, when several nodes serve as one.
     pub cluster: Option<Arc<Cluster>>,
+    /// The webhook senders, when the settings name receivers.
+    pub webhooks: Option<Arc<Webhooks>>,
     /// Signed HTTP API requests this second (one app, so one key).
     pub api_rate: std::sync::Mutex<RateWindow>,
     /// Wrong dashboard tokens per client address.
@@ -79,6 +82,7 @@ impl ServerContext {
             generated_admin_token: Secret::new(random_token()),
             started: std::time::Instant::now(),
             cluster: None,
+            webhooks: None,
             api_rate: std::sync::Mutex::new(RateWindow::default()),
             wrong_tokens: WrongTokens::default(),
             tcp_slots: Arc::new(ConnectionSlots::default()),
@@ -102,6 +106,12 @@ impl ServerContext {
     /// Share events, presence and users with other nodes through `cluster`.
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
         self.cluster = Some(cluster);
+        self
+    }
+
+    /// Send webhooks through `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: Option<Arc<Webhooks>>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -180,6 +190,7 @@ impl ServerContext {
             subscriptions: totals.subscriptions,
             presence_members: totals.presence_members,
             cluster: self.cluster.as_ref().map(|cluster| cluster.status()),
+            webhooks: self.webhooks.as_ref().map(|webhooks| webhooks.status()),
         })
     }
 
@@ -187,6 +198,9 @@ impl ServerContext {
     /// new requests and messages at once; connections stay open.
     pub fn apply(&self, settings: Settings) {
         self.hub.set_limits(hub_limits(&settings));
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.set_credentials(&settings.app);
+        }
         self.settings.store(Arc::new(settings));
     }
 }

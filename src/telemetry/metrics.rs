@@ -16,6 +16,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cluster::ClusterStatus;
+use crate::webhooks::WebhookStatus;
 
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub presence_members: usize,
     /// The Redis adapter's state, when running as a cluster.
     pub cluster: Option<ClusterStatus>,
+    /// The webhook senders' totals, when webhooks are configured.
+    pub webhooks: Option<WebhookStatus>,
 }
 
 /// Message totals since startup.
@@ -68,6 +71,9 @@ pub struct Metrics {
     bus_published: Counter,
     bus_received: Counter,
     bus_dropped: Counter,
+    webhooks_sent: Counter,
+    webhooks_failed: Counter,
+    webhooks_dropped: Counter,
 }
 
 impl Metrics {
@@ -99,6 +105,9 @@ impl Metrics {
             bus_published: Counter::default(),
             bus_received: Counter::default(),
             bus_dropped: Counter::default(),
+            webhooks_sent: Counter::default(),
+            webhooks_failed: Counter::default(),
+            webhooks_dropped: Counter::default(),
         };
         let own = root.sub_registry_with_prefix("flarum_ws");
         own.register(
@@ -183,6 +192,21 @@ impl Metrics {
             "slow_consumer_disconnects",
             "Connections closed with 4100 because their queue filled",
             metrics.slow_consumers.clone(),
+        );
+        own.register(
+            "webhooks_sent",
+            "Webhook events a receiver acknowledged with 2xx",
+            metrics.webhooks_sent.clone(),
+        );
+        own.register(
+            "webhooks_failed",
+            "Webhook requests that failed or were answered other than 2xx (each is retried)",
+            metrics.webhooks_failed.clone(),
+        );
+        own.register(
+            "webhooks_dropped",
+            "Webhook events given up on: retried for 5 minutes, or their queue was full",
+            metrics.webhooks_dropped.clone(),
         );
         if with_cluster {
             own.register(
@@ -306,6 +330,15 @@ impl Metrics {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
         }
+        if let Some(webhooks) = snapshot.webhooks {
+            for (counter, total) in [
+                (&self.webhooks_sent, webhooks.sent),
+                (&self.webhooks_failed, webhooks.failed),
+                (&self.webhooks_dropped, webhooks.dropped),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         if let Some(rss) = resident_memory_bytes() {
             self.resident_memory.set(rss as i64);
         }
@@ -382,6 +415,7 @@ mod tests {
             subscriptions: 2,
             presence_members: 0,
             cluster: None,
+            webhooks: None,
         });
         assert!(text.contains("flarum_ws_connections 2\n"), "{text}");
         assert!(text.contains("flarum_ws_connections_opened_total 1\n"));

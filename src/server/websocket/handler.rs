@@ -299,6 +299,19 @@ impl Handler {
                 ),
             );
         }
+        let user_id = match channel.kind() {
+            ChannelKind::Presence => self.ctx.hub.member_key(self.link.id, channel.as_str()),
+            _ => None,
+        };
+        if let Some(webhooks) = &self.ctx.webhooks {
+            webhooks.client_event(
+                channel.as_str(),
+                event,
+                &data,
+                self.link.id,
+                user_id.as_deref(),
+            );
+        }
         if let Some(forum) = self.ctx.realtime.load_full() {
             if let Some(target) = TypingIn::of(event, channel.as_str()) {
                 let typed = Typed {
@@ -342,10 +355,6 @@ impl Handler {
                 ));
             }
         }
-        let user_id = match channel.kind() {
-            ChannelKind::Presence => self.ctx.hub.member_key(self.link.id, channel.as_str()),
-            _ => None,
-        };
         let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());
         // Cache channels remember the app's events, not client events.
         self.ctx.publish(
