@@ -3,8 +3,11 @@
 # bench/flarum-ws-settings.sh (source that first). `start_server NAME` sets
 # SERVER_PID and returns once the port answers; the server's log is
 # /tmp/bench-server.log. SOCKUDO names sockudo's binary (default: on PATH).
+# EXTRA_ENV (an array, may be empty) adds variables to the server's
+# environment, e.g. its TLS settings.
 
 SOCKUDO="${SOCKUDO:-$(command -v sockudo || echo sockudo)}"
+EXTRA_ENV=("${EXTRA_ENV[@]}")
 
 start_server() {
   if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
@@ -13,11 +16,11 @@ start_server() {
   fi
   case "$1" in
     flarum-ws)
-      env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
+      env "${FLARUM_WS_BENCH_ENV[@]}" "${EXTRA_ENV[@]}" FLARUM_WS_PORT=$PORT \
         target/release/flarum-ws serve >/tmp/bench-server.log 2>&1 &
       ;;
     sockudo)
-      PORT=$PORT HOST=127.0.0.1 ADAPTER_DRIVER=local RATE_LIMITER_ENABLED=false \
+      env "${EXTRA_ENV[@]}" PORT=$PORT HOST=127.0.0.1 ADAPTER_DRIVER=local RATE_LIMITER_ENABLED=false \
         SOCKUDO_DEFAULT_APP_ID=$APP_ID SOCKUDO_DEFAULT_APP_KEY=$KEY SOCKUDO_DEFAULT_APP_SECRET=$SECRET \
         SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000000 \
         SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=10000 \

@@ -984,3 +984,78 @@ async fn the_forum_url_is_the_default_allowed_origin() {
         "{log:#?}"
     );
 }
+
+/// A one-request HTTP receiver on loopback: answers 200 when the webhook
+/// signature is this app's, `refusal` otherwise. Returns its URL.
+fn webhook_receiver(refusal: u16, secret: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut length, mut signature, mut key) = (0, String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(": ").unwrap_or((line, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().unwrap(),
+                "x-pusher-signature" => signature = value.to_owned(),
+                "x-pusher-key" => key = value.to_owned(),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let body = String::from_utf8(body).unwrap();
+        let valid = key == KEY
+            && signature == flarum_ws::protocol::signature::hmac_hex(secret, &body)
+            && body.contains(r#""events":[]"#);
+        let status = if valid { 200 } else { refusal };
+        write!(
+            &stream,
+            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+    });
+    url
+}
+
+#[test]
+fn webhook_receivers_get_a_signed_test_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = webhook_receiver(401, SECRET);
+    let (code, findings) = check(dir.path(), &[("FLARUM_WS_WEBHOOK_URL", good.clone())], &[]);
+    let hook = finding(&findings, "webhooks");
+    assert_eq!(hook["status"], "pass", "{hook}");
+    assert_eq!(
+        hook["message"],
+        format!("{good} answered a signed test request")
+    );
+    assert_eq!(code, 0);
+
+    // A receiver checking with another secret refuses: the fix names the key.
+    let other = webhook_receiver(401, "another-secret");
+    let (code, findings) = check(dir.path(), &[("FLARUM_WS_WEBHOOK_URL", other.clone())], &[]);
+    let hook = finding(&findings, "webhooks");
+    assert_eq!(code, 1);
+    assert_eq!(
+        hook["message"],
+        format!("{other} refused a signed test request (401)")
+    );
+    assert!(hook["fix"].as_str().unwrap().contains(KEY), "{hook}");
+
+    let closed = format!("http://127.0.0.1:{}/hook", free_port());
+    let (code, findings) = check(dir.path(), &[("FLARUM_WS_WEBHOOK_URL", closed)], &[]);
+    let hook = finding(&findings, "webhooks");
+    assert_eq!(code, 1);
+    assert_eq!(
+        hook["fix"],
+        "start the receiver, or fix the host and port in the webhook URL"
+    );
+}

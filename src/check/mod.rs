@@ -14,6 +14,7 @@ mod live;
 mod port;
 mod service_user;
 mod setup;
+mod webhooks;
 
 use serde::Serialize;
 

@@ -7,6 +7,7 @@ use super::certificate::check_certificate;
 use super::live::{LiveOptions, check_live};
 use super::port::check_port;
 use super::service_user::service_user;
+use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
 use crate::config::{PartialSettings, Resolved, Settings};
@@ -169,6 +170,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     if let Some(finding) = check_redis(settings).await {
         findings.push(finding);
     }
+    findings.extend(check_webhooks(settings).await);
     let user = service_user(input.user.as_deref());
     findings.extend(check_certificate(settings, host.as_deref(), &user));
     if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {

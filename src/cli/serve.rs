@@ -11,12 +11,12 @@ use super::load::{Loaded, load};
 use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
-use crate::webhooks::Webhooks;
 use crate::forum::{Database, Extension, Forum};
 use crate::server::{self, ServerContext};
 use crate::telemetry::systemd;
 use crate::telemetry::{self, statistics};
 use crate::tls::{self, CertStore};
+use crate::webhooks::Webhooks;
 
 pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
     let runtime = tokio::runtime::Runtime::new()

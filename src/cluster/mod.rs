@@ -176,7 +176,9 @@ impl Cluster {
     /// with the smallest id among those alive. While Redis is away, each
     /// node alone is its own leader.
     pub fn is_leader(&self) -> bool {
-        self.lock_peers().nodes().all(|other| other > self.node.as_str())
+        self.lock_peers()
+            .nodes()
+            .all(|other| other > self.node.as_str())
     }
 
     fn send(&self, message: Message) {

@@ -470,7 +470,12 @@ fn webhook_targets(
         .webhook_url
         .iter()
         .filter(|url| !url.trim().is_empty())
-        .map(|url| ("webhook_url", WebhookTarget::everything(url.trim().to_owned())));
+        .map(|url| {
+            (
+                "webhook_url",
+                WebhookTarget::everything(url.trim().to_owned()),
+            )
+        });
     let listed = p
         .webhooks
         .iter()

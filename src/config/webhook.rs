@@ -146,7 +146,8 @@ mod tests {
         assert!(target.wants(WebhookKind::MemberAdded, "presence-room"));
         assert!(!target.wants(WebhookKind::MemberAdded, "private-room"));
         assert!(!target.wants(WebhookKind::ChannelOccupied, "presence-room"));
-        let error = WebhookList::from_variable(r#"[{"url": "x", "events": ["joined"]}]"#).unwrap_err();
+        let error =
+            WebhookList::from_variable(r#"[{"url": "x", "events": ["joined"]}]"#).unwrap_err();
         assert!(error.contains("joined"), "{error}");
     }
 

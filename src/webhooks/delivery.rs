@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::WebhookEvent;
 use crate::config::WebhookTarget;
-use crate::probe::{Target, request_with_headers};
+use crate::probe::{ProbeError, Target, request_with_headers};
 use crate::protocol::signature::hmac_hex;
 use crate::telemetry::throttle::Throttle;
 
@@ -50,7 +50,11 @@ pub struct Signer {
 
 impl Signer {
     /// The body and headers of one webhook request.
-    pub fn sign(&self, events: &[WebhookEvent], time_ms: u128) -> (String, [(&'static str, String); 2]) {
+    pub fn sign(
+        &self,
+        events: &[WebhookEvent],
+        time_ms: u128,
+    ) -> (String, [(&'static str, String); 2]) {
         let body = serde_json::json!({ "time_ms": time_ms, "events": events }).to_string();
         let signature = hmac_hex(&self.secret, &body);
         (
@@ -99,17 +103,26 @@ impl Endpoint {
     }
 
     /// POSTs one signed body; `Err` says why it did not count as received.
-    pub async fn post(&self, body: String, headers: &[(&str, String)]) -> Result<(), String> {
+    pub async fn post(&self, body: String, headers: &[(&str, String)]) -> Result<(), PostError> {
         match request_with_headers(&self.target, "POST", &self.path, body, headers).await {
             Ok((status, _)) if (200..300).contains(&status) => Ok(()),
-            Ok((status, _)) => Err(format!("it answered {status}")),
-            Err(error) => Err(error.to_string()),
+            Ok((status, _)) => Err(PostError::Answered(status)),
+            Err(error) => Err(PostError::Unreachable(error)),
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
     }
+}
+
+/// Why a receiver did not take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("{0}")]
+    Unreachable(ProbeError),
+    #[error("it answered {0} instead of 2xx")]
+    Answered(u16),
 }
 
 /// One receiver: what it wants and its queue.
@@ -182,7 +195,11 @@ async fn send_batches(
             _ = shutdown.cancelled() => return,
             delivered = deliver(&endpoint, body, &headers, &totals) => delivered,
         };
-        let counter = if delivered { &totals.sent } else { &totals.dropped };
+        let counter = if delivered {
+            &totals.sent
+        } else {
+            &totals.dropped
+        };
         counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
         if !delivered {
             tracing::warn!(

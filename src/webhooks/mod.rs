@@ -28,7 +28,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use delivery::{BATCH_MAX, BATCH_WINDOW, Endpoint, QUEUE_CAPACITY, RETRY_FOR, Signer};
+pub use delivery::{
+    BATCH_MAX, BATCH_WINDOW, Endpoint, PostError, QUEUE_CAPACITY, RETRY_FOR, Signer, now_ms,
+};
 pub use event::WebhookEvent;
 pub use tracker::SETTLE;
 
@@ -101,11 +103,7 @@ impl Webhooks {
         for target in targets {
             tracing::info!("Sending webhooks to {target:?}");
         }
-        tokio::spawn(
-            webhooks
-                .clone()
-                .follow(changes, remote, cluster, shutdown),
-        );
+        tokio::spawn(webhooks.clone().follow(changes, remote, cluster, shutdown));
         Some(webhooks)
     }
 
@@ -161,8 +159,11 @@ impl Webhooks {
     ) {
         let mut tracker = Tracker::default();
         let mut tick = tokio::time::interval(TICK);
-        let remote_count =
-            |channel: &str| cluster.as_ref().map_or(0, |cluster| cluster.remote_count(channel));
+        let remote_count = |channel: &str| {
+            cluster
+                .as_ref()
+                .map_or(0, |cluster| cluster.remote_count(channel))
+        };
         // Cluster-wide facts are sent by one node only.
         let shared = |event: Option<WebhookEvent>| {
             if let Some(event) = event

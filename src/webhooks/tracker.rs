@@ -161,14 +161,28 @@ mod tests {
         let start = Instant::now();
         let first = tracker.counted("presence-room", 1, start);
         assert!(matches!(first, Some(WebhookEvent::ChannelOccupied { .. })));
-        assert!(tracker.member("presence-room", &json!(7), true, start).is_some());
+        assert!(
+            tracker
+                .member("presence-room", &json!(7), true, start)
+                .is_some()
+        );
         // The tab reloads: leaves, then comes back a second later.
         assert_eq!(tracker.counted("presence-room", 0, start), None);
-        assert_eq!(tracker.member("presence-room", &json!(7), false, start), None);
+        assert_eq!(
+            tracker.member("presence-room", &json!(7), false, start),
+            None
+        );
         let back = start + Duration::from_secs(1);
         assert_eq!(tracker.counted("presence-room", 1, back), None);
-        assert_eq!(tracker.member("presence-room", &json!("7"), true, back), None);
-        assert!(tracker.due(start + Duration::from_secs(10), |_| 1).is_empty());
+        assert_eq!(
+            tracker.member("presence-room", &json!("7"), true, back),
+            None
+        );
+        assert!(
+            tracker
+                .due(start + Duration::from_secs(10), |_| 1)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -179,7 +193,11 @@ mod tests {
         tracker.member("presence-room", &json!(7), true, start);
         tracker.counted("presence-room", 0, start);
         tracker.member("presence-room", &json!(7), false, start);
-        assert!(tracker.due(start + Duration::from_secs(2), |_| 0).is_empty());
+        assert!(
+            tracker
+                .due(start + Duration::from_secs(2), |_| 0)
+                .is_empty()
+        );
         let events = tracker.due(start + SETTLE, |_| 0);
         assert_eq!(names(&events), ["member_removed", "channel_vacated"]);
         // Occupied again later: told again.

@@ -6,62 +6,9 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
-const net = require('node:net');
 const h = require('./lib/harness');
 
 const NODE_EXPIRY_MS = 7000; // heartbeat expiry 5 s + 1 s heartbeat + slack
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Debian's redis-server on `port`, no persistence; resolves when it accepts connections. */
-function startRedis(port) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10000);
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          stop() {
-            child.kill('SIGKILL');
-            return new Promise((done) => child.once('exit', done));
-          },
-        });
-      }
-    });
-    child.once('error', (error) => reject(new Error(`redis-server is needed (apt-get install redis-server): ${error.message}`)));
-  });
-}
-
-/** Waits until `check()` is truthy, polling. */
-async function eventually(check, ms = 5000, what = 'condition') {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (error) {
-      last = error;
-    }
-    await h.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 /** Collects every `event` on `emitter`. */
 function collect(emitter, event) {
@@ -83,15 +30,15 @@ describe('several nodes on one Redis', () => {
   };
 
   before(async () => {
-    redisPort = await freePort();
-    redis = await startRedis(redisPort);
+    redisPort = await h.freePort();
+    redis = await h.startRedis(redisPort);
     for (let i = 0; i < 3; i++) {
       const node = await h.startServer({ env: { FLARUM_WS_REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLARUM_WS_REDIS_PREFIX: 'cluster-test' } });
       nodes.push(node);
       sdks.push(h.serverSdk(node.port));
     }
     // Every node has heard every other.
-    await eventually(() => nodes.every((n) => n.logs.filter((l) => l.includes('Cluster node') && l.includes('joined')).length >= 2), 5000, 'nodes to meet');
+    await h.eventually(() => nodes.every((n) => n.logs.filter((l) => l.includes('Cluster node') && l.includes('joined')).length >= 2), 5000, 'nodes to meet');
   });
 
   after(async () => {
@@ -107,7 +54,7 @@ describe('several nodes on one Redis', () => {
     const channels = await Promise.all([onA, onB, onC].map((p) => h.subscribed(p, 'news')));
     const seen = channels.map((channel) => collect(channel, 'posted'));
     for (let i = 1; i <= 20; i++) await sdks[0].trigger('news', 'posted', { n: i });
-    await eventually(() => seen.every((s) => s.length >= 20), 5000, 'all deliveries');
+    await h.eventually(() => seen.every((s) => s.length >= 20), 5000, 'all deliveries');
     await h.sleep(300);
     for (const s of seen) assert.deepEqual(s.map((d) => d.n), Array.from({ length: 20 }, (_, i) => i + 1));
   });
@@ -144,7 +91,7 @@ describe('several nodes on one Redis', () => {
     const bobOnB = tab(1, { user: { id: 2, info: { name: 'Bob' } } });
     const bobRoom = await h.subscribed(bobOnB, 'presence-room');
     assert.deepEqual(Object.keys(bobRoom.members.members).sort(), ['1', '2']);
-    await eventually(() => added.length === 1, 3000, 'member_added for Bob');
+    await h.eventually(() => added.length === 1, 3000, 'member_added for Bob');
     assert.equal(String(added[0].id), '2');
     assert.deepEqual(added[0].info, { name: 'Bob' });
 
@@ -161,7 +108,7 @@ describe('several nodes on one Redis', () => {
     await h.sleep(400);
     assert.equal(removed.length, 0, 'Bob is still here on another node');
     bobOnC.unsubscribe('presence-room');
-    await eventually(() => removed.length === 1, 3000, 'member_removed for Bob');
+    await h.eventually(() => removed.length === 1, 3000, 'member_removed for Bob');
     assert.equal(String(removed[0].id), '2');
   });
 
@@ -220,7 +167,7 @@ describe('several nodes on one Redis', () => {
     const room = await h.subscribed(watcher, 'presence-outage');
 
     await redis.stop();
-    await eventually(() => nodes[0].logs.some((l) => l.includes('Lost the connection to Redis')), 5000, 'the outage to be noticed');
+    await h.eventually(() => nodes[0].logs.some((l) => l.includes('Lost the connection to Redis')), 5000, 'the outage to be noticed');
     // Local delivery goes on.
     const heard = h.next(localChannel, 'local');
     await sdks[0].trigger('during-outage', 'local', { still: 'here' });
@@ -229,9 +176,9 @@ describe('several nodes on one Redis', () => {
     const joiner = tab(1, { user: { id: 31 } });
     await h.subscribed(joiner, 'presence-outage');
 
-    redis = await startRedis(redisPort);
-    await eventually(() => nodes.every((n) => n.logs.filter((l) => l.includes('Connected to Redis')).length >= 2), 10000, 'every node to reconnect');
-    await eventually(() => room.members.count === 2, 8000, 'the member who joined during the outage');
+    redis = await h.startRedis(redisPort);
+    await h.eventually(() => nodes.every((n) => n.logs.filter((l) => l.includes('Connected to Redis')).length >= 2), 10000, 'every node to reconnect');
+    await h.eventually(() => room.members.count === 2, 8000, 'the member who joined during the outage');
     const crossing = tab(2);
     const crossingChannel = await h.subscribed(crossing, 'after-outage');
     await h.sleep(300);
@@ -245,7 +192,7 @@ describe('several nodes on one Redis', () => {
     const room = await h.subscribed(stayer, 'presence-crash');
     const doomed = tab(2, { user: { id: 41 } });
     await h.subscribed(doomed, 'presence-crash');
-    await eventually(() => room.members.count === 2, 3000, 'the member on the doomed node');
+    await h.eventually(() => room.members.count === 2, 3000, 'the member on the doomed node');
     const removed = h.next(room, 'pusher:member_removed', NODE_EXPIRY_MS + 2000);
     const killedAt = Date.now();
     nodes[2].child.kill('SIGKILL');

@@ -42,6 +42,11 @@ struct Args {
     /// Subscribe to private channels (signed auth) instead of public ones.
     #[arg(long)]
     private: bool,
+    /// Connect with TLS (wss://); the certificate is not verified (a bench
+    /// measures the encryption, not the trust chain). Triggers still go to
+    /// `--publish-port` over plain HTTP, so TLS runs use `--events 0`.
+    #[arg(long)]
+    tls: bool,
     /// Events to trigger through the HTTP API.
     #[arg(long, default_value_t = 100)]
     events: usize,
@@ -85,11 +90,27 @@ async fn run_client(
     ready: tokio::sync::mpsc::Sender<Result<(), String>>,
 ) -> ClientReport {
     let url = format!(
-        "ws://{}:{}/app/{}?protocol=7&client=js&version=8.4.0",
-        args.target.host, args.target.port, args.target.key
+        "{}://{}:{}/app/{}?protocol=7&client=js&version=8.4.0",
+        if args.tls { "wss" } else { "ws" },
+        args.target.host,
+        args.target.port,
+        args.target.key
     );
     let permit = opened.acquire().await.unwrap();
-    let mut ws = match tokio_tungstenite::connect_async(&url).await {
+    let target = flarum_ws::probe::Target {
+        address: args.target.host.clone(),
+        port: args.target.port,
+        tls: args.tls,
+        server_name: "localhost".into(),
+        insecure: true,
+    };
+    let connected = match flarum_ws::probe::connect(&target).await {
+        Ok(stream) => tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut ws = match connected {
         Ok((ws, _)) => ws,
         Err(e) => {
             let _ = ready.send(Err(format!("connect: {e}"))).await;

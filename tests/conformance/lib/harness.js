@@ -7,6 +7,7 @@ const { before, after } = require('node:test');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
+const net = require('node:net');
 
 const BIN = process.env.TEST_FLARUM_WS_BIN || path.resolve(__dirname, '../../../target/debug/flarum-ws');
 const APP = { appId: '4242', key: 'conformance-key', secret: 'conformance-secret' };
@@ -209,6 +210,58 @@ function serverPerSuite(version) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Debian's redis-server on `port`, no persistence; resolves when it accepts connections. */
+function startRedis(port) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10000);
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      if (output.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          stop() {
+            child.kill('SIGKILL');
+            return new Promise((done) => child.once('exit', done));
+          },
+        });
+      }
+    });
+    child.once('error', (error) => reject(new Error(`redis-server is needed (apt-get install redis-server): ${error.message}`)));
+  });
+}
+
+/** Waits until `check()` is truthy, polling. */
+async function eventually(check, ms = 5000, what = 'condition') {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+
 module.exports = {
   APP,
   VERSIONS,
@@ -222,4 +275,7 @@ module.exports = {
   subscribed,
   silence,
   sleep,
+  freePort,
+  startRedis,
+  eventually,
 };
