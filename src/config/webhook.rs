@@ -81,7 +81,10 @@ impl WebhookTarget {
     /// Why the URL cannot be used, if it cannot.
     pub fn url_problem(&self) -> Option<String> {
         match self.url.parse::<hyper::Uri>() {
-            Err(e) => Some(format!("{:?} is not a URL: {e}", self.url)),
+            Err(_) => Some(format!(
+                "{:?} is not a URL; write it as http://host[:port]/path or https://host[:port]/path",
+                self.url
+            )),
             Ok(uri) if !matches!(uri.scheme_str(), Some("http" | "https")) => Some(format!(
                 "{:?} must start with http:// or https://",
                 self.url

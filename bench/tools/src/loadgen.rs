@@ -36,6 +36,10 @@ struct Args {
     /// Channels the clients are spread over.
     #[arg(long, default_value_t = 10)]
     channels: usize,
+    /// Start of the channel names, so several load generators on one
+    /// cluster keep to their own channels.
+    #[arg(long, default_value = "bench-")]
+    channel_prefix: String,
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
@@ -120,8 +124,9 @@ async fn run_client(
     // The handshake is done: let the next client connect.
     drop(permit);
     let channel = format!(
-        "{}bench-{}",
+        "{}{}{}",
         if args.private { "private-" } else { "" },
+        args.channel_prefix,
         index % args.channels
     );
     let mut report = ClientReport::default();
@@ -233,8 +238,9 @@ async fn publish(args: Arc<Args>, subscribers_per_channel: Vec<u64>, send_start:
         let permit = gate.clone().acquire_owned().await.unwrap();
         let (http, args2) = (http.clone(), args.clone());
         let channel = format!(
-            "{}bench-{}",
+            "{}{}{}",
             if args.private { "private-" } else { "" },
+            args.channel_prefix,
             event % args.channels
         );
         let data = format!("T{}:S{event}:{padding}", now_micros());
