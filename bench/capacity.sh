@@ -70,7 +70,7 @@ for r in rows:
     cpu = r.get("server_cpu_us_per_delivery")
     print(f"| {r['label']} | {r['subscribed']} | {r['delivered']} / {r['expected_deliveries']} | {r['lost']} "
           f"| {r['deliveries_per_sec']:.0f} | {lat['p50'] / 1000:.1f} | {lat['p99'] / 1000:.1f} "
-          f"| {cpu if cpu is not None else '–'} | {r['kib_per_connection']} | {r['rss_subscribed_kib'] / 1024:.0f} |")
+          f"| {f'{cpu:.1f}' if cpu is not None else '–'} | {r['kib_per_connection']} | {r['rss_subscribed_kib'] / 1024:.0f} |")
 total = sum(r["subscribed"] for r in rows)
 print(f"\n{total} connections in all; Redis used {redis_cpu} CPU-seconds over the run "
       f"(it started at {int(redis_rss) // 1024} MiB). Node 1's CPU includes answering every trigger.")

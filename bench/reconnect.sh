@@ -57,8 +57,8 @@ print("| server | all subscribed after s | reconnects/s | server CPU µs/reconne
 print("|---|---|---|---|---|---|---|")
 for label in by:
     mib = lambda key: f"{median(label, key) / 1024:.0f}"
-    print(f"| {label} | {median(label, 'seconds')} | {median(label, 'reconnects_per_sec'):.0f} "
-          f"| {median(label, 'server_cpu_us_per_reconnect')} | {median(label, 'reconnects_per_cpu_second'):.0f} "
+    print(f"| {label} | {median(label, 'seconds'):.1f} | {median(label, 'reconnects_per_sec'):.0f} "
+          f"| {median(label, 'server_cpu_us_per_reconnect'):.0f} | {median(label, 'reconnects_per_cpu_second'):.0f} "
           f"| {sum(r['failed'] for r in by[label])} | {mib('rss_before_kib')} → {mib('rss_peak_kib')} → {mib('rss_after_kib')} |")
 if len(by) == 2 and "flarum-ws" in by and "sockudo" in by:
     ratio = median("flarum-ws", "reconnects_per_cpu_second") / median("sockudo", "reconnects_per_cpu_second")
