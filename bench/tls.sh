@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Memory of idle subscribed connections with TLS in the server (wss://)
-# against plain ws://, for flarum-ws and sockudo, one server at a time, in
-# alternating rounds; writes bench/TLS.md (medians) and the raw JSON lines
-# to target/bench/. The certificate is a self-signed P-256 one made here;
-# the load generator does not verify it (it measures the encryption, not the
-# trust chain). CPU per delivery over TLS is not measured here: the load
-# generator triggers over plain HTTP, which a TLS port does not answer.
+# TLS in the server (wss://, the API over HTTPS) against plain ws://, for
+# flarum-ws and sockudo, one server at a time, in alternating rounds: the
+# memory of idle subscribed connections, and server CPU per delivery at a
+# steady 20 000 deliveries/s. Writes bench/TLS.md (medians) and the raw JSON
+# lines to target/bench/. The certificate is a self-signed P-256 one made
+# here; the load generator does not verify it (it measures the encryption,
+# not the trust chain), and triggers over kept-alive HTTPS connections.
 #
 #   bash bench/tls.sh                  # both servers, 3 rounds
 #   SERVERS=flarum-ws REPEAT=1 bash bench/tls.sh
@@ -38,22 +38,30 @@ tls_env() {
   esac
 }
 
+# name | load generator arguments
+SCENARIOS=(
+  "idle|--events 0 --settle 5"
+  "20k-per-s|--events 400 --deliveries-per-second 20000"
+)
 for round in $(seq 1 "$REPEAT"); do
-  for mode in plain tls; do
-    for server in $SERVERS; do
-      EXTRA_ENV=()
-      flag=""
-      if [ "$mode" = tls ]; then
-        tls_env "$server"
-        flag="--tls"
-      fi
-      start_server "$server"
-      echo "== round $round/$REPEAT: $server $mode" >&2
-      # shellcheck disable=SC2086
-      $LOADGEN --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET --pid "$SERVER_PID" \
-        --connections "$CONNECTIONS" --channels 10 --events 0 --settle 5 $flag \
-        --label "$server $mode" | tee -a "$RUN"
-      stop_server
+  for scenario in "${SCENARIOS[@]}"; do
+    name="${scenario%%|*}" args="${scenario#*|}"
+    for mode in plain tls; do
+      for server in $SERVERS; do
+        EXTRA_ENV=()
+        flag=""
+        if [ "$mode" = tls ]; then
+          tls_env "$server"
+          flag="--tls"
+        fi
+        start_server "$server"
+        echo "== round $round/$REPEAT: $server $mode $name" >&2
+        # shellcheck disable=SC2086
+        $LOADGEN --port $PORT --app-id $APP_ID --key $KEY --secret $SECRET --pid "$SERVER_PID" \
+          --connections "$CONNECTIONS" --channels 10 $args $flag \
+          --label "$server $mode $name" | tee -a "$RUN"
+        stop_server
+      done
     done
   done
 done
@@ -63,18 +71,39 @@ import json, statistics, subprocess, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 by = {}
 for row in rows:
-    by.setdefault(row["label"], []).append(row)
-def median(label, key):
-    values = [r[key] for r in by.get(label, []) if r.get(key) is not None]
+    by.setdefault(tuple(row["label"].split(" ")), []).append(row)
+def median(key, field):
+    values = [r[field] for r in by.get(key, []) if r.get(field) is not None]
     return round(statistics.median(values), 2) if values else None
-print("# Idle connections with TLS in the server\n")
-print(f"Command: `bash bench/tls.sh` ({sys.argv[2]} subscribed idle connections, 10 channels, "
-      f"median of {max(len(v) for v in by.values())} rounds; raw runs in target/bench/).\n")
-print("| server | mode | KiB per connection | subscribed |")
-print("|---|---|---|---|")
-for label in sorted(by):
-    server, mode = label.rsplit(" ", 1)
-    print(f"| {server} | {mode} | {median(label, 'kib_per_connection')} | {int(median(label, 'subscribed'))} |")
+servers = sorted({k[0] for k in by})
+rounds = max(len(v) for v in by.values())
+print("# TLS in the server\n")
+print(f"Command: `bash bench/tls.sh` ({sys.argv[2]} subscribed connections on 10 channels, median of {rounds} "
+      "alternating rounds; raw runs in target/bench/). TLS: wss:// and the HTTP API over kept-alive HTTPS, "
+      "a self-signed P-256 certificate, TLS 1.3.\n")
+print("## Idle connections\n")
+print("| server | plain KiB/connection | TLS KiB/connection |")
+print("|---|---|---|")
+for server in servers:
+    print(f"| {server} | {median((server, 'plain', 'idle'), 'kib_per_connection')} | {median((server, 'tls', 'idle'), 'kib_per_connection')} |")
+print("\n## A steady 20 000 deliveries/s\n")
+print("| server | mode | deliveries/s | server CPU µs/delivery | p99 ms | lost |")
+print("|---|---|---|---|---|---|")
+for server in servers:
+    for mode in ["plain", "tls"]:
+        key = (server, mode, "20k-per-s")
+        if key not in by:
+            continue
+        p99 = statistics.median(r["latency_us"]["p99"] for r in by[key]) / 1000
+        print(f"| {server} | {mode} | {median(key, 'deliveries_per_sec'):.0f} | {median(key, 'server_cpu_us_per_delivery')} "
+              f"| {p99:.1f} | {sum(r['lost'] for r in by[key])} |")
+if len(servers) == 2:
+    a, b = servers
+    for label, key, field in [("idle TLS memory", "idle", "kib_per_connection"), ("CPU per delivery over TLS", "20k-per-s", "server_cpu_us_per_delivery")]:
+        x, y = median((a, "tls", key), field), median((b, "tls", key), field)
+        if x and y:
+            print(f"\n{label}: {a} {x / y:.2f}× {b}.", end="")
+    print()
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 print(f"\nMachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
       "the load generator runs on the same machine.")

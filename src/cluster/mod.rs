@@ -6,7 +6,10 @@
 //! those locally itself). Presence members and signed-in users are mirrored
 //! into each node's hub, so member lists, `member_added`/`member_removed`
 //! and watchlists are cluster-wide. Channel counts for the HTTP API are
-//! asked of the other nodes when a request needs them.
+//! asked of the other nodes when a request needs them; while webhooks are
+//! configured, nodes also tell each other each change of their subscriber
+//! count per channel ([`counts`]), so that occupancy is a cluster-wide fact
+//! and the leader ([`Cluster::is_leader`]) sends each webhook once.
 //!
 //! Nodes say they are alive every [`HEARTBEAT`]; one silent for [`EXPIRY`]
 //! is forgotten (its members leave). When Redis is unreachable each node

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 mod support;
-use support::{App, Target, cpu_micros, now_micros, rss_kib};
+use support::{App, Target, TlsPublisher, cpu_micros, now_micros, rss_kib};
 
 #[derive(Debug, Parser, Clone)]
 struct Args {
@@ -46,9 +46,9 @@ struct Args {
     /// Subscribe to private channels (signed auth) instead of public ones.
     #[arg(long)]
     private: bool,
-    /// Connect with TLS (wss://); the certificate is not verified (a bench
-    /// measures the encryption, not the trust chain). Triggers still go to
-    /// `--publish-port` over plain HTTP, so TLS runs use `--events 0`.
+    /// Connect with TLS (wss://) and trigger over HTTPS (kept-alive
+    /// connections, one per publisher); the certificate is not verified (a
+    /// bench measures the encryption, not the trust chain).
     #[arg(long)]
     tls: bool,
     /// Events to trigger through the HTTP API.
@@ -223,6 +223,18 @@ async fn publish(args: Arc<Args>, subscribers_per_channel: Vec<u64>, send_start:
         .pool_max_idle_per_host(args.publishers)
         .build()
         .unwrap();
+    let tls = if args.tls && args.events > 0 {
+        let port = args.publish_port.unwrap_or(args.target.port);
+        match TlsPublisher::open(app(&args), &args.target.host, port, args.publishers).await {
+            Ok(publisher) => Some(Arc::new(publisher)),
+            Err(error) => {
+                eprintln!("cannot open the HTTPS connections for triggering: {error}");
+                return args.events as u64;
+            }
+        }
+    } else {
+        None
+    };
     let padding = "x".repeat(args.payload.saturating_sub(40));
     let gate = Arc::new(Semaphore::new(args.publishers));
     let mut sends = Vec::with_capacity(args.events);
@@ -236,7 +248,7 @@ async fn publish(args: Arc<Args>, subscribers_per_channel: Vec<u64>, send_start:
             tokio::time::sleep_until(due.into()).await;
         }
         let permit = gate.clone().acquire_owned().await.unwrap();
-        let (http, args2) = (http.clone(), args.clone());
+        let (http, args2, tls) = (http.clone(), args.clone(), tls.clone());
         let channel = format!(
             "{}{}{}",
             if args.private { "private-" } else { "" },
@@ -245,7 +257,10 @@ async fn publish(args: Arc<Args>, subscribers_per_channel: Vec<u64>, send_start:
         );
         let data = format!("T{}:S{event}:{padding}", now_micros());
         sends.push(tokio::spawn(async move {
-            let result = app(&args2).trigger(&http, &channel, "bench", &data).await;
+            let result = match tls {
+                Some(tls) => tls.trigger(&channel, "bench", &data).await,
+                None => app(&args2).trigger(&http, &channel, "bench", &data).await,
+            };
             drop(permit);
             result
         }));

@@ -118,3 +118,107 @@ impl App {
         }
     }
 }
+
+/// Keep-alive HTTPS connections to the app's signed API, for servers that
+/// serve TLS on their only port (the certificate is not verified: a bench
+/// measures the encryption, not the trust chain). Each request takes a
+/// connection from the pool and puts it back; a connection the server
+/// closed is replaced by a new one (counted in `reconnects`).
+pub struct TlsPublisher {
+    app: App,
+    target: flarum_ws::probe::Target,
+    pool: tokio::sync::Mutex<Vec<Sender>>,
+    pub reconnects: std::sync::atomic::AtomicU64,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+impl TlsPublisher {
+    /// Opens `connections` TLS connections to `host:port`.
+    pub async fn open(app: App, host: &str, port: u16, connections: usize) -> Result<Self, String> {
+        let publisher = Self {
+            app,
+            target: flarum_ws::probe::Target {
+                address: host.to_owned(),
+                port,
+                tls: true,
+                server_name: "localhost".into(),
+                insecure: true,
+            },
+            pool: tokio::sync::Mutex::new(Vec::new()),
+            reconnects: std::sync::atomic::AtomicU64::new(0),
+        };
+        for _ in 0..connections {
+            let sender = publisher.connect().await?;
+            publisher.pool.lock().await.push(sender);
+        }
+        Ok(publisher)
+    }
+
+    async fn connect(&self) -> Result<Sender, String> {
+        let stream = flarum_ws::probe::connect(&self.target)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// A pooled connection that is still open, or a new one.
+    async fn sender(&self) -> Result<Sender, String> {
+        while let Some(sender) = self.pool.lock().await.pop() {
+            if !sender.is_closed() {
+                return Ok(sender);
+            }
+        }
+        self.reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.connect().await
+    }
+
+    /// Triggers `event` on `channel`, as [`App::trigger`] does over plain HTTP.
+    pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> Result<(), String> {
+        let path = format!("/apps/{}/events", self.app.id);
+        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
+        let query = flarum_ws::protocol::signature::signed_query(
+            "POST",
+            &path,
+            &self.app.key,
+            &self.app.secret,
+            body.as_bytes(),
+            (now_micros() / 1_000_000) as i64,
+            &[],
+        );
+        let mut sender = self.sender().await?;
+        if sender.ready().await.is_err() {
+            // Closed between the check and now: once more on a new one.
+            self.reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sender = self.connect().await?;
+        }
+        let request = hyper::Request::post(format!("{path}?{query}"))
+            .header("host", format!("localhost:{}", self.target.port))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !sender.is_closed() {
+            self.pool.lock().await.push(sender);
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+}
