@@ -28,11 +28,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use delivery::{
-    BATCH_MAX, BATCH_WINDOW, Endpoint, PostError, QUEUE_CAPACITY, RETRY_FOR, Signer, now_ms,
-};
+pub use delivery::{Endpoint, PostError, Signer, now_ms};
 pub use event::WebhookEvent;
-pub use tracker::SETTLE;
 
 use self::delivery::{Receiver, Totals};
 use self::tracker::Tracker;
