@@ -1,7 +1,7 @@
 //! A TCP or TLS connection to the server, verified the way browsers verify
 //! it, or not at all when the admin declared the certificate self-signed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -97,7 +97,36 @@ impl ServerCertVerifier for AcceptAnything {
     }
 }
 
-fn client_config(insecure: bool) -> ClientConfig {
+/// The client configuration, built once per process: reading the system's
+/// certificate store takes milliseconds, and webhooks connect often.
+fn client_config(insecure: bool) -> Arc<ClientConfig> {
+    static VERIFYING: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    static TRUSTING: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    let slot = if insecure { &TRUSTING } else { &VERIFYING };
+    slot.get_or_init(|| Arc::new(build_client_config(insecure)))
+        .clone()
+}
+
+/// Trust anchors: Mozilla's (built in, so a machine without a CA bundle
+/// still verifies public certificates), the system's store (where an
+/// admin installs a company CA), and the file `SSL_CERT_FILE` names.
+fn root_store() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
+    // Extra trust anchors, as Node's NODE_EXTRA_CA_CERTS does.
+    if let Ok(path) = std::env::var("SSL_CERT_FILE")
+        && let Ok(chain) = crate::tls::read_chain(std::path::Path::new(&path))
+    {
+        for cert in chain {
+            let _ = roots.add(cert);
+        }
+    }
+    roots
+}
+
+fn build_client_config(insecure: bool) -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -108,17 +137,9 @@ fn client_config(insecure: bool) -> ClientConfig {
             .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
             .with_no_client_auth()
     } else {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // Extra trust anchors, as Node's NODE_EXTRA_CA_CERTS does.
-        if let Ok(path) = std::env::var("SSL_CERT_FILE")
-            && let Ok(chain) = crate::tls::read_chain(std::path::Path::new(&path))
-        {
-            for cert in chain {
-                let _ = roots.add(cert);
-            }
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .with_root_certificates(root_store())
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
@@ -162,7 +183,7 @@ pub async fn connect(target: &Target) -> Result<Stream, ProbeError> {
     }
     let name = ServerName::try_from(target.server_name.clone())
         .map_err(|_| ProbeError::BadName(target.server_name.clone()))?;
-    let connector = TlsConnector::from(Arc::new(client_config(target.insecure)));
+    let connector = TlsConnector::from(client_config(target.insecure));
     let tls = connector
         .connect(name, tcp)
         .await
