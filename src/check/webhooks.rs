@@ -8,10 +8,7 @@ use crate::probe::ProbeError;
 use crate::webhooks::{Endpoint, PostError, Signer, now_ms};
 
 pub async fn check_webhooks(settings: &Settings) -> Vec<Finding> {
-    let signer = Signer {
-        key: settings.app.key.clone(),
-        secret: settings.app.secret.expose().to_owned(),
-    };
+    let signer = Signer::for_app(&settings.app);
     let mut findings = Vec::new();
     for target in &settings.webhooks {
         let Some(endpoint) = Endpoint::parse(&target.url) else {

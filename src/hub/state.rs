@@ -237,17 +237,19 @@ impl Hub {
             }
             let added =
                 outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
-            let user_id = member.user_id.clone();
+            let user_id = changes.is_some().then(|| member.user_id.clone());
             if entry.members.join(member) == Change::Membership {
                 let frame = Frame::from(added);
                 for subscriber in entry.subscribers.values() {
                     subscriber.link.send(frame.clone());
                 }
-                tell(ChannelChange::Member {
-                    channel: channel.to_string(),
-                    user_id,
-                    joined: true,
-                });
+                if let Some(user_id) = user_id {
+                    tell(ChannelChange::Member {
+                        channel: channel.to_string(),
+                        user_id,
+                        joined: true,
+                    });
+                }
             }
             entry.subscribers.insert(
                 link.id,
@@ -356,19 +358,21 @@ impl Hub {
     /// already admitted it).
     pub fn remote_join(&self, channel: &ChannelName, member: PresenceMember) {
         let mut state = self.write();
+        let user_id = state.changes.is_some().then(|| member.user_id.clone());
         let entry = state.channels.entry(channel.clone()).or_default();
         let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
-        let user_id = member.user_id.clone();
         if entry.members.join(member) == Change::Membership {
             let frame = Frame::from(added);
             for subscriber in entry.subscribers.values() {
                 subscriber.link.send(frame.clone());
             }
-            state.tell(|| ChannelChange::Member {
-                channel: channel.to_string(),
-                user_id,
-                joined: true,
-            });
+            if let Some(user_id) = user_id {
+                state.tell(|| ChannelChange::Member {
+                    channel: channel.to_string(),
+                    user_id,
+                    joined: true,
+                });
+            }
         }
     }
 

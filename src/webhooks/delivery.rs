@@ -49,6 +49,14 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Signs with `app`'s key and secret, as Pusher signs webhooks.
+    pub fn for_app(app: &crate::config::AppCredentials) -> Self {
+        Self {
+            key: app.key.clone(),
+            secret: app.secret.expose().to_owned(),
+        }
+    }
+
     /// The body and headers of one webhook request.
     pub fn sign(
         &self,

@@ -74,7 +74,7 @@ impl Webhooks {
         if targets.is_empty() {
             return None;
         }
-        let signer = Arc::new(ArcSwap::from_pointee(signer_of(app)));
+        let signer = Arc::new(ArcSwap::from_pointee(Signer::for_app(app)));
         let totals = Arc::new(Totals::default());
         let receivers = targets
             .iter()
@@ -106,7 +106,7 @@ impl Webhooks {
 
     /// Signs with `app`'s key and secret from now on (settings reloaded).
     pub fn set_credentials(&self, app: &AppCredentials) {
-        self.signer.store(Arc::new(signer_of(app)));
+        self.signer.store(Arc::new(Signer::for_app(app)));
     }
 
     pub fn status(&self) -> WebhookStatus {
@@ -200,13 +200,6 @@ impl Webhooks {
                 }
             }
         }
-    }
-}
-
-fn signer_of(app: &AppCredentials) -> Signer {
-    Signer {
-        key: app.key.clone(),
-        secret: app.secret.expose().to_owned(),
     }
 }
 

@@ -85,14 +85,9 @@ impl App {
         format!("{}:{signature}", self.key)
     }
 
-    /// Triggers `event` on `channel` as the forum would.
-    pub async fn trigger(
-        &self,
-        http: &reqwest::Client,
-        channel: &str,
-        event: &str,
-        data: &str,
-    ) -> Result<(), String> {
+    /// The signed `POST /apps/{id}/events` of one event: path with its
+    /// signed query, and body.
+    pub fn signed_event(&self, channel: &str, event: &str, data: &str) -> (String, String) {
         let path = format!("/apps/{}/events", self.id);
         let body = json!({"name": event, "channel": channel, "data": data}).to_string();
         let query = flarum_ws::protocol::signature::signed_query(
@@ -104,8 +99,20 @@ impl App {
             (now_micros() / 1_000_000) as i64,
             &[],
         );
+        (format!("{path}?{query}"), body)
+    }
+
+    /// Triggers `event` on `channel` as the forum would.
+    pub async fn trigger(
+        &self,
+        http: &reqwest::Client,
+        channel: &str,
+        event: &str,
+        data: &str,
+    ) -> Result<(), String> {
+        let (path_and_query, body) = self.signed_event(channel, event, data);
         let response = http
-            .post(format!("{}{path}?{query}", self.base))
+            .post(format!("{}{path_and_query}", self.base))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -181,17 +188,7 @@ impl TlsPublisher {
 
     /// Triggers `event` on `channel`, as [`App::trigger`] does over plain HTTP.
     pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> Result<(), String> {
-        let path = format!("/apps/{}/events", self.app.id);
-        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
-        let query = flarum_ws::protocol::signature::signed_query(
-            "POST",
-            &path,
-            &self.app.key,
-            &self.app.secret,
-            body.as_bytes(),
-            (now_micros() / 1_000_000) as i64,
-            &[],
-        );
+        let (path_and_query, body) = self.app.signed_event(channel, event, data);
         let mut sender = self.sender().await?;
         if sender.ready().await.is_err() {
             // Closed between the check and now: once more on a new one.
@@ -199,7 +196,7 @@ impl TlsPublisher {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             sender = self.connect().await?;
         }
-        let request = hyper::Request::post(format!("{path}?{query}"))
+        let request = hyper::Request::post(path_and_query)
             .header("host", format!("localhost:{}", self.target.port))
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
