@@ -1,10 +1,20 @@
-//! A socket's mailbox: the bounded queue the hub writes frames into and the
-//! session task drains onto the wire.
+//! A socket's mailbox: the bounded queue the hub writes frames into and
+//! that is drained onto the wire, by the session task or by a writer.
 //!
 //! The hub never waits on a socket. When a socket's queue is full the client
 //! is not reading fast enough; it is asked to close with 4100 (over capacity,
 //! pusher-js backs off and reconnects) instead of letting memory grow or
 //! stalling the fan-out for everyone else.
+//!
+//! A plain connection's link is *wired*: its frames are written by one of a
+//! few writer tasks ([`super::writer`]), each serving many sockets, straight
+//! to the socket through its [`DirectWire`], so no session task wakes for a
+//! delivery. The writer flushes whatever a socket has queued in one write;
+//! under load it runs behind the fan-out, so several frames go out together.
+//! When the socket does not take everything, the rest stays queued and the
+//! session writes it, waiting for the client as it always did. Writer and
+//! session never write the same socket at once: the writer leaves a queue
+//! alone while the session holds frames it took from it.
 //!
 //! The queue is a `VecDeque` behind a mutex rather than tokio's mpsc
 //! channel: an idle connection then holds no queue memory at all (the
@@ -19,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::writer::WriterHandle;
 use crate::protocol::{SocketId, close_code};
 
 /// A serialized frame, shared by every recipient without copying.
@@ -27,26 +38,66 @@ pub type Frame = Utf8Bytes;
 /// Slots a drained queue may keep; a larger one (left by a burst) is freed.
 const KEEP_SLOTS: usize = 16;
 
+/// A connection the hub's writers may write frames to without its session.
+pub trait DirectWire: Send + Sync + std::fmt::Debug {
+    /// Writes `frames`, from the front, each as one text frame, as far as
+    /// the socket takes them without waiting.
+    fn try_write_texts(&self, frames: &VecDeque<Frame>) -> Written;
+}
+
+/// How far a direct write got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// Frames wholly in the kernel.
+    pub whole: usize,
+    /// The next frame's start is in the kernel too, and the wire holds its
+    /// rest: the session must flush it.
+    pub started: bool,
+}
+
 /// The hub's handle on one connection.
 #[derive(Debug)]
 pub struct SocketLink {
     pub id: SocketId,
     mailbox: Arc<Mailbox>,
+    /// Set for plain connections: the writer that puts frames on the wire.
+    writer: Option<WriterHandle>,
+}
+
+#[derive(Debug)]
+pub(super) struct Mailbox {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// Wakes the session when it has something to write (a stored permit
+    /// covers a frame sent between its check and its wait).
+    ready: Notify,
+    /// Set when the session's end is dropped: frames are no longer taken.
+    receiver_gone: AtomicBool,
     /// The close code someone asked for; 0 while nobody has.
     close_code: AtomicU16,
     /// Wakes the session when a close is requested.
     close_wake: Notify,
+    wire: Option<Arc<dyn DirectWire>>,
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    /// The session took frames and has not handed them all to the socket.
+    taken: bool,
+    /// Frames were queued since the writer last flushed this socket.
+    staged: bool,
+    /// A direct write left part of a frame in the wire.
+    flush_wanted: bool,
+}
+
+/// Why the session was woken.
 #[derive(Debug)]
-struct Mailbox {
-    frames: Mutex<VecDeque<Frame>>,
-    capacity: usize,
-    /// Wakes the session when a frame arrives (a stored permit covers a
-    /// frame sent between its check and its wait).
-    ready: Notify,
-    /// Set when the session's end is dropped: frames are no longer taken.
-    receiver_gone: AtomicBool,
+pub enum Wake {
+    /// A frame to write.
+    Frame(Frame),
+    /// A direct write left part of a frame to finish: flush the socket.
+    Flush,
 }
 
 /// The session's end of the mailbox.
@@ -58,43 +109,96 @@ pub struct Inbox {
 impl SocketLink {
     /// A new link and the inbox its session drains.
     pub fn new(id: SocketId, capacity: usize) -> (Self, Inbox) {
+        Self::build(id, capacity, None)
+    }
+
+    /// A new link whose frames `writer` writes to `wire` while the session
+    /// is not writing.
+    pub fn wired(
+        id: SocketId,
+        capacity: usize,
+        wire: Arc<dyn DirectWire>,
+        writer: WriterHandle,
+    ) -> (Self, Inbox) {
+        Self::build(id, capacity, Some((wire, writer)))
+    }
+
+    fn build(
+        id: SocketId,
+        capacity: usize,
+        wired: Option<(Arc<dyn DirectWire>, WriterHandle)>,
+    ) -> (Self, Inbox) {
+        let (wire, writer) = wired.unzip();
         let mailbox = Arc::new(Mailbox {
-            frames: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
             receiver_gone: AtomicBool::new(false),
+            close_code: AtomicU16::new(0),
+            close_wake: Notify::new(),
+            wire,
         });
         let link = Self {
             id,
             mailbox: mailbox.clone(),
-            close_code: AtomicU16::new(0),
-            close_wake: Notify::new(),
+            writer,
         };
         (link, Inbox { mailbox })
     }
 
-    /// Queues a frame; returns false when the socket is gone or was evicted.
+    /// Queues a frame for the socket's writer or session; returns false
+    /// when the socket is gone or was evicted.
     pub fn send(&self, frame: Frame) -> bool {
-        if self.close_code.load(Ordering::Relaxed) != 0
-            || self.mailbox.receiver_gone.load(Ordering::Relaxed)
-        {
+        let mailbox = &self.mailbox;
+        if mailbox.close_code.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        {
-            let mut frames = self.mailbox.lock();
-            if frames.len() >= self.mailbox.capacity {
-                drop(frames);
-                self.request_close(close_code::OVER_CAPACITY);
+        let first_staged = {
+            let mut queue = mailbox.lock();
+            // Checked under the lock: once the session has let go of its
+            // inbox, nothing more reaches the socket.
+            if mailbox.receiver_gone.load(Ordering::Relaxed) {
                 return false;
             }
-            frames.push_back(frame);
+            if queue.frames.len() >= mailbox.capacity {
+                drop(queue);
+                mailbox.request_close(close_code::OVER_CAPACITY);
+                return false;
+            }
+            queue.frames.push_back(frame);
+            !std::mem::replace(&mut queue.staged, true)
+        };
+        match &self.writer {
+            Some(writer) if first_staged => writer.push(mailbox.clone()),
+            Some(_) => {}
+            None => mailbox.ready.notify_one(),
         }
-        self.mailbox.ready.notify_one();
         true
     }
 
     /// Asks the session to close with `code`; the first request wins.
     pub fn request_close(&self, code: u16) {
+        self.mailbox.request_close(code);
+    }
+
+    /// Resolves with the requested close code once somebody asks for one.
+    pub async fn close_requested(&self) -> u16 {
+        loop {
+            let code = self.mailbox.close_code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            self.mailbox.close_wake.notified().await;
+        }
+    }
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn request_close(&self, code: u16) {
         if self
             .close_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
@@ -104,57 +208,106 @@ impl SocketLink {
         }
     }
 
-    /// Resolves with the requested close code once somebody asks for one.
-    pub async fn close_requested(&self) -> u16 {
-        loop {
-            let code = self.close_code.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
-            }
-            self.close_wake.notified().await;
+    /// The writer's turn: writes what is queued straight to the wire,
+    /// unless the session is writing. What the socket does not take now is
+    /// left to the session, which is woken for it.
+    pub(super) fn flush(&self) {
+        let mut queue = self.lock();
+        queue.staged = false;
+        if queue.frames.is_empty() || self.receiver_gone.load(Ordering::Relaxed) {
+            return;
+        }
+        let wake_session = match &self.wire {
+            Some(wire) if !queue.taken => loop {
+                let written = wire.try_write_texts(&queue.frames);
+                queue.frames.drain(..written.whole);
+                if written.started {
+                    queue.frames.pop_front();
+                    queue.flush_wanted = true;
+                    break true;
+                }
+                if queue.frames.is_empty() {
+                    break false;
+                }
+                if written.whole == 0 {
+                    // Full: the session waits for the client.
+                    break true;
+                }
+            },
+            // The session writes (and is woken anyway, to be sure it looks).
+            _ => true,
+        };
+        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
+            queue.frames = VecDeque::new();
+        }
+        drop(queue);
+        if wake_session {
+            self.ready.notify_one();
         }
     }
 }
 
-impl Mailbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
-        self.frames.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 impl Inbox {
-    /// The next frame, waiting for one. Always `Some`: the link that sends
-    /// lives as long as the session (the `Option` fits `select!` patterns).
-    pub async fn recv(&mut self) -> Option<Frame> {
+    /// The next frame or flush, waiting for one. Always `Some`: the link
+    /// that sends lives as long as the session (the `Option` fits `select!`
+    /// patterns).
+    pub async fn recv(&mut self) -> Option<Wake> {
         loop {
-            if let Some(frame) = self.try_recv() {
-                return Some(frame);
+            {
+                let mut queue = self.mailbox.lock();
+                if let Some(frame) = Self::pop(&mut queue) {
+                    return Some(Wake::Frame(frame));
+                }
+                if std::mem::take(&mut queue.flush_wanted) {
+                    return Some(Wake::Flush);
+                }
             }
             self.mailbox.ready.notified().await;
         }
     }
 
-    /// The next frame if one is queued.
+    /// The next frame if one is queued. Until [`Inbox::written`], the
+    /// writer leaves the queue to the session.
     pub fn try_recv(&mut self) -> Option<Frame> {
-        let mut frames = self.mailbox.lock();
-        let frame = frames.pop_front();
-        if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
-            *frames = VecDeque::new();
+        Self::pop(&mut self.mailbox.lock())
+    }
+
+    fn pop(queue: &mut Queue) -> Option<Frame> {
+        let frame = queue.frames.pop_front();
+        if frame.is_some() {
+            queue.taken = true;
+        }
+        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
+            queue.frames = VecDeque::new();
         }
         frame
+    }
+
+    /// The frames taken so far are with the socket: the writer may write
+    /// this socket's frames again.
+    pub fn written(&mut self) {
+        self.mailbox.lock().taken = false;
     }
 }
 
 impl Drop for Inbox {
     fn drop(&mut self) {
+        let mut queue = self.mailbox.lock();
         self.mailbox.receiver_gone.store(true, Ordering::Relaxed);
-        self.mailbox.lock().clear();
+        queue.frames.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame_of(wake: Option<Wake>) -> String {
+        match wake {
+            Some(Wake::Frame(frame)) => frame.to_string(),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn frames_arrive_in_order_and_a_full_queue_asks_to_close_with_4100() {
@@ -165,7 +318,7 @@ mod tests {
         assert!(!link.send(Frame::from("overflow")), "a full queue refuses");
         assert_eq!(link.close_requested().await, close_code::OVER_CAPACITY);
         for n in 0..3 {
-            assert_eq!(inbox.recv().await.unwrap(), n.to_string());
+            assert_eq!(frame_of(inbox.recv().await), n.to_string());
         }
         assert!(inbox.try_recv().is_none());
     }
@@ -178,7 +331,7 @@ mod tests {
         let waiter = tokio::spawn(async move { inbox.recv().await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(sender.send(Frame::from("late")));
-        assert_eq!(waiter.await.unwrap().unwrap(), "late");
+        assert_eq!(frame_of(waiter.await.unwrap()), "late");
     }
 
     #[test]
@@ -187,14 +340,94 @@ mod tests {
         for n in 0..300 {
             assert!(link.send(Frame::from(n.to_string())));
         }
-        assert!(link.mailbox.lock().capacity() >= 300);
+        assert!(link.mailbox.lock().frames.capacity() >= 300);
         while inbox.try_recv().is_some() {}
         assert_eq!(
-            link.mailbox.lock().capacity(),
+            link.mailbox.lock().frames.capacity(),
             0,
             "the burst's memory is freed"
         );
         drop(inbox);
         assert!(!link.send(Frame::from("after")), "nobody reads any more");
+    }
+
+    /// Takes frames as told and records them. The byte-level behaviour of
+    /// the real wire is tested in `server::websocket::wire`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        /// How many frames it takes per write (`None`: all of them).
+        takes: Mutex<Option<usize>>,
+        /// Whether the last frame it takes is only started.
+        cuts: AtomicBool,
+        written: Mutex<Vec<String>>,
+    }
+
+    impl DirectWire for Recorder {
+        fn try_write_texts(&self, frames: &VecDeque<Frame>) -> Written {
+            let takes = self.takes.lock().unwrap().unwrap_or(frames.len());
+            let taken: Vec<String> = frames.iter().take(takes).map(|f| f.to_string()).collect();
+            let cut = self.cuts.load(Ordering::Relaxed) && !taken.is_empty();
+            let whole = taken.len() - usize::from(cut);
+            self.written.lock().unwrap().extend(taken);
+            Written {
+                whole,
+                started: cut,
+            }
+        }
+    }
+
+    fn wired() -> (SocketLink, Inbox, Arc<Recorder>) {
+        let wire = Arc::new(Recorder::default());
+        let writers = crate::hub::Writers::with_count(1);
+        let (link, inbox) =
+            SocketLink::wired(SocketId::random(), 8, wire.clone(), writers.assign());
+        (link, inbox, wire)
+    }
+
+    async fn written_by_the_writer(wire: &Recorder, expected: &[&str]) {
+        for _ in 0..200 {
+            if *wire.written.lock().unwrap() == expected {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(*wire.written.lock().unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn the_writer_writes_a_wired_socket_and_leaves_it_while_the_session_writes() {
+        let (link, mut inbox, wire) = wired();
+        assert!(link.send(Frame::from("a")));
+        assert!(link.send(Frame::from("b")));
+        written_by_the_writer(&wire, &["a", "b"]).await;
+        assert!(inbox.try_recv().is_none(), "nothing left for the session");
+
+        // The socket is full: the session is woken for what is left, and the
+        // writer leaves the queue alone until the session has written it.
+        *wire.takes.lock().unwrap() = Some(0);
+        assert!(link.send(Frame::from("c")));
+        assert_eq!(frame_of(inbox.recv().await), "c");
+        *wire.takes.lock().unwrap() = None;
+        assert!(link.send(Frame::from("d")));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(*wire.written.lock().unwrap(), ["a", "b"]);
+        assert_eq!(frame_of(inbox.recv().await), "d", "the session takes it");
+        inbox.written();
+        assert!(link.send(Frame::from("e")));
+        written_by_the_writer(&wire, &["a", "b", "e"]).await;
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_in_two_wakes_the_session_to_flush_and_a_closed_one_gets_nothing() {
+        let (link, mut inbox, wire) = wired();
+        wire.cuts.store(true, Ordering::Relaxed);
+        assert!(link.send(Frame::from("big")));
+        written_by_the_writer(&wire, &["big"]).await;
+        assert!(matches!(inbox.recv().await, Some(Wake::Flush)));
+        wire.cuts.store(false, Ordering::Relaxed);
+        drop(inbox);
+        assert!(!link.send(Frame::from("after")));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(*wire.written.lock().unwrap(), ["big"]);
     }
 }

@@ -15,7 +15,9 @@ mod notice;
 mod presence;
 mod state;
 mod users;
+mod writer;
 
-pub use link::{Frame, Inbox, SocketLink};
+pub use link::{DirectWire, Frame, Inbox, SocketLink, Wake, Written};
 pub use notice::{ChangeFeed, ChannelChange, Notice};
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};
+pub use writer::{WriterHandle, Writers};

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::context::ServerContext;
+use super::websocket::wire::Wire;
 use super::{response, router};
 
 /// Largest request head (request line and headers) accepted.
@@ -34,13 +35,16 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     let _ = stream.set_nodelay(true);
     match ctx.tls.clone() {
         None => match first_bytes(&ctx, &stream, peer).await {
-            FirstBytes::Http => serve_http(ctx, stream, peer).await,
+            FirstBytes::Http => {
+                let (stream, wire) = Wire::new(stream, ctx.telemetry.sent_counter());
+                serve_http(ctx, stream, peer, Some(wire)).await
+            }
             FirstBytes::Tls => answer_tls_in_plain(stream).await,
             FirstBytes::Nothing => {}
         },
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_http(ctx, tls, peer).await,
+                Ok(Ok(tls)) => serve_http(ctx, tls, peer, None).await,
                 Ok(Err(error)) => tracing::debug!("TLS handshake with {peer} failed: {error}"),
                 Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
             }
@@ -111,13 +115,23 @@ async fn answer_tls_in_plain(mut stream: TcpStream) {
     .await;
 }
 
-async fn serve_http<S>(ctx: Arc<ServerContext>, stream: S, peer: SocketAddr)
-where
+/// Serves HTTP on `stream`. `wire` (plain connections only) travels with
+/// each request, so that a websocket upgraded from it can be written to
+/// directly by the hub.
+async fn serve_http<S>(
+    ctx: Arc<ServerContext>,
+    stream: S,
+    peer: SocketAddr,
+    wire: Option<Arc<Wire>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let ctx = service_ctx.clone();
+        if let Some(wire) = &wire {
+            request.extensions_mut().insert(wire.clone());
+        }
         let deadline = ctx.settings().limits.handshake_timeout;
         async move {
             match tokio::time::timeout(deadline, router::route(ctx, peer, request)).await {

@@ -15,7 +15,7 @@ use super::rate::RateWindow;
 use super::realtime::{RealtimeForum, SocketUsers};
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
-use crate::hub::{Frame, Hub, HubLimits};
+use crate::hub::{Frame, Hub, HubLimits, Writers};
 use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::Telemetry;
 use crate::telemetry::feed::FeedItem;
@@ -25,6 +25,8 @@ use crate::webhooks::Webhooks;
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
     pub hub: Hub,
+    /// The tasks that write fanned-out frames to plain sockets.
+    pub writers: Writers,
     /// Every observer: statistics counts, metrics, the dashboard's feed.
     pub telemetry: Telemetry,
     /// Cancelled when the server should stop; sessions then close with 4200.
@@ -73,6 +75,7 @@ impl ServerContext {
         let with_cluster = settings.redis_url.is_some();
         Self {
             hub: Hub::new(hub_limits(&settings)),
+            writers: Writers::new(),
             settings: ArcSwap::from_pointee(settings),
             telemetry: Telemetry::new(with_cluster),
             shutdown,

@@ -47,6 +47,21 @@ pub struct Traffic {
     pub api_events: u64,
 }
 
+/// The sent-message counters, for a writer that does not go through the
+/// session (the hub's direct writes to plain connections).
+#[derive(Debug, Clone, Default)]
+pub struct SentCounter {
+    messages: Counter,
+    bytes: Counter,
+}
+
+impl SentCounter {
+    pub fn add(&self, messages: u64, bytes: u64) {
+        self.messages.inc_by(messages);
+        self.bytes.inc_by(bytes);
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     connections: Gauge,
@@ -279,6 +294,13 @@ impl Metrics {
     }
 
     /// `messages` frames of `bytes` payload bytes in all were written.
+    pub fn sent_counter(&self) -> SentCounter {
+        SentCounter {
+            messages: self.messages_sent.clone(),
+            bytes: self.bytes_sent.clone(),
+        }
+    }
+
     pub fn messages_sent(&self, messages: u64, bytes: u64) {
         self.messages_sent.inc_by(messages);
         self.bytes_sent.inc_by(bytes);

@@ -68,6 +68,11 @@ impl Telemetry {
         self.metrics.messages_sent(messages, bytes);
     }
 
+    /// Counts what is written to clients outside the sessions.
+    pub fn sent_counter(&self) -> metrics::SentCounter {
+        self.metrics.sent_counter()
+    }
+
     /// An HTTP API request to `endpoint` was answered with `status`.
     pub fn api_request(&self, endpoint: &'static str, status: u16) {
         self.metrics.api_request(endpoint, status);

@@ -11,6 +11,7 @@ pub mod index_typing;
 mod outbox;
 mod session;
 mod typing;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
 use crate::telemetry::throttle::Throttle;
+use wire::Wire;
 
 /// Refused origins are logged at most once a minute: any web page can
 /// make browsers knock.
@@ -195,6 +197,7 @@ pub fn upgrade(
         }
     }
     let config = websocket_config(&ctx);
+    let wire = request.extensions().get::<Arc<Wire>>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut request);
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(async move {
@@ -208,7 +211,7 @@ pub fn upgrade(
                 .await;
                 match admission {
                     Admission::Accept => {
-                        session::run(task_ctx, socket).await;
+                        session::run(task_ctx, socket, wire).await;
                         drop(slot);
                     }
                     Admission::Reject { code, message } => {

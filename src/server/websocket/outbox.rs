@@ -19,6 +19,25 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+/// The header of an unmasked, final text frame of `len` payload bytes: the
+/// bytes, of which the first 2, 4 or 10 are used, and how many.
+pub fn text_header(len: usize) -> ([u8; 10], usize) {
+    let mut header = [0u8; 10];
+    header[0] = 0x81; // FIN, opcode 1 (text)
+    if len < 126 {
+        header[1] = len as u8;
+        (header, 2)
+    } else if let Ok(len) = u16::try_from(len) {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&len.to_be_bytes());
+        (header, 4)
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 10)
+    }
+}
+
 /// Why a batch could not be written.
 #[derive(Debug)]
 pub enum WriteError {
@@ -38,18 +57,9 @@ pub struct Outbox {
 impl Outbox {
     /// Appends `payload` as one unmasked, final text frame.
     pub fn push_text(&mut self, payload: &[u8]) {
-        let len = payload.len();
-        self.bytes.reserve(len + 10);
-        self.bytes.push(0x81); // FIN, opcode 1 (text)
-        if len < 126 {
-            self.bytes.push(len as u8);
-        } else if let Ok(len) = u16::try_from(len) {
-            self.bytes.push(126);
-            self.bytes.extend_from_slice(&len.to_be_bytes());
-        } else {
-            self.bytes.push(127);
-            self.bytes.extend_from_slice(&(len as u64).to_be_bytes());
-        }
+        let (header, header_len) = text_header(payload.len());
+        self.bytes.reserve(header_len + payload.len());
+        self.bytes.extend_from_slice(&header[..header_len]);
         self.bytes.extend_from_slice(payload);
     }
 

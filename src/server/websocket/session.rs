@@ -7,6 +7,11 @@
 //! one flush. A client that stops reading is noticed during the write too:
 //! shutdown and termination still reach it, and a write that makes no
 //! progress for `pong_timeout` drops it (recorded as 4100).
+//!
+//! On plain connections most frames never reach the session: the hub's
+//! writers put them on the socket (`hub::writer`, `wire`). The session writes
+//! what they could not (the client was slow to read), finishes a frame they
+//! cut in two, and always owns reading, pings and the close handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +27,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::handler::Handler;
 use super::outbox::{Outbox, WriteError};
-use crate::hub::{Frame, Inbox, SocketLink};
+use super::wire::Wire;
+use crate::hub::{Frame, Inbox, SocketLink, Wake};
 use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
 use crate::server::context::ServerContext;
@@ -122,16 +128,23 @@ fn close_reason(code: u16) -> &'static str {
     }
 }
 
-/// Runs the session of an admitted client until it ends.
-pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
+/// Runs the session of an admitted client until it ends. `wire` is the
+/// plain connection's shared write side (none for TLS): the hub's writers
+/// then put frames on it while the session is not writing. Not in verbose
+/// mode, which logs every frame the session sends.
+pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<Wire>>) {
     let id = SocketId::random();
-    let (link, mut queue) = SocketLink::new(id, ctx.settings().limits.socket_queue_capacity);
+    let verbose = ctx.settings().verbose;
+    let capacity = ctx.settings().limits.socket_queue_capacity;
+    let (link, mut queue) = match wire.filter(|_| !verbose) {
+        Some(wire) => SocketLink::wired(id, capacity, wire, ctx.writers.assign()),
+        None => SocketLink::new(id, capacity),
+    };
     let link = Arc::new(link);
     let mut handler = Handler::new(ctx.clone(), link.clone());
     let activity_timeout = ctx.settings().activity_timeout;
     // Also the longest a write may make no progress.
     let pong_timeout = ctx.settings().pong_timeout;
-    let verbose = ctx.settings().verbose;
     if verbose {
         tracing::info!("New connection opened with id {id}");
     }
@@ -163,8 +176,13 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                 biased;
                 code = &mut closed => Some(Ending::server(code, true)),
                 _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
-                Some(frame) = queue.recv() => {
-                    let (messages, bytes) = fill_batch(&mut outbox, frame, &mut queue, id, verbose);
+                Some(wake) = queue.recv() => {
+                    let (messages, bytes) = match wake {
+                        Wake::Frame(frame) => fill_batch(&mut outbox, frame, &mut queue, id, verbose),
+                        // A direct write left the rest of a frame in the wire;
+                        // writing an empty outbox flushes it.
+                        Wake::Flush => (0, 0),
+                    };
                     tokio::select! {
                         biased;
                         // The client may have stopped reading mid-write: the
@@ -175,6 +193,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket) {
                         written = outbox.write_to(socket.get_mut(), pong_timeout) => {
                             match written {
                                 Ok(()) => {
+                                    queue.written();
                                     ctx.telemetry.messages_sent(messages, bytes);
                                     None
                                 }
