@@ -190,7 +190,10 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
                         // close frame get CLOSE_TIMEOUT to go out.
                         code = &mut closed => Some(Ending::server(code, false)),
                         _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
-                        written = outbox.write_to(socket.get_mut(), pong_timeout) => {
+                        // Boxed, here and below: futures held only while
+                        // writing or closing would otherwise widen every idle
+                        // connection's task by their size.
+                        written = Box::pin(outbox.write_to(socket.get_mut(), pong_timeout)) => {
                             match written {
                                 Ok(()) => {
                                     queue.written();
@@ -229,7 +232,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
                             tokio::select! {
                                 biased;
                                 _ = &mut cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
-                                flushed = tokio::time::timeout(pong_timeout, socket.flush()) => match flushed {
+                                flushed = Box::pin(tokio::time::timeout(pong_timeout, socket.flush())) => match flushed {
                                     Ok(Ok(())) => None,
                                     Ok(Err(_)) => Some(Ending::ClientGone(None)),
                                     Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
@@ -278,13 +281,20 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
             announce,
         } => {
             tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
-            close_with(&mut socket, &mut outbox, *code, message, *announce).await;
+            Box::pin(close_with(
+                &mut socket,
+                &mut outbox,
+                *code,
+                message,
+                *announce,
+            ))
+            .await;
             *code
         }
         Ending::Abandon(code) => *code,
         Ending::ClientGone(Some(code)) => {
             // Let tungstenite send its close reply before the socket drops.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.next()).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.next())).await;
             *code
         }
         Ending::ClientGone(None) => ABNORMAL_CLOSURE,
