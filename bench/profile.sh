@@ -6,6 +6,7 @@
 #
 #   bash bench/profile.sh                    # full speed, 10 000 clients / 10 channels
 #   EVENTS=400 bash bench/profile.sh --deliveries-per-second 20000   # fixed rate
+#   BIN=/path/to/an/older/flarum-ws bash bench/profile.sh               # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perf is needed (Debian: apt-get install linux-perf)" >&2; exit 1; }
@@ -16,7 +17,7 @@ DATA="${DATA:-target/profile.data}"
 cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin loadgen
 
 env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
-  target/release/flarum-ws serve >/tmp/profile-server.log 2>&1 &
+  "${BIN:-target/release/flarum-ws}" serve >/tmp/profile-server.log 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done

@@ -24,15 +24,19 @@ def perf_report(*args):
     return rows
 
 
-# Inclusive time of the send system call: the loopback receive path runs in
-# the sender's softirq, so the receiving client's side is charged here too.
+# Inclusive time of the send system calls (sendto from the sessions,
+# sendmsg from the writers, writev and write where they appear): the
+# loopback receive path runs in the sender's softirq, so the receiving
+# client's side is charged here too.
 inclusive = {sym: total for total, _, _, sym in perf_report("--children")}
-send = inclusive.get("__x64_sys_sendto", 0.0)
+send = sum(inclusive.get(sym, 0.0) for sym in ("__sys_sendto", "__sys_sendmsg", "do_writev", "ksys_write"))
 softirq = inclusive.get("handle_softirqs", 0.0)
 
 USER_PARTS = [
-    ("fan-out: queue the shared frame for each recipient and wake its task",
-     r"SocketLink::send|mpsc::list::Tx|batch_semaphore|Hub::fan_out|AtomicWaker::wake|transition_to_notified|queue::Local|shared_drop|bytes::"),
+    ("fan-out: queue the shared frame for each recipient, hand the socket to its writer or wake its task",
+     r"SocketLink::send|WriterHandle::push|mpsc::list::Tx|batch_semaphore|Hub::fan_out|AtomicWaker::wake|transition_to_notified|queue::Local"),
+    ("writer: flush each socket's queue with one vectored send",
+     r"Mailbox::flush|try_write_texts|writer::run|send_vectored|as_fd|__libc_sendmsg|shared_drop|vec_deque::drain|bytes::"),
     ("session task: take frames, frame them, write",
      r"list::Rx|chan::Rx|tungstenite|poll_write|memmove|memcpy|__send"),
     ("wakers and readiness polled per wake (socket, close request, shutdown, timer, read attempt)",
@@ -67,3 +71,4 @@ line("kernel: everything else (epoll, futex, scheduling, timers)", kernel_self -
 for name, _ in USER_PARTS:
     line(name, parts[name])
 line("the session loop itself (select), allocation and the rest", other_user)
+line("**user space in all**", sum(parts.values()) + other_user)

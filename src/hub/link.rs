@@ -53,6 +53,8 @@ pub struct Written {
     /// The next frame's start is in the kernel too, and the wire holds its
     /// rest: the session must flush it.
     pub started: bool,
+    /// Payload bytes of the frames written or started.
+    pub bytes: u64,
 }
 
 /// The hub's handle on one connection.
@@ -210,16 +212,20 @@ impl Mailbox {
 
     /// The writer's turn: writes what is queued straight to the wire,
     /// unless the session is writing. What the socket does not take now is
-    /// left to the session, which is woken for it.
-    pub(super) fn flush(&self) {
+    /// left to the session, which is woken for it. Returns the frames and
+    /// payload bytes written.
+    pub(super) fn flush(&self) -> (u64, u64) {
         let mut queue = self.lock();
         queue.staged = false;
+        let mut sent = (0, 0);
         if queue.frames.is_empty() || self.receiver_gone.load(Ordering::Relaxed) {
-            return;
+            return sent;
         }
         let wake_session = match &self.wire {
             Some(wire) if !queue.taken => loop {
                 let written = wire.try_write_texts(&queue.frames);
+                sent.0 += (written.whole + usize::from(written.started)) as u64;
+                sent.1 += written.bytes;
                 queue.frames.drain(..written.whole);
                 if written.started {
                     queue.frames.pop_front();
@@ -244,6 +250,7 @@ impl Mailbox {
         if wake_session {
             self.ready.notify_one();
         }
+        sent
     }
 }
 
@@ -372,13 +379,14 @@ mod tests {
             Written {
                 whole,
                 started: cut,
+                bytes: 0,
             }
         }
     }
 
     fn wired() -> (SocketLink, Inbox, Arc<Recorder>) {
         let wire = Arc::new(Recorder::default());
-        let writers = crate::hub::Writers::with_count(1);
+        let writers = crate::hub::Writers::with_count(1, Default::default());
         let (link, inbox) =
             SocketLink::wired(SocketId::random(), 8, wire.clone(), writers.assign());
         (link, inbox, wire)

@@ -19,11 +19,15 @@ use std::sync::{Arc, Mutex, Once};
 use tokio::sync::Notify;
 
 use super::link::Mailbox;
+use crate::telemetry::metrics::SentCounter;
 
 /// The writer tasks of one server.
 #[derive(Debug)]
 pub struct Writers {
     shards: Box<[Arc<Shard>]>,
+    /// Counts what the writers send (one update per round, not per socket:
+    /// the counter is shared by every thread).
+    sent: SentCounter,
     next: AtomicUsize,
 }
 
@@ -40,14 +44,15 @@ struct Shard {
 pub struct WriterHandle(Arc<Shard>);
 
 impl Writers {
-    /// One writer per available CPU.
-    pub fn new() -> Self {
+    /// One writer per available CPU, counting into `sent`.
+    pub fn new(sent: SentCounter) -> Self {
         let count = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_count(count)
+        Self::with_count(count, sent)
     }
 
-    pub fn with_count(count: usize) -> Self {
+    pub fn with_count(count: usize, sent: SentCounter) -> Self {
         Self {
+            sent,
             shards: (0..count.max(1))
                 .map(|_| {
                     Arc::new(Shard {
@@ -67,15 +72,9 @@ impl Writers {
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let shard = &self.shards[n];
         shard.started.call_once(|| {
-            tokio::spawn(run(shard.clone()));
+            tokio::spawn(run(shard.clone(), self.sent.clone()));
         });
         WriterHandle(shard.clone())
-    }
-}
-
-impl Default for Writers {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -102,7 +101,7 @@ impl Shard {
 /// Sockets a writer flushes before it lets other tasks on its thread run.
 const FLUSHES_BETWEEN_YIELDS: usize = 64;
 
-async fn run(shard: Arc<Shard>) {
+async fn run(shard: Arc<Shard>, sent: SentCounter) {
     let mut batch = Vec::new();
     loop {
         shard.wake.notified().await;
@@ -114,12 +113,17 @@ async fn run(shard: Arc<Shard>) {
             // Yielding now and then lets the HTTP API and the sessions on
             // this thread run during a long round: events keep arriving, and
             // a socket flushed later in the round carries more frames.
+            let (mut messages, mut bytes) = (0, 0);
             for (n, mailbox) in batch.drain(..).enumerate() {
-                mailbox.flush();
+                let (flushed, flushed_bytes) = mailbox.flush();
+                messages += flushed;
+                bytes += flushed_bytes;
                 if n % FLUSHES_BETWEEN_YIELDS == FLUSHES_BETWEEN_YIELDS - 1 {
+                    sent.add(std::mem::take(&mut messages), std::mem::take(&mut bytes));
                     tokio::task::yield_now().await;
                 }
             }
+            sent.add(messages, bytes);
         }
     }
 }

@@ -36,7 +36,7 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     match ctx.tls.clone() {
         None => match first_bytes(&ctx, &stream, peer).await {
             FirstBytes::Http => {
-                let (stream, wire) = Wire::new(stream, ctx.telemetry.sent_counter());
+                let (stream, wire) = Wire::new(stream);
                 serve_http(ctx, stream, peer, Some(wire)).await
             }
             FirstBytes::Tls => answer_tls_in_plain(stream).await,

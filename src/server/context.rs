@@ -73,11 +73,12 @@ fn hub_limits(settings: &Settings) -> HubLimits {
 impl ServerContext {
     pub fn new(settings: Settings, shutdown: CancellationToken) -> Self {
         let with_cluster = settings.redis_url.is_some();
+        let telemetry = Telemetry::new(with_cluster);
         Self {
             hub: Hub::new(hub_limits(&settings)),
-            writers: Writers::new(),
+            writers: Writers::new(telemetry.sent_counter()),
             settings: ArcSwap::from_pointee(settings),
-            telemetry: Telemetry::new(with_cluster),
+            telemetry,
             shutdown,
             tracker: TaskTracker::new(),
             tls: None,

@@ -35,12 +35,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::outbox::text_header;
 use crate::hub::{DirectWire, Frame, Written};
-use crate::telemetry::metrics::SentCounter;
 
 /// The write side of a plain connection, shared by the hub and the session.
 pub struct Wire {
     write: Mutex<WriteSide>,
-    sent: SentCounter,
 }
 
 struct WriteSide {
@@ -60,7 +58,7 @@ pub struct WireStream {
 
 impl Wire {
     /// Splits `stream` into the stream to serve and the wire to share.
-    pub fn new(stream: TcpStream, sent: SentCounter) -> (WireStream, Arc<Wire>) {
+    pub fn new(stream: TcpStream) -> (WireStream, Arc<Wire>) {
         let (read, half) = stream.into_split();
         let wire = Arc::new(Wire {
             write: Mutex::new(WriteSide {
@@ -68,7 +66,6 @@ impl Wire {
                 tail: Vec::new(),
                 tail_written: 0,
             }),
-            sent,
         });
         (
             WireStream {
@@ -125,13 +122,12 @@ impl DirectWire for Wire {
             return Written::default();
         };
         let mut written = Written::default();
-        let mut bytes = 0;
         for (payload, (_, header_len)) in frames.iter().zip(&headers) {
             let size = header_len + payload.len();
             if left == 0 {
                 break;
             }
-            bytes += payload.len() as u64;
+            written.bytes += payload.len() as u64;
             if left >= size {
                 left -= size;
                 written.whole += 1;
@@ -146,8 +142,6 @@ impl DirectWire for Wire {
             written.started = true;
             break;
         }
-        self.sent
-            .add((written.whole + usize::from(written.started)) as u64, bytes);
         written
     }
 }
@@ -228,7 +222,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (stream, wire) = Wire::new(server, SentCounter::default());
+        let (stream, wire) = Wire::new(server);
         (stream, wire, client)
     }
 
@@ -253,7 +247,8 @@ mod tests {
             written,
             Written {
                 whole: 2,
-                started: false
+                started: false,
+                bytes: 6
             }
         );
         let expected = [
@@ -283,8 +278,8 @@ mod tests {
             }
         }
         assert_eq!(
-            wire.try_write_texts(&queue(&[b"later"])),
-            Written::default(),
+            wire.try_write_texts(&queue(&[b"later"])).whole,
+            0,
             "nothing jumps a frame cut in two, or a full socket"
         );
         let reader = tokio::spawn(async move {
