@@ -231,6 +231,40 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
     drop(stalled);
 }
 
+/// A client that stops reading for a while and then reads again gets every
+/// frame whole and in order: the writers hand a full socket to its session,
+/// a frame the kernel took only part of is finished before anything else,
+/// and the writers take over again once the session has caught up. More
+/// than loopback's socket buffers hold is sent while it does not read.
+#[tokio::test]
+async fn a_client_that_pauses_reading_gets_every_frame_whole_and_in_order() {
+    let server = TestServer::with(|s| s.socket_queue_capacity = Some(10_000)).await;
+    let mut paused = server.client().await;
+    paused.subscribe("news").await;
+    let mut reading = server.client().await;
+    reading.subscribe("news").await;
+
+    let api = server.api();
+    let payload = "y".repeat(9 * 1024);
+    const EVENTS: u32 = 1500; // 13.5 MiB
+    for i in 0..EVENTS {
+        let (status, _) = api.trigger("news", "bulk", &format!("{i}:{payload}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(reading.next().await["data"], format!("{i}:{payload}"));
+    }
+    for i in 0..EVENTS {
+        let frame = paused.next().await;
+        assert_eq!(frame["event"], "bulk");
+        assert!(
+            frame["data"] == format!("{i}:{payload}"),
+            "event {i} arrived whole and in its place"
+        );
+    }
+    api.trigger("news", "after", "{}").await;
+    assert_eq!(paused.next().await["event"], "after");
+    assert_eq!(reading.next().await["event"], "after");
+}
+
 /// The forum's signed requests are limited per second; unsigned ones do not
 /// count against that budget (the key is public).
 #[tokio::test]

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 use super::context::ServerContext;
 use super::websocket::wire::Wire;
-use super::{response, router};
+use super::{response, router, websocket};
 
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -116,8 +116,8 @@ async fn answer_tls_in_plain(mut stream: TcpStream) {
 }
 
 /// Serves HTTP on `stream`. `wire` (plain connections only) travels with
-/// each request, so that a websocket upgraded from it can be written to
-/// directly by the hub.
+/// a websocket upgrade request, so that the websocket can be written to
+/// directly by the hub's writers.
 async fn serve_http<S>(
     ctx: Arc<ServerContext>,
     stream: S,
@@ -129,7 +129,7 @@ async fn serve_http<S>(
     let service_ctx = ctx.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let ctx = service_ctx.clone();
-        if let Some(wire) = &wire {
+        if let Some(wire) = wire.as_ref().filter(|_| websocket::is_upgrade(&request)) {
             request.extensions_mut().insert(wire.clone());
         }
         let deadline = ctx.settings().limits.handshake_timeout;

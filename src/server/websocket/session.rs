@@ -274,6 +274,9 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
         }
     };
 
+    // From here on nothing more is queued or written by the writers, so no
+    // frame follows the close frame.
+    drop(queue);
     let close_code = match &ending {
         Ending::Close {
             code,
