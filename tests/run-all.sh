@@ -23,8 +23,14 @@ fi
 if [ ! -d tests/conformance/node_modules ]; then
   (cd tests/conformance && npm ci --no-audit --no-fund)
 fi
-python3 -c 'import pusher, websocket, prometheus_client' 2>/dev/null \
-  || python3 -m pip install -q -r tests/conformance/python/requirements.txt
+# The PyPI packages go into a virtual environment under target/: Debian's
+# own python3 refuses `pip install` into the system (PEP 668).
+venv=target/conformance-venv
+if ! "$venv/bin/python" -c 'import pusher, websocket, prometheus_client' 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q -r tests/conformance/python/requirements.txt
+fi
 
 # Real MariaDB and PostgreSQL servers for the forum tests, stopped on exit. A
 # server that does not start ends the run here (set -e), with its log's end.
@@ -39,5 +45,5 @@ cargo test --locked --workspace -- --include-ignored
 
 export TEST_FLARUM_WS_BIN="$PWD/target/debug/flarum-ws"
 (cd tests/conformance && npm test)
-python3 -m unittest discover -s tests/conformance/python -v
+"$venv/bin/python" -m unittest discover -s tests/conformance/python -v
 echo "all tests passed"

@@ -24,7 +24,9 @@ case "$group" in
     # their own (e.g. from nvm or pyenv) keep them.
     command -v node >/dev/null || packages+=(nodejs)
     command -v npm >/dev/null || packages+=(npm)
-    python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+    # The PyPI packages go into a virtual environment (tests/run-all.sh),
+    # which Debian's python3 makes with python3-venv.
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
     ;;
   packaging)
     # lintian judges the .deb, man-db renders the man page, systemd verifies
