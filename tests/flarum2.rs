@@ -385,6 +385,22 @@ async fn served_as_the_daemon(db: Server, websocket: Option<Value>) {
     // Joining another user's channel is the forum's to refuse.
     guest.send(json!({"subscribe": "private-user=1"}));
     assert_eq!(guest.answer("refused")["refused"], "private-user=1");
+    // A signature the forum did not make: the daemon's `pusher:error` with
+    // 4009, and no subscription error.
+    guest.send(json!({"subscribe": "private-user=2", "forge": true}));
+    let error = guest.answer("error");
+    assert_eq!(error["error"]["code"], 4009, "{error}");
+    // A client event on that channel, never joined: dropped without a word
+    // (the next subscription's answer comes first, and nothing before it).
+    guest.send(json!({"trigger": ["private-user=2", "client-typing", {"time": 1}]}));
+    assert_eq!(guest.answer("triggered")["triggered"], true);
+    guest.subscribe(&["public-index-typing"]);
+    let said: Vec<_> = guest.pending.drain(..).collect();
+    assert!(
+        said.iter()
+            .all(|line| line.get("error").is_none() && line.get("refused").is_none()),
+        "{said:?}"
+    );
 
     // Who is online, as the forum asks.
     let online = forum_side(&forum, &["online"]);
@@ -902,6 +918,54 @@ async fn nginx_in_front_of_a_flarum2_forum_and_check_live_through_it() {
             .contains(&format!("wss://localhost:{public}/app/{}", forum.key)),
         "{live}"
     );
+}
+
+/// An admin who puts nginx in front with the settings of flarum/realtime's
+/// own `.nginx.conf` (`proxy_read_timeout 60`, on the path browsers use): a
+/// pusher-js 7 tab configured as Flarum 2's JS configures it, left idle for
+/// 75 s, is not cut and does not reconnect, and the forum's next event
+/// reaches it on the same connection.
+#[tokio::test]
+#[ignore = "needs nginx, php-cli and the npm packages of tests/conformance"]
+async fn an_idle_tab_stays_connected_through_the_realtime_extensions_nginx_settings() {
+    use common::nginx::{Nginx, nginx_conf};
+    let public = free_port();
+    let forum = forum2(
+        Server::Sqlite,
+        Some(json!({"js-client-port": public})),
+        "username",
+    )
+    .await;
+    let _server = serve(&forum);
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &format!(
+            "server {{\n  listen 127.0.0.1:{public};\n  server_name forum.example;\n  location /app/ {{\n    proxy_pass             http://127.0.0.1:{};\n    proxy_set_header Host  $host;\n    proxy_read_timeout     60;\n    proxy_connect_timeout  60;\n    proxy_redirect         off;\n    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'Upgrade';\n    proxy_set_header Host $host;\n    proxy_cache_bypass $http_upgrade;\n  }}\n}}\n",
+            forum.port
+        ),
+    );
+    let _nginx = Nginx::start(&conf, public);
+    let tab = common::idle::IdleTab::open(
+        "7",
+        public,
+        &forum.key,
+        "public",
+        "newPost",
+        Some(FORUM_URL),
+    );
+    tab.stays_connected(Duration::from_secs(75));
+    assert_eq!(
+        php_trigger(&forum, "public", "newPost", &json!({"postId": 3})).await,
+        200
+    );
+    let after = tab.until("event");
+    assert_eq!(
+        after.len(),
+        1,
+        "the event, and nothing before it: {after:?}"
+    );
+    assert_eq!(after[0]["data"]["postId"], 3);
 }
 
 /// Without a proxy, an https Flarum 2 forum on flarum-ws's plain port fails

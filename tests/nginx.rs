@@ -252,3 +252,126 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     common::checking::assert_in_troubleshooting(live);
     drop(server);
 }
+
+/// How long the idle tests leave a tab alone: longer than the 60 s read
+/// timeout of the proxies admins already run.
+const IDLE: Duration = Duration::from_secs(75);
+
+/// An admin who keeps the Kyrne extension's nginx block (`proxy_read_timeout
+/// 60`) in front of flarum-ws: a pusher-js 7 tab (what Flarum's JS uses)
+/// left idle for 75 s is not cut and does not reconnect, and the next event
+/// reaches it on the same connection.
+#[test]
+#[ignore = "needs nginx and the npm packages of tests/conformance"]
+fn an_idle_tab_stays_connected_through_the_kyrne_extensions_nginx_block() {
+    let forum = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let server = start(with_credentials(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
+    let nginx_port = free_port();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &common::nginx::kyrne_readme_server(nginx_port, ws_port),
+    );
+    let _nginx = Nginx::start(&conf, nginx_port);
+
+    let tab = common::idle::IdleTab::open("7", nginx_port, KEY, "public", "newPost", None);
+    tab.stays_connected(IDLE);
+    let trigger = with_credentials(&mut flarum_ws(forum.path()), ws_port)
+        .args(["trigger", "public", "newPost", r#"{"postId":3}"#])
+        .output()
+        .unwrap();
+    assert!(trigger.status.success());
+    let after = tab.until("event");
+    assert_eq!(
+        after.len(),
+        1,
+        "the event, and nothing before it: {after:?}"
+    );
+    assert_eq!(after[0]["data"]["postId"], 3);
+    drop(server);
+}
+
+/// `check --idle` holds a connection idle through the proxy as a forum page
+/// would and reports a proxy that cuts it, with the fix; `check` warns about
+/// the same proxy from its configuration file alone. With traffic inside the
+/// proxy's timeout, both pass. (Short timeouts stand in for the 60 s ones.)
+#[test]
+#[ignore = "needs nginx"]
+fn check_finds_a_proxy_that_cuts_idle_connections() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let forum = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let nginx_port = free_port();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &format!(
+            "server {{\n  listen 127.0.0.1:{nginx_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n    proxy_read_timeout 9;\n    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'upgrade';\n  }}\n}}\n",
+            leaf.full_chain.display(),
+            leaf.key.display()
+        ),
+    );
+    let _nginx = Nginx::start(&conf, nginx_port);
+    let site = conf_dir.path().join("site.conf");
+    let check = |activity: &str| {
+        let mut command = flarum_ws(forum.path());
+        with_credentials(&mut command, ws_port)
+            .env("FLARUM_WS_ACTIVITY_TIMEOUT", activity)
+            .env("FLARUM_WS_APP_HOST", "localhost")
+            .env("SSL_CERT_FILE", &pki.root_pem);
+        let via = format!("127.0.0.1:{nginx_port}");
+        let site = site.to_str().unwrap();
+        common::checking::check_json(
+            &mut command,
+            &["--idle", "12", "--via", &via, "--nginx-conf", site],
+        )
+    };
+
+    // pusher-js would ping after 20 s of silence; nginx cuts at 9 s.
+    let mut slow = flarum_ws(forum.path());
+    with_credentials(&mut slow, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "20");
+    let server = start(slow.arg("serve"));
+    let (code, findings) = check("20");
+    assert_eq!(code, 1, "{findings:#?}");
+    let idle = common::checking::finding(&findings, "idle");
+    common::checking::assert_finding(
+        idle,
+        "fail",
+        "an idle connection was cut after 9 s without a close from flarum-ws",
+        "raise the proxy's idle timeout: nginx: proxy_read_timeout 110s;",
+    );
+    common::checking::assert_in_troubleshooting(idle);
+    let timeout = common::checking::finding(&findings, "proxy timeout");
+    common::checking::assert_finding(
+        timeout,
+        "warn",
+        &format!(
+            "site.conf:7: the block that proxies to flarum-ws (port {ws_port}) has proxy_read_timeout 9 s (line 8)"
+        ),
+        "set proxy_read_timeout 110s;",
+    );
+    common::checking::assert_in_troubleshooting(timeout);
+    drop(server);
+
+    // Traffic every 2 s: the connection outlives the 12 s and nothing warns.
+    let mut quick = flarum_ws(forum.path());
+    with_credentials(&mut quick, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "2");
+    let server = start(quick.arg("serve"));
+    let (code, findings) = check("2");
+    assert_eq!(code, 0, "{findings:#?}");
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "idle"),
+        "pass",
+        "an idle connection stayed open for 12 s",
+        "",
+    );
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "proxy timeout"),
+        "pass",
+        "proxy_read_timeout 9 s is above the keepalive (activity_timeout 2 s)",
+        "",
+    );
+    drop(server);
+}

@@ -22,7 +22,7 @@ async fn connection_established_has_a_valid_socket_id_and_timeout() {
             && !a.is_empty()
             && !b.is_empty()
     );
-    assert_eq!(data["activity_timeout"], 120);
+    assert_eq!(data["activity_timeout"], 30);
 }
 
 #[tokio::test]

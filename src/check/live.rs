@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Finding;
+use super::idle::hold_idle;
 use crate::config::Settings;
 use crate::probe::{SignedClient, Target, connect, local_address};
 
@@ -23,6 +24,9 @@ pub struct LiveOptions {
     /// `host:port` of this machine's reverse proxy (default 127.0.0.1:443),
     /// asked directly to tell its faults from a proxy's in front of it.
     pub proxy: Option<String>,
+    /// `--idle`: after the event arrived, hold the connection idle this
+    /// long to see whether a proxy cuts it.
+    pub idle: Option<Duration>,
 }
 
 /// Where browsers connect: `browser_port` (flarum/realtime's js-client
@@ -260,6 +264,13 @@ pub async fn check_live(
         }
     };
     let established = next_frame(&mut ws).await;
+    // What pusher-js is told: it pings after this much silence.
+    let activity_timeout = established
+        .as_ref()
+        .and_then(|frame| frame["data"].as_str())
+        .and_then(|data| serde_json::from_str::<Value>(data).ok())
+        .and_then(|data| data["activity_timeout"].as_u64())
+        .map_or(settings.activity_timeout, Duration::from_secs);
     if established.as_ref().and_then(|f| f["event"].as_str())
         != Some("pusher:connection_established")
     {
@@ -303,10 +314,18 @@ pub async fn check_live(
         }
     }
     match next_frame(&mut ws).await {
-        Some(frame) if frame["event"] == "check" => vec![Finding::pass(
-            "live",
-            format!("a browser at {url} received an event triggered through the HTTP API"),
-        )],
+        Some(frame) if frame["event"] == "check" => {
+            let mut findings = vec![Finding::pass(
+                "live",
+                format!("a browser at {url} received an event triggered through the HTTP API"),
+            )];
+            if let Some(idle) = options.idle {
+                findings.push(
+                    hold_idle(&mut ws, &url, activity_timeout, settings.pong_timeout, idle).await,
+                );
+            }
+            findings
+        }
         other => fail(
             format!("the triggered event did not arrive (got {other:?})"),
             "check the server log with --verbose",

@@ -10,7 +10,9 @@
 //! | 404 / connection interrupted (wrong proxy port, closed port) | `live`, `bind address`, `cloudflare` |
 
 mod certificate;
+mod idle;
 mod live;
+mod nginx_timeout;
 mod port;
 mod service_user;
 mod setup;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::certificate::check_certificate;
 use super::live::{LiveOptions, check_live};
+use super::nginx_timeout::{check_nginx_timeouts, default_files};
 use super::port::check_port;
 use super::service_user::service_user;
 use super::webhooks::check_webhooks;
@@ -27,6 +28,8 @@ pub struct CheckInput {
     pub live: Option<LiveOptions>,
     /// `--user`: whose access to the certificate files to judge.
     pub user: Option<String>,
+    /// `--nginx-conf`: the nginx files to read (empty: the usual places).
+    pub nginx_conf: Vec<PathBuf>,
 }
 
 /// Runs every check that can run and returns all findings.
@@ -167,6 +170,17 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.push(check_origins(&resolved));
+    let nginx_files = if input.nginx_conf.is_empty() {
+        default_files(forum.as_ref().and_then(|f| f.path.parent()))
+    } else {
+        input.nginx_conf.clone()
+    };
+    findings.extend(check_nginx_timeouts(
+        &nginx_files,
+        settings.port,
+        settings.activity_timeout,
+        settings.pong_timeout,
+    ));
     if let Some(finding) = check_redis(settings).await {
         findings.push(finding);
     }

@@ -21,10 +21,12 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         root: sources.root.clone(),
         cwd,
         environment: std::env::vars().collect(),
-        live: (args.live || args.via.is_some()).then(|| LiveOptions {
+        live: (args.live || args.via.is_some() || args.idle.is_some()).then(|| LiveOptions {
             via: args.via.clone(),
             proxy: args.proxy.clone(),
+            idle: args.idle.map(std::time::Duration::from_secs),
         }),
+        nginx_conf: args.nginx_conf.clone(),
         user: args.user.clone(),
     };
     let findings = runtime()?.block_on(run_checks(input));

@@ -68,6 +68,12 @@ pub struct CheckArgs {
     /// With --live, where this machine's reverse proxy listens (default 127.0.0.1:443); asked directly when an upgrade is refused, to tell its faults from those of a proxy in front of it.
     #[arg(long, value_name = "HOST:PORT")]
     pub proxy: Option<String>,
+    /// With --live, then hold the connection idle for SECONDS (75 when not given) as a forum page's pusher-js would, to find a proxy that cuts idle websockets; implies --live.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "75", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle: Option<u64>,
+    /// Read these nginx configuration files for the proxy_read_timeout in front of flarum-ws, instead of /etc/nginx/nginx.conf, /etc/nginx/conf.d/*.conf, /etc/nginx/sites-enabled/* and the forum's .nginx.conf.
+    #[arg(long = "nginx-conf", value_name = "FILE")]
+    pub nginx_conf: Vec<std::path::PathBuf>,
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,

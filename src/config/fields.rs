@@ -156,8 +156,11 @@ settings! {
     port: u16 = "FLARUM_WS_PORT" { default: 2083 },
     /// Whether clients may send `client-*` events.
     client_events: bool = "FLARUM_WS_CLIENT_EVENTS" { default: false },
-    /// Seconds of silence before the server pings a client.
-    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT" { default: 120, range: 1..=3600 },
+    /// Seconds of silence before the server pings a client; pusher-js is
+    /// told the same and pings the server after that much silence. 30, as
+    /// both PHP daemons: an idle connection then carries traffic well inside
+    /// the 60 s read timeout of the proxies admins already run.
+    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT" { default: 30, range: 1..=3600 },
     /// Seconds a client has to answer the server's ping before 4201; also how
     /// long a write may make no progress before a client that stopped
     /// reading is dropped (4100).

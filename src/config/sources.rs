@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn precedence_flag_env_dotenv_yaml_default() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ws.yaml"), "app_id: '1'\napp_key: yk\napp_secret: ys\nport: 1001\nhost: 127.0.0.1\nactivity_timeout: 30\n").unwrap();
+        std::fs::write(dir.path().join("ws.yaml"), "app_id: '1'\napp_key: yk\napp_secret: ys\nport: 1001\nhost: 127.0.0.1\nactivity_timeout: 45\n").unwrap();
         std::fs::write(
             dir.path().join(".env"),
             "FLARUM_WS_PORT=1002\nFLARUM_WS_APP_KEY=dk\nOTHER=x\n",
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(s.port, 1004);
         assert_eq!(s.app.key, "ek");
         assert_eq!(s.host, "127.0.0.1");
-        assert_eq!(s.activity_timeout.as_secs(), 30);
+        assert_eq!(s.activity_timeout.as_secs(), 45);
         assert!(!s.client_events);
         assert_eq!(resolved.provenance["port"], Source::Flag);
         assert_eq!(resolved.provenance["app_key"], Source::Environment);

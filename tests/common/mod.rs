@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod checking;
 pub mod databases;
+pub mod idle;
 pub mod nginx;
 pub mod outage;
 pub mod pki;

@@ -56,3 +56,28 @@ impl Drop for Nginx {
         let _ = self.0.wait();
     }
 }
+
+/// The `location @ws` block of the Kyrne extension's README, word for word
+/// but for the port (its `proxy_read_timeout 60` is the point), with the
+/// `map` and `location /` lines that route websockets to it.
+pub fn kyrne_readme_server(listen: u16, flarum_ws_port: u16) -> String {
+    format!(
+        "map $http_upgrade $type {{\n  default \"web\";\n  websocket \"ws\";\n}}\n\
+         server {{\n  listen 127.0.0.1:{listen};\n  server_name localhost;\n\
+         \tlocation / {{\n\t\ttry_files /nonexistent @$type;\n\t}}\n\
+         \tlocation @web {{\n\t\treturn 404;\n\t}}\n\
+         \tlocation @ws {{\n\
+         \t    proxy_pass             http://127.0.0.1:{flarum_ws_port};\n\
+         \t    proxy_set_header Host  $host;\n\
+         \t    proxy_read_timeout     60;\n\
+         \t    proxy_connect_timeout  60;\n\
+         \t    proxy_redirect         off;\n\n\
+         \t    # Allow the use of websockets\n\
+         \t    proxy_http_version 1.1;\n\
+         \t    proxy_set_header Upgrade $http_upgrade;\n\
+         \t    proxy_set_header Connection 'upgrade';\n\
+         \t    proxy_set_header Host $host;\n\
+         \t    proxy_cache_bypass $http_upgrade;\n\
+         \t}}\n}}\n"
+    )
+}

@@ -10,6 +10,7 @@
 // Usage: node flarum2-tab.js PORT KEY ORIGIN, with APP_SECRET and ALLOW in
 // the environment. Reads commands as JSON lines on stdin:
 //   {"subscribe": "private-user=1"}
+//   {"subscribe": "private-user=2", "forge": true}  (signed with a wrong secret)
 //   {"trigger": ["private-typing=5", "client-typing", {"time": 1}]}
 // and prints what happens as JSON lines: {"subscribed": channel},
 // {"refused": channel, "status": n}, {"channel", "event", "data"},
@@ -25,6 +26,9 @@ const Pusher = require('pusher-js-7');
 const [port, key, origin] = process.argv.slice(2);
 const secret = process.env.APP_SECRET;
 const allowed = (process.env.ALLOW || '').split(',').filter(Boolean);
+// Channels whose signature is made with a wrong secret, as a forged or stale
+// auth answer would be.
+const forged = new Set();
 const print = (value) => console.log(JSON.stringify(value));
 
 // The browser sends its page's origin; node's pusher-js would send none.
@@ -37,11 +41,11 @@ const auth = http.createServer((req, res) => {
     const form = new URLSearchParams(body);
     const socketId = form.get('socket_id');
     const channel = form.get('channel_name');
-    if (!allowed.includes(channel)) {
+    if (!allowed.includes(channel) && !forged.has(channel)) {
       res.writeHead(403).end('{"error":"forbidden"}');
       return;
     }
-    const signature = crypto.createHmac('sha256', secret).update(`${socketId}:${channel}`).digest('hex');
+    const signature = crypto.createHmac('sha256', forged.has(channel) ? `${secret}-wrong` : secret).update(`${socketId}:${channel}`).digest('hex');
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ auth: `${key}:${signature}` }));
   });
@@ -62,11 +66,17 @@ auth.listen(0, '127.0.0.1', () => {
   });
   const channels = {};
   pusher.connection.bind('connected', () => print({ connected: pusher.connection.socket_id }));
-  pusher.connection.bind('error', (error) => print({ error: error && error.error ? error.error.data : String(error) }));
+  // pusher:error messages arrive as {type: 'PusherError', data}; socket
+  // failures as {type: 'WebSocketError', error}.
+  pusher.connection.bind('error', (error) => {
+    if (error && error.type === 'PusherError') print({ error: error.data });
+    else print({ error: error && error.error ? error.error.data : String(error) });
+  });
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
     const command = JSON.parse(line);
     if (command.subscribe) {
       const name = command.subscribe;
+      if (command.forge) forged.add(name);
       const channel = pusher.subscribe(name);
       channels[name] = channel;
       channel.bind('pusher:subscription_succeeded', () => print({ subscribed: name }));

@@ -63,6 +63,12 @@ impl Handler {
         self.link.send(Frame::from(frame));
     }
 
+    /// Whether this server serves a Flarum 2 forum, whose JS expects the
+    /// flarum/realtime daemon's answers where they differ from Pusher's.
+    fn serves_flarum2(&self) -> bool {
+        self.ctx.realtime.load().is_some()
+    }
+
     fn error(&self, code: Option<u16>, message: &str) {
         tracing::debug!("Connection id {} error {code:?}: {message}", self.link.id);
         self.reply(outgoing::error(code, message));
@@ -163,6 +169,14 @@ impl Handler {
                 )),
             };
             if let Err(message) = verdict {
+                if self.serves_flarum2() {
+                    // The daemon's answer: `pusher:error` with 4009, no
+                    // subscription error; the connection stays open.
+                    return self.error(
+                        Some(close_code::UNAUTHORIZED),
+                        &format!("Invalid Signature: subscription to {channel} refused: {message}"),
+                    );
+                }
                 return self.refuse_subscription(channel.as_str(), "AuthError", 401, &message);
             }
         }
@@ -279,6 +293,14 @@ impl Handler {
             return self.error(None, "Client event name is too long");
         }
         let Some(channel) = self.channels.get(channel).cloned() else {
+            if self.serves_flarum2() {
+                // The daemon drops these without a word.
+                tracing::debug!(
+                    "Connection id {} client event on {channel}, not joined: dropped",
+                    self.link.id
+                );
+                return;
+            }
             return self.error(
                 None,
                 &format!("Client event refused: not subscribed to {channel}"),

@@ -1,0 +1,357 @@
+//! Whether the nginx in front of flarum-ws would cut idle websockets.
+//!
+//! nginx closes a proxied websocket when nothing has passed for
+//! `proxy_read_timeout` (60 s when unset). An idle forum tab carries traffic
+//! once per `activity_timeout` (pusher-js's ping or flarum-ws's), so a read
+//! timeout not comfortably above it cuts every idle tab. This reads the nginx
+//! configuration files it can (each on its own: `include` is not followed),
+//! finds the blocks whose `proxy_pass` goes to flarum-ws's port on this
+//! machine, and judges the read timeout each one inherits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::Finding;
+use super::idle::suggested_read_timeout;
+
+/// nginx's own `proxy_read_timeout` when no block sets one.
+const NGINX_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Time a ping or its answer may take on the way, on top of the keepalive.
+const MARGIN: Duration = Duration::from_secs(5);
+
+/// The files read when `--nginx-conf` names none.
+pub fn default_files(forum_root: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("/etc/nginx/nginx.conf")];
+    for dir in ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            found.sort();
+            files.extend(found.into_iter().filter(|p| {
+                dir.ends_with("sites-enabled") || p.extension().is_some_and(|e| e == "conf")
+            }));
+        }
+    }
+    if let Some(root) = forum_root {
+        files.push(root.join(".nginx.conf"));
+    }
+    files
+}
+
+/// One block that proxies to flarum-ws, and the read timeout it gets.
+#[derive(Debug, PartialEq)]
+struct ProxyBlock {
+    /// Line of its `proxy_pass`.
+    line: usize,
+    /// The timeout in force and the line that set it (`None`: nginx's default).
+    timeout: Duration,
+    set_at: Option<usize>,
+}
+
+/// A finding per file that proxies to `port` on this machine; none when no
+/// readable file does (Apache, Caddy, a proxy elsewhere).
+pub fn check_nginx_timeouts(
+    files: &[PathBuf],
+    port: u16,
+    activity_timeout: Duration,
+    pong_timeout: Duration,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let blocks = proxy_blocks(&text, port);
+        let shown = file.display();
+        let short: Vec<&ProxyBlock> = blocks
+            .iter()
+            .filter(|b| b.timeout < activity_timeout + MARGIN)
+            .collect();
+        if let Some(block) = short.first() {
+            let set = match block.set_at {
+                Some(line) => format!(
+                    "proxy_read_timeout {} s (line {line})",
+                    block.timeout.as_secs()
+                ),
+                None => format!(
+                    "nginx's default proxy_read_timeout of {} s",
+                    block.timeout.as_secs()
+                ),
+            };
+            findings.push(Finding::warn(
+                "proxy timeout",
+                format!(
+                    "{shown}:{}: the block that proxies to flarum-ws (port {port}) has {set}, not above the keepalive (activity_timeout {} s): nginx cuts idle tabs, which reconnect and miss events",
+                    block.line,
+                    activity_timeout.as_secs()
+                ),
+                format!(
+                    "set proxy_read_timeout {}s; in that block, then nginx -t && systemctl reload nginx; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT) to 30",
+                    suggested_read_timeout(activity_timeout, pong_timeout)
+                ),
+            ));
+        } else if let Some(block) = blocks.first() {
+            findings.push(Finding::pass(
+                "proxy timeout",
+                format!(
+                    "{shown}:{}: proxy_read_timeout {} s is above the keepalive (activity_timeout {} s)",
+                    block.line,
+                    block.timeout.as_secs(),
+                    activity_timeout.as_secs()
+                ),
+            ));
+        }
+    }
+    findings
+}
+
+/// A directive or a block opener, with the line it starts on.
+#[derive(Debug)]
+struct Statement {
+    words: Vec<String>,
+    line: usize,
+}
+
+/// nginx's syntax, as far as this needs it: words, `;`, `{`, `}`, `#`
+/// comments and quoted strings.
+fn tokens(text: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut Vec<(String, usize)>, line| {
+        if !word.is_empty() {
+            out.push((std::mem::take(word), line));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => {
+                flush(&mut word, &mut out, line);
+                line += 1;
+            }
+            '#' if word.is_empty() => {
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    chars.next();
+                }
+            }
+            '"' | '\'' if word.is_empty() => {
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    if q == '\n' {
+                        line += 1;
+                    }
+                    word.push(q);
+                }
+                out.push((std::mem::take(&mut word), line));
+            }
+            ';' | '{' | '}' => {
+                flush(&mut word, &mut out, line);
+                out.push((c.to_string(), line));
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut out, line),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut out, line);
+    out
+}
+
+/// Every block proxying to `port` on this machine, with the read timeout
+/// it inherits from itself and the blocks around it.
+fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
+    // Per open block: the timeout set in it (and where), and its proxy_passes.
+    struct Open {
+        timeout: Option<(Duration, usize)>,
+        passes: Vec<usize>,
+    }
+    let mut stack = vec![Open {
+        timeout: None,
+        passes: Vec::new(),
+    }];
+    let mut found = Vec::new();
+    let mut statement = Statement {
+        words: Vec::new(),
+        line: 0,
+    };
+    let close = |open: Open, stack: &[Open], found: &mut Vec<ProxyBlock>| {
+        let inherited = std::iter::once(&open)
+            .chain(stack.iter().rev())
+            .find_map(|o| o.timeout);
+        for line in open.passes {
+            found.push(ProxyBlock {
+                line,
+                timeout: inherited.map_or(NGINX_DEFAULT, |(t, _)| t),
+                set_at: inherited.map(|(_, at)| at),
+            });
+        }
+    };
+    for (token, line) in tokens(text) {
+        match token.as_str() {
+            "{" => {
+                statement.words.clear();
+                stack.push(Open {
+                    timeout: None,
+                    passes: Vec::new(),
+                });
+            }
+            "}" => {
+                statement.words.clear();
+                if stack.len() > 1 {
+                    let open = stack.pop().expect("more than one open block");
+                    close(open, &stack, &mut found);
+                }
+            }
+            ";" => {
+                let words = std::mem::take(&mut statement.words);
+                let current = stack.last_mut().expect("the file's own block");
+                match words.first().map(String::as_str) {
+                    Some("proxy_read_timeout") => {
+                        if let Some(timeout) = words.get(1).and_then(|w| parse_time(w)) {
+                            current.timeout = Some((timeout, statement.line));
+                        }
+                    }
+                    Some("proxy_pass") if words.get(1).is_some_and(|url| proxies_to(url, port)) => {
+                        current.passes.push(statement.line);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {
+                if statement.words.is_empty() {
+                    statement.line = line;
+                }
+                statement.words.push(token);
+            }
+        }
+    }
+    while stack.len() > 1 {
+        let open = stack.pop().expect("more than one open block");
+        close(open, &stack, &mut found);
+    }
+    if let Some(open) = stack.pop() {
+        close(open, &stack, &mut found);
+    }
+    found.sort_by_key(|b| b.line);
+    found
+}
+
+/// Whether `url` (a proxy_pass target) is flarum-ws's port on this machine.
+fn proxies_to(url: &str, port: u16) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let Some((host, url_port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    let local = matches!(
+        host.trim_matches(['[', ']']),
+        "127.0.0.1" | "localhost" | "::1" | "0.0.0.0"
+    );
+    local && url_port.parse() == Ok(port)
+}
+
+/// nginx's time syntax: `60`, `60s`, `1m`, `1m30s`, `500ms`, `2h`.
+fn parse_time(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let seconds = |n: u64| Duration::from_secs(n);
+        total += match unit {
+            "" | "s" => seconds(number),
+            "ms" => Duration::from_millis(number),
+            "m" => seconds(number * 60),
+            "h" => seconds(number * 3600),
+            "d" => seconds(number * 86_400),
+            "w" => seconds(number * 604_800),
+            _ => return None,
+        };
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KYRNE: &str = "map $http_upgrade $type {\n  default \"web\";\n  websocket \"ws\";\n}\nserver {\n  listen 443 ssl;\n  location / {\n    try_files /nonexistent @$type;\n  }\n  location @ws {\n    proxy_pass             http://127.0.0.1:2083;\n    proxy_set_header Host  $host;\n    proxy_read_timeout     60;\n    proxy_set_header Connection 'upgrade';\n  }\n}\n";
+
+    #[test]
+    fn times_read_as_nginx_reads_them() {
+        assert_eq!(parse_time("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_time("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_time("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_time("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_time("soon"), None);
+    }
+
+    #[test]
+    fn the_kyrne_block_is_found_with_its_timeout_and_line() {
+        assert_eq!(
+            proxy_blocks(KYRNE, 2083),
+            vec![ProxyBlock {
+                line: 11,
+                timeout: Duration::from_secs(60),
+                set_at: Some(13),
+            }]
+        );
+        assert_eq!(proxy_blocks(KYRNE, 6001), vec![]);
+    }
+
+    #[test]
+    fn a_block_without_a_timeout_inherits_the_servers_or_nginxs_default() {
+        let server = "server {\n  proxy_read_timeout 2m; # for every location\n  location /app/ {\n    proxy_pass http://localhost:6001/;\n  }\n}\n";
+        let blocks = proxy_blocks(server, 6001);
+        assert_eq!(blocks[0].timeout, Duration::from_secs(120));
+        assert_eq!(blocks[0].set_at, Some(2));
+        let bare = "location /app/ { proxy_pass http://[::1]:6001; }";
+        let blocks = proxy_blocks(bare, 6001);
+        assert_eq!(blocks[0].timeout, NGINX_DEFAULT);
+        assert_eq!(blocks[0].set_at, None);
+    }
+
+    #[test]
+    fn a_timeout_not_above_the_keepalive_warns_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("forum.conf");
+        std::fs::write(&file, KYRNE).unwrap();
+        let files = [file];
+        let thirty = Duration::from_secs(30);
+        let passed = check_nginx_timeouts(&files, 2083, thirty, thirty);
+        assert_eq!(passed.len(), 1);
+        assert_eq!(passed[0].status, super::super::Status::Pass);
+        let warned = check_nginx_timeouts(&files, 2083, Duration::from_secs(120), thirty);
+        assert_eq!(warned[0].status, super::super::Status::Warn);
+        assert!(
+            warned[0].message.contains("forum.conf:11"),
+            "{:?}",
+            warned[0]
+        );
+        assert!(
+            warned[0]
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("proxy_read_timeout 210s;"),
+            "{:?}",
+            warned[0]
+        );
+        assert!(check_nginx_timeouts(&files, 9999, thirty, thirty).is_empty());
+    }
+}
