@@ -674,6 +674,19 @@ async fn typing_is_relayed_as_the_daemon_does(db: Server) {
         );
     }
     assert!(guest.events_until_mark().is_empty());
+
+    // Only the server speaks on the identified channels: a vetted viewer's
+    // own event there (any name, claimed) is refused, not relayed.
+    carol.send(json!({"trigger": ["private-typingIdentified=5", "client-typing", {"displayName": "FORGED"}]}));
+    assert_eq!(carol.answer("triggered")["triggered"], true);
+    let refused = carol.answer("error");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("identified typing channels"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -570,3 +570,198 @@ async fn dashboard_token_guessing_is_throttled_and_pages_cannot_be_framed() {
     let lines = log.iter().filter(|line| line.contains("dashboard")).count();
     assert!(lines <= 3, "{log:?}");
 }
+
+/// A websocket subscribed to `channel` whose reader then stops reading,
+/// with a small receive buffer so the server meets a full socket at once.
+async fn stalled_subscriber(
+    port: u16,
+    channel: &str,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    use futures_util::SinkExt;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_url(port), stream)
+        .await
+        .unwrap();
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap();
+    while let Some(Ok(message)) = ws.next().await {
+        if message
+            .to_text()
+            .unwrap_or_default()
+            .contains("subscription_succeeded")
+        {
+            break;
+        }
+    }
+    ws
+}
+
+/// H1 of the second attack pass: 100 clients subscribe and stop reading
+/// while the forum sends a burst of 256 KB events. Each stalled session
+/// used to copy up to 64 queued frames into its own buffers (884 MB
+/// resident in the attack); now what the server holds for a client is
+/// bounded in bytes (its queue, its batch, the kernel's send buffer): the
+/// stalled clients are dropped with 4100, a reading client gets every
+/// event, and resident memory stays within 64 MiB of where it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_do_not_amplify_memory() {
+    const STALLED: usize = 100;
+    const EVENTS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(
+        dir.path(),
+        &[
+            ("FLARUM_WS_MAX_EVENT_DATA_BYTES", "262144"),
+            ("FLARUM_WS_MAX_REQUEST_BODY_BYTES", "1048576"),
+            ("FLARUM_WS_API_REQUESTS_PER_SECOND", "100000"),
+        ],
+    );
+    let (port, pid) = (running.port, running.child.id());
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        stalled.push(stalled_subscriber(port, "burst").await);
+    }
+    let mut reader = subscriber(port, "burst").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid));
+
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
+    let sampling = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    let rss = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+                        .unwrap_or(0);
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let received = tokio::spawn(async move {
+        for _ in 0..EVENTS {
+            reader.expect_event("big").await;
+        }
+        reader
+    });
+    let data = "b".repeat(256 * 1024 - 64);
+    let triggers: Vec<_> = (0..2)
+        .map(|_| {
+            let (api, data) = (api(port), data.clone());
+            tokio::spawn(async move {
+                for _ in 0..EVENTS / 2 {
+                    assert_eq!(api.trigger("burst", "big", &data).await.0, 200);
+                }
+            })
+        })
+        .collect();
+    for trigger in triggers {
+        trigger.await.unwrap();
+    }
+    let mut reader = received.await.expect("the reading client got every event");
+    let during = peak.load(std::sync::atomic::Ordering::Relaxed);
+    // The stalled clients are gone from the server: their descriptors too.
+    let dropped = within(Duration::from_secs(10), || {
+        open_fds(pid) <= fds_before - STALLED
+    })
+    .await;
+    sampling.abort();
+    let after = rss_kib(pid);
+    eprintln!(
+        "{STALLED} stalled readers, {EVENTS} events of 256 KB: RSS {rss_before} KiB before, peak {during} KiB, {after} KiB after; descriptors {fds_before} before, {} after",
+        open_fds(pid)
+    );
+    assert!(
+        dropped,
+        "the stalled clients still hold descriptors: {} of {fds_before}",
+        open_fds(pid)
+    );
+    let text = metrics(port).await;
+    assert!(
+        text.contains(&format!(
+            r#"flarum_ws_connections_closed_total{{code="4100"}} {STALLED}"#
+        )),
+        "{text}"
+    );
+    assert!(
+        during < rss_before + 64 * 1024,
+        "RSS {rss_before} KiB before, peak {during} KiB"
+    );
+    assert_eq!(api(port).trigger("burst", "after", "{}").await.0, 200);
+    reader.expect_event("after").await;
+    drop(stalled);
+}
+
+/// M1 of the second attack pass: the log's reader goes away (`serve |
+/// head`, a closed ssh terminal). Each log line used to panic the task that
+/// wrote it: a session that logged a warning died before leaving its
+/// channels (a ghost presence member), and SIGTERM was ignored (its handler
+/// logged before stopping). Now lines are dropped and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_goes_away_stops_nothing() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = flarum_ws(dir.path());
+    command
+        .envs([
+            ("FLARUM_WS_APP_ID", APP_ID),
+            ("FLARUM_WS_APP_KEY", KEY),
+            ("FLARUM_WS_APP_SECRET", SECRET),
+        ])
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("the server logs").unwrap();
+        if let Some(rest) = line.split("Listening on ").nth(1) {
+            let address = rest.split_whitespace().next().unwrap();
+            break address.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    // Nobody reads the log any more.
+    drop(lines);
+
+    let mut watcher = Client::connect(&ws_url(port)).await;
+    watcher
+        .subscribe_presence("presence-room", r#"{"user_id":"watcher"}"#)
+        .await;
+    let mut loud = Client::connect(&ws_url(port)).await;
+    loud.subscribe_presence("presence-room", r#"{"user_id":"loud"}"#)
+        .await;
+    watcher.expect_event("pusher_internal:member_added").await;
+    // Over the 64 KiB message limit: the server logs a warning and closes.
+    loud.send_text(&"x".repeat(70 * 1024)).await;
+    let removed = watcher.expect_event("pusher_internal:member_removed").await;
+    assert_eq!(data_of(&removed)["user_id"], "loud", "{removed}");
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = within(Duration::from_secs(6), || {
+        child.try_wait().unwrap().is_some()
+    })
+    .await;
+    if !stopped {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(stopped, "SIGTERM did not stop the server");
+    assert!(status.success(), "{status:?}");
+    drop(watcher);
+}

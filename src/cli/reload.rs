@@ -187,7 +187,13 @@ pub async fn follow_the_forum(
         }
         let mut why = None;
         let asked = "flarum/realtime asked for a restart (realtime:halt or a changed setting)";
-        if take_halt_request(&root) {
+        // Off the runtime: file system work may block (a slow disk, an NFS
+        // mount), and every connection shares the runtime's threads.
+        let cache_root = root.clone();
+        if tokio::task::spawn_blocking(move || take_halt_request(&cache_root))
+            .await
+            .unwrap_or(false)
+        {
             why = Some(asked);
         }
         let settings = reloader.ctx.settings();

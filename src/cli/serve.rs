@@ -213,12 +213,15 @@ fn cancel_on_signal(shutdown: CancellationToken) -> impl std::future::Future<Out
             tracing::error!("cannot listen for SIGINT/SIGTERM; stop the server with SIGKILL");
             return;
         };
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-        }
-        systemd::stopping();
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        // Stopping first: nothing that follows (a log line, a message to
+        // systemd) can keep the server from it.
         shutdown.cancel();
+        systemd::stopping();
+        tracing::info!("{name} received, shutting down");
     }
 }
 

@@ -25,21 +25,43 @@ pub fn cache_file(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join(&hash[0..2]).join(&hash[2..4]).join(&hash)
 }
 
+/// The first bytes of the cache entry at `path` (its expiry time), read
+/// only from a regular file: a link is not followed (`O_NOFOLLOW`), a FIFO
+/// or device does not block the open (`O_NONBLOCK`) and is refused, and no
+/// more than the ten digits are read whatever the file's size. The forum's
+/// cache folder is writable by the forum, so what sits there is not trusted.
+fn read_expiry(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        tracing::warn!(
+            "{} is not a regular file; ignored as a restart request",
+            path.display()
+        );
+        return None;
+    }
+    let mut digits = [0u8; 10];
+    file.take(10).read_exact(&mut digits).ok()?;
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
 /// Whether a halt was requested in the forum's file cache under `root`;
 /// the request is taken (the file deleted) as the daemon does. An expired
-/// entry is no request.
+/// entry is no request. Blocking file work: run it off the async runtime.
 pub fn take_halt_request(root: &Path) -> bool {
     let cache_dir = root.join("storage/cache");
     let mut requested = false;
     for key in HALT_KEYS {
         let path = cache_file(&cache_dir, key);
-        let Ok(contents) = std::fs::read(&path) else {
+        if std::fs::symlink_metadata(&path).is_err() {
             continue;
-        };
-        let expires = std::str::from_utf8(contents.get(..10).unwrap_or_default())
-            .ok()
-            .and_then(|digits| digits.parse::<u64>().ok())
-            .unwrap_or(0);
+        }
+        let expires = read_expiry(&path).unwrap_or(0);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -94,5 +116,43 @@ mod tests {
         assert!(!take_halt_request(root.path()));
         std::fs::write(&path, "0000000001s:0:\"\";").unwrap();
         assert!(!take_halt_request(root.path()));
+    }
+
+    /// `take_halt_request` on a thread, failing the test if it does not
+    /// answer within 5 s (a blocked read would freeze the server).
+    fn answers_promptly(root: &Path) -> bool {
+        let root = root.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(take_halt_request(&root)));
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the restart request is read without blocking")
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_the_cache_is_no_request_and_never_blocks() {
+        let root = tempfile::tempdir().unwrap();
+        let path = cache_file(&root.path().join("storage/cache"), HALT_KEYS[0]);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(!answers_promptly(root.path()), "a FIFO is no request");
+        assert!(!path.exists(), "and it is taken away like any entry");
+
+        // A link to an endless file is not followed.
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(!answers_promptly(root.path()));
+        // A link to a fresh request is not followed either.
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::write(&elsewhere, "9999999999s:0:\"\";").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(!answers_promptly(root.path()));
+        assert!(elsewhere.exists(), "the link's target is left alone");
+
+        // A huge file is not read whole: only its first ten bytes count.
+        let mut big = b"9999999999s:0:".to_vec();
+        big.resize(64 * 1024 * 1024, b'x');
+        std::fs::write(&path, big).unwrap();
+        assert!(answers_promptly(root.path()));
     }
 }

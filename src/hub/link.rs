@@ -38,6 +38,14 @@ pub type Frame = Utf8Bytes;
 /// Slots a drained queue may keep; a larger one (left by a burst) is freed.
 const KEEP_SLOTS: usize = 16;
 
+/// Payload bytes one socket's queue may hold (besides its frame count):
+/// a client that stops reading is dropped with 4100 once this much waits
+/// for it, however large the events are, so what the server keeps alive for
+/// it has a byte bound. A single frame larger than this is still queued
+/// when nothing else waits (an event the server accepted must be deliverable
+/// to a reading client).
+pub const MAX_QUEUED_BYTES: usize = 2 * 1024 * 1024;
+
 /// A connection the hub's writers may write frames to without its session.
 pub trait DirectWire: Send + Sync + std::fmt::Debug {
     /// Writes `frames`, from the front, each as one text frame, as far as
@@ -85,6 +93,8 @@ pub(super) struct Mailbox {
 #[derive(Debug, Default)]
 struct Queue {
     frames: VecDeque<Frame>,
+    /// Payload bytes of `frames`.
+    bytes: usize,
     /// The session took frames and has not handed them all to the socket.
     taken: bool,
     /// Frames were queued since the writer last flushed this socket.
@@ -162,11 +172,14 @@ impl SocketLink {
             if mailbox.receiver_gone.load(Ordering::Relaxed) {
                 return false;
             }
-            if queue.frames.len() >= mailbox.capacity {
+            let over_budget =
+                !queue.frames.is_empty() && queue.bytes + frame.len() > MAX_QUEUED_BYTES;
+            if queue.frames.len() >= mailbox.capacity || over_budget {
                 drop(queue);
                 mailbox.request_close(close_code::OVER_CAPACITY);
                 return false;
             }
+            queue.bytes += frame.len();
             queue.frames.push_back(frame);
             !std::mem::replace(&mut queue.staged, true)
         };
@@ -226,9 +239,9 @@ impl Mailbox {
                 let written = wire.try_write_texts(&queue.frames);
                 sent.0 += (written.whole + usize::from(written.started)) as u64;
                 sent.1 += written.bytes;
-                queue.frames.drain(..written.whole);
+                queue.drop_front(written.whole);
                 if written.started {
-                    queue.frames.pop_front();
+                    queue.pop_front();
                     queue.flush_wanted = true;
                     break true;
                 }
@@ -251,6 +264,20 @@ impl Mailbox {
             self.ready.notify_one();
         }
         sent
+    }
+}
+
+impl Queue {
+    fn pop_front(&mut self) -> Option<Frame> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        Some(frame)
+    }
+
+    fn drop_front(&mut self, count: usize) {
+        for frame in self.frames.drain(..count) {
+            self.bytes -= frame.len();
+        }
     }
 }
 
@@ -280,7 +307,7 @@ impl Inbox {
     }
 
     fn pop(queue: &mut Queue) -> Option<Frame> {
-        let frame = queue.frames.pop_front();
+        let frame = queue.pop_front();
         if frame.is_some() {
             queue.taken = true;
         }
@@ -302,6 +329,7 @@ impl Drop for Inbox {
         let mut queue = self.mailbox.lock();
         self.mailbox.receiver_gone.store(true, Ordering::Relaxed);
         queue.frames.clear();
+        queue.bytes = 0;
     }
 }
 
@@ -314,6 +342,23 @@ mod tests {
             Some(Wake::Frame(frame)) => frame.to_string(),
             other => panic!("expected a frame, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_queue_over_its_byte_budget_asks_to_close_with_4100() {
+        let (link, mut inbox) = SocketLink::new(SocketId::random(), 512);
+        let big = Frame::from("x".repeat(MAX_QUEUED_BYTES + 1));
+        assert!(
+            link.send(big.clone()),
+            "one frame over the budget, alone, is queued"
+        );
+        assert_eq!(frame_of(inbox.recv().await).len(), big.len());
+        let quarter = Frame::from("y".repeat(MAX_QUEUED_BYTES / 4));
+        for _ in 0..4 {
+            assert!(link.send(quarter.clone()));
+        }
+        assert!(!link.send(Frame::from("z")), "the budget is full");
+        assert_eq!(link.close_requested().await, close_code::OVER_CAPACITY);
     }
 
     #[tokio::test]

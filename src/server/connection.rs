@@ -30,9 +30,18 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client has to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The kernel's send buffer per connection (Linux doubles what is asked for
+/// its bookkeeping). Left to itself it grows to megabytes for a client that
+/// stops reading, memory outside every bound of ours and a delay before the
+/// stall is noticed; capped, a stalled client fills its own bounded queue in
+/// a moment and is dropped with 4100. 128 KiB still carries any burst of
+/// forum events to a reading client.
+const SEND_BUFFER_BYTES: usize = 128 * 1024;
+
 pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {
     // Events are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
     match ctx.tls.clone() {
         None => match first_bytes(&ctx, &stream, peer).await {
             FirstBytes::Http => {

@@ -44,6 +44,8 @@ pub struct Handler {
     forum_user: Option<u64>,
     /// Start of the current one-second client event window and its count.
     client_events: RateWindow,
+    /// Set once the socket left everything ([`Handler::finish`]).
+    finished: bool,
 }
 
 impl Handler {
@@ -55,6 +57,7 @@ impl Handler {
             user_id: None,
             forum_user: None,
             client_events: RateWindow::default(),
+            finished: false,
         }
     }
 
@@ -306,6 +309,15 @@ impl Handler {
                 &format!("Client event refused: not subscribed to {channel}"),
             );
         };
+        if self.serves_flarum2() && typing::is_identified_channel(channel.as_str()) {
+            // The daemon rewrites typing into who types from the socket's
+            // own identity; a raw relay here would let a vetted viewer show
+            // the others any name typing.
+            return self.error(
+                None,
+                "Client events are not accepted on identified typing channels",
+            );
+        }
         if !channel.kind().allows_client_events() {
             return self.error(
                 None,
@@ -397,8 +409,12 @@ impl Handler {
         self.client_events.try_take(limit)
     }
 
-    /// Leaves every channel and signs out; called once when the socket closes.
+    /// Leaves every channel and signs out when the socket closes; a second
+    /// call (the `Drop` after the session's own) finds nothing left to do.
     pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         if self.forum_user.take().is_some() {
             self.ctx.socket_users.set(self.link.id, None);
         }
@@ -406,5 +422,13 @@ impl Handler {
         self.ctx
             .hub
             .remove_socket(self.link.id, channels.iter().map(ChannelName::as_str));
+    }
+}
+
+impl Drop for Handler {
+    /// However the session ends (a panic included), the socket leaves its
+    /// channels: no ghost presence member, no stale subscription.
+    fn drop(&mut self) {
+        self.finish();
     }
 }

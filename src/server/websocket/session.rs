@@ -21,6 +21,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -38,6 +39,11 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Upper bound on frames written before one flush.
 const MAX_BATCH: usize = 64;
+
+/// A batch stops growing once its payloads reach this many bytes (it always
+/// takes one frame): what a client that stops reading mid-batch leaves in
+/// the wire's tail is bounded by it.
+const MAX_BATCH_BYTES: u64 = 64 * 1024;
 
 /// Bound on saying goodbye to a client that may not be reading any more.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -151,6 +157,11 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
     ctx.telemetry.connection_opened();
     ctx.telemetry
         .record(FeedItem::new(FeedKind::Connected).socket(id));
+    let mut closed_as = ClosedAs {
+        ctx: ctx.clone(),
+        id,
+        code: ABNORMAL_CLOSURE,
+    };
 
     let mut outbox = Outbox::default();
     let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
@@ -216,6 +227,12 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
                 }
                 incoming = socket.next() => {
                     last_activity = Instant::now();
+                    // The ping is answered (any frame counts): the next one
+                    // is due activity_timeout from now, not when the answer
+                    // was due.
+                    if ping_sent_at.take().is_some() {
+                        timer.as_mut().reset(last_activity + activity_timeout);
+                    }
                     match incoming {
                         None => Some(Ending::ClientGone(None)),
                         Some(Err(error)) => Some(read_error(id, error)),
@@ -248,12 +265,7 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
                 () = &mut timer => {
                     let now = Instant::now();
                     match ping_sent_at {
-                        // Any frame since the ping counts as the answer.
-                        Some(sent) if last_activity > sent => {
-                            ping_sent_at = None;
-                            timer.as_mut().reset(last_activity + activity_timeout);
-                            None
-                        }
+                        // No frame since the ping (one would have cleared it).
                         Some(_) => Some(Ending::server(close_code::PONG_NOT_RECEIVED, true)),
                         None if last_activity + activity_timeout > now => {
                             timer.as_mut().reset(last_activity + activity_timeout);
@@ -303,14 +315,33 @@ pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<W
         Ending::ClientGone(None) => ABNORMAL_CLOSURE,
     };
     handler.finish();
-    ctx.telemetry.connection_closed(
-        close_code,
-        FeedItem::new(FeedKind::Disconnected)
-            .socket(id)
-            .detail(format!("close code {close_code}")),
-    );
+    closed_as.code = close_code;
+    drop(closed_as);
     if verbose {
         tracing::info!("Connection id {id} closed");
+    }
+}
+
+/// Counts the connection closed, with its close code, however the session
+/// ends: normally, or by a panic (a bug) that unwinds it, which must not
+/// leave a stuck connection count. The handler leaves its channels the same
+/// way (its `Drop`).
+struct ClosedAs {
+    ctx: Arc<ServerContext>,
+    id: SocketId,
+    /// 1006 until the session knows better.
+    code: u16,
+}
+
+impl Drop for ClosedAs {
+    fn drop(&mut self) {
+        let code = self.code;
+        self.ctx.telemetry.connection_closed(
+            code,
+            FeedItem::new(FeedKind::Disconnected)
+                .socket(self.id)
+                .detail(format!("close code {code}")),
+        );
     }
 }
 
@@ -331,6 +362,12 @@ fn read_error(id: SocketId, error: WsError) -> Ending {
                 message: "Text frames must be UTF-8".into(),
                 announce: false,
             }
+        }
+        // Gone without a close frame: the connection dropped, not a
+        // protocol fault of the client's.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            tracing::debug!("Connection id {id} vanished without a close frame");
+            Ending::ClientGone(None)
         }
         WsError::Protocol(problem) => {
             tracing::debug!("Connection id {id} broke the websocket protocol: {problem}");
@@ -359,8 +396,8 @@ fn handle_message(handler: &mut Handler, message: Message) {
     }
 }
 
-/// Frames `first` and whatever else is already queued (up to [`MAX_BATCH`])
-/// into the outbox. Returns how many messages and payload bytes it holds.
+/// Puts `first` and whatever else is already queued (up to [`MAX_BATCH`]
+/// frames and [`MAX_BATCH_BYTES`]) into the outbox. Returns how many messages and payload bytes it holds.
 fn fill_batch(
     outbox: &mut Outbox,
     first: Frame,
@@ -377,8 +414,8 @@ fn fill_batch(
         }
         messages += 1;
         bytes += frame.len() as u64;
-        outbox.push_text(frame.as_bytes());
-        if messages < MAX_BATCH as u64 {
+        outbox.push_text(frame);
+        if messages < MAX_BATCH as u64 && bytes < MAX_BATCH_BYTES {
             next = queue.try_recv();
         }
     }

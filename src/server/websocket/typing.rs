@@ -48,6 +48,13 @@ pub fn channel_id(channel: &str, prefix: &str) -> Option<u64> {
         .and_then(|id| id.parse().ok())
 }
 
+/// Whether `channel` is one of the identified typing channels, where only
+/// the server speaks: it names typists there from their own sockets.
+pub fn is_identified_channel(channel: &str) -> bool {
+    channel_id(channel, "private-typingIdentified=").is_some()
+        || channel_id(channel, "private-privateMessageTypingIdentified=").is_some()
+}
+
 impl TypingIn {
     /// The typing target of a client event, if it is one.
     pub fn of(event: &str, channel: &str) -> Option<Self> {
@@ -150,7 +157,7 @@ pub async fn relay(ctx: Arc<ServerContext>, forum: Arc<RealtimeForum>, typed: Ty
 
 #[cfg(test)]
 mod tests {
-    use super::TypingIn;
+    use super::{TypingIn, is_identified_channel};
 
     #[test]
     fn typing_channels_are_recognised() {
@@ -168,5 +175,10 @@ mod tests {
             TypingIn::of("client-typing", "private-typingIdentified=4"),
             None
         );
+        assert!(is_identified_channel("private-typingIdentified=4"));
+        assert!(is_identified_channel(
+            "private-privateMessageTypingIdentified=9"
+        ));
+        assert!(!is_identified_channel("private-typing=4"));
     }
 }

@@ -199,6 +199,33 @@ impl AsyncWrite for WireStream {
         }
     }
 
+    /// The same for several buffers (a session's batch): all or none, the
+    /// rest in `tail`. The session bounds a batch in bytes, and so the tail.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut side = self.wire.lock();
+        ready!(side.poll_write_tail(cx))?;
+        let total = bufs.iter().map(|b| b.len()).sum();
+        match Pin::new(&mut side.half).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(mut written)) => {
+                for buf in bufs {
+                    let skip = written.min(buf.len());
+                    written -= skip;
+                    side.tail.extend_from_slice(&buf[skip..]);
+                }
+                Poll::Ready(Ok(total))
+            }
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.wire.lock().poll_write_tail(cx)
     }
