@@ -34,6 +34,8 @@ fn php_md5(text: &str) -> String {
 /// A Flarum 2 forum root and what its PHP side would use.
 struct Forum2 {
     root: tempfile::TempDir,
+    /// The forum's database (on the server) or file (SQLite) name.
+    db_name: String,
     port: u16,
     key: String,
     secret: String,
@@ -184,6 +186,7 @@ async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str
         .map_or_else(|| php_md5(db_password.trim()), str::to_owned);
     Forum2 {
         root,
+        db_name: name,
         port,
         key,
         secret,
@@ -822,6 +825,7 @@ async fn reloaded_with_the_second_secret(server: &mut Running, forum: &Forum2, t
 fn forum2_handles(forum: &Forum2) -> Forum2 {
     Forum2 {
         root: tempfile::tempdir().unwrap(),
+        db_name: forum.db_name.clone(),
         port: forum.port,
         key: forum.key.clone(),
         secret: forum.secret.clone(),
@@ -1193,6 +1197,121 @@ async fn index_typing_on_a_sqlite_flarum2_forum() {
 async fn index_typing_on_mariadb_and_postgresql_flarum2_forums() {
     index_typing_reaches_only_who_may_see(Server::MariaDb).await;
     index_typing_reaches_only_who_may_see(Server::Postgres).await;
+}
+
+/// Transactions committed in PostgreSQL database `name` so far. Each
+/// backend's counts reach the view when it goes idle, at most once a second.
+async fn transactions(stats: &mut sqlx::AnyConnection, name: &str) -> i64 {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(xact_commit AS BIGINT) FROM pg_stat_database WHERE datname = '{name}'"
+    )))
+    .fetch_one(stats)
+    .await
+    .unwrap();
+    row.0
+}
+
+/// M8 and L3 of the second attack pass, on PostgreSQL (whose statistics
+/// count the queries): compose-typing signals from one user over 40
+/// connections (400 a second) are worked on once a second per user, so the
+/// forum database sees a handful of queries instead of the ~24 000 a second
+/// they caused; and a user who hides their online status is not announced
+/// to guests as `u{id}` on the index channel, while one who discloses is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
+async fn compose_typing_is_throttled_per_user_and_hides_who_hides() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let forum = forum2(Server::Postgres, Some(json!({})), "username").await;
+    let _server = serve(&forum);
+    let mut guest = Tab::open(&forum, "guest", &[]);
+    guest.subscribe(&["public", "public-index-typing"]);
+
+    // A tab of `user`'s own, signed as the forum signs private-user=.
+    let user_socket = |user: u64| {
+        let forum_key = forum.key.clone();
+        let secret = forum.secret.clone();
+        let port = forum.port;
+        async move {
+            let url =
+                format!("ws://127.0.0.1:{port}/app/{forum_key}?protocol=7&client=js&version=7.6.0");
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("Origin", FORUM_URL.parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            let established = common::next_json(&mut ws).await.unwrap();
+            let socket_id = common::data_of(&established)["socket_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let channel = format!("private-user={user}");
+            let signature = flarum_ws::protocol::signature::hmac_hex(
+                &secret,
+                &format!("{socket_id}:{channel}"),
+            );
+            let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{forum_key}:{signature}")}});
+            ws.send(Message::text(subscribe.to_string())).await.unwrap();
+            let answer = common::next_json(&mut ws).await.unwrap();
+            assert_eq!(
+                answer["event"], "pusher_internal:subscription_succeeded",
+                "{answer}"
+            );
+            ws
+        }
+    };
+    let signal = |user: u64| {
+        json!({"event": "client-index-typing-tags", "channel": format!("private-user={user}"), "data": {"tags": [1]}}).to_string()
+    };
+
+    // Bob hides his online status: nothing on the index channel.
+    let mut bob = user_socket(2).await;
+    bob.send(Message::text(signal(2))).await.unwrap();
+    // Alice discloses: announced with her source.
+    let mut alice = user_socket(1).await;
+    alice.send(Message::text(signal(1))).await.unwrap();
+    let announced = loop {
+        let line = guest.next();
+        if line["channel"] == "public-index-typing" {
+            break line;
+        }
+    };
+    assert_eq!(announced["data"]["source"], "u1", "{announced}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        forum_side(&forum, &["trigger", "public", "mark", "{}"])["status"],
+        200
+    );
+    let seen = guest.events_until_mark();
+    assert!(
+        seen.iter().all(|e| e["data"]["source"] != "u2"),
+        "Bob hides: {seen:#?}"
+    );
+
+    // The flood: 40 of Carol's tabs, 10 signals each within a second.
+    let mut tabs = Vec::new();
+    for _ in 0..40 {
+        tabs.push(user_socket(3).await);
+    }
+    let mut stats =
+        common::databases::admin(Server::Postgres, &forum.db_name, forum.root.path()).await;
+    let before = transactions(&mut stats, &forum.db_name).await;
+    for _ in 0..10 {
+        for tab in &mut tabs {
+            tab.send(Message::text(signal(3))).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(90)).await;
+    }
+    let after = transactions(&mut stats, &forum.db_name).await;
+    // Our own two reads of the view count too.
+    let spent = after - before;
+    eprintln!(
+        "400 compose signals from one user in a second: {spent} transactions on the forum database"
+    );
+    assert!(spent < 200, "{spent} transactions for 400 signals");
+    drop(tabs);
 }
 
 /// A forum caching in Redis (fof/redis) keeps flarum/realtime's restart

@@ -765,3 +765,262 @@ async fn a_log_reader_that_goes_away_stops_nothing() {
     assert!(status.success(), "{status:?}");
     drop(watcher);
 }
+
+/// L1 of the second attack pass: connections refused over capacity and
+/// oversized messages, which anyone can send in a loop, are logged once and
+/// then summarised (a minute later, with the count), not once per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_oversized_messages_are_logged_once_then_summarised() {
+    const ATTEMPTS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = server(dir.path(), &[("FLARUM_WS_MAX_CONNECTIONS", "1")]);
+    let _only = Client::connect(&ws_url(full.port)).await;
+    for _ in 0..ATTEMPTS {
+        let mut refused = Client::connect_raw(&ws_url(full.port)).await;
+        assert_eq!(
+            data_of(&next_json(&mut refused).await.unwrap())["code"],
+            4100
+        );
+    }
+    let log = full.stop_cleanly();
+    let lines = log
+        .iter()
+        .filter(|l| l.contains("Refusing a websocket connection"))
+        .count();
+    assert_eq!(lines, 1, "{ATTEMPTS} refusals: {lines} lines");
+
+    let mut open = server(dir.path(), &[]);
+    for _ in 0..ATTEMPTS {
+        let mut loud = Client::connect(&ws_url(open.port)).await;
+        loud.send_text(&"x".repeat(70 * 1024)).await;
+        assert_eq!(loud.expect_close().await, 1009);
+    }
+    let log = open.stop_cleanly();
+    let lines = log
+        .iter()
+        .filter(|l| l.contains("over the size limit"))
+        .count();
+    assert_eq!(lines, 1, "{ATTEMPTS} oversized messages: {lines} lines");
+}
+
+/// What a loopback webhook receiver saw: requests, events, and the bytes of
+/// reply it managed to write.
+#[derive(Default)]
+struct Received {
+    requests: std::sync::atomic::AtomicU64,
+    events: std::sync::atomic::AtomicU64,
+    reply_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// A webhook receiver on loopback: reads each request whole and counts its
+/// events; then answers 200 with an empty body, or with `reply` bytes of
+/// body (as a hostile receiver might), or not at all (`hang`).
+async fn webhook_receiver(reply: u64, hang: bool) -> (String, std::sync::Arc<Received>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(Received::default());
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 16 * 1024];
+                let body_start = loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..body_start]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while request.len() < body_start + length {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                let body = String::from_utf8_lossy(&request[body_start..]);
+                counts.requests.fetch_add(1, Relaxed);
+                counts
+                    .events
+                    .fetch_add(body.matches("\"name\":").count() as u64, Relaxed);
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {reply}\r\nconnection: close\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'0'; 64 * 1024];
+                let mut left = reply;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    counts.reply_bytes.fetch_add(n as u64, Relaxed);
+                    left -= n as u64;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// M4 (and the churn of M3): one unauthenticated connection cycling public
+/// channel names made the server send ~800 webhook requests a second and
+/// publish thousands of count changes. Subscriptions are now limited per
+/// connection (100 at once, then 10 a second, refused with 429): 2 000
+/// attempts in a moment become at most about a hundred channel changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cycling_channel_names_cannot_flood_webhooks() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (url, seen) = webhook_receiver(0, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_WEBHOOK_URL", &url)]);
+    let mut churner = Client::connect(&ws_url(running.port)).await;
+    let started = Instant::now();
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for n in 0..2000 {
+        let channel = format!("cycle-{n}");
+        let answer = churner.subscribe(&channel).await;
+        if answer["event"] == "pusher_internal:subscription_succeeded" {
+            accepted += 1;
+            churner
+                .send(json!({"event": "pusher:unsubscribe", "data": {"channel": channel}}))
+                .await;
+        } else {
+            assert_eq!(answer["event"], "pusher:subscription_error", "{answer}");
+            assert_eq!(data_of(&answer)["status"], 429, "{answer}");
+            refused += 1;
+            // The connection's pusher:error that follows a refusal.
+            churner.next().await;
+        }
+    }
+    let allowed = 100 + 10 * (started.elapsed().as_secs() + 1);
+    assert!(
+        accepted <= allowed,
+        "{accepted} subscriptions accepted in {:?} (at most {allowed})",
+        started.elapsed()
+    );
+    assert!(refused >= 2000 - allowed);
+    // Vacated events wait 3 s; then everything there is has been sent.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (requests, events) = (seen.requests.load(Relaxed), seen.events.load(Relaxed));
+    eprintln!(
+        "2000 channel names cycled: {accepted} accepted, {events} webhook events in {requests} requests"
+    );
+    // An occupied and a vacated per channel, give or take a batch's edge.
+    assert!(
+        events <= 2 * accepted + 10,
+        "{events} events for {accepted} channels"
+    );
+    assert!(events > 0, "webhooks still work");
+}
+
+/// M6: a receiver that answers with a 1 GiB body is not read whole: the
+/// server keeps a few KiB of it and drops the connection, so its memory
+/// stays put (it went up by 2 GB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_huge_reply_is_not_read() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (url, seen) = webhook_receiver(1 << 30, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_WEBHOOK_URL", &url)]);
+    let pid = running.child.id();
+    let rss_before = rss_kib(pid);
+    let _occupant = subscriber(running.port, "occupied").await;
+    assert!(
+        within(Duration::from_secs(10), || seen.requests.load(Relaxed) >= 1).await,
+        "the webhook was sent"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_after, replied) = (rss_kib(pid), seen.reply_bytes.load(Relaxed));
+    eprintln!(
+        "1 GiB reply: the server read at most {replied} bytes; RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        replied < 64 << 20,
+        "{replied} bytes of the reply were taken"
+    );
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+}
+
+/// M5: client events with receivers that hang: each receiver's queue is
+/// bounded in bytes (16 MiB) and the events are shared between receivers,
+/// so 2 000 client events of 20 KB (40 MB) for three hanging receivers stay
+/// far below the 1.3 GB they cost when each queue held its own copies of up
+/// to 10 000 events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_webhook_receivers_hold_a_bounded_queue() {
+    let mut urls = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..3 {
+        let (url, seen) = webhook_receiver(0, true).await;
+        urls.push(json!({"url": url, "events": ["client_event"]}));
+        keep.push(seen);
+    }
+    let hooks = serde_json::to_string(&urls).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(
+        dir.path(),
+        &[
+            ("FLARUM_WS_WEBHOOKS", &hooks),
+            ("FLARUM_WS_CLIENT_EVENTS_PER_SECOND", "100000"),
+        ],
+    );
+    let pid = running.child.id();
+    let mut sender = Client::connect(&ws_url(running.port)).await;
+    sender.subscribe_private("private-chat").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = rss_kib(pid);
+    let data = "c".repeat(20_000);
+    for _ in 0..2000 {
+        sender
+            .send(json!({"event": "client-say", "channel": "private-chat", "data": data}))
+            .await;
+    }
+    // The events reached the queues (a ping's answer comes after them).
+    sender
+        .send(json!({"event": "pusher:ping", "data": {}}))
+        .await;
+    sender.expect_event("pusher:pong").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "2000 client events of 20 KB, 3 hanging receivers: RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        rss_after < rss_before + 48 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    let text = metrics(running.port).await;
+    assert!(
+        !text.contains("flarum_ws_webhooks_dropped_total 0\n"),
+        "over the byte budget, events are dropped and counted: {text}"
+    );
+}

@@ -89,6 +89,9 @@ pub struct Visibility {
     tags: bool,
     discussions: Cached<(Actor, u64)>,
     permissions: Cached<(Actor, String)>,
+    /// Whether an actor sees a tag (and its parents): typing signals name
+    /// tags over and over, and each answer costs a query.
+    tags_seen: Cached<(Actor, u64)>,
 }
 
 impl Visibility {
@@ -115,6 +118,7 @@ impl Visibility {
             tags: enabled.iter().any(|e| e == "flarum-tags"),
             discussions: Mutex::new(HashMap::new()),
             permissions: Mutex::new(HashMap::new()),
+            tags_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -241,25 +245,38 @@ impl Visibility {
             return Vec::new();
         }
         let claimed: BTreeSet<u64> = claimed.iter().copied().collect();
-        let Ok(tags) = self.database.tags_with_parents(&claimed).await else {
+        let mut visible = Vec::new();
+        let mut unknown = BTreeSet::new();
+        for id in claimed {
+            match Self::cached(&self.tags_seen, &(actor, id)) {
+                Some(true) => visible.push(id),
+                Some(false) => {}
+                None => {
+                    unknown.insert(id);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return visible;
+        }
+        let Ok(tags) = self.database.tags_with_parents(&unknown).await else {
             return Vec::new();
         };
-        let mut visible = Vec::new();
-        for id in claimed {
-            let Some(chain) = tags.get(&id) else {
-                continue;
-            };
-            let mut sees = true;
-            for tag in chain {
+        for id in unknown {
+            // An unknown tag is not seen (and remembered so, for a while).
+            let mut sees = tags.contains_key(&id);
+            for tag in tags.get(&id).into_iter().flatten() {
                 if !self.sees_tag(actor, *tag).await {
                     sees = false;
                     break;
                 }
             }
+            Self::remember(&self.tags_seen, (actor, id), sees);
             if sees {
                 visible.push(id);
             }
         }
+        visible.sort_unstable();
         visible
     }
 }

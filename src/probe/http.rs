@@ -14,6 +14,11 @@ use crate::protocol::signature::signed_query;
 /// How long one probe request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes of an answer's body kept; the rest is not read. What is kept only
+/// ever goes into a message, and a webhook receiver (anyone's URL) must not
+/// make the server hold a gigabyte reply.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Sends one request and returns the status and body.
 pub async fn request(
     target: &Target,
@@ -70,13 +75,21 @@ async fn request_inner(
         .await
         .map_err(|e| ProbeError::Http(format!("request failed: {e}")))?;
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ProbeError::Http(format!("cannot read the response: {e}")))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let mut body = response.into_body();
+    let mut kept = Vec::new();
+    while kept.len() < MAX_ANSWER_BYTES {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame =
+            frame.map_err(|e| ProbeError::Http(format!("cannot read the response: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            let room = MAX_ANSWER_BYTES - kept.len();
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    // The rest is never read: dropping the body closes the connection.
+    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
 }
 
 /// Signs API requests with an app's credentials, as pusher-php-server does.

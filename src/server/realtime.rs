@@ -18,7 +18,14 @@ pub struct RealtimeForum {
     /// discussions guests cannot see goes to their restricted tag's channel.
     pub index_restricted: bool,
     pub index: super::websocket::index_typing::IndexTyping,
+    /// Typing work in flight (relays and compose signals, each a task that
+    /// may query the forum database): bounded, so a flood waits for no one
+    /// and queues nothing; signals beyond it are dropped.
+    pub typing_work: Arc<tokio::sync::Semaphore>,
 }
+
+/// Typing tasks in flight at most.
+const TYPING_WORK: usize = 64;
 
 impl RealtimeForum {
     pub fn new(
@@ -31,6 +38,7 @@ impl RealtimeForum {
             visibility,
             index_restricted,
             index: Default::default(),
+            typing_work: Arc::new(tokio::sync::Semaphore::new(TYPING_WORK)),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! in order, one at a time, so a slow receiver delays only its own.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -25,6 +25,10 @@ pub const BATCH_MAX: usize = 20;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(250);
 /// Events waiting for one receiver; beyond this new events are dropped.
 pub const QUEUE_CAPACITY: usize = 10_000;
+/// Bytes of events waiting for one receiver (as they will be sent); beyond
+/// this new events are dropped too. Events are shared by every receiver's
+/// queue, so a receiver that hangs holds at most this much of its own.
+pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// How long a batch is retried before it is dropped.
 pub const RETRY_FOR: Duration = Duration::from_secs(300);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -60,7 +64,7 @@ impl Signer {
     /// The body and headers of one webhook request.
     pub fn sign(
         &self,
-        events: &[WebhookEvent],
+        events: &[&WebhookEvent],
         time_ms: u128,
     ) -> (String, [(&'static str, String); 2]) {
         let body = serde_json::json!({ "time_ms": time_ms, "events": events }).to_string();
@@ -136,7 +140,9 @@ pub enum PostError {
 /// One receiver: what it wants and its queue.
 pub struct Receiver {
     pub target: WebhookTarget,
-    queue: mpsc::Sender<WebhookEvent>,
+    queue: mpsc::Sender<Arc<WebhookEvent>>,
+    /// Bytes of the events in `queue`.
+    queued_bytes: Arc<AtomicUsize>,
     full: Throttle,
 }
 
@@ -150,34 +156,59 @@ impl Receiver {
     ) -> Option<Self> {
         let endpoint = Endpoint::parse(&target.url)?;
         let (queue, waiting) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(send_batches(endpoint, waiting, signer, totals, shutdown));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let queue_side = Queued {
+            events: waiting,
+            bytes: queued_bytes.clone(),
+        };
+        tokio::spawn(send_batches(endpoint, queue_side, signer, totals, shutdown));
         Some(Self {
             target,
             queue,
+            queued_bytes,
             full: Throttle::new(Duration::from_secs(60)),
         })
     }
 
     /// Queues `event` if this receiver wants it; never waits.
-    pub fn offer(&self, event: &WebhookEvent, totals: &Totals) {
+    pub fn offer(&self, event: &Arc<WebhookEvent>, totals: &Totals) {
         if !self.target.wants(event.kind(), event.channel()) {
             return;
         }
-        if self.queue.try_send(event.clone()).is_err() {
+        let size = event.size();
+        let over_budget = self.queued_bytes.load(Ordering::Relaxed) + size > QUEUE_BYTES;
+        if over_budget || self.queue.try_send(event.clone()).is_err() {
             totals.dropped.fetch_add(1, Ordering::Relaxed);
             if let Some(held_back) = self.full.ready() {
                 tracing::warn!(
-                    "Webhook queue for {} is full ({QUEUE_CAPACITY} events waiting): dropping new events ({held_back} more dropped since the last warning). Is the receiver down or slow?",
-                    self.target.url
+                    "Webhook queue for {} is full ({QUEUE_CAPACITY} events or {} MiB waiting): dropping new events ({held_back} more dropped since the last warning). Is the receiver down or slow?",
+                    self.target.url,
+                    QUEUE_BYTES / (1024 * 1024)
                 );
             }
+            return;
         }
+        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+    }
+}
+
+/// The sender task's end of a receiver's queue.
+struct Queued {
+    events: mpsc::Receiver<Arc<WebhookEvent>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    async fn recv(&mut self) -> Option<Arc<WebhookEvent>> {
+        let event = self.events.recv().await?;
+        self.bytes.fetch_sub(event.size(), Ordering::Relaxed);
+        Some(event)
     }
 }
 
 async fn send_batches(
     endpoint: Endpoint,
-    mut waiting: mpsc::Receiver<WebhookEvent>,
+    mut waiting: Queued,
     signer: Arc<ArcSwap<Signer>>,
     totals: Arc<Totals>,
     shutdown: CancellationToken,
@@ -198,7 +229,8 @@ async fn send_batches(
                 _ => break,
             }
         }
-        let (body, headers) = signer.load().sign(&batch, now_ms());
+        let events: Vec<&WebhookEvent> = batch.iter().map(|event| &**event).collect();
+        let (body, headers) = signer.load().sign(&events, now_ms());
         let delivered = tokio::select! {
             _ = shutdown.cancelled() => return,
             delivered = deliver(&endpoint, body, &headers, &totals) => delivered,
@@ -271,7 +303,7 @@ mod tests {
             secret: "secret".into(),
         };
         let (body, headers) = signer.sign(
-            &[WebhookEvent::ChannelOccupied {
+            &[&WebhookEvent::ChannelOccupied {
                 channel: "a".into(),
             }],
             1,

@@ -55,6 +55,27 @@ impl WebhookEvent {
         }
     }
 
+    /// About the bytes the event takes in a request (and in memory): what
+    /// a receiver's queue is bounded by.
+    pub fn size(&self) -> usize {
+        let text = match self {
+            Self::ClientEvent {
+                event,
+                data,
+                socket_id,
+                user_id,
+                ..
+            } => {
+                event.len() + data.len() + socket_id.len() + user_id.as_ref().map_or(0, String::len)
+            }
+            Self::MemberAdded { user_id, .. } | Self::MemberRemoved { user_id, .. } => {
+                user_id.len()
+            }
+            _ => 0,
+        };
+        64 + self.channel().len() + text
+    }
+
     pub fn channel(&self) -> &str {
         match self {
             Self::ChannelOccupied { channel }

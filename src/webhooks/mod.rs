@@ -141,6 +141,8 @@ impl Webhooks {
     }
 
     fn send(&self, event: WebhookEvent) {
+        // One copy, shared by every receiver's queue.
+        let event = Arc::new(event);
         for receiver in &self.receivers {
             receiver.offer(&event, &self.totals);
         }

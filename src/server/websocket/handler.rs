@@ -17,7 +17,7 @@ use crate::protocol::messages::{
 use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
 use crate::protocol::{ChannelKind, ChannelName, close_code};
 use crate::server::context::ServerContext;
-use crate::server::rate::RateWindow;
+use crate::server::rate::{RateWindow, TokenBucket};
 use crate::telemetry::feed::{FeedItem, FeedKind};
 
 /// The user id of a `private-user={id}` channel (flarum/realtime's).
@@ -30,6 +30,13 @@ const MAX_COMPOSE_TAGS: usize = 20;
 
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
+
+/// Subscriptions one connection may make at once (a tab resubscribing
+/// everything after a reconnect), and then per second. Each new channel is a
+/// channel change that webhooks and the other nodes hear about; a client
+/// cycling channel names must not turn into a flood of those.
+const SUBSCRIBE_BURST: u32 = 100;
+const SUBSCRIBES_PER_SECOND: u32 = 10;
 
 /// One connection's protocol state.
 pub struct Handler {
@@ -44,6 +51,8 @@ pub struct Handler {
     forum_user: Option<u64>,
     /// Start of the current one-second client event window and its count.
     client_events: RateWindow,
+    /// Subscriptions left to make at once.
+    subscribes: TokenBucket,
     /// Set once the socket left everything ([`Handler::finish`]).
     finished: bool,
 }
@@ -57,6 +66,7 @@ impl Handler {
             user_id: None,
             forum_user: None,
             client_events: RateWindow::default(),
+            subscribes: TokenBucket::full(SUBSCRIBE_BURST),
             finished: false,
         }
     }
@@ -134,6 +144,19 @@ impl Handler {
             // Already subscribed: nothing to do, and in particular no second
             // copy of a presence channel's whole member list.
             return;
+        }
+        if !self
+            .subscribes
+            .try_take(SUBSCRIBE_BURST, SUBSCRIBES_PER_SECOND)
+        {
+            return self.refuse_subscription(
+                channel.as_str(),
+                "LimitReached",
+                429,
+                &format!(
+                    "more than {SUBSCRIBE_BURST} subscriptions at once or {SUBSCRIBES_PER_SECOND} a second from this connection; retry later"
+                ),
+            );
         }
         let max = limits.max_subscriptions_per_connection;
         if self.channels.len() >= max {
@@ -348,6 +371,10 @@ impl Handler {
         }
         if let Some(forum) = self.ctx.realtime.load_full() {
             if let Some(target) = TypingIn::of(event, channel.as_str()) {
+                let Ok(permit) = forum.typing_work.clone().try_acquire_owned() else {
+                    tracing::debug!("Typing work is at its bound; a typing signal is dropped");
+                    return;
+                };
                 let typed = Typed {
                     sender: self.link.id,
                     user: self.forum_user,
@@ -356,6 +383,7 @@ impl Handler {
                 };
                 let ctx = self.ctx.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let time = typed.data.get("time").cloned().unwrap_or_default();
                     let (typist, target) = (typed.user, typed.target);
                     typing::relay(ctx.clone(), forum.clone(), typed).await;
@@ -370,6 +398,10 @@ impl Handler {
             // forum signed, never from the payload).
             if event == "client-index-typing-tags"
                 && let Some(user) = forum_user_channel(channel.as_str())
+                // Throttled per user and bounded in flight before any work;
+                // the event itself is still relayed below.
+                && forum.index.take_compose_signal(user)
+                && let Ok(permit) = forum.typing_work.clone().try_acquire_owned()
             {
                 let tags: Vec<u64> = data
                     .get("tags")
@@ -381,12 +413,11 @@ impl Handler {
                             .collect()
                     })
                     .unwrap_or_default();
-                tokio::spawn(index_typing::compose_typing(
-                    self.ctx.clone(),
-                    forum,
-                    user,
-                    tags,
-                ));
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    index_typing::compose_typing(ctx, forum, user, tags).await;
+                });
             }
         }
         let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());

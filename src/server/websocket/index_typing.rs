@@ -45,6 +45,11 @@ const REFRESH: Duration = Duration::from_millis(3000);
 const ROUTING_TTL: Duration = Duration::from_secs(30);
 /// Typing activity: one event per typist and target this often at most.
 const ACTIVITY_THROTTLE: Duration = Duration::from_secs(2);
+
+/// Compose-typing signals worked on per user at most: Flarum's composer
+/// refreshes its signal every few seconds, and a faster stream only costs
+/// database work.
+const COMPOSE_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often falling edges are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -75,6 +80,8 @@ struct State {
     routing: HashMap<u64, (Instant, Routes)>,
     /// Typing activity: when each typist and target was last relayed.
     activity: HashMap<String, Instant>,
+    /// When each user's last compose-typing signal was taken.
+    compose_signals: HashMap<u64, Instant>,
 }
 
 /// The index-typing state of one server.
@@ -107,6 +114,29 @@ impl IndexTyping {
             return Some(routes);
         }
         None
+    }
+
+    /// Whether `user`'s compose-typing signal is to be worked on: one per
+    /// [`COMPOSE_SIGNAL_INTERVAL`] per user, whatever the tags or the
+    /// connection, decided before any database work (each signal costs a
+    /// visibility proof per tag and per activity subscriber).
+    pub fn take_compose_signal(&self, user: u64) -> bool {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state
+            .compose_signals
+            .get(&user)
+            .is_some_and(|at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL)
+        {
+            return false;
+        }
+        if state.compose_signals.len() >= 2000 {
+            state
+                .compose_signals
+                .retain(|_, at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL);
+        }
+        state.compose_signals.insert(user, now);
+        true
     }
 
     fn throttled(&self, key: String) -> bool {
@@ -259,7 +289,21 @@ pub async fn compose_typing(
     claimed: Vec<u64>,
 ) {
     let visibility = &forum.visibility;
-    for tag in visibility.visible_tags(Actor::User(user), &claimed).await {
+    // The index signal carries `u{id}`: for a user who hides their online
+    // status, or one who cannot be looked up, it is not sent (fail closed;
+    // the daemon sends it anyway). Typing activity below names them only to
+    // whom may see them, as for discussions.
+    let discloses = forum
+        .identities
+        .of(user)
+        .await
+        .is_some_and(|who| who.disclose_online);
+    let announced = if discloses {
+        visibility.visible_tags(Actor::User(user), &claimed).await
+    } else {
+        Vec::new()
+    };
+    for tag in announced {
         let guests = !visibility
             .visible_tags(Actor::Guest, &[tag])
             .await

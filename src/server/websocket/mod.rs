@@ -38,6 +38,11 @@ use wire::Wire;
 /// make browsers knock.
 static ORIGIN_REFUSALS: Throttle = Throttle::new(std::time::Duration::from_secs(60));
 
+/// Websockets refused over `max_connections` or `max_connections_per_ip`,
+/// logged at most once a minute: a client retrying in a loop must not fill
+/// the disk.
+static CAPACITY_REFUSALS: Throttle = Throttle::new(std::time::Duration::from_secs(60));
+
 /// Per-connection read buffer, and the most read at once. tungstenite's
 /// default (128 KiB) would cost more memory than everything else a
 /// connection holds together. Client frames (subscribe with presence data,
@@ -188,7 +193,11 @@ pub fn upgrade(
                         )
                     }
                 };
-                tracing::warn!("Refusing a websocket connection: {message}");
+                if let Some(held_back) = CAPACITY_REFUSALS.ready() {
+                    tracing::warn!(
+                        "Refusing a websocket connection: {message} ({held_back} more since the last such line)"
+                    );
+                }
                 admission = Admission::Reject {
                     code: close_code::OVER_CAPACITY,
                     message,

@@ -34,6 +34,7 @@ use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
 use crate::server::context::ServerContext;
 use crate::telemetry::feed::{FeedItem, FeedKind};
+use crate::telemetry::throttle::Throttle;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -345,10 +346,17 @@ impl Drop for ClosedAs {
     }
 }
 
+/// Oversized messages, logged at most once a minute (anyone can send them).
+static OVERSIZED_MESSAGES: Throttle = Throttle::new(Duration::from_secs(60));
+
 fn read_error(id: SocketId, error: WsError) -> Ending {
     match error {
         WsError::Capacity(problem) => {
-            tracing::warn!("Connection id {id} sent a message over the size limit: {problem}");
+            if let Some(held_back) = OVERSIZED_MESSAGES.ready() {
+                tracing::warn!(
+                    "Connection id {id} sent a message over the size limit: {problem} ({held_back} more such messages since the last such line)"
+                );
+            }
             Ending::Close {
                 code: u16::from(CloseCode::Size),
                 message: format!("Message too large: {problem}"),
