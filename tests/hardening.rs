@@ -1024,3 +1024,32 @@ async fn hanging_webhook_receivers_hold_a_bounded_queue() {
         "over the byte budget, events are dropped and counted: {text}"
     );
 }
+
+/// I1 of the second attack pass: clients that vanish without a close frame
+/// (a closed laptop, a dropped network) are counted as 1006, not as 1002
+/// (a protocol error of theirs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_clients_are_counted_as_1006() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[("FLARUM_WS_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    for _ in 0..3 {
+        let client = subscriber(running.port, "news").await;
+        // The TCP connection ends without a websocket close frame.
+        drop(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = metrics(running.port).await;
+        if text.contains(r#"flarum_ws_connections_closed_total{code="1006"} 3"#)
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        text.contains(r#"flarum_ws_connections_closed_total{code="1006"} 3"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"code="1002""#), "{text}");
+}

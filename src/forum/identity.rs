@@ -52,7 +52,7 @@ impl Identities {
         }
         let identity = match self.database.user_identity(id, self.nickname).await {
             Ok(found) => found.map(|row| Identity {
-                display_name: row.display_name,
+                display_name: bounded_name(row.display_name),
                 disclose_online: disclose_online(row.preferences.as_deref()),
             }),
             Err(problem) => {
@@ -70,6 +70,18 @@ impl Identities {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Option<Identity>, Instant)>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Characters of a display name sent with a typing signal: Flarum's own
+/// columns hold 255, and a longer one (an extension's driver, an edited
+/// database) must not turn every keystroke into a frame that large.
+const MAX_DISPLAY_NAME_CHARS: usize = 255;
+
+fn bounded_name(name: String) -> String {
+    match name.char_indices().nth(MAX_DISPLAY_NAME_CHARS) {
+        Some((cut, _)) => name[..cut].to_owned(),
+        None => name,
     }
 }
 

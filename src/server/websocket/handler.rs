@@ -384,7 +384,7 @@ impl Handler {
                 let ctx = self.ctx.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let time = typed.data.get("time").cloned().unwrap_or_default();
+                    let time = typing::client_time(&typed.data);
                     let (typist, target) = (typed.user, typed.target);
                     typing::relay(ctx.clone(), forum.clone(), typed).await;
                     if let TypingIn::Discussion(discussion) = target {

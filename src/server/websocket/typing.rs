@@ -48,6 +48,16 @@ pub fn channel_id(channel: &str, prefix: &str) -> Option<u64> {
         .and_then(|id| id.parse().ok())
 }
 
+/// The `time` a typing signal carries, passed on only as a number (Flarum's
+/// JS sends a timestamp): anything else a client puts there (any JSON, up
+/// to a message's size) would be relayed to everyone in the discussion.
+pub fn client_time(data: &Value) -> Value {
+    data.get("time")
+        .filter(|time| time.is_number())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// Whether `channel` is one of the identified typing channels, where only
 /// the server speaks: it names typists there from their own sockets.
 pub fn is_identified_channel(channel: &str) -> bool {
@@ -117,7 +127,7 @@ pub async fn relay(ctx: Arc<ServerContext>, forum: Arc<RealtimeForum>, typed: Ty
     let sender = [typed.sender];
     match typed.target {
         TypingIn::Discussion(_) => {
-            let time = typed.data.get("time").cloned().unwrap_or(Value::Null);
+            let time = client_time(&typed.data);
             let named = |name: &str, disclose: bool| json!({"displayName": name, "discloseOnline": disclose, "time": time});
             match identity {
                 Some(who) if who.disclose_online => {
@@ -157,7 +167,19 @@ pub async fn relay(ctx: Arc<ServerContext>, forum: Arc<RealtimeForum>, typed: Ty
 
 #[cfg(test)]
 mod tests {
-    use super::{TypingIn, is_identified_channel};
+    use super::{TypingIn, client_time, is_identified_channel};
+    use serde_json::json;
+
+    #[test]
+    fn only_a_numeric_time_is_passed_on() {
+        assert_eq!(
+            client_time(&json!({"time": 1733400000000u64})),
+            json!(1733400000000u64)
+        );
+        assert_eq!(client_time(&json!({"time": {"any": "json"}})), json!(null));
+        assert_eq!(client_time(&json!({"time": "x".repeat(10)})), json!(null));
+        assert_eq!(client_time(&json!({})), json!(null));
+    }
 
     #[test]
     fn typing_channels_are_recognised() {
