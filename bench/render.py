@@ -1,4 +1,6 @@
-"""Renders one compare.sh run (JSON lines) as bench/RESULTS.md."""
+"""Renders one compare.sh run (JSON lines) as bench/RESULTS.md, or another
+script's run of the same load generator when that script's command is given
+as the second argument (bench/ab.sh)."""
 
 import json
 import os
@@ -52,7 +54,7 @@ out = [
     "# Benchmark results",
     "",
     f"Machine: {os.cpu_count()} cores, {int(mem_total) // 1024} MiB memory, {platform.platform()}.",
-    "Command: `bash bench/compare.sh` (the servers run one after the other on loopback; the load",
+    f"Command: `{sys.argv[2] if len(sys.argv) > 2 else 'bash bench/compare.sh'}` (the servers run one after the other on loopback; the load",
     "generator `bench/tools/src/loadgen.rs` runs on the same machine, so both compete for the same cores).",
     f"Each value is the median of {rounds} round(s); in each round every scenario runs on each server in",
     "turn. *delivered* and *lost* are totals over the rounds.",

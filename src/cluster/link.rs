@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::outbox::Lanes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, ClusterConfig, EXPIRY};
@@ -70,12 +70,13 @@ async fn connect_publisher(client: &redis::Client) -> redis::RedisResult<Connect
     client.get_connection_manager_with_config(config).await
 }
 
-/// Publishes queued messages one at a time, so other nodes see them in the
-/// order this node produced them.
+/// Publishes what waits in the outbox, a batch per round trip (a Redis
+/// pipeline), events before anything else; within a lane, other nodes see
+/// messages in the order this node produced them.
 pub async fn publish_loop(
     cluster: Arc<Cluster>,
     config: ClusterConfig,
-    mut queue: mpsc::Receiver<String>,
+    mut lanes: Lanes,
     shutdown: CancellationToken,
 ) {
     let Some(client) = open_client(&config, "publisher") else {
@@ -87,17 +88,20 @@ pub async fn publish_loop(
     let mut failing = false;
     // A message that cannot be published is dropped and counted; the log
     // says so once per outage, and once when publishing works again.
-    let dropped = |failing: &mut bool, problem: String| {
-        cluster.dropped.fetch_add(1, Ordering::Relaxed);
+    let dropped = |failing: &mut bool, lost: usize, problem: String| {
+        cluster.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         if !std::mem::replace(failing, true) {
             tracing::warn!("{problem}; messages to other nodes are dropped until it answers");
         }
     };
     loop {
-        let payload = tokio::select! {
+        let count_message =
+            |channel, count| cluster.envelope(super::bus::Message::Count { channel, count });
+        let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
-            next = queue.recv() => match next {
-                Some(payload) => payload,
+            next = lanes.next_batch(&cluster.outbox, count_message) => match next {
+                Some(batch) if batch.is_empty() => continue,
+                Some(batch) => batch,
                 None => return,
             },
         };
@@ -108,7 +112,11 @@ pub async fn publish_loop(
                     delay = FIRST_RETRY;
                 }
                 Err(error) => {
-                    dropped(&mut failing, format!("cannot publish to Redis ({error})"));
+                    dropped(
+                        &mut failing,
+                        batch.len(),
+                        format!("cannot publish to Redis ({error})"),
+                    );
                     if !back_off(&mut delay, &shutdown).await {
                         return;
                     }
@@ -119,14 +127,16 @@ pub async fn publish_loop(
         let Some(manager) = connection.as_mut() else {
             continue;
         };
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(payload)
-            .query_async(manager)
-            .await;
+        let mut pipeline = redis::pipe();
+        for payload in &batch {
+            pipeline.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        }
+        let published: redis::RedisResult<()> = pipeline.query_async(manager).await;
         match published {
-            Ok(_) => {
-                cluster.published.fetch_add(1, Ordering::Relaxed);
+            Ok(()) => {
+                cluster
+                    .published
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if failing {
                     tracing::info!("Publishing to Redis works again");
                     failing = false;
@@ -134,6 +144,7 @@ pub async fn publish_loop(
             }
             Err(error) => dropped(
                 &mut failing,
+                batch.len(),
                 format!("publishing to Redis failed ({error})"),
             ),
         }

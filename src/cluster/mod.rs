@@ -21,6 +21,7 @@
 pub mod bus;
 mod counts;
 mod link;
+mod outbox;
 mod peers;
 
 pub use link::{check_url, describe as describe_url, probe};
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::bus::{Envelope, MemberEntry, Message};
 use self::counts::RemoteCounts;
+use self::outbox::{Lane, Outbox};
 use self::peers::Peers;
 use crate::hub::{Frame, Hub, Notice};
 use crate::protocol::{ChannelName, SocketId};
@@ -48,10 +50,6 @@ pub const EXPIRY: Duration = Duration::from_secs(5);
 
 /// How long an HTTP API request waits for the other nodes' counts.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Messages waiting to be published; beyond this (Redis slow or away)
-/// new ones are dropped and counted.
-const OUTGOING_CAPACITY: usize = 65_536;
 
 /// Where the cluster's Redis is and how its keys are named.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +74,8 @@ type PendingQueries = HashMap<u64, mpsc::UnboundedSender<Vec<(String, usize)>>>;
 pub struct Cluster {
     node: String,
     hub: Hub,
-    outgoing: mpsc::Sender<String>,
+    /// What waits to be published (events first; counts coalesced).
+    outbox: Outbox,
     peers: Mutex<Peers>,
     /// Other nodes' subscriber counts, kept while webhooks watch them.
     counts: Mutex<RemoteCounts>,
@@ -92,12 +91,12 @@ impl Cluster {
     /// Starts the adapter: the Redis connections (retried until `shutdown`),
     /// heartbeats, expiry and the mirroring of `hub`'s changes.
     pub fn start(config: ClusterConfig, hub: Hub, shutdown: CancellationToken) -> Arc<Self> {
-        let (outgoing, queue) = mpsc::channel(OUTGOING_CAPACITY);
+        let (outbox, lanes) = Outbox::new();
         let node = hex::encode(rand::random::<[u8; 6]>());
         let cluster = Arc::new(Self {
             node,
             hub: hub.clone(),
-            outgoing,
+            outbox,
             peers: Mutex::new(Peers::default()),
             counts: Mutex::new(RemoteCounts::default()),
             pending: Mutex::new(HashMap::new()),
@@ -117,7 +116,7 @@ impl Cluster {
         tokio::spawn(link::publish_loop(
             cluster.clone(),
             config.clone(),
-            queue,
+            lanes,
             shutdown.clone(),
         ));
         tokio::spawn(link::subscribe_loop(
@@ -162,12 +161,10 @@ impl Cluster {
         receiver
     }
 
-    /// Tells the other nodes this node's subscriber count of `channel`.
+    /// Tells the other nodes this node's subscriber count of `channel`
+    /// (its latest, with the next round of publishing).
     pub fn share_count(&self, channel: &str, count: usize) {
-        self.send(Message::Count {
-            channel: channel.to_owned(),
-            count,
-        });
+        self.outbox.set_count(channel, count);
     }
 
     /// Subscribers of `channel` on the other nodes, as last told.
@@ -185,16 +182,25 @@ impl Cluster {
     }
 
     fn send(&self, message: Message) {
-        let envelope = Envelope {
-            node: self.node.clone(),
-            message,
+        let lane = match message {
+            Message::Event { .. } | Message::Terminate { .. } => Lane::Events,
+            _ => Lane::State,
         };
-        let Ok(text) = serde_json::to_string(&envelope) else {
+        let Some(text) = self.envelope(message) else {
             return;
         };
-        if self.outgoing.try_send(text).is_err() {
+        if !self.outbox.push(lane, text) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// `message` from this node, as published.
+    fn envelope(&self, message: Message) -> Option<String> {
+        serde_json::to_string(&Envelope {
+            node: self.node.clone(),
+            message,
+        })
+        .ok()
     }
 
     /// Has every other node deliver `frame` to its subscribers of `channel`.
