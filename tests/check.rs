@@ -1060,3 +1060,178 @@ fn webhook_receivers_get_a_signed_test_request() {
         "start the receiver, or fix the host and port in the webhook URL"
     );
 }
+
+/// M7 of the second attack pass: a per-address limit as large as the total
+/// lets one address take every connection; `check` says so, with the fix,
+/// and passes a limit below the total.
+#[test]
+fn a_per_address_limit_as_large_as_the_total_is_pointed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, findings) = check(
+        dir.path(),
+        &[
+            ("FLARUM_WS_MAX_CONNECTIONS", "1000".to_owned()),
+            ("FLARUM_WS_MAX_CONNECTIONS_PER_IP", "1000".to_owned()),
+        ],
+        &[],
+    );
+    assert_finding(
+        finding(&findings, "connections"),
+        "warn",
+        "one address can take every connection",
+        "FLARUM_WS_MAX_CONNECTIONS_PER_IP=100",
+    );
+    let (_, findings) = check(dir.path(), &[], &[]);
+    assert_finding(
+        finding(&findings, "connections"),
+        "pass",
+        "up to 50000 websockets in all, 1000 per client address",
+        "",
+    );
+}
+
+/// Issue 25, false pass 1: `check` judges with what the service will run:
+/// the unit's `EnvironmentFile` (where the README, the default file and
+/// `check`'s own fixes send admins) and its working directory, not the
+/// admin's shell. Run from elsewhere, the forum named there is found; a
+/// typo there fails with the nearest known name; a variable set only in the
+/// shell is pointed out; and a unit that would not find the forum fails.
+#[tokio::test]
+async fn check_judges_with_the_units_environment_file() {
+    let forum = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let rows = forum_rows(&port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sqlite_forum(forum.path(), "http://forum.example", &rows).await;
+    let etc = tempfile::tempdir().unwrap();
+    let defaults = etc.path().join("flarum-ws");
+    let unit = etc.path().join("flarum-ws.service");
+    std::fs::write(
+        &unit,
+        format!(
+            "[Service]\nEnvironmentFile=-{}\nExecStart=/usr/bin/flarum-ws serve\n",
+            defaults.display()
+        ),
+    )
+    .unwrap();
+    let unit_arg = unit.to_str().unwrap().to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |dir: &Path, shell: &[(&str, &str)]| {
+        let mut command = flarum_ws(dir);
+        command.envs(shell.iter().copied());
+        check_json(&mut command, &["--unit", &unit_arg])
+    };
+
+    // The forum root is in the environment file: found from anywhere.
+    std::fs::write(
+        &defaults,
+        format!("FLARUM_WS_ROOT={}\n", forum.path().display()),
+    )
+    .unwrap();
+    let (_, findings) = run(elsewhere.path(), &[]);
+    assert_finding(
+        finding(&findings, "service environment"),
+        "pass",
+        &format!("with the environment of {}", defaults.display()),
+        "",
+    );
+    assert!(
+        finding(&findings, "config.php")["message"]
+            .as_str()
+            .unwrap()
+            .contains(&forum.path().display().to_string()),
+        "{findings:#?}"
+    );
+
+    // A typo in the file: the service would refuse to start.
+    std::fs::write(
+        &defaults,
+        format!(
+            "FLARUM_WS_ROOT={}\nFLARUM_WS_PROT=2083\n",
+            forum.path().display()
+        ),
+    )
+    .unwrap();
+    let (code, findings) = run(elsewhere.path(), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let typo = findings
+        .iter()
+        .find(|f| f["check"] == "service environment" && f["status"] == "fail")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_finding(
+        typo,
+        "fail",
+        "unknown variable FLARUM_WS_PROT",
+        "did you mean FLARUM_WS_PORT?",
+    );
+    assert_in_troubleshooting(typo);
+
+    // A setting in the shell only: the service does not get it.
+    std::fs::write(
+        &defaults,
+        format!("FLARUM_WS_ROOT={}\n", forum.path().display()),
+    )
+    .unwrap();
+    let (_, findings) = run(elsewhere.path(), &[("FLARUM_WS_VERBOSE", "true")]);
+    let shell = findings
+        .iter()
+        .find(|f| f["check"] == "service environment" && f["status"] == "warn")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_finding(
+        shell,
+        "warn",
+        "FLARUM_WS_VERBOSE set in this shell only",
+        "put them in /etc/default/flarum-ws",
+    );
+
+    // No root in the file, check run from the forum: the service starts in
+    // / and would not find it.
+    std::fs::write(&defaults, "").unwrap();
+    let (code, findings) = run(forum.path(), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let lost = findings
+        .iter()
+        .find(|f| f["check"] == "service environment" && f["status"] == "fail")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_finding(
+        lost,
+        "fail",
+        "with no FLARUM_WS_ROOT: it will not find the forum",
+        &format!("add FLARUM_WS_ROOT={}", forum.path().display()),
+    );
+}
+
+/// Issue 25, false pass 2: a port below 1024 passed as root and with
+/// `--user`; the service's account cannot bind it.
+#[test]
+fn a_privileged_port_fails_for_an_account_that_cannot_bind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, findings) = check(
+        dir.path(),
+        &[("FLARUM_WS_PORT", "443".to_owned())],
+        &["--user", "nobody"],
+    );
+    assert_eq!(code, 1, "{findings:#?}");
+    let refused = findings
+        .iter()
+        .find(|f| f["check"] == "port" && f["status"] == "fail")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_finding(
+        refused,
+        "fail",
+        "port 443 is below 1024: nobody (named by --user) cannot bind it",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    );
+    assert_in_troubleshooting(refused);
+    let (_, findings) = check(
+        dir.path(),
+        &[("FLARUM_WS_PORT", "4443".to_owned())],
+        &["--user", "nobody"],
+    );
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["check"] != "port" || f["status"] != "fail"),
+        "{findings:#?}"
+    );
+}

@@ -379,6 +379,21 @@ async fn served_as_the_daemon(db: Server, websocket: Option<Value>) {
             && config.contains("flarum/realtime's default: always 1"),
         "{config}"
     );
+    // M7: one address cannot take every slot of the daemon's 1000.
+    let per_ip = config
+        .lines()
+        .find(|l| l.starts_with("max_connections_per_ip"))
+        .unwrap_or_default();
+    assert!(
+        per_ip.contains("100") && per_ip.contains("a tenth of max-connections"),
+        "{config}"
+    );
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "connections"),
+        "pass",
+        "up to 1000 websockets in all, 100 per client address",
+        "",
+    );
     let mut server = serve(&forum);
 
     let mut alice = Tab::open(&forum, "alice", &["private-user=1"]);

@@ -16,6 +16,7 @@ mod nginx_timeout;
 mod port;
 mod service_user;
 mod setup;
+mod unit_env;
 mod webhooks;
 
 use serde::Serialize;

@@ -3,7 +3,7 @@
 //! read from the installed unit's `User=` (drop-ins from `systemctl edit`
 //! win), else the account running `check`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::tls::access::Account;
 
@@ -35,47 +35,25 @@ fn user_in(text: &str) -> Option<String> {
     user
 }
 
-/// The `User=` of `flarum-ws.service` under `directories`, and the file
-/// that set it: the unit as systemd would load it (the first directory
-/// holding it), then its drop-ins in order.
-pub fn unit_user(directories: &[&str]) -> Option<(String, PathBuf)> {
-    let unit = directories
-        .iter()
-        .map(|dir| Path::new(dir).join("flarum-ws.service"))
-        .find(|path| path.is_file())?;
-    let mut found = std::fs::read_to_string(&unit)
-        .ok()
-        .and_then(|text| user_in(&text))
-        .map(|user| (user, unit.clone()));
-    let mut drop_ins: Vec<PathBuf> = directories
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(Path::new(dir).join("flarum-ws.service.d")).ok())
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    drop_ins.sort_by_key(|path| path.file_name().map(ToOwned::to_owned));
-    for drop_in in drop_ins {
-        if let Some(user) = std::fs::read_to_string(&drop_in)
-            .ok()
-            .and_then(|text| user_in(&text))
-        {
-            found = Some((user, drop_in));
-        }
-    }
-    found
+/// The last `User=` of `files` (a unit as systemd would load it, then its
+/// drop-ins in order) and the file that set it.
+fn user_of(files: &[PathBuf]) -> Option<(String, PathBuf)> {
+    files.iter().rev().find_map(|file| {
+        let user = user_in(&std::fs::read_to_string(file).ok()?)?;
+        Some((user, file.clone()))
+    })
 }
 
-/// The account to judge file access for.
-pub fn service_user(named: Option<&str>) -> Result<ServiceUser, String> {
+/// The account to judge file access for: `named`, else the `User=` of
+/// `unit` (a unit and its drop-ins).
+pub fn service_user(named: Option<&str>, unit: &[PathBuf]) -> Result<ServiceUser, String> {
     if let Some(name) = named {
         return Ok(ServiceUser {
             account: Account::by_name(name)?,
             source: "named by --user".into(),
         });
     }
-    if let Some((name, unit)) = unit_user(&UNIT_DIRECTORIES) {
+    if let Some((name, unit)) = user_of(unit) {
         return Ok(ServiceUser {
             account: Account::by_name(&name)
                 .map_err(|e| format!("{e} (User= in {})", unit.display()))?,
@@ -90,6 +68,7 @@ pub fn service_user(named: Option<&str>) -> Result<ServiceUser, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::unit_env::unit_files;
     use super::*;
 
     #[test]
@@ -103,13 +82,16 @@ mod tests {
         )
         .unwrap();
         let dirs = [dir.to_str().unwrap()];
-        assert_eq!(unit_user(&dirs).unwrap().0, "www-data");
+        assert_eq!(
+            user_of(&unit_files(&dirs, "flarum-ws.service")).unwrap().0,
+            "www-data"
+        );
         std::fs::write(
             dir.join("flarum-ws.service.d/override.conf"),
             "[Service]\nUser=flarum\n",
         )
         .unwrap();
-        let (user, from) = unit_user(&dirs).unwrap();
+        let (user, from) = user_of(&unit_files(&dirs, "flarum-ws.service")).unwrap();
         assert_eq!(user, "flarum");
         assert!(from.ends_with("override.conf"));
     }

@@ -7,7 +7,9 @@ use super::certificate::check_certificate;
 use super::live::{LiveOptions, check_live};
 use super::nginx_timeout::{check_nginx_timeouts, default_files};
 use super::port::check_port;
-use super::service_user::service_user;
+use super::service_user::UNIT_DIRECTORIES;
+use super::service_user::{ServiceUser, service_user};
+use super::unit_env::{UnitEnvironment, judge, unit_files};
 use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
@@ -30,17 +32,34 @@ pub struct CheckInput {
     pub user: Option<String>,
     /// `--nginx-conf`: the nginx files to read (empty: the usual places).
     pub nginx_conf: Vec<PathBuf>,
+    /// `--unit`: the service's unit file (default: the installed
+    /// flarum-ws.service and its drop-ins, if any).
+    pub unit: Option<PathBuf>,
 }
 
 /// Runs every check that can run and returns all findings.
 pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let unit_files = match &input.unit {
+        Some(unit) => vec![unit.clone()],
+        None => unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"),
+    };
+    // Judged as the service will run: its unit's environment and working
+    // directory, when a unit is installed (or named).
+    let (environment, cwd) = match UnitEnvironment::read(&unit_files) {
+        Some(unit) => {
+            let judged = judge(&unit, input.environment, &input.cwd, input.root.is_some());
+            findings.extend(judged.findings);
+            (judged.environment, judged.cwd)
+        }
+        None => (input.environment, input.cwd),
+    };
     let gathered = match gather(LoadInput {
         flags: input.flags,
         config: input.config,
         root: input.root,
-        cwd: input.cwd,
-        environment: input.environment,
+        cwd,
+        environment,
     }) {
         Ok(gathered) => gathered,
         Err(error) => {
@@ -170,6 +189,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.push(check_origins(&resolved));
+    findings.push(check_connection_limits(settings));
     let nginx_files = if input.nginx_conf.is_empty() {
         default_files(forum.as_ref().and_then(|f| f.path.parent()))
     } else {
@@ -185,7 +205,10 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.extend(check_webhooks(settings).await);
-    let user = service_user(input.user.as_deref());
+    let user = service_user(input.user.as_deref(), &unit_files);
+    if let Some(finding) = check_privileged_port(settings.port, &user, &unit_files) {
+        findings.push(finding);
+    }
     findings.extend(check_certificate(settings, host.as_deref(), &user));
     if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
         findings.push(Finding::pass(
@@ -241,6 +264,78 @@ async fn check_redis(settings: &Settings) -> Option<Finding> {
             "start Redis (systemctl start redis-server) or fix redis_url; without it the nodes serve only their own clients",
         ),
     })
+}
+
+/// A port below the unprivileged range needs root or the capability to
+/// bind it; the service's account usually has neither (www-data in the
+/// shipped unit), whoever runs `check`.
+fn check_privileged_port(
+    port: u16,
+    user: &Result<ServiceUser, String>,
+    unit: &[PathBuf],
+) -> Option<Finding> {
+    let first_unprivileged =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if port == 0 || port >= first_unprivileged {
+        return None;
+    }
+    let Ok(user) = user else {
+        return None;
+    };
+    if user.account.uid == 0 {
+        return None;
+    }
+    let capable = unit.iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.trim().starts_with("AmbientCapabilities=")
+                    && line.contains("CAP_NET_BIND_SERVICE")
+            })
+        })
+    });
+    if capable {
+        return None;
+    }
+    Some(Finding::fail(
+        "port",
+        format!(
+            "port {port} is below {first_unprivileged}: {} ({}) cannot bind it, so the service would fail to start",
+            user.account.name, user.source
+        ),
+        format!(
+            "choose a port of {first_unprivileged} or more (and put a proxy on {port}), or let the service bind it: systemctl edit flarum-ws, then [Service] AmbientCapabilities=CAP_NET_BIND_SERVICE"
+        ),
+    ))
+}
+
+/// The connection limits, and whether one address could take them all.
+fn check_connection_limits(settings: &Settings) -> Finding {
+    let limits = &settings.limits;
+    let (max, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
+    let behind = if settings.trusted_proxies.is_empty() {
+        String::new()
+    } else {
+        "; behind the trusted proxy, the address it names (a proxy that names none is held to the total only)".to_owned()
+    };
+    if per_ip >= max {
+        return Finding::warn(
+            "connections",
+            format!(
+                "up to {max} websockets in all and {per_ip} per client address: one address can take every connection, and everyone else is refused (4100)"
+            ),
+            format!(
+                "set max_connections_per_ip well below max_connections, e.g. FLARUM_WS_MAX_CONNECTIONS_PER_IP={} in /etc/default/flarum-ws",
+                (max / 10).max(1)
+            ),
+        );
+    }
+    Finding::pass(
+        "connections",
+        format!("up to {max} websockets in all, {per_ip} per client address{behind}"),
+    )
 }
 
 fn is_loopback(host: &str) -> bool {

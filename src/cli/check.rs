@@ -27,6 +27,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
             idle: args.idle.map(std::time::Duration::from_secs),
         }),
         nginx_conf: args.nginx_conf.clone(),
+        unit: args.unit.clone(),
         user: args.user.clone(),
     };
     let findings = runtime()?.block_on(run_checks(input));

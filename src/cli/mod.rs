@@ -74,6 +74,9 @@ pub struct CheckArgs {
     /// Read these nginx configuration files for the proxy_read_timeout in front of flarum-ws, instead of /etc/nginx/nginx.conf, /etc/nginx/conf.d/*.conf, /etc/nginx/sites-enabled/* and the forum's .nginx.conf.
     #[arg(long = "nginx-conf", value_name = "FILE")]
     pub nginx_conf: Vec<std::path::PathBuf>,
+    /// Judge as this systemd unit runs the server (its EnvironmentFile, Environment= and WorkingDirectory=), instead of the installed flarum-ws.service and its drop-ins.
+    #[arg(long, value_name = "FILE")]
+    pub unit: Option<std::path::PathBuf>,
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
-pub use sources::{ForumLayer, Sources, load_sources};
+pub use sources::{
+    ForumLayer, Sources, is_known_variable, known_variables, load_sources, nearest_known_variable,
+};
 pub use value::Secret;
 pub use webhook::{WebhookKind, WebhookList, WebhookTarget};
 
@@ -86,11 +88,12 @@ pub enum ConfigError {
         value: String,
         problem: String,
     },
-    #[error("unknown {origin} variable {name}; known variables: {known}")]
+    #[error("unknown {origin} variable {name}; {hint}")]
     UnknownVariable {
         origin: String,
         name: String,
-        known: String,
+        /// The nearest known name, or the list of them.
+        hint: String,
     },
     #[error("cannot read {path}: {message}")]
     DotEnv { path: PathBuf, message: String },

@@ -36,6 +36,36 @@ pub struct Sources {
     pub root: Option<PathBuf>,
 }
 
+/// Every `FLARUM_WS_*` variable flarum-ws reads.
+pub fn known_variables() -> Vec<&'static str> {
+    let mut names: Vec<&str> = VARIABLES.iter().map(|(_, var)| *var).collect();
+    names.extend(META_VARIABLES);
+    names
+}
+
+pub fn is_known_variable(name: &str) -> bool {
+    META_VARIABLES.contains(&name) || VARIABLES.iter().any(|(_, var)| *var == name)
+}
+
+/// The known variable closest to `name`, when one is close (a typo).
+pub fn nearest_known_variable(name: &str) -> Option<&'static str> {
+    known_variables()
+        .into_iter()
+        .map(|known| (strsim::levenshtein(name, known), known))
+        .filter(|(distance, _)| *distance <= 3)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// What to say after an unknown variable's name: the known one closest to
+/// it, else the whole list.
+fn unknown_variable_hint(name: &str) -> String {
+    match nearest_known_variable(name) {
+        Some(nearest) => format!("did you mean {nearest}?"),
+        None => format!("known variables: {}", known_variables().join(", ")),
+    }
+}
+
 /// Keeps the `FLARUM_WS_*` variables and refuses unknown ones (a typo in a
 /// variable name must not silently fall back to a default).
 fn our_variables(
@@ -47,15 +77,11 @@ fn our_variables(
         if !name.starts_with("FLARUM_WS_") {
             continue;
         }
-        let known = META_VARIABLES.contains(&name.as_str())
-            || VARIABLES.iter().any(|(_, var)| *var == name);
-        if !known {
-            let mut names: Vec<&str> = VARIABLES.iter().map(|(_, var)| *var).collect();
-            names.extend(META_VARIABLES);
+        if !is_known_variable(&name) {
             return Err(ConfigError::UnknownVariable {
                 origin: origin.to_owned(),
+                hint: unknown_variable_hint(&name),
                 name,
-                known: names.join(", "),
             });
         }
         ours.insert(name, value);
@@ -270,7 +296,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("FLARUM_WS_PROT"), "{err}");
+        assert!(
+            err.contains("FLARUM_WS_PROT") && err.contains("did you mean FLARUM_WS_PORT?"),
+            "{err}"
+        );
         let err = load_sources(
             PartialSettings::default(),
             Some("missing.yaml".into()),

@@ -130,6 +130,14 @@ pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError>
         ("port", format!("{derived}: 6001")),
         ("max_connections", format!("{derived}: 1000")),
         (
+            "max_connections_per_ip",
+            "a tenth of max-connections (flarum/realtime has no per-address limit, so one address could take every slot)".to_owned(),
+        ),
+        (
+            "trusted_proxies",
+            "a proxy on this machine (nginx in front of the daemon's port) names the client".to_owned(),
+        ),
+        (
             "allowed_origins",
             format!("{derived}: the forum url's host"),
         ),
@@ -162,6 +170,8 @@ pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError>
         host: server_host,
         port: Some(port),
         max_connections: Some(max_connections),
+        max_connections_per_ip: Some((max_connections / 10).max(1)),
+        trusted_proxies: Some(vec!["127.0.0.1".to_owned(), "::1".to_owned()]),
         allowed_origins: Some(allowed),
         require_origin: Some(true),
         client_events: Some(true),

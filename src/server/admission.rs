@@ -10,12 +10,24 @@ use hyper::HeaderMap;
 /// The client's address: the peer, or, when the peer is a trusted proxy,
 /// the address it reports (`X-Forwarded-For`'s last hop, else `X-Real-IP`).
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
+    identified_client(peer, headers, trusted_proxies).unwrap_or(peer.ip().to_canonical())
+}
+
+/// The client's address when it is known: the peer itself, or what a
+/// trusted proxy says. `None` when a trusted proxy does not say: it carries
+/// many clients, and counting them all as one address would hold the whole
+/// forum to one address's limit.
+pub fn identified_client(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trusted_proxies: &[IpAddr],
+) -> Option<IpAddr> {
     let peer_ip = peer.ip().to_canonical();
     if !trusted_proxies
         .iter()
         .any(|trusted| trusted.to_canonical() == peer_ip)
     {
-        return peer_ip;
+        return Some(peer_ip);
     }
     let forwarded = headers
         .get("x-forwarded-for")
@@ -28,7 +40,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &[IpAdd
             .and_then(|v| v.to_str().ok())
             .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
     };
-    forwarded.or_else(real).unwrap_or(peer_ip)
+    forwarded.or_else(real)
 }
 
 /// Whether a browser from `origin` may connect. Browsers always send
@@ -147,6 +159,12 @@ mod tests {
         assert_eq!(
             client_ip(proxy, &headers, &[]),
             "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        // A trusted proxy that does not say who the client is.
+        assert_eq!(identified_client(proxy, &HeaderMap::new(), &trusted), None);
+        assert_eq!(
+            identified_client(stranger, &HeaderMap::new(), &trusted),
+            Some("198.51.100.2".parse::<IpAddr>().unwrap())
         );
     }
 

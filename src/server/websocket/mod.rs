@@ -27,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::admission::{SlotRefused, client_ip, origin_allowed};
+use super::admission::{SlotRefused, identified_client, origin_allowed};
 use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
@@ -173,12 +173,15 @@ pub fn upgrade(
     // The slot travels with the session and is given back when it ends.
     let mut slot = None;
     if admission == Admission::Accept {
-        let ip = client_ip(peer, request.headers(), &settings.trusted_proxies);
         let limits = &settings.limits;
-        match ctx
-            .slots
-            .try_admit(ip, limits.max_connections, limits.max_connections_per_ip)
-        {
+        // Behind a trusted proxy that does not name the client, only the
+        // total applies (the proxy's address stands for everyone).
+        let (ip, per_ip) =
+            match identified_client(peer, request.headers(), &settings.trusted_proxies) {
+                Some(ip) => (ip, limits.max_connections_per_ip),
+                None => (peer.ip().to_canonical(), usize::MAX),
+            };
+        match ctx.slots.try_admit(ip, limits.max_connections, per_ip) {
             Ok(admitted) => slot = Some(admitted),
             Err(refused) => {
                 let message = match refused {
