@@ -699,6 +699,22 @@ async fn typing_is_relayed_as_the_daemon_does(db: Server) {
     }
     assert!(guest.events_until_mark().is_empty());
 
+    // I2 of the second attack pass: a `time` that is not a number (any JSON
+    // the client likes, up to a message's size) is not relayed.
+    alice.typing(
+        "private-typing=5",
+        json!({"time": {"payload": "x".repeat(1000)}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    mark(&forum);
+    let seen = bob.events_until_mark();
+    assert_eq!(seen.len(), 1, "bob: {seen:#?}");
+    assert_eq!(seen[0]["data"]["displayName"], "Ally", "{seen:#?}");
+    assert_eq!(seen[0]["data"]["time"], Value::Null, "{seen:#?}");
+    for tab in [&mut alice, &mut carol, &mut dave, &mut guest] {
+        tab.events_until_mark();
+    }
+
     // Only the server speaks on the identified channels: a vetted viewer's
     // own event there (any name, claimed) is refused, not relayed.
     carol.send(json!({"trigger": ["private-typingIdentified=5", "client-typing", {"displayName": "FORGED"}]}));
@@ -1247,7 +1263,8 @@ async fn compose_typing_is_throttled_per_user_and_hides_who_hides() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let forum = forum2(Server::Postgres, Some(json!({})), "username").await;
-    let _server = serve(&forum);
+    let server = serve(&forum);
+    let pid = server.child.id();
     let mut guest = Tab::open(&forum, "guest", &[]);
     guest.subscribe(&["public", "public-index-typing"]);
 
@@ -1322,6 +1339,7 @@ async fn compose_typing_is_throttled_per_user_and_hides_who_hides() {
     let mut stats =
         common::databases::admin(Server::Postgres, &forum.db_name, forum.root.path()).await;
     let before = transactions(&mut stats, &forum.db_name).await;
+    let rss_before = common::process::rss_kib(pid);
     for round in 0..10 {
         for (n, tab) in tabs.iter_mut().enumerate() {
             let tags = json!([1, 100 + round * 40 + n]);
@@ -1330,13 +1348,20 @@ async fn compose_typing_is_throttled_per_user_and_hides_who_hides() {
         tokio::time::sleep(Duration::from_millis(90)).await;
     }
     let after = transactions(&mut stats, &forum.db_name).await;
+    let rss_after = common::process::rss_kib(pid);
     // Our own read of the view counts too.
     let spent = after - before;
     eprintln!(
-        "400 compose signals from one user in a second: {spent} transactions on the forum database"
+        "400 compose signals from one user in a second: {spent} transactions on the forum database; RSS {rss_before} KiB before, {rss_after} KiB after"
     );
     assert!(spent < 200, "{spent} transactions for 400 signals");
+    // I3: the flood leaves no memory behind (88 MB stayed after it).
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
     drop(tabs);
+    drop(server);
 }
 
 /// A forum caching in Redis (fof/redis) keeps flarum/realtime's restart

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{Running, flarum_ws, start};
+use common::process::{Running, flarum_ws, rss_kib, start};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -32,17 +32,6 @@ fn server(dir: &Path, envs: &[(&str, &str)]) -> Running {
         .envs(envs.iter().copied())
         .args(["serve", "--host", "127.0.0.1", "--port", "0"]);
     start(&mut command)
-}
-
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 /// Open file descriptors of `pid`.

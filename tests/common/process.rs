@@ -158,3 +158,13 @@ impl BrowserTab {
         line.trim().to_owned()
     }
 }
+
+/// Resident memory of process `pid`, in KiB (from /proc/PID/status).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
