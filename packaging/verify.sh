@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the artefacts packaging/build.sh made, as an admin would meet them:
 # lintian's verdict on the .deb; `dpkg -i`; the installed binary, unit, man
-# page and completions; `flarum-ws check` against a SQLite forum root; then
+# page and completions; `flarum-ws check` against a SQLite forum root (named
+# in /etc/default/flarum-ws, as the service reads it); then
 # `dpkg --purge` leaves none of the package's files behind. Also unpacks the
 # tarball and runs the binary in it, and prints the newest glibc symbol the
 # binary needs (the README's baseline). Run as root, after build.sh.
@@ -97,7 +98,17 @@ db.executemany('INSERT INTO settings VALUES (?, ?)', [
 ])
 db.commit()
 PY
-if (cd "$forum" && flarum-ws check); then pass "flarum-ws check passes in a SQLite forum root"; else fail "flarum-ws check failed in a SQLite forum root"; fi
+# check judges as the installed service runs: with the shipped
+# /etc/default/flarum-ws (FLARUM_WS_ROOT=/var/www/flarum, no forum there) it
+# fails, even run from the forum's root; with the root set there, as the
+# README says, it passes from anywhere.
+if (cd "$forum" && flarum-ws check >/dev/null); then
+  fail "flarum-ws check passed although the service's FLARUM_WS_ROOT names no forum"
+else
+  pass "flarum-ws check fails while /etc/default/flarum-ws names no forum"
+fi
+sed -i "s|^FLARUM_WS_ROOT=.*|FLARUM_WS_ROOT=$forum|" /etc/default/flarum-ws
+if (cd / && flarum-ws check); then pass "flarum-ws check passes with the forum root in /etc/default/flarum-ws"; else fail "flarum-ws check failed with the forum root in /etc/default/flarum-ws"; fi
 rm -rf "$forum"
 
 echo "== dpkg --purge"
