@@ -34,8 +34,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// its bookkeeping). Left to itself it grows to megabytes for a client that
 /// stops reading, memory outside every bound of ours and a delay before the
 /// stall is noticed; capped, a stalled client fills its own bounded queue in
-/// a moment and is dropped with 4100. 128 KiB still carries any burst of
-/// forum events to a reading client.
+/// a moment and is dropped with 4100. A reading client drains 128 KiB as
+/// fast as any larger buffer; a burst beyond it waits in the socket's queue.
 const SEND_BUFFER_BYTES: usize = 128 * 1024;
 
 pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {

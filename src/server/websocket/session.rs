@@ -405,7 +405,8 @@ fn handle_message(handler: &mut Handler, message: Message) {
 }
 
 /// Puts `first` and whatever else is already queued (up to [`MAX_BATCH`]
-/// frames and [`MAX_BATCH_BYTES`]) into the outbox. Returns how many messages and payload bytes it holds.
+/// frames and [`MAX_BATCH_BYTES`]) into the outbox. Returns how many
+/// messages and payload bytes it holds.
 fn fill_batch(
     outbox: &mut Outbox,
     first: Frame,
