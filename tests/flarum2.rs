@@ -1459,3 +1459,29 @@ async fn both_or_neither_realtime_extension_is_an_error_naming_them() {
         );
     }
 }
+
+/// Issue 25, false pass 4: a misspelt key in config.php's `websocket` array
+/// (`server_port` for `server-port`) changes nothing, silently; `check`
+/// names it with the key that was meant.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn a_misspelt_websocket_key_is_named_with_the_one_meant() {
+    let forum = forum2(
+        Server::Sqlite,
+        Some(json!({"server_port": 6002})),
+        "username",
+    )
+    .await;
+    let (_, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let typo = findings
+        .iter()
+        .find(|f| f["check"] == "config.php" && f["status"] == "warn")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    common::checking::assert_finding(
+        typo,
+        "warn",
+        "'websocket' => ['server_port' => …] is not a setting",
+        "did you mean 'server-port'?",
+    );
+    common::checking::assert_in_troubleshooting(typo);
+}

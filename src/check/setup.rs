@@ -181,6 +181,9 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
 
     findings.push(check_port(&settings.host, settings.port));
     let realtime = extension == Some(Extension::Realtime);
+    if let Some(config) = forum.as_ref().filter(|_| realtime) {
+        findings.extend(check_websocket_keys(config));
+    }
     findings.push(check_bind_address(settings, realtime));
     if let Some(finding) = check_scheme(settings, forum.as_ref(), realtime) {
         findings.push(finding);
@@ -309,6 +312,31 @@ fn check_privileged_port(
             "choose a port of {first_unprivileged} or more (and put a proxy on {port}), or let the service bind it: systemctl edit flarum-ws, then [Service] AmbientCapabilities=CAP_NET_BIND_SERVICE"
         ),
     ))
+}
+
+/// Keys of config.php's `websocket` array that flarum/realtime does not
+/// read: a typo there changes nothing, silently.
+fn check_websocket_keys(config: &ForumConfig) -> Vec<Finding> {
+    crate::forum::unknown_websocket_keys(&config.websocket)
+        .into_iter()
+        .map(|(key, nearest)| {
+            let instead = match nearest {
+                Some(known) => format!("did you mean '{known}'? rename it"),
+                None => format!(
+                    "remove it; the keys read are {}",
+                    crate::forum::WEBSOCKET_KEYS.join(", ")
+                ),
+            };
+            Finding::warn(
+                "config.php",
+                format!(
+                    "{}: 'websocket' => ['{key}' => …] is not a setting flarum/realtime (or flarum-ws) reads, so it changes nothing",
+                    config.path.display()
+                ),
+                format!("{instead} in config.php's 'websocket' array"),
+            )
+        })
+        .collect()
 }
 
 /// The connection limits, and whether one address could take them all.

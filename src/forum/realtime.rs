@@ -69,6 +69,44 @@ fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
+/// The keys of config.php's `websocket` array that flarum/realtime reads
+/// (its `Settings.php`); the daemon ignores any other.
+pub const WEBSOCKET_KEYS: [&str; 12] = [
+    "server-host",
+    "server-port",
+    "js-client-host",
+    "js-client-port",
+    "js-client-secure",
+    "php-client-host",
+    "php-client-port",
+    "php-client-secure",
+    "php-client-timeout",
+    "app-key",
+    "app-secret",
+    "max-connections",
+];
+
+/// Keys of the `websocket` array that nothing reads, each with the known
+/// key closest to it (a typo such as `server_port` silently does nothing).
+pub fn unknown_websocket_keys(websocket: &Value) -> Vec<(String, Option<&'static str>)> {
+    let Some(entries) = websocket.as_object() else {
+        return Vec::new();
+    };
+    entries
+        .keys()
+        .filter(|key| !WEBSOCKET_KEYS.contains(&key.as_str()))
+        .map(|key| {
+            let nearest = WEBSOCKET_KEYS
+                .iter()
+                .map(|known| (strsim::levenshtein(key, known), *known))
+                .filter(|(distance, _)| *distance <= 3)
+                .min_by_key(|(distance, _)| *distance)
+                .map(|(_, known)| known);
+            (key.clone(), nearest)
+        })
+        .collect()
+}
+
 /// A value of the `websocket` array as text (PHP arrays may hold numbers).
 fn entry(websocket: &Value, key: &str) -> Option<String> {
     match websocket.get(key)? {
@@ -185,6 +223,21 @@ pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_websocket_key_is_named_with_the_nearest_known_one() {
+        let websocket =
+            serde_json::json!({"server_port": 6002, "server-host": "127.0.0.1", "colour": "red"});
+        let mut unknown = unknown_websocket_keys(&websocket);
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            vec![
+                ("colour".to_owned(), None),
+                ("server_port".to_owned(), Some("server-port"))
+            ]
+        );
+    }
 
     #[test]
     fn the_enabled_extension_is_read_from_the_list() {
