@@ -17,13 +17,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Finding;
+use crate::config::proxy_read_timeout_secs;
 use crate::protocol::messages::outgoing;
-
-/// The `proxy_read_timeout` to suggest: the keepalive, the time a ping may
-/// wait for its answer, and a minute to spare (as `nginx-snippet` prints).
-pub fn suggested_read_timeout(activity_timeout: Duration, pong_timeout: Duration) -> u64 {
-    activity_timeout.as_secs() + pong_timeout.as_secs() + 60
-}
 
 /// Holds `ws` (just connected to `url`) as an idle pusher-js tab for
 /// `idle`, pinging after `activity_timeout` of silence and answering the
@@ -100,7 +95,7 @@ fn cut(url: &str, after: Duration, activity_timeout: Duration, pong_timeout: Dur
         ),
         format!(
             "raise the proxy's idle timeout: nginx: proxy_read_timeout {}s; in the location that proxies to flarum-ws, then nginx -t && systemctl reload nginx; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT, now {activity} s) below the proxy's limit (Cloudflare cuts idle websockets after 100 s)",
-            suggested_read_timeout(activity_timeout, pong_timeout)
+            proxy_read_timeout_secs(activity_timeout, pong_timeout)
         ),
     )
 }

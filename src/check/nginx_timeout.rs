@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Finding;
-use super::idle::suggested_read_timeout;
+use crate::config::proxy_read_timeout_secs;
 
 /// nginx's own `proxy_read_timeout` when no block sets one.
 const NGINX_DEFAULT: Duration = Duration::from_secs(60);
@@ -87,7 +87,7 @@ pub fn check_nginx_timeouts(
                 ),
                 format!(
                     "set proxy_read_timeout {}s; in that block, then nginx -t && systemctl reload nginx; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT) to 30",
-                    suggested_read_timeout(activity_timeout, pong_timeout)
+                    proxy_read_timeout_secs(activity_timeout, pong_timeout)
                 ),
             ));
         } else if let Some(block) = blocks.first() {

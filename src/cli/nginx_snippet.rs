@@ -92,7 +92,10 @@ fn values(loaded: &Loaded, args: &SnippetArgs) -> Values {
     Values {
         realtime: realtime_ports(loaded),
         port: settings.port,
-        read_timeout: settings.activity_timeout.as_secs() + settings.pong_timeout.as_secs() + 60,
+        read_timeout: crate::config::proxy_read_timeout_secs(
+            settings.activity_timeout,
+            settings.pong_timeout,
+        ),
         server_name,
         forum_root,
         certificate,

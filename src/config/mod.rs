@@ -19,7 +19,8 @@ use std::time::Duration;
 
 pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
 pub use sources::{
-    ForumLayer, Sources, is_known_variable, known_variables, load_sources, nearest_known_variable,
+    ForumLayer, Sources, is_known_variable, known_variables, load_sources, nearest,
+    nearest_known_variable,
 };
 pub use value::Secret;
 pub use webhook::{WebhookKind, WebhookList, WebhookTarget};
@@ -272,4 +273,15 @@ pub fn resolve(sources: Sources) -> Result<Resolved, ConfigError> {
     let mut resolved = fields::into_settings(merged, provenance, forum)?;
     resolved.overrides = overrides;
     Ok(resolved)
+}
+
+/// The `proxy_read_timeout` a proxy in front needs so it never cuts an idle,
+/// healthy connection: the keepalive, the time a ping may wait for its
+/// answer, and a minute to spare. `nginx-snippet` prints it and `check`
+/// suggests it.
+pub fn proxy_read_timeout_secs(
+    activity_timeout: std::time::Duration,
+    pong_timeout: std::time::Duration,
+) -> u64 {
+    activity_timeout.as_secs() + pong_timeout.as_secs() + 60
 }

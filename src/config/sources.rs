@@ -47,14 +47,20 @@ pub fn is_known_variable(name: &str) -> bool {
     META_VARIABLES.contains(&name) || VARIABLES.iter().any(|(_, var)| *var == name)
 }
 
-/// The known variable closest to `name`, when one is close (a typo).
-pub fn nearest_known_variable(name: &str) -> Option<&'static str> {
-    known_variables()
+/// Of `known`, the name closest to `name` when one is close enough to be
+/// what a typo meant.
+pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
         .into_iter()
-        .map(|known| (strsim::levenshtein(name, known), known))
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
         .filter(|(distance, _)| *distance <= 3)
         .min_by_key(|(distance, _)| *distance)
-        .map(|(_, known)| known)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The known variable closest to `name`, when one is close (a typo).
+pub fn nearest_known_variable(name: &str) -> Option<&'static str> {
+    nearest(name, known_variables())
 }
 
 /// What to say after an unknown variable's name: the known one closest to

@@ -95,15 +95,7 @@ pub fn unknown_websocket_keys(websocket: &Value) -> Vec<(String, Option<&'static
     entries
         .keys()
         .filter(|key| !WEBSOCKET_KEYS.contains(&key.as_str()))
-        .map(|key| {
-            let nearest = WEBSOCKET_KEYS
-                .iter()
-                .map(|known| (strsim::levenshtein(key, known), *known))
-                .filter(|(distance, _)| *distance <= 3)
-                .min_by_key(|(distance, _)| *distance)
-                .map(|(_, known)| known);
-            (key.clone(), nearest)
-        })
+        .map(|key| (key.clone(), crate::config::nearest(key, WEBSOCKET_KEYS)))
         .collect()
 }
 

@@ -3,10 +3,9 @@
 //! prints is what a user would notice: every change of connection state (a
 //! reconnect), the subscription, and events.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -44,15 +43,7 @@ impl IdleTab {
             .spawn()
             .expect("node and tests/conformance's npm packages");
         let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    let _ = tx.send(value);
-                }
-            }
-        });
+        let lines = super::process::json_lines(child.stdout.take().unwrap());
         Self {
             child,
             _stdin: stdin,
