@@ -399,6 +399,65 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
     );
 }
 
+/// The Kyrne extension's "Force secure" switch on an http forum: its pages
+/// open wss:// and its PHP side posts over https://, so a plain port fails,
+/// `--live` included (the probe takes the browsers' wss://).
+#[tokio::test]
+async fn force_secure_on_an_http_forum_needs_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut rows = vec![
+        ("kyrne-websocket.app_id", "78"),
+        (
+            "kyrne-websocket.app_key",
+            "forumkey0123456789abcdefghijklmn",
+        ),
+        (
+            "kyrne-websocket.app_secret",
+            "forumsecret0123456789abcdefghijk",
+        ),
+        ("kyrne-websocket.app_port", port.as_str()),
+        ("kyrne-websocket.app_host", "127.0.0.1"),
+        ("kyrne-websocket.force_secure", "1"),
+    ];
+    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let mut server = start(flarum_ws(dir.path()).args(["serve"]));
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
+    assert_eq!(code, 1, "{findings:?}");
+    let https = finding(&findings, "https");
+    assert_eq!(https["status"], "fail", "{https}");
+    assert!(
+        https["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Force secure\" switch is on"),
+        "{https}"
+    );
+    assert_in_troubleshooting(https);
+    let live = finding(&findings, "live");
+    assert_eq!(live["status"], "fail", "{live}");
+
+    // Switched off, the same plain port passes, the live round trip over ws://.
+    server.stop_cleanly();
+    std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
+    rows.pop();
+    rows.push(("kyrne-websocket.force_secure", "0"));
+    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let mut server = start(flarum_ws(dir.path()).args(["serve"]));
+    let (_, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
+    assert!(
+        !findings.iter().any(|f| f["check"] == "https"),
+        "{findings:?}"
+    );
+    let live = finding(&findings, "live");
+    assert_eq!(live["status"], "pass", "{findings:?}");
+    assert!(
+        live["message"].as_str().unwrap().contains("ws://127.0.0.1"),
+        "{live}"
+    );
+    server.stop_cleanly();
+}
+
 /// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
 fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
     check(dir, envs, args)

@@ -93,21 +93,39 @@ where
     }
 }
 
+/// What the forum's pages do: the host they connect to, the port and
+/// scheme when it is not the default, and the Origin they send.
+pub struct Browsers {
+    pub host: String,
+    /// `(port, tls)`, e.g. flarum/realtime's js-client port and scheme.
+    pub port: Option<(u16, bool)>,
+    /// The forum's origin (`scheme://host[:port]` of its url), which the
+    /// server's allowed origins are held to; without a forum, the host's.
+    pub origin: Option<String>,
+}
+
+impl Browsers {
+    fn origin_for(&self, target: &Target) -> String {
+        self.origin.clone().unwrap_or_else(|| {
+            format!(
+                "{}://{}",
+                target.scheme("https", "http"),
+                target.server_name
+            )
+        })
+    }
+}
+
 /// The handshake request for `url` with the Origin a browser on the
 /// forum's pages sends (flarum/realtime refuses a websocket without one).
 fn with_origin(
     url: &str,
-    target: &Target,
+    origin: &str,
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = url
         .into_client_request()
         .expect("the probe's URL is well-formed");
-    let origin = format!(
-        "{}://{}",
-        target.scheme("https", "http"),
-        target.server_name
-    );
     if let Ok(value) = origin.parse() {
         request.headers_mut().insert("Origin", value);
     }
@@ -116,7 +134,7 @@ fn with_origin(
 
 /// Opens a websocket to `target` as a browser would; the HTTP status
 /// when the upgrade is refused, `Ok(())` when it is accepted.
-async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
+async fn upgrade_status(target: &Target, key: &str, origin: &str) -> Result<(), Option<u16>> {
     let url = format!(
         "{}://{}:{}/app/{key}?protocol=7&client=js&version=8.4.0&flash=false",
         target.scheme("wss", "ws"),
@@ -128,7 +146,7 @@ async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
         .and_then(Result::ok)
         .ok_or(None)?;
     match within(tokio_tungstenite::client_async(
-        with_origin(&url, target),
+        with_origin(&url, origin),
         stream,
     ))
     .await
@@ -147,7 +165,7 @@ async fn upgrade_status(target: &Target, key: &str) -> Result<(), Option<u16>> {
 /// websockets to flarum-ws. Asking that proxy directly tells which.
 async fn refused_upgrade(
     settings: &Settings,
-    host: &str,
+    browsers: &Browsers,
     options: &LiveOptions,
     url: &str,
     status: u16,
@@ -170,9 +188,9 @@ async fn refused_upgrade(
                 .into(),
         );
     }
-    let local = local_proxy(host, options);
+    let local = local_proxy(&browsers.host, options);
     let shown = format!("{}:{}", local.address, local.port);
-    match upgrade_status(&local, &settings.app.key).await {
+    match upgrade_status(&local, &settings.app.key, &browsers.origin_for(&local)).await {
         Ok(()) => (
             format!(
                 "{answered}, while the proxy on this machine ({shown}) upgrades it: the Upgrade header is lost in front of it"
@@ -216,11 +234,11 @@ fn local_proxy(host: &str, options: &LiveOptions) -> Target {
 
 pub async fn check_live(
     settings: &Settings,
-    host: &str,
+    browsers: &Browsers,
     options: &LiveOptions,
-    browser_port: Option<(u16, bool)>,
 ) -> Vec<Finding> {
-    let browser = browser_target(settings, host, options, browser_port);
+    let host = browsers.host.as_str();
+    let browser = browser_target(settings, host, options, browsers.port);
     let url = format!(
         "{}://{}:{}/app/{}?protocol=7&client=js&version=8.4.0&flash=false",
         browser.scheme("wss", "ws"),
@@ -239,7 +257,7 @@ pub async fn check_live(
         }
     };
     let (mut ws, _) = match within(tokio_tungstenite::client_async(
-        with_origin(&url, &browser),
+        with_origin(&url, &browsers.origin_for(&browser)),
         stream,
     ))
     .await
@@ -247,7 +265,7 @@ pub async fn check_live(
         Some(Ok(pair)) => pair,
         Some(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();
-            let (message, fix) = refused_upgrade(settings, host, options, &url, status).await;
+            let (message, fix) = refused_upgrade(settings, browsers, options, &url, status).await;
             return fail(message, &fix);
         }
         Some(Err(error)) => {

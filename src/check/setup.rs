@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::certificate::check_certificate;
-use super::live::{LiveOptions, check_live};
+use super::live::{Browsers, LiveOptions, check_live};
 use super::nginx_timeout::{check_nginx_timeouts, default_files};
 use super::port::check_port;
 use super::service_user::UNIT_DIRECTORIES;
@@ -14,7 +14,7 @@ use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
 use crate::config::{PartialSettings, Resolved, Settings};
-use crate::forum::{Database, Extension, ForumConfig, read_forum_settings};
+use crate::forum::{Database, Extension, ForumConfig, ForumSettings, read_forum_settings};
 use crate::loading::{LoadInput, gather};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
@@ -185,7 +185,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.extend(check_websocket_keys(config));
     }
     findings.push(check_bind_address(settings, realtime));
-    if let Some(finding) = check_scheme(settings, forum.as_ref(), realtime) {
+    if let Some(finding) = check_scheme(settings, forum.as_ref(), forum_settings.as_ref()) {
         findings.push(finding);
     }
     if let Some(finding) = check_cloudflare(settings) {
@@ -231,12 +231,21 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 "see above",
             ));
         } else {
-            let name = host.unwrap_or_else(|| "127.0.0.1".into());
-            let browser_port = forum
-                .as_ref()
-                .filter(|_| realtime)
-                .map(realtime_browser_port);
-            findings.extend(check_live(settings, &name, &options, browser_port).await);
+            let browsers = Browsers {
+                host: host.unwrap_or_else(|| "127.0.0.1".into()),
+                port: match (forum.as_ref(), forum_settings.as_ref()) {
+                    (Some(forum), _) if realtime => Some(realtime_browser_port(forum)),
+                    (Some(forum), Some(extension)) => {
+                        kyrne_browser_port(settings, forum, extension)
+                    }
+                    _ => None,
+                },
+                origin: forum
+                    .as_ref()
+                    .and_then(|f| f.url.as_deref())
+                    .and_then(crate::forum::origin_of),
+            };
+            findings.extend(check_live(settings, &browsers, &options).await);
         }
     }
     findings
@@ -414,54 +423,34 @@ fn check_bind_address(settings: &Settings, realtime: bool) -> Finding {
 
 /// An https forum needs wss://: a browser on an https page never opens a
 /// plain ws:// connection, so a plain port without a proxy reaches nobody.
+/// The Kyrne extension's "Force secure" switch asks the same of an http
+/// forum: its pages open wss:// and its PHP side posts over https://.
 fn check_scheme(
     settings: &Settings,
     forum: Option<&ForumConfig>,
-    realtime: bool,
+    extension: Option<&ForumSettings>,
 ) -> Option<Finding> {
     let url = forum?.url.as_deref()?;
-    if !url.starts_with("https://") {
-        return None;
+    let https = url.starts_with("https://");
+    if extension.is_some_and(|e| e.extension == Extension::Realtime) {
+        return https.then(|| realtime_scheme(settings, url));
     }
-    if realtime {
-        return Some(if settings.tls.is_some() {
-            Finding::pass(
-                "https",
-                format!(
-                    "{url} is https; flarum-ws serves wss:// itself on port {}",
-                    settings.port
-                ),
-            )
-        } else if is_loopback(&settings.host) {
-            Finding::pass(
-                "https",
-                format!(
-                    "{url} is https; flarum-ws listens on {}:{} behind the proxy that serves wss:// to browsers",
-                    settings.host, settings.port
-                ),
-            )
-        } else {
-            Finding::fail(
-                "https",
-                format!(
-                    "the forum is served over https ({url}), so flarum/realtime's pages open wss:// on its js-client-port, but flarum-ws serves plain ws:// on port {}: every tab fails to connect",
-                    settings.port
-                ),
-                "put nginx in front: flarum-ws nginx-snippet prints the server block for the browsers' port and the config.php lines that move flarum-ws behind it; or set FLARUM_WS_TLS_CERT and FLARUM_WS_TLS_KEY (in /etc/default/flarum-ws) so flarum-ws serves TLS itself",
-            )
-        });
-    }
+    let force_secure = extension.is_some_and(|e| e.force_secure);
+    let why = match (https, force_secure) {
+        (true, _) => format!("{url} is https"),
+        (false, true) => {
+            format!("{url} is http, but the extension's \"Force secure\" switch is on")
+        }
+        (false, false) => return None,
+    };
     Some(if settings.reverse_proxy {
         Finding::pass(
             "https",
-            format!("{url} is https; the reverse proxy serves wss:// in front of flarum-ws"),
+            format!("{why}; the reverse proxy serves wss:// in front of flarum-ws"),
         )
     } else if settings.tls.is_some() {
-        Finding::pass(
-            "https",
-            format!("{url} is https; flarum-ws serves wss:// itself"),
-        )
-    } else {
+        Finding::pass("https", format!("{why}; flarum-ws serves wss:// itself"))
+    } else if https {
         Finding::fail(
             "https",
             format!(
@@ -470,7 +459,67 @@ fn check_scheme(
             ),
             "turn on \"Reverse Proxy Support\" on the extension's page and put nginx in front (flarum-ws nginx-snippet prints the configuration), or fill in the certificate and key there so flarum-ws serves TLS itself",
         )
+    } else {
+        Finding::fail(
+            "https",
+            format!(
+                "{why}: browsers open wss:// and the forum posts its events over https:// to port {}, but flarum-ws serves plain ws:// there, so every tab fails to connect and no event is delivered",
+                settings.port
+            ),
+            "turn \"Force secure\" off on the extension's page (the forum is http), or serve TLS: fill in the certificate and key there, or turn on \"Reverse Proxy Support\" and put nginx with TLS in front",
+        )
     })
+}
+
+/// An https Flarum 2 forum: flarum/realtime's pages open wss:// on its
+/// js-client-port.
+fn realtime_scheme(settings: &Settings, url: &str) -> Finding {
+    if settings.tls.is_some() {
+        Finding::pass(
+            "https",
+            format!(
+                "{url} is https; flarum-ws serves wss:// itself on port {}",
+                settings.port
+            ),
+        )
+    } else if is_loopback(&settings.host) {
+        Finding::pass(
+            "https",
+            format!(
+                "{url} is https; flarum-ws listens on {}:{} behind the proxy that serves wss:// to browsers",
+                settings.host, settings.port
+            ),
+        )
+    } else {
+        Finding::fail(
+            "https",
+            format!(
+                "the forum is served over https ({url}), so flarum/realtime's pages open wss:// on its js-client-port, but flarum-ws serves plain ws:// on port {}: every tab fails to connect",
+                settings.port
+            ),
+            "put nginx in front: flarum-ws nginx-snippet prints the server block for the browsers' port and the config.php lines that move flarum-ws behind it; or set FLARUM_WS_TLS_CERT and FLARUM_WS_TLS_KEY (in /etc/default/flarum-ws) so flarum-ws serves TLS itself",
+        )
+    }
+}
+
+/// Where the Kyrne extension's browsers connect when it is not the proxy's
+/// 443: its port, over TLS when the forum is https or "Force secure" is on.
+fn kyrne_browser_port(
+    settings: &Settings,
+    forum: &ForumConfig,
+    extension: &ForumSettings,
+) -> Option<(u16, bool)> {
+    if settings.reverse_proxy {
+        return None;
+    }
+    let https = forum
+        .url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    Some((
+        settings.port,
+        settings.tls.is_some() || https || extension.force_secure,
+    ))
 }
 
 /// Where flarum/realtime's browser side connects: `js-client-port`

@@ -21,7 +21,7 @@ pub use config_php::{DatabaseConfig, Driver, ForumConfig, read_config_php};
 pub use database::{Database, StatisticsRow};
 pub use identity::{Identities, Identity};
 pub use realtime::{Extension, KYRNE, REALTIME, WEBSOCKET_KEYS, unknown_websocket_keys};
-pub use settings::{ForumSettings, settings_from_rows};
+pub use settings::{ForumSettings, origin_of, settings_from_rows};
 pub use visibility::{Actor, Visibility};
 
 /// Why the forum could not be read; each message says what is wrong and

@@ -21,6 +21,11 @@ pub struct ForumSettings {
     pub display_name_driver: Option<String>,
     /// `flarum-realtime.index-typing-indicator-restricted`.
     pub index_typing_restricted: bool,
+    /// `kyrne-websocket.force_secure`, the Kyrne extension's "Force secure"
+    /// switch: browsers and the forum's PHP side use TLS (wss://, https://)
+    /// on the app host and port even when the forum's URL is http. flarum-ws
+    /// never serves TLS because of it; `check` holds the port to it.
+    pub force_secure: bool,
 }
 
 /// Each setting the extension's page sets, and its key in the settings
@@ -82,6 +87,13 @@ pub fn settings_from_rows(
                 .map(String::as_str),
         )
         .unwrap_or(false),
+        force_secure: extension == Extension::Kyrne
+            && switch(
+                values
+                    .get("kyrne-websocket.force_secure")
+                    .map(String::as_str),
+            )
+            .unwrap_or(false),
     })
 }
 
