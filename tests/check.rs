@@ -493,11 +493,14 @@ fn letsencrypt_layout(base: &Path, pki: &Pki) -> (std::path::PathBuf, std::path:
 
 /// Item 2: Let's Encrypt's permissions let root read the key but not the
 /// service's account. `check --user` judges for that account, names the
-/// directory that blocks and how to open it; once granted (by ACL) it
-/// passes. `serve` run as that account says the same.
+/// directory that blocks and how to open it in a way certbot's renewals
+/// keep; once granted it passes, and still passes after a renewal done as
+/// certbot does it (a new key with the old one's group and mode). `serve`
+/// run as that account says the same.
 #[test]
-#[ignore = "needs setfacl (Debian package acl)"]
+#[ignore = "needs root (chgrp to the service account's group)"]
 fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let pki = Pki::new();
     let base = tempfile::tempdir().unwrap();
     let (cert, key) = letsencrypt_layout(base.path(), &pki);
@@ -514,7 +517,7 @@ fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
             "nobody cannot enter {} (0700 ",
             base.path().join("live").display()
         ),
-        "setfacl -R -m u:nobody:rX",
+        "in a way certbot's renewals keep",
     );
     assert!(
         access["message"]
@@ -524,30 +527,40 @@ fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
     );
     assert_in_troubleshooting(access);
 
-    // Granted as the fix says: an ACL for that account alone.
+    // Granted as the fix says: the key's group, and the folders opened.
     let grant = format!(
-        "setfacl -R -m u:nobody:rX {base}/live {base}/archive",
+        "chmod 0755 {base}/live {base}/archive && chgrp nogroup {base}/archive/*/privkey*.pem && chmod 0640 {base}/archive/*/privkey*.pem",
         base = base.path().display()
     );
     assert!(access["fix"].as_str().unwrap().contains(&grant), "{access}");
-    let status = Command::new("sh")
-        .args(["-c", &grant])
-        .status()
-        .expect("setfacl (Debian package acl)");
+    let status = Command::new("sh").args(["-c", &grant]).status().unwrap();
     assert!(status.success(), "{grant}");
     let (_, findings) = check_with(dir.path(), &envs, &["--user", "nobody"]);
     assert_finding(finding(&findings, "access"), "pass", "nobody can read", "");
-    let revoke = format!(
-        "setfacl -R -b {base}/live {base}/archive",
-        base = base.path().display()
-    );
-    assert!(
-        Command::new("sh")
-            .args(["-c", &revoke])
-            .status()
-            .unwrap()
-            .success()
-    );
+
+    // A renewal as certbot does it: privkey2.pem takes privkey1's group
+    // and mode, and live/ points at it.
+    let archive = base.path().join("archive/forum");
+    let old = std::fs::metadata(archive.join("privkey1.pem")).unwrap();
+    std::fs::copy(archive.join("privkey1.pem"), archive.join("privkey2.pem")).unwrap();
+    std::os::unix::fs::chown(archive.join("privkey2.pem"), None, Some(old.gid())).unwrap();
+    std::fs::set_permissions(
+        archive.join("privkey2.pem"),
+        std::fs::Permissions::from_mode(old.mode() & 0o777),
+    )
+    .unwrap();
+    let live_key = base.path().join("live/forum/privkey.pem");
+    std::fs::remove_file(&live_key).unwrap();
+    std::os::unix::fs::symlink("../../archive/forum/privkey2.pem", &live_key).unwrap();
+    let (_, findings) = check_with(dir.path(), &envs, &["--user", "nobody"]);
+    assert_finding(finding(&findings, "access"), "pass", "nobody can read", "");
+    for folder in ["live", "archive"] {
+        std::fs::set_permissions(
+            base.path().join(folder),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+    }
 
     // serve, as the account that cannot read: the same cause and fix.
     let mut serve = flarum_ws(dir.path());

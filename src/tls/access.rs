@@ -18,6 +18,16 @@ pub struct Account {
     pub uid: u32,
     /// The primary group and every supplementary one.
     pub groups: Vec<u32>,
+    /// The primary group's name (its number when it has none), for `chgrp`.
+    pub group: String,
+}
+
+/// The name of group `gid`, or its number.
+fn group_name(gid: Gid) -> String {
+    Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |group| group.name)
 }
 
 impl Account {
@@ -38,6 +48,7 @@ impl Account {
             name: name.to_owned(),
             uid: user.uid.as_raw(),
             groups,
+            group: group_name(user.gid),
         })
     }
 
@@ -60,6 +71,7 @@ impl Account {
             name,
             uid: uid.as_raw(),
             groups,
+            group: group_name(Gid::effective()),
         }
     }
 }
@@ -89,23 +101,29 @@ impl Blocked {
         }
     }
 
-    /// The commands that grant `account` access, least access first.
+    /// The commands that grant `account` access, least access first, in
+    /// a form that outlives certbot's renewals: certbot gives each renewed
+    /// key the group and mode of the one before, while an ACL set with
+    /// setfacl stays on the old file.
     pub fn fix(&self, account: &Account) -> String {
-        let user = &account.name;
+        let (user, group) = (&account.name, &account.group);
         match self {
             Self::Directory(dir, _) if letsencrypt_base(dir).is_some() => {
                 let base = letsencrypt_base(dir).unwrap_or(dir).display();
                 format!(
-                    "let {user} in without opening the keys to everyone: setfacl -R -m u:{user}:rX {base}/live {base}/archive (or chmod 0755 both directories, then chgrp {user} and chmod 0640 the key under archive/); certbot keeps these permissions on renewal"
+                    "let {user} read the key in a way certbot's renewals keep: chmod 0755 {base}/live {base}/archive && chgrp {group} {base}/archive/*/privkey*.pem && chmod 0640 {base}/archive/*/privkey*.pem (each renewed key gets the group and mode of the one before; an ACL from setfacl stays on the old key)"
                 )
             }
             Self::Directory(dir, _) => format!(
-                "let {user} into {}: setfacl -m u:{user}:x {} (or chmod o+x)",
+                "let {user} into {}: chmod o+x {} (or, with the acl package installed: setfacl -m u:{user}:x {})",
+                dir.display(),
                 dir.display(),
                 dir.display()
             ),
             Self::File(file, _) => format!(
-                "let {user} read it: setfacl -m u:{user}:r {} (or chgrp {user} and chmod 0640 it)",
+                "let {user} read it: chgrp {group} {} && chmod 0640 {} (or, with the acl package installed: setfacl -m u:{user}:r {})",
+                file.display(),
+                file.display(),
                 file.display()
             ),
             Self::Missing(path) => format!("check the path {}", path.display()),

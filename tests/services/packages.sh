@@ -17,9 +17,8 @@ case "$group" in
     # Databases and Redis for the forum and cluster tests, PHP to write
     # config.php as Flarum's installer does, nginx for the reverse-proxy tests,
     # openssl for test certificates, systemd for `systemd-analyze verify`,
-    # Chromium for the dashboard test, curl for raw HTTP requests, setfacl
-    # for the certificate-access test.
-    packages=(mariadb-server postgresql redis-server php-cli sqlite3 nginx openssl systemd chromium curl acl)
+    # Chromium for the dashboard test, curl for raw HTTP requests.
+    packages=(mariadb-server postgresql redis-server php-cli sqlite3 nginx openssl systemd chromium curl)
     # The conformance suites run on Node.js and Python; machines that ship
     # their own (e.g. from nvm or pyenv) keep them.
     command -v node >/dev/null || packages+=(nodejs)
