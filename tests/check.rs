@@ -596,6 +596,85 @@ fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
     );
 }
 
+/// A config.php the service's account cannot read: root reads it, so
+/// `check` judges for the unit's `User=` (here `--user nobody`) and fails
+/// with a fix for that account; `serve` run as that account names the same
+/// account instead of telling it to run as itself.
+#[tokio::test]
+#[ignore = "needs root (files of another account, chgrp to its group)"]
+async fn a_config_php_the_service_user_cannot_read_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    sqlite_forum(
+        dir.path(),
+        "http://forum.example",
+        &[
+            ("kyrne-websocket.app_id", "79"),
+            (
+                "kyrne-websocket.app_key",
+                "forumkey0123456789abcdefghijklmn",
+            ),
+            (
+                "kyrne-websocket.app_secret",
+                "forumsecret0123456789abcdefghijk",
+            ),
+            ("kyrne-websocket.app_port", port.as_str()),
+        ],
+    )
+    .await;
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(dir.path(), 0o755);
+    let config = dir.path().join("config.php");
+    mode(&config, 0o600);
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--user", "nobody"]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let access = finding(&findings, "access");
+    let grant = format!(
+        "chgrp nogroup {} && chmod 0640 {}",
+        config.display(),
+        config.display()
+    );
+    assert_finding(
+        access,
+        "fail",
+        &format!("nobody cannot read {} (0600", config.display()),
+        &grant,
+    );
+    assert_in_troubleshooting(access);
+
+    // serve as that account: the same account and fix, not "run as www-data".
+    let mut serve = flarum_ws(dir.path());
+    {
+        use std::os::unix::process::CommandExt;
+        serve.uid(65534).gid(65534);
+    }
+    let output = serve.arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("flarum-ws runs as nobody") && stderr.contains(&grant),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("www-data"), "{stderr}");
+
+    // Granted as the fix says, check passes it.
+    let status = Command::new("sh").args(["-c", &grant]).status().unwrap();
+    assert!(status.success(), "{grant}");
+    let (_, findings) = check_json(&mut flarum_ws(dir.path()), &["--user", "nobody"]);
+    assert!(
+        !findings.iter().any(|f| f["check"] == "access"),
+        "{findings:#?}"
+    );
+    assert_eq!(
+        finding(&findings, "database")["status"],
+        "pass",
+        "{findings:#?}"
+    );
+}
+
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()

@@ -14,8 +14,9 @@ use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
 use crate::config::{PartialSettings, Resolved, Settings};
-use crate::forum::{Database, Extension, ForumConfig, ForumSettings, read_forum_settings};
+use crate::forum::{Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings};
 use crate::loading::{LoadInput, gather};
+use crate::tls::access::{Blocked, can_read};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
@@ -54,6 +55,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         }
         None => (input.environment, input.cwd),
     };
+    let user = service_user(input.user.as_deref(), &unit_files);
     let gathered = match gather(LoadInput {
         flags: input.flags,
         config: input.config,
@@ -81,6 +83,10 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                     config.database.driver.name()
                 ),
             ));
+            if let Some(finding) = check_forum_access(&config, &user) {
+                findings.push(finding);
+                return findings;
+            }
             Some(config)
         }
         Ok(None) => {
@@ -208,7 +214,6 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.extend(check_webhooks(settings).await);
-    let user = service_user(input.user.as_deref(), &unit_files);
     if let Some(finding) = check_privileged_port(settings.port, &user, &unit_files) {
         findings.push(finding);
     }
@@ -249,6 +254,32 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Whether the service's account can read config.php (and a SQLite
+/// forum's database file): `check` usually runs as root, which reads
+/// anything, while the service runs as `User=` of its unit.
+fn check_forum_access(config: &ForumConfig, user: &Result<ServiceUser, String>) -> Option<Finding> {
+    let user = user.as_ref().ok()?;
+    let mut files = vec![config.path.clone()];
+    if config.database.driver == Driver::Sqlite {
+        files.push(PathBuf::from(&config.database.database));
+    }
+    files.iter().find_map(|file| {
+        let blocked = can_read(&user.account, file).err()?;
+        if matches!(blocked, Blocked::Missing(_)) {
+            return None; // the database check names a missing SQLite file
+        }
+        Some(Finding::fail(
+            "access",
+            format!(
+                "{} ({}): the service would fail to start",
+                blocked.describe(&user.account),
+                user.source
+            ),
+            blocked.fix(&user.account),
+        ))
+    })
 }
 
 /// With `redis_url`: whether Redis answers, and how many nodes listen.

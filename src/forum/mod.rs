@@ -146,7 +146,21 @@ impl ForumError {
                     None => "run flarum-ws from the forum's root directory (where config.php is) or pass --root /path/to/forum".into(),
                 }
             }
-            Self::Unreadable { .. } => "run flarum-ws as a user that can read config.php (the forum's PHP user, usually www-data)".into(),
+            Self::Unreadable { path, .. } => {
+                let account = crate::tls::access::Account::current();
+                match crate::tls::access::can_read(&account, path) {
+                    Err(blocked) => format!(
+                        "{}, and flarum-ws runs as {}: {}",
+                        blocked.describe(&account),
+                        account.name,
+                        blocked.fix(&account)
+                    ),
+                    Ok(()) => format!(
+                        "check that {} is a regular file the forum's PHP can read too",
+                        path.display()
+                    ),
+                }
+            }
             Self::Syntax { .. } => "fix config.php as described (php -l config.php shows the same)".into(),
             Self::NeedsPhp { .. } => "install php-cli, or run flarum-ws from another directory with the settings given as FLARUM_WS_* variables or in a YAML file (--config)".into(),
             Self::PhpFailed { .. } | Self::Invalid { .. } => "fix config.php as described".into(),
