@@ -458,6 +458,54 @@ async fn force_secure_on_an_http_forum_needs_tls() {
     server.stop_cleanly();
 }
 
+/// Two forums configured for the same port: the second forum's `check`
+/// names the other forum the running server serves (app id, key, root),
+/// while the first forum's `check` recognises its own server.
+#[tokio::test]
+async fn a_port_held_by_another_forums_server_names_that_forum() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port().to_string();
+    for (root, id, key) in [
+        (first.path(), "81", "firstkey0123456789abcdefghijklmn"),
+        (second.path(), "82", "secondkey123456789abcdefghijklmn"),
+    ] {
+        let rows = [
+            ("kyrne-websocket.app_id", id),
+            ("kyrne-websocket.app_key", key),
+            (
+                "kyrne-websocket.app_secret",
+                "forumsecret0123456789abcdefghijk",
+            ),
+            ("kyrne-websocket.app_port", port.as_str()),
+        ];
+        sqlite_forum(root, "http://forum.example", &rows).await;
+    }
+    let mut server = start(flarum_ws(first.path()).args(["serve"]));
+
+    let (_, findings) = check_json(&mut flarum_ws(first.path()), &[]);
+    assert_finding(
+        finding(&findings, "port"),
+        "pass",
+        "serving this forum's app (id 81)",
+        "",
+    );
+    let (code, findings) = check_json(&mut flarum_ws(second.path()), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let port_finding = finding(&findings, "port");
+    assert_finding(
+        port_finding,
+        "fail",
+        &format!(
+            "held by another forum's flarum-ws (pid {}: app id 81, key firstkey0123456789abcdefghijklmn, forum root {})",
+            server.child.id(),
+            first.path().canonicalize().unwrap().display()
+        ),
+        "each forum needs a port of its own",
+    );
+    assert_in_troubleshooting(port_finding);
+    server.stop_cleanly();
+}
+
 /// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
 fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
     check(dir, envs, args)

@@ -263,11 +263,16 @@ async fn the_dashboard_is_closed_without_the_token() {
 /// A plain HTTP/1.0 `GET` on a fresh connection: (status, body); status 0
 /// when nothing listens.
 fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_with(port, path, "")
+}
+
+/// [`http_get`] with extra header lines (each ending in `\r\n`).
+fn http_get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n");
     let mut response = Vec::new();
     if stream.write_all(request.as_bytes()).is_err() || stream.read_to_end(&mut response).is_err() {
         return (0, String::new());
@@ -290,6 +295,25 @@ fn standalone(dir: &Path) -> Command {
         .env("FLARUM_WS_APP_SECRET", "ops-secret-never-logged")
         .args(["serve", "--host", "127.0.0.1", "--port", "0"]);
     command
+}
+
+/// `/about` tells a client on this machine which app the server serves
+/// (what `check` asks a flarum-ws holding its port), and nothing to a
+/// request that came through a proxy.
+#[test]
+fn about_answers_this_machine_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&mut standalone(dir.path()));
+    let (status, body) = http_get(server.port, "/about");
+    assert_eq!(status, 200, "{body}");
+    let about: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(about["app_id"], "1", "{about}");
+    assert_eq!(about["key"], "ops-key", "{about}");
+    assert_eq!(about["pid"], server.child.id(), "{about}");
+    assert!(!body.contains("ops-secret"), "{body}");
+    let (status, body) = http_get_with(server.port, "/about", "X-Forwarded-For: 203.0.113.9\r\n");
+    assert_eq!(status, 404, "{body}");
+    server.stop_cleanly();
 }
 
 /// The private listener serves metrics without a token, and `/ready` turns

@@ -1,11 +1,18 @@
-//! Is the port free, or held by a running flarum-ws?
+//! Is the port free, or held by a running flarum-ws, and if so, one serving
+//! this forum or another forum configured for the same port?
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use serde_json::Value;
 
 use super::Finding;
+use crate::config::Settings;
+use crate::probe::{Target, local_address, request};
 use crate::server::port_holder;
 
-pub fn check_port(host: &str, port: u16) -> Finding {
+pub async fn check_port(settings: &Settings) -> Finding {
+    let (host, port) = (settings.host.as_str(), settings.port);
     let Ok(ip) = host.parse() else {
         return Finding::fail(
             "port",
@@ -16,10 +23,7 @@ pub fn check_port(host: &str, port: u16) -> Finding {
     match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(_) => Finding::pass("port", format!("{host}:{port} is free")),
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match port_holder(port) {
-            Some((pid, name)) if name == "flarum-ws" => Finding::pass(
-                "port",
-                format!("{host}:{port} is held by the running flarum-ws (pid {pid})"),
-            ),
+            Some((pid, name)) if name == "flarum-ws" => held_by_flarum_ws(settings, pid).await,
             Some((pid, name)) => Finding::fail(
                 "port",
                 format!(
@@ -40,5 +44,88 @@ pub fn check_port(host: &str, port: u16) -> Finding {
             format!("cannot listen on {host}:{port}: {error}"),
             "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port",
         ),
+    }
+}
+
+/// The port is held by a flarum-ws: ask it (`/about`) which app it serves.
+/// Another forum's server on this forum's port is a failure: this forum's
+/// service cannot start, and its browsers reach the other forum.
+async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
+    let (host, port) = (settings.host.as_str(), settings.port);
+    let target = Target {
+        address: local_address(host),
+        port,
+        tls: settings.tls.is_some(),
+        server_name: "localhost".into(),
+        insecure: true,
+    };
+    let about = match request(&target, "GET", "/about", String::new()).await {
+        Ok((200, body)) => serde_json::from_str::<Value>(&body).ok(),
+        _ => None,
+    };
+    let Some(about) = about else {
+        return Finding::pass(
+            "port",
+            format!(
+                "{host}:{port} is held by a running flarum-ws (pid {pid}); it did not say which forum it serves (a version before /about)"
+            ),
+        );
+    };
+    let (id, key) = (
+        about["app_id"].as_str().unwrap_or_default(),
+        about["key"].as_str().unwrap_or_default(),
+    );
+    if id == settings.app.id && key == settings.app.key {
+        return Finding::pass(
+            "port",
+            format!(
+                "{host}:{port} is held by the running flarum-ws (pid {pid}), serving this forum's app (id {id})"
+            ),
+        );
+    }
+    let root = forum_root_of(pid).map_or_else(
+        || "its forum root cannot be seen by this user (run check as root)".to_owned(),
+        |root| format!("forum root {}", root.display()),
+    );
+    Finding::fail(
+        "port",
+        format!(
+            "{host}:{port} is held by another forum's flarum-ws (pid {pid}: app id {id}, key {key}, {root}), not this forum's (app id {}, key {}): this forum's service cannot start, and its browsers would reach the other forum",
+            settings.app.id, settings.app.key
+        ),
+        "each forum needs a port of its own: choose another port for this forum in the extension's settings (and in its nginx proxy_pass), then start its flarum-ws",
+    )
+}
+
+/// The forum root a running flarum-ws was started for: `--root`, else
+/// `FLARUM_WS_ROOT`, else its working directory (readable for the same user
+/// or root only).
+fn forum_root_of(pid: u32) -> Option<PathBuf> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let split = |bytes: Vec<u8>| -> Vec<String> {
+        bytes
+            .split(|b| *b == 0)
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect()
+    };
+    let arguments = split(std::fs::read(proc.join("cmdline")).ok()?);
+    let flag = arguments.iter().enumerate().find_map(|(i, argument)| {
+        if argument == "--root" {
+            arguments.get(i + 1).cloned()
+        } else {
+            argument.strip_prefix("--root=").map(str::to_owned)
+        }
+    });
+    let variable = || {
+        split(std::fs::read(proc.join("environ")).ok()?)
+            .into_iter()
+            .find_map(|pair| pair.strip_prefix("FLARUM_WS_ROOT=").map(str::to_owned))
+    };
+    let cwd = std::fs::read_link(proc.join("cwd")).ok();
+    match (flag.or_else(variable).map(PathBuf::from), cwd) {
+        (Some(root), _) if root.is_absolute() => Some(root),
+        (Some(root), Some(cwd)) => Some(cwd.join(root)),
+        (None, cwd) => cwd,
+        (Some(_), None) => None,
     }
 }

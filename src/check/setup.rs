@@ -185,7 +185,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         .clone()
         .or_else(|| forum.as_ref().and_then(ForumConfig::host));
 
-    findings.push(check_port(&settings.host, settings.port));
+    findings.push(check_port(settings).await);
     let realtime = extension == Some(Extension::Realtime);
     if let Some(config) = forum.as_ref().filter(|_| realtime) {
         findings.extend(check_websocket_keys(config));

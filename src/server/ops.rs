@@ -1,6 +1,8 @@
 //! Operator endpoints: `/up` (liveness: the process answers), `/ready`
 //! (readiness: accepting connections; 503 while draining on shutdown, so a
-//! load balancer stops sending clients) and `/metrics` (Prometheus).
+//! load balancer stops sending clients), `/metrics` (Prometheus) and
+//! `/about` (which forum's app this process serves, for `check` on the same
+//! machine to tell "our server" from another forum's on the same port).
 //!
 //! On the main port `/metrics` needs the admin token or the app secret as a
 //! bearer token, since that port is usually public. `metrics_listen` opens a
@@ -8,6 +10,7 @@
 //! that serves these three paths without a token.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -26,6 +29,29 @@ use crate::telemetry::metrics::CONTENT_TYPE;
 /// The process is alive and answering.
 pub fn liveness() -> Response<Body> {
     response::text(StatusCode::OK, "OK\n")
+}
+
+/// The app this process serves, its version and pid: nothing secret (the
+/// key is in every forum page), but answered only to a client on this
+/// machine that came straight, not through a proxy, as nobody else needs it.
+pub fn about(ctx: &ServerContext, peer: SocketAddr, request: &Request<Incoming>) -> Response<Body> {
+    let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|header| request.headers().contains_key(*header));
+    if !peer.ip().is_loopback() || proxied {
+        return response::error(StatusCode::NOT_FOUND, "no route for /about");
+    }
+    let settings = ctx.settings();
+    response::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "server": "flarum-ws",
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "app_id": settings.app.id,
+            "key": settings.app.key,
+        }),
+    )
 }
 
 /// Whether new clients should be sent here.

@@ -31,6 +31,7 @@ pub async fn route(
         "/up" => return Ok(ops::liveness()),
         "/ready" => return Ok(ops::readiness(&ctx)),
         "/metrics" => return Ok(ops::metrics(&ctx, &request, true)),
+        "/about" => return Ok(ops::about(&ctx, peer, &request)),
         _ => {}
     }
     if path == "/dashboard" || path.starts_with("/dashboard/") {
