@@ -506,6 +506,66 @@ async fn a_port_held_by_another_forums_server_names_that_forum() {
     server.stop_cleanly();
 }
 
+/// The websocket on a subdomain of the forum (`app_host` ws.forum.example):
+/// browsers on the forum's pages send the forum's Origin, and so does the
+/// live probe, which passes where it used to be refused (4009) and blame
+/// the key.
+#[tokio::test]
+async fn live_sends_the_forums_origin_when_the_websocket_has_its_own_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let rows = [
+        ("kyrne-websocket.app_id", "83"),
+        (
+            "kyrne-websocket.app_key",
+            "forumkey0123456789abcdefghijklmn",
+        ),
+        (
+            "kyrne-websocket.app_secret",
+            "forumsecret0123456789abcdefghijk",
+        ),
+        ("kyrne-websocket.app_port", port.as_str()),
+        ("kyrne-websocket.app_host", "ws.forum.example"),
+    ];
+    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let mut server = start(flarum_ws(dir.path()).args(["serve"]));
+    let via = format!("127.0.0.1:{port}");
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live", "--via", &via]);
+    let live = finding(&findings, "live");
+    assert_eq!(live["status"], "pass", "{findings:#?}");
+    assert!(
+        live["message"]
+            .as_str()
+            .unwrap()
+            .contains("ws://ws.forum.example:"),
+        "{live}"
+    );
+    assert_eq!(code, 0, "{findings:#?}");
+    server.stop_cleanly();
+
+    // Allowed origins that leave out the forum: refused, and said so.
+    let elsewhere = ("FLARUM_WS_ALLOWED_ORIGINS", "https://elsewhere.example");
+    let mut server = start(
+        flarum_ws(dir.path())
+            .env(elsewhere.0, elsewhere.1)
+            .args(["serve"]),
+    );
+    let (code, findings) = check_json(
+        flarum_ws(dir.path()).env(elsewhere.0, elsewhere.1),
+        &["--live", "--via", &via],
+    );
+    assert_eq!(code, 1, "{findings:#?}");
+    let live = finding(&findings, "live");
+    assert_finding(
+        live,
+        "fail",
+        "got pusher:error 4009",
+        "the server refuses the Origin the forum's pages send (http://forum.example)",
+    );
+    assert_in_troubleshooting(live);
+    server.stop_cleanly();
+}
+
 /// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
 fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
     check(dir, envs, args)

@@ -1014,6 +1014,62 @@ async fn an_idle_tab_stays_connected_through_the_realtime_extensions_nginx_setti
     assert_eq!(after[0]["data"]["postId"], 3);
 }
 
+/// Flarum 2 behind nginx that passes only the browsers' `/app/` (the
+/// daemon's own block, on the port both `js-client-port` and
+/// `php-client-port` name): browsers connect, but the forum's event posts
+/// to `/apps/` get nginx's 404. `check --live` takes both paths, so it
+/// fails and says which; with one `location /` for both, it passes.
+#[tokio::test]
+#[ignore = "needs nginx and php-cli"]
+async fn live_takes_the_forums_api_path_through_the_proxy() {
+    use common::nginx::{Nginx, nginx_conf};
+    let public = free_port();
+    let url = "http://127.0.0.1";
+    let forum = forum2_at(
+        Server::Sqlite,
+        Some(json!({"js-client-port": public, "php-client-port": public})),
+        "username",
+        url,
+    )
+    .await;
+    let _server = serve(&forum);
+    let block = |location: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:{public};\n  location {location} {{\n    proxy_pass http://127.0.0.1:{};\n    proxy_http_version 1.1;\n    proxy_set_header Host $host;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'Upgrade';\n    proxy_read_timeout 60;\n  }}\n}}\n",
+            forum.port
+        )
+    };
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(conf_dir.path(), &block("/app/"));
+    let nginx = Nginx::start(&conf, public);
+    let (code, findings) =
+        common::checking::check_json(&mut flarum_ws(forum.root.path()), &["--live"]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let live = common::checking::finding(&findings, "live");
+    common::checking::assert_in_troubleshooting(live);
+    common::checking::assert_finding(
+        live,
+        "fail",
+        &format!(
+            "the forum posts its events to http://127.0.0.1:{public}/apps/1/events, which answered 404: 404 Not Found"
+        ),
+        "send /apps/ to it too",
+    );
+    drop(nginx);
+
+    let conf = nginx_conf(conf_dir.path(), &block("/"));
+    let _nginx = Nginx::start(&conf, public);
+    let (code, findings) =
+        common::checking::check_json(&mut flarum_ws(forum.root.path()), &["--live"]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "live"),
+        "pass",
+        &format!("a browser at ws://127.0.0.1:{public}/app/"),
+        "",
+    );
+    assert_eq!(code, 0, "{findings:#?}");
+}
+
 /// Without a proxy, an https Flarum 2 forum on flarum-ws's plain port fails
 /// `check`, and the snippet says which lines config.php needs.
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::Finding;
 use super::idle::hold_idle;
 use crate::config::Settings;
+use crate::forum::RealtimeClient;
 use crate::probe::{SignedClient, Target, connect, local_address};
 
 /// How long each live step may take.
@@ -57,7 +58,17 @@ fn browser_target(
 }
 
 /// Where the forum's PHP side sends API requests.
-fn forum_target(settings: &Settings, host: &str) -> Target {
+fn forum_target(settings: &Settings, browsers: &Browsers) -> Target {
+    if let Some(php) = &browsers.php_side {
+        return Target {
+            address: php.host.clone(),
+            port: php.port,
+            tls: php.secure,
+            server_name: php.host.clone(),
+            insecure: settings.self_signed,
+        };
+    }
+    let host = browsers.host.as_str();
     let address = local_address(&settings.host);
     Target {
         address,
@@ -93,6 +104,70 @@ where
     }
 }
 
+/// A frame as an admin reads it: Pusher's error with its code, a close
+/// with its code, or the frame's JSON (cut short).
+fn describe(frame: Option<&Value>) -> String {
+    let Some(frame) = frame else {
+        return format!(
+            "nothing within {} s (the connection closed or stayed silent)",
+            STEP_TIMEOUT.as_secs()
+        );
+    };
+    match frame["event"].as_str() {
+        Some("pusher:error") => format!(
+            "pusher:error {} \"{}\"",
+            error_code(frame).map_or_else(|| "without a code".into(), |c| c.to_string()),
+            error_data(frame)["message"].as_str().unwrap_or_default()
+        ),
+        Some("close") => match frame["code"].as_u64() {
+            Some(code) => format!("a close with code {code}"),
+            None => "a close without a code".into(),
+        },
+        _ => first_line(&frame.to_string()),
+    }
+}
+
+/// The data of a `pusher:error` frame, an object or a JSON string.
+fn error_data(frame: &Value) -> Value {
+    let data = &frame["data"];
+    data.as_str()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_else(|| data.clone())
+}
+
+/// The code of a `pusher:error` frame.
+fn error_code(frame: &Value) -> Option<u64> {
+    error_data(frame)["code"].as_u64()
+}
+
+/// The first line of an answer with any HTML tags taken out, at most 200
+/// characters: a proxy's error page is HTML, and its first words
+/// ("404 Not Found") are what tells it apart.
+fn first_line(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push('\n');
+            }
+            _ if !in_tag => plain.push(c),
+            _ => {}
+        }
+    }
+    let line = plain
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
 /// What the forum's pages do: the host they connect to, the port and
 /// scheme when it is not the default, and the Origin they send.
 pub struct Browsers {
@@ -102,6 +177,9 @@ pub struct Browsers {
     /// The forum's origin (`scheme://host[:port]` of its url), which the
     /// server's allowed origins are held to; without a forum, the host's.
     pub origin: Option<String>,
+    /// Where the forum's PHP side posts events when it is not flarum-ws's
+    /// own port (flarum/realtime's `php-client-*`: often the proxy's).
+    pub php_side: Option<RealtimeClient>,
 }
 
 impl Browsers {
@@ -292,9 +370,23 @@ pub async fn check_live(
     if established.as_ref().and_then(|f| f["event"].as_str())
         != Some("pusher:connection_established")
     {
+        let origin = browsers.origin_for(&browser);
+        let fix = match established.as_ref().map(|f| error_code(f)) {
+            Some(Some(4009)) => format!(
+                "the server refuses the Origin the forum's pages send ({origin}): add it to allowed_origins (FLARUM_WS_ALLOWED_ORIGINS in /etc/default/flarum-ws), or on Flarum 2 set js-client-host in config.php's 'websocket' array"
+            ),
+            Some(Some(4001)) => {
+                "the key browsers use must be the server's app key; check the extension's settings"
+                    .to_owned()
+            }
+            _ => "check the server log with --verbose".to_owned(),
+        };
         return fail(
-            format!("{url}: expected pusher:connection_established, got {established:?}"),
-            "the key browsers use must be the server's app key; check the extension's settings",
+            format!(
+                "{url}: expected pusher:connection_established, got {}",
+                describe(established.as_ref())
+            ),
+            &fix,
         );
     }
     let channel = format!("flarum-ws-check-{}", rand::random_range(0..u32::MAX));
@@ -308,7 +400,7 @@ pub async fn check_live(
     let _ = next_frame(&mut ws).await;
 
     let api = SignedClient {
-        target: forum_target(settings, host),
+        target: forum_target(settings, browsers),
         app_id: settings.app.id.clone(),
         key: settings.app.key.clone(),
         secret: settings.app.secret.expose().to_owned(),
@@ -316,17 +408,32 @@ pub async fn check_live(
     let body =
         json!({"name": "check", "channel": channel, "data": "{\"from\":\"flarum-ws check\"}"})
             .to_string();
+    let events = format!(
+        "{}://{}:{}/apps/{}/events",
+        api.target.scheme("https", "http"),
+        api.target.server_name,
+        api.target.port,
+        api.app_id
+    );
     match api.post("/events", body).await {
         Ok((200, _)) => {}
         Ok((status, answer)) => {
+            let fix = if status == 404 && browsers.php_side.is_some() {
+                "the proxy there sends only the browsers' /app/ to flarum-ws: send /apps/ to it too (flarum-ws nginx-snippet prints a server block for both), or point php-client-host, php-client-port and php-client-secure in config.php's 'websocket' array at flarum-ws itself"
+            } else {
+                "the forum's app id, key and secret must match the server's"
+            };
             return fail(
-                format!("the HTTP API answered {status}: {answer}"),
-                "the forum's app id, key and secret must match the server's",
+                format!(
+                    "the forum posts its events to {events}, which answered {status}: {}",
+                    first_line(&answer)
+                ),
+                fix,
             );
         }
         Err(error) => {
             return fail(
-                format!("the HTTP API (where the forum sends events) is unreachable: {error}"),
+                format!("the forum posts its events to {events}, which is unreachable: {error}"),
                 &error.fix(),
             );
         }
@@ -345,8 +452,39 @@ pub async fn check_live(
             findings
         }
         other => fail(
-            format!("the triggered event did not arrive (got {other:?})"),
+            format!(
+                "the triggered event did not arrive (got {})",
+                describe(other.as_ref())
+            ),
             "check the server log with --verbose",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxys_error_page_reads_as_its_first_words() {
+        let page = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+        assert_eq!(first_line(page), "404 Not Found");
+        assert_eq!(first_line(&"x".repeat(300)).chars().count(), 201);
+    }
+
+    #[test]
+    fn frames_read_as_an_admin_would() {
+        let error = json!({"event": "pusher:error", "data": {"code": 4009, "message": "Origin not allowed"}});
+        assert_eq!(
+            describe(Some(&error)),
+            "pusher:error 4009 \"Origin not allowed\""
+        );
+        let as_string = json!({"event": "pusher:error", "data": "{\"code\":4001,\"message\":\"App key x not in this cluster\"}"});
+        assert_eq!(error_code(&as_string), Some(4001));
+        assert_eq!(
+            describe(Some(&json!({"event": "close", "code": 4200}))),
+            "a close with code 4200"
+        );
+        assert!(describe(None).starts_with("nothing within 5 s"));
     }
 }

@@ -14,7 +14,9 @@ use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
 use crate::config::{PartialSettings, Resolved, Settings};
-use crate::forum::{Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings};
+use crate::forum::{
+    Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings, realtime_client,
+};
 use crate::loading::{LoadInput, gather};
 use crate::tls::access::{Blocked, can_read};
 
@@ -236,24 +238,54 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 "see above",
             ));
         } else {
-            let browsers = Browsers {
-                host: host.unwrap_or_else(|| "127.0.0.1".into()),
-                port: match (forum.as_ref(), forum_settings.as_ref()) {
-                    (Some(forum), _) if realtime => Some(realtime_browser_port(forum)),
-                    (Some(forum), Some(extension)) => {
-                        kyrne_browser_port(settings, forum, extension)
-                    }
-                    _ => None,
-                },
-                origin: forum
-                    .as_ref()
-                    .and_then(|f| f.url.as_deref())
-                    .and_then(crate::forum::origin_of),
-            };
+            let browsers = browsers(
+                settings,
+                forum.as_ref(),
+                forum_settings.as_ref(),
+                host.unwrap_or_else(|| "127.0.0.1".into()),
+            );
             findings.extend(check_live(settings, &browsers, &options).await);
         }
     }
     findings
+}
+
+/// What the forum's pages and its PHP side do: on Flarum 2 the
+/// `js-client-*` and `php-client-*` settings of config.php, on Flarum 1
+/// the extension's host and port (over TLS when the forum is https or
+/// "Force secure" is on); the Origin is the forum's in both.
+fn browsers(
+    settings: &Settings,
+    forum: Option<&ForumConfig>,
+    extension: Option<&ForumSettings>,
+    host: String,
+) -> Browsers {
+    let origin = forum
+        .and_then(|f| f.url.as_deref())
+        .and_then(crate::forum::origin_of);
+    match (forum, extension) {
+        (Some(forum), Some(extension)) if extension.extension == Extension::Realtime => {
+            let js = realtime_client(forum, "js");
+            Browsers {
+                host: js.host.clone(),
+                port: Some((js.port, js.secure)),
+                origin,
+                php_side: Some(realtime_client(forum, "php")),
+            }
+        }
+        (Some(forum), Some(extension)) => Browsers {
+            host,
+            port: kyrne_browser_port(settings, forum, extension),
+            origin,
+            php_side: None,
+        },
+        _ => Browsers {
+            host,
+            port: None,
+            origin,
+            php_side: None,
+        },
+    }
 }
 
 /// Whether the service's account can read config.php (and a SQLite
@@ -551,28 +583,6 @@ fn kyrne_browser_port(
         settings.port,
         settings.tls.is_some() || https || extension.force_secure,
     ))
-}
-
-/// Where flarum/realtime's browser side connects: `js-client-port`
-/// (default 6001), with TLS when `js-client-secure` or the forum is https.
-fn realtime_browser_port(forum: &ForumConfig) -> (u16, bool) {
-    let websocket = &forum.websocket;
-    let port = websocket
-        .get("js-client-port")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        })
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(6001);
-    let secure = match websocket.get("js-client-secure") {
-        Some(serde_json::Value::Bool(b)) => *b,
-        _ => forum
-            .url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://")),
-    };
-    (port, secure)
 }
 
 fn check_origins(resolved: &Resolved) -> Finding {

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 pub use config_php::{DatabaseConfig, Driver, ForumConfig, read_config_php};
 pub use database::{Database, StatisticsRow};
 pub use identity::{Identities, Identity};
-pub use realtime::{Extension, KYRNE, REALTIME, WEBSOCKET_KEYS, unknown_websocket_keys};
+pub use realtime::{
+    Extension, KYRNE, REALTIME, RealtimeClient, WEBSOCKET_KEYS, realtime_client,
+    unknown_websocket_keys,
+};
 pub use settings::{ForumSettings, origin_of, settings_from_rows};
 pub use visibility::{Actor, Visibility};
 

@@ -109,6 +109,40 @@ fn entry(websocket: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// Where one side of a Flarum 2 forum connects: its browsers (`js-client-*`)
+/// or its PHP side posting events (`php-client-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealtimeClient {
+    pub host: String,
+    pub port: u16,
+    pub secure: bool,
+}
+
+/// Where `side` (`"js"` or `"php"`) connects, as flarum/realtime's
+/// `Settings.php` decides: `{side}-client-host` (the forum url's host),
+/// `{side}-client-port` (6001), `{side}-client-secure` (the url is https).
+pub fn realtime_client(config: &ForumConfig, side: &str) -> RealtimeClient {
+    let websocket = &config.websocket;
+    let host = entry(websocket, &format!("{side}-client-host"))
+        .or_else(|| config.host())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = entry(websocket, &format!("{side}-client-port"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(6001);
+    let secure = match websocket.get(format!("{side}-client-secure")) {
+        Some(Value::Bool(b)) => *b,
+        _ => config
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    };
+    RealtimeClient {
+        host: host.trim().to_owned(),
+        port,
+        secure,
+    }
+}
+
 /// The daemon's settings as flarum-ws settings, with where each came from.
 pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError> {
     let websocket = &config.websocket;
