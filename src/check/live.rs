@@ -371,7 +371,7 @@ pub async fn check_live(
         != Some("pusher:connection_established")
     {
         let origin = browsers.origin_for(&browser);
-        let fix = match established.as_ref().map(|f| error_code(f)) {
+        let fix = match established.as_ref().map(error_code) {
             Some(Some(4009)) => format!(
                 "the server refuses the Origin the forum's pages send ({origin}): add it to allowed_origins (FLARUM_WS_ALLOWED_ORIGINS in /etc/default/flarum-ws), or on Flarum 2 set js-client-host in config.php's 'websocket' array"
             ),
