@@ -26,29 +26,33 @@ pub struct LoadInput {
 pub struct Gathered {
     pub sources: Sources,
     pub root: PathBuf,
-    /// Whether the root was named (`--root`, `FLARUM_WS_ROOT`): then it must
-    /// hold config.php.
-    pub explicit: bool,
+    /// What named the root (`--root`, `FLARUM_WS_ROOT`), if anything: a
+    /// named root must hold config.php, and a wrong one is blamed on it.
+    pub named_by: Option<String>,
 }
 
 /// Stage one: every source but the forum.
 pub fn gather(input: LoadInput) -> Result<Gathered, ConfigError> {
     let sources = config::load_sources(input.flags, input.config, &input.cwd, input.environment)?;
-    let (root, explicit) = match input.root.or_else(|| sources.root.clone()) {
-        Some(root) => (input.cwd.join(root), true),
-        None => (input.cwd, false),
+    let named = match input.root {
+        Some(root) => Some((root, "--root".to_owned())),
+        None => sources.root.clone(),
+    };
+    let (root, named_by) = match named {
+        Some((root, by)) => (input.cwd.join(root), Some(by)),
+        None => (input.cwd, None),
     };
     Ok(Gathered {
         sources,
         root,
-        explicit,
+        named_by,
     })
 }
 
 impl Gathered {
     /// Stage two: config.php, if the root is a forum.
     pub fn config_php(&self) -> Result<Option<ForumConfig>, ForumError> {
-        find_config_php(&self.root, self.explicit)
+        find_config_php(&self.root, self.named_by.as_deref())
     }
 
     /// The last stage: every source merged, the forum's settings included.

@@ -1184,6 +1184,40 @@ async fn run_from_public_names_the_forum_root() {
         findings.iter().all(|f| f["check"] != "credentials"),
         "{findings:#?}"
     );
+
+    // The same folder named by FLARUM_WS_ROOT (as in /etc/default/flarum-ws):
+    // the variable is blamed and named in the fix, by check and by serve.
+    let public = dir.path().join("public");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let named = || {
+        let mut command = flarum_ws(elsewhere.path());
+        command.env("FLARUM_WS_ROOT", &public);
+        command
+    };
+    let (code, findings) = check_json(&mut named(), &[]);
+    assert_eq!(code, 1);
+    let config_php = finding(&findings, "config.php");
+    let fix = format!(
+        "{} is the forum's root (it holds config.php): set FLARUM_WS_ROOT={} where FLARUM_WS_ROOT is set (under systemd, /etc/default/flarum-ws)",
+        dir.path().display(),
+        dir.path().display()
+    );
+    assert_finding(
+        config_php,
+        "fail",
+        &format!(
+            "no config.php in {} (named by FLARUM_WS_ROOT)",
+            public.display()
+        ),
+        &fix,
+    );
+    assert_in_troubleshooting(config_php);
+    let output = named().arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&fix) && !stderr.contains("--root"),
+        "{stderr}"
+    );
 }
 
 /// Item 18: a forum's own origin is the default `allowed_origins`, so a

@@ -32,8 +32,9 @@ pub struct Sources {
     pub yaml: Option<(PathBuf, PartialSettings)>,
     /// The forum's settings, with where each came from.
     pub forum: Option<ForumLayer>,
-    /// The forum root named by FLARUM_WS_ROOT (environment, then `.env`).
-    pub root: Option<PathBuf>,
+    /// The forum root named by FLARUM_WS_ROOT (environment, then `.env`),
+    /// and which of the two named it.
+    pub root: Option<(PathBuf, String)>,
 }
 
 /// Every `FLARUM_WS_*` variable flarum-ws reads.
@@ -135,10 +136,18 @@ pub fn load_sources(
         None => None,
     };
 
-    let root = env_vars
-        .get(ROOT_VARIABLE)
-        .or_else(|| dotenv_vars.as_ref()?.get(ROOT_VARIABLE))
-        .map(PathBuf::from);
+    let root = match env_vars.get(ROOT_VARIABLE) {
+        Some(root) => Some((PathBuf::from(root), ROOT_VARIABLE.to_owned())),
+        None => dotenv_vars
+            .as_ref()
+            .and_then(|vars| vars.get(ROOT_VARIABLE))
+            .map(|root| {
+                (
+                    PathBuf::from(root),
+                    format!("{ROOT_VARIABLE} in {}", dotenv_path.display()),
+                )
+            }),
+    };
     let config_path = config_flag
         .or_else(|| env_vars.get(CONFIG_VARIABLE).map(PathBuf::from))
         .or_else(|| {

@@ -31,8 +31,12 @@ pub use visibility::{Actor, Visibility};
 /// [`ForumError::fix`] what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ForumError {
-    #[error("no config.php in {0}")]
-    NoConfig(PathBuf),
+    #[error("no config.php in {}{}", .dir.display(), .named_by.as_ref().map(|by| format!(" (named by {by})")).unwrap_or_default())]
+    NoConfig {
+        dir: PathBuf,
+        /// `--root` or `FLARUM_WS_ROOT` (and where it was set), if either.
+        named_by: Option<String>,
+    },
     #[error("cannot read {path}: {source}")]
     Unreadable {
         path: PathBuf,
@@ -138,15 +142,24 @@ impl ForumError {
     /// What the admin can do about it.
     pub fn fix(&self) -> String {
         match self {
-            Self::NoConfig(dir) => {
+            Self::NoConfig { dir, named_by } => {
                 let parent = dir.parent().filter(|_| parent_is_forum(dir));
-                match parent {
-                    Some(parent) => format!(
+                let by_variable = named_by.as_deref().filter(|by| by.starts_with("FLARUM_WS_ROOT"));
+                match (parent, by_variable) {
+                    (Some(parent), Some(by)) => format!(
+                        "{} is the forum's root (it holds config.php): set FLARUM_WS_ROOT={} where {by} is set (under systemd, /etc/default/flarum-ws), then restart flarum-ws",
+                        parent.display(),
+                        parent.display()
+                    ),
+                    (None, Some(by)) => format!(
+                        "set FLARUM_WS_ROOT to the forum's root, the folder holding config.php, where {by} is set (under systemd, /etc/default/flarum-ws), then restart flarum-ws"
+                    ),
+                    (Some(parent), None) => format!(
                         "{} is the forum's root (it holds config.php): run flarum-ws there, or pass --root {}",
                         parent.display(),
                         parent.display()
                     ),
-                    None => "run flarum-ws from the forum's root directory (where config.php is) or pass --root /path/to/forum".into(),
+                    (None, None) => "run flarum-ws from the forum's root directory (where config.php is) or pass --root /path/to/forum".into(),
                 }
             }
             Self::Unreadable { path, .. } => {
@@ -218,11 +231,17 @@ pub fn parent_is_forum(dir: &Path) -> bool {
 /// config.php under `root`: `None` when there is none and `root` was not
 /// named explicitly (flarum-ws then runs standalone), unless the parent
 /// directory is a forum root (run from `public/`, say).
-pub fn find_config_php(root: &Path, explicit: bool) -> Result<Option<ForumConfig>, ForumError> {
+pub fn find_config_php(
+    root: &Path,
+    named_by: Option<&str>,
+) -> Result<Option<ForumConfig>, ForumError> {
     let path = root.join("config.php");
     if !path.is_file() {
-        return if explicit || parent_is_forum(root) {
-            Err(ForumError::NoConfig(root.to_owned()))
+        return if named_by.is_some() || parent_is_forum(root) {
+            Err(ForumError::NoConfig {
+                dir: root.to_owned(),
+                named_by: named_by.map(str::to_owned),
+            })
         } else {
             Ok(None)
         };
