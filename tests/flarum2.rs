@@ -1070,6 +1070,32 @@ async fn live_takes_the_forums_api_path_through_the_proxy() {
     assert_eq!(code, 0, "{findings:#?}");
 }
 
+/// Cloudflare's ports are judged where browsers connect (js-client-port,
+/// the proxy's), not where flarum-ws listens behind the proxy.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn cloudflare_is_judged_on_the_browsers_port() {
+    let behind_443 = forum2(
+        Server::Sqlite,
+        Some(json!({"js-client-port": 443})),
+        "username",
+    )
+    .await;
+    let (_, findings) = common::checking::check_json(&mut flarum_ws(behind_443.root.path()), &[]);
+    assert!(
+        findings.iter().all(|f| f["check"] != "cloudflare"),
+        "{findings:#?}"
+    );
+    let on_6001 = forum2(Server::Sqlite, Some(json!({})), "username").await;
+    let (_, findings) = common::checking::check_json(&mut flarum_ws(on_6001.root.path()), &[]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "cloudflare"),
+        "warn",
+        "browsers connect to port 6001",
+        "js-client-port in config.php's 'websocket' array",
+    );
+}
+
 /// Without a proxy, an https Flarum 2 forum on flarum-ws's plain port fails
 /// `check`, and the snippet says which lines config.php needs.
 #[tokio::test]

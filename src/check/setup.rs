@@ -196,7 +196,13 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     if let Some(finding) = check_scheme(settings, forum.as_ref(), forum_settings.as_ref()) {
         findings.push(finding);
     }
-    if let Some(finding) = check_cloudflare(settings) {
+    let browsers = browsers(
+        settings,
+        forum.as_ref(),
+        forum_settings.as_ref(),
+        host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+    );
+    if let Some(finding) = check_cloudflare(settings, &browsers, realtime) {
         findings.push(finding);
     }
     findings.push(check_origins(&resolved));
@@ -238,12 +244,6 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                 "see above",
             ));
         } else {
-            let browsers = browsers(
-                settings,
-                forum.as_ref(),
-                forum_settings.as_ref(),
-                host.unwrap_or_else(|| "127.0.0.1".into()),
-            );
             findings.extend(check_live(settings, &browsers, &options).await);
         }
     }
@@ -613,16 +613,28 @@ fn check_origins(resolved: &Resolved) -> Finding {
     )
 }
 
-fn check_cloudflare(settings: &Settings) -> Option<Finding> {
-    if settings.reverse_proxy || CLOUDFLARE_HTTPS_PORTS.contains(&settings.port) {
+/// Cloudflare's proxy passes websockets on a few ports only; judged on the
+/// port browsers connect to (the proxy's, or flarum/realtime's
+/// js-client-port), not on where flarum-ws listens behind it.
+fn check_cloudflare(settings: &Settings, browsers: &Browsers, realtime: bool) -> Option<Finding> {
+    let port = match browsers.port {
+        Some((port, _)) => port,
+        None if settings.reverse_proxy => 443,
+        None => settings.port,
+    };
+    if port == 443 || CLOUDFLARE_HTTPS_PORTS.contains(&port) {
         return None;
     }
+    let setting = if realtime {
+        "js-client-port in config.php's 'websocket' array, and the port the proxy listens on"
+    } else {
+        "the port on the extension's settings page"
+    };
     Some(Finding::warn(
         "cloudflare",
+        format!("browsers connect to port {port}, which does not pass through Cloudflare's proxy"),
         format!(
-            "port {} does not pass through Cloudflare's proxy",
-            settings.port
+            "if the forum's DNS is proxied by Cloudflare (orange cloud), use 443, 2053, 2083, 2087, 2096 or 8443 ({setting})"
         ),
-        "if the forum's DNS is proxied by Cloudflare (orange cloud), use 2053, 2083, 2087, 2096 or 8443",
     ))
 }
