@@ -265,3 +265,53 @@ fn a_port_put_back_before_a_restart_is_no_change() {
         "{log:#?}"
     );
 }
+
+/// The man pages carry ENVIRONMENT, FILES and EXIT STATUS (with the codes
+/// of each command), and bash completes each subcommand's own options:
+/// the files the package installs, written by `flarum-ws generate`.
+#[test]
+fn man_pages_and_bash_completion_cover_each_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    for what in ["man", "completions"] {
+        let (code, stderr) = run(flarum_ws(dir.path()).args(["generate", what, "out"]));
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let out = dir.path().join("out");
+    let check = std::fs::read_to_string(out.join("flarum-ws-check.1")).unwrap();
+    for section in [".SH ENVIRONMENT", ".SH FILES", ".SH \"EXIT STATUS\""] {
+        assert!(check.contains(section), "{section} missing:\n{check}");
+    }
+    assert!(
+        check.contains("FLARUM_WS_ROOT")
+            && check.contains("/etc/default/flarum\\-ws")
+            && check.contains("The checks could not run"),
+        "{check}"
+    );
+    let serve = std::fs::read_to_string(out.join("flarum-ws-serve.1")).unwrap();
+    assert!(
+        serve.contains("FLARUM_WS_PORT") && serve.contains("75"),
+        "{serve}"
+    );
+
+    // What bash offers after `flarum-ws SUBCOMMAND --<TAB>`.
+    let complete = |words: &str| {
+        let script = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _flarum__ws flarum-ws \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+            out.join("flarum-ws.bash").display()
+        );
+        let output = Command::new("bash").args(["-c", &script]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let offered = complete("flarum-ws check --");
+    assert!(
+        offered.contains("--live") && offered.contains("--user") && offered.contains("--unit"),
+        "{offered}"
+    );
+    let offered = complete("flarum-ws nginx-snippet --");
+    assert!(
+        !offered.contains("--live") && offered.contains("--help"),
+        "{offered}"
+    );
+    let offered = complete("flarum-ws ch");
+    assert!(offered.contains("check"), "{offered}");
+}
