@@ -566,6 +566,82 @@ async fn live_sends_the_forums_origin_when_the_websocket_has_its_own_host() {
     server.stop_cleanly();
 }
 
+/// The unit's sandbox, judged as the service meets it: a forum under /tmp
+/// is hidden by `PrivateTmp=yes`, and a SQLite database outside
+/// `ReadWritePaths=` cannot be written under `ProtectSystem=strict`; `check`
+/// (run from a shell that sees both) fails each with the line to add.
+#[tokio::test]
+async fn what_the_units_sandbox_hides_from_the_service_fails() {
+    let port = free_port().to_string();
+    let rows = forum_rows(&port);
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let etc = tempfile::tempdir().unwrap();
+    let unit = etc.path().join("flarum-ws.service");
+    let unit_arg = unit.to_str().unwrap().to_owned();
+    let sandbox = |root: &Path, hides: &str| {
+        format!(
+            "[Service]\nEnvironment=FLARUM_WS_ROOT={}\nExecStart=/usr/bin/flarum-ws serve\n{hides}ProtectSystem=strict\n",
+            root.display()
+        )
+    };
+
+    let in_tmp = tempfile::tempdir().unwrap();
+    sqlite_forum(in_tmp.path(), "http://forum.example", &rows).await;
+    std::fs::write(&unit, sandbox(in_tmp.path(), "PrivateTmp=yes\n")).unwrap();
+    let (code, findings) = check_json(&mut flarum_ws(in_tmp.path()), &["--unit", &unit_arg]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let hidden = finding(&findings, "sandbox");
+    assert_finding(
+        hidden,
+        "fail",
+        &format!("is under /tmp, which the service does not see (PrivateTmp=yes in {unit_arg})"),
+        "move the forum out of /tmp",
+    );
+    assert_in_troubleshooting(hidden);
+
+    // Where the sandbox hides nothing (this checkout may itself be under
+    // /tmp or /home): the SQLite folder must be writable.
+    let served = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    sqlite_forum(served.path(), "http://forum.example", &rows).await;
+    std::fs::write(&unit, sandbox(served.path(), "")).unwrap();
+    let storage = served.path().join("storage");
+    let (code, findings) = check_json(&mut flarum_ws(served.path()), &["--unit", &unit_arg]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let read_only = finding(&findings, "sandbox");
+    let fix = format!(
+        "systemctl edit flarum-ws, then [Service] ReadWritePaths={}",
+        storage.display()
+    );
+    assert_finding(
+        read_only,
+        "fail",
+        "which the service may not write (ProtectSystem=strict",
+        &fix,
+    );
+    assert_in_troubleshooting(read_only);
+    assert_eq!(
+        finding(&findings, "database")["status"],
+        "pass",
+        "{findings:#?}"
+    );
+
+    // The line added as the fix says: nothing left to say.
+    std::fs::write(
+        &unit,
+        format!(
+            "{}ReadWritePaths={}\n",
+            sandbox(served.path(), ""),
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let (_, findings) = check_json(&mut flarum_ws(served.path()), &["--unit", &unit_arg]);
+    assert!(
+        findings.iter().all(|f| f["check"] != "sandbox"),
+        "{findings:#?}"
+    );
+}
+
 /// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
 fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
     check(dir, envs, args)

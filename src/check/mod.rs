@@ -14,8 +14,10 @@ mod idle;
 mod live;
 mod nginx_timeout;
 mod port;
+mod sandbox;
 mod service_user;
 mod setup;
+mod unit;
 mod unit_env;
 mod webhooks;
 

@@ -7,9 +7,10 @@ use super::certificate::check_certificate;
 use super::live::{Browsers, LiveOptions, check_live};
 use super::nginx_timeout::{check_nginx_timeouts, default_files};
 use super::port::check_port;
-use super::service_user::UNIT_DIRECTORIES;
+use super::sandbox::{check_hidden_root, check_sqlite_writable};
 use super::service_user::{ServiceUser, service_user};
-use super::unit_env::{UnitEnvironment, judge, unit_files};
+use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
+use super::unit_env::{UnitEnvironment, judge};
 use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::cluster;
@@ -43,21 +44,26 @@ pub struct CheckInput {
 /// Runs every check that can run and returns all findings.
 pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let unit_files = match &input.unit {
+    let unit = ServiceUnit::read(&match &input.unit {
         Some(unit) => vec![unit.clone()],
         None => unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"),
-    };
+    });
     // Judged as the service will run: its unit's environment and working
     // directory, when a unit is installed (or named).
-    let (environment, cwd) = match UnitEnvironment::read(&unit_files) {
+    let (environment, cwd) = match &unit {
         Some(unit) => {
-            let judged = judge(&unit, input.environment, &input.cwd, input.root.is_some());
+            let judged = judge(
+                &UnitEnvironment::read(unit),
+                input.environment,
+                &input.cwd,
+                input.root.is_some(),
+            );
             findings.extend(judged.findings);
             (judged.environment, judged.cwd)
         }
         None => (input.environment, input.cwd),
     };
-    let user = service_user(input.user.as_deref(), &unit_files);
+    let user = service_user(input.user.as_deref(), unit.as_ref());
     let gathered = match gather(LoadInput {
         flags: input.flags,
         config: input.config,
@@ -85,10 +91,13 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                     config.database.driver.name()
                 ),
             ));
-            if let Some(finding) = check_forum_access(&config, &user) {
+            let hidden = check_hidden_root(&config, unit.as_ref())
+                .or_else(|| check_forum_access(&config, &user));
+            if let Some(finding) = hidden {
                 findings.push(finding);
                 return findings;
             }
+            findings.extend(check_sqlite_writable(&config, unit.as_ref()));
             Some(config)
         }
         Ok(None) => {
@@ -222,7 +231,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         findings.push(finding);
     }
     findings.extend(check_webhooks(settings).await);
-    if let Some(finding) = check_privileged_port(settings.port, &user, &unit_files) {
+    if let Some(finding) = check_privileged_port(settings.port, &user, unit.as_ref()) {
         findings.push(finding);
     }
     findings.extend(check_certificate(settings, host.as_deref(), &user));
@@ -347,7 +356,7 @@ async fn check_redis(settings: &Settings) -> Option<Finding> {
 fn check_privileged_port(
     port: u16,
     user: &Result<ServiceUser, String>,
-    unit: &[PathBuf],
+    unit: Option<&ServiceUnit>,
 ) -> Option<Finding> {
     let first_unprivileged =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
@@ -363,13 +372,9 @@ fn check_privileged_port(
     if user.account.uid == 0 {
         return None;
     }
-    let capable = unit.iter().any(|file| {
-        std::fs::read_to_string(file).is_ok_and(|text| {
-            text.lines().any(|line| {
-                line.trim().starts_with("AmbientCapabilities=")
-                    && line.contains("CAP_NET_BIND_SERVICE")
-            })
-        })
+    let capable = unit.is_some_and(|unit| {
+        unit.values("AmbientCapabilities")
+            .any(|(value, _)| value.contains("CAP_NET_BIND_SERVICE"))
     });
     if capable {
         return None;

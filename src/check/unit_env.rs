@@ -9,31 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use super::Finding;
+use super::unit::ServiceUnit;
 use crate::config::{is_known_variable, nearest_known_variable};
-
-/// The unit file systemd would load under `directories`, and its drop-ins
-/// in the order systemd applies them.
-pub fn unit_files(directories: &[&str], name: &str) -> Vec<PathBuf> {
-    let Some(unit) = directories
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-    else {
-        return Vec::new();
-    };
-    let mut drop_ins: Vec<PathBuf> = directories
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(Path::new(dir).join(format!("{name}.d"))).ok())
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    drop_ins.sort_by_key(|path| path.file_name().map(ToOwned::to_owned));
-    let mut files = vec![unit];
-    files.extend(drop_ins);
-    files
-}
 
 /// What the unit gives the service.
 #[derive(Debug, Default)]
@@ -51,46 +28,38 @@ pub struct UnitEnvironment {
 }
 
 impl UnitEnvironment {
-    /// Reads `files` (a unit and its drop-ins) as systemd would for their
-    /// `[Service]` section.
-    pub fn read(files: &[PathBuf]) -> Option<Self> {
+    /// The environment `unit` gives the service, its files read as
+    /// systemd reads them.
+    pub fn read(unit: &ServiceUnit) -> Self {
         let mut env = Self {
-            unit: files.first()?.clone(),
+            unit: unit.unit.clone(),
             ..Self::default()
         };
-        for file in files {
-            let Ok(text) = std::fs::read_to_string(file) else {
-                continue;
-            };
-            let mut in_service = false;
-            for line in text.lines().map(str::trim) {
-                if line.starts_with('[') {
-                    in_service = line == "[Service]";
-                    continue;
-                }
-                if !in_service {
-                    continue;
-                }
-                if let Some(value) = line.strip_prefix("Environment=") {
+        for (key, value, file) in unit.settings() {
+            match key {
+                "Environment" => {
                     for assignment in shell_words(value) {
                         if let Some((name, value)) = assignment.split_once('=') {
                             env.vars
-                                .push((name.to_owned(), value.to_owned(), file.clone()));
+                                .push((name.to_owned(), value.to_owned(), file.to_owned()));
                         }
                     }
-                } else if let Some(value) = line.strip_prefix("EnvironmentFile=") {
-                    let (optional, path) = match value.trim().strip_prefix('-') {
+                }
+                "EnvironmentFile" => {
+                    let (optional, path) = match value.strip_prefix('-') {
                         Some(path) => (true, path),
-                        None => (false, value.trim()),
+                        None => (false, value),
                     };
                     env.read_file(Path::new(path), optional);
-                } else if let Some(value) = line.strip_prefix("WorkingDirectory=") {
-                    let value = value.trim().trim_start_matches('-');
+                }
+                "WorkingDirectory" => {
+                    let value = value.trim_start_matches('-');
                     env.working_directory = (!value.is_empty()).then(|| PathBuf::from(value));
                 }
+                _ => {}
             }
         }
-        Some(env)
+        env
     }
 
     fn read_file(&mut self, path: &Path, optional: bool) {
@@ -306,7 +275,8 @@ mod tests {
             "[Service]\nEnvironment=FLARUM_WS_VERBOSE=false\nWorkingDirectory=/srv\n",
         )
         .unwrap();
-        let env = UnitEnvironment::read(&[unit.clone(), drop_in.clone()]).unwrap();
+        let service = ServiceUnit::read(&[unit.clone(), drop_in.clone()]).unwrap();
+        let env = UnitEnvironment::read(&service);
         assert_eq!(env.get("FLARUM_WS_ROOT").unwrap().0, "/var/www/flarum");
         assert_eq!(env.get("DB_PASSWORD").unwrap().0, "s3cret pass");
         assert_eq!(
