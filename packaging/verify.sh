@@ -3,16 +3,20 @@
 # lintian's verdict on the .deb; `dpkg -i`; the installed binary, unit, man
 # page and completions; `flarum-ws check` against a SQLite forum root (named
 # in /etc/default/flarum-ws, as the service reads it); then
-# `dpkg --purge` leaves none of the package's files behind. Also unpacks the
-# tarball and runs the binary in it, and prints the newest glibc symbol the
-# binary needs (the README's baseline). Run as root, after build.sh.
+# `dpkg --purge` leaves none of the package's files behind. Then the
+# service's life under a real systemd (booted in namespaces of its own):
+# installed over an older version while running, it is restarted; `apt
+# remove` stops it; `apt purge` leaves no link behind. Also unpacks the
+# tarball and runs the binary in it, and checks the newest glibc symbol the
+# binaries need (the README's floor). Run as root, after build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" -eq 0 ] || { echo "packaging/verify.sh installs a package: run it as root" >&2; exit 2; }
 tests/services/packages.sh packaging
 
-out="target/package"
+# Absolute: commands run inside another mount namespace start in its /.
+out="$(pwd)/target/package"
 deb="$(ls "$out"/flarum-ws_*_amd64.deb)"
 tarball="$(ls "$out"/flarum-ws-*-x86_64-unknown-linux-gnu.tar.gz)"
 failed=0
@@ -65,10 +69,10 @@ done
 [ -f /usr/share/doc/flarum-ws/examples/flarum-ws.example.yaml ] && [ -f /usr/share/doc/flarum-ws/copyright ] \
   && pass "docs and copyright in /usr/share/doc/flarum-ws" || fail "docs under /usr/share/doc/flarum-ws"
 
-echo "== flarum-ws check in a SQLite forum root"
-forum="$(mktemp -d)"
-mkdir "$forum/storage"
-cat >"$forum/config.php" <<'PHP'
+# write_forum ROOT PORT: a Flarum 1 forum on SQLite with the Kyrne
+# extension's settings, serving on PORT.
+write_forum() {
+  cat >"$1/config.php" <<'PHP'
 <?php return array (
   'debug' => false,
   'database' => 
@@ -86,7 +90,7 @@ cat >"$forum/config.php" <<'PHP'
   ),
 );
 PHP
-python3 - "$forum/storage/flarum.sqlite" <<'PY'
+  python3 - "$1/storage/flarum.sqlite" "$2" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute('CREATE TABLE settings ("key" varchar(100) NOT NULL PRIMARY KEY, "value" text NULL)')
@@ -94,10 +98,19 @@ db.executemany('INSERT INTO settings VALUES (?, ?)', [
     ('kyrne-websocket.app_id', '4242'),
     ('kyrne-websocket.app_key', 'packagekey0123456789abcdefghijkl'),
     ('kyrne-websocket.app_secret', 'packagesecret0123456789abcdefghi'),
-    ('kyrne-websocket.app_port', '36183'),
+    ('kyrne-websocket.app_port', sys.argv[2]),
+    ('kyrne-websocket.app_host', '127.0.0.1'),
 ])
 db.commit()
 PY
+}
+
+echo "== flarum-ws check in a SQLite forum root"
+# Not under /tmp: the unit's PrivateTmp=yes hides /tmp from the service.
+forum=/var/lib/flarum-ws-verify
+rm -rf "$forum"
+mkdir -p "$forum/storage"
+write_forum "$forum" 36183
 # check judges as the installed service runs: with the shipped
 # /etc/default/flarum-ws (FLARUM_WS_ROOT=/var/www/flarum, no forum there) it
 # fails, even run from the forum's root; with the root set there, as the
@@ -108,8 +121,17 @@ else
   pass "flarum-ws check fails while /etc/default/flarum-ws names no forum"
 fi
 sed -i "s|^FLARUM_WS_ROOT=.*|FLARUM_WS_ROOT=$forum|" /etc/default/flarum-ws
+# The unit's ProtectSystem=strict leaves the SQLite folder read-only until a
+# drop-in names it, as the unit's comment and check's fix say.
+if (cd / && flarum-ws check || true) | grep -q 'ReadWritePaths='; then
+  pass "flarum-ws check fails on the SQLite folder the sandbox keeps read-only"
+else
+  fail "flarum-ws check did not name ReadWritePaths for the SQLite folder"
+fi
+mkdir -p /etc/systemd/system/flarum-ws.service.d
+printf '[Service]\nReadWritePaths=%s/storage\n' "$forum" >/etc/systemd/system/flarum-ws.service.d/sqlite.conf
 if (cd / && flarum-ws check); then pass "flarum-ws check passes with the forum root in /etc/default/flarum-ws"; else fail "flarum-ws check failed with the forum root in /etc/default/flarum-ws"; fi
-rm -rf "$forum"
+rm -rf "$forum" /etc/systemd/system/flarum-ws.service.d
 
 echo "== dpkg --purge"
 dpkg --purge flarum-ws
@@ -117,6 +139,96 @@ left="$(while read -r path; do [ -e "$path" ] && echo "$path"; done <"$files" ||
 [ -e /etc/default/flarum-ws ] && left="$left /etc/default/flarum-ws"
 [ -z "$left" ] && pass "nothing of the package is left" || fail "left after purge: $left"
 rm -f "$files"
+
+echo "== the service under systemd: upgrade, remove, purge"
+# systemd as PID 1 of new PID, mount, UTS and network namespaces, with its
+# own /run, /tmp and /var/tmp (its boot-time cleanups touch nothing of this
+# machine's), udev masked, booted to basic.target so that no other
+# package's service starts. Commands run inside it with `inside`. A
+# policy-rc.d (container images ship one that forbids every start and stop)
+# is hidden inside: a stock Debian has none, and the maintainer scripts
+# should act as they do there.
+unshare --fork --pid --mount --uts --net --mount-proc --propagation private /bin/sh -c '
+  mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp
+  if [ -e /usr/sbin/policy-rc.d ]; then mount --bind /dev/null /usr/sbin/policy-rc.d; fi
+  mkdir -p /run/systemd/system
+  for unit in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
+      systemd-udev-trigger.service systemd-udev-settle.service; do
+    ln -s /dev/null "/run/systemd/system/$unit"
+  done
+  exec env container=flarum-ws-verify /lib/systemd/systemd --system --unit=basic.target --log-target=null
+' &
+unshared=$!
+systemd_pid=""
+for _ in $(seq 100); do
+  systemd_pid="$(pgrep -P "$unshared" || true)"
+  [ -n "$systemd_pid" ] && [ "$(cat "/proc/$systemd_pid/comm" 2>/dev/null)" = systemd ] && break
+  sleep 0.1
+done
+inside() { nsenter -t "$systemd_pid" -m -p -u -n "$@"; }
+stop_systemd() { kill -9 "$systemd_pid" 2>/dev/null || true; wait "$unshared" 2>/dev/null || true; }
+# (unshare reports the kill of its child as "sigprocmask unblock failed".)
+trap stop_systemd EXIT
+for _ in $(seq 600); do
+  case "$(inside systemctl is-system-running 2>/dev/null || true)" in
+    running | degraded) break ;;
+  esac
+  sleep 0.1
+done
+inside ip link set lo up
+echo "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) is $(inside systemctl is-system-running || true)"
+
+# The older version: this package, numbered one revision lower.
+# (Not under /tmp, which is the namespace's own.)
+older="$out/older"
+rm -rf "$older"
+mkdir -p "$older"
+dpkg-deb -R "$deb" "$older/tree"
+current_version="$(dpkg-deb -f "$deb" Version)"
+older_version="${current_version%-*}-0"
+sed -i "s/^Version: .*/Version: $older_version/" "$older/tree/DEBIAN/control"
+dpkg-deb -b "$older/tree" "$older/flarum-ws_${older_version}_amd64.deb" >/dev/null
+
+# A forum the service (www-data, ProtectSystem=strict) can read, with the
+# SQLite folder writable as the unit's comment says.
+service_forum=/var/lib/flarum-ws-verify
+rm -rf "$service_forum"
+mkdir -p "$service_forum/storage"
+write_forum "$service_forum" 36184
+chown -R www-data:www-data "$service_forum"
+
+inside dpkg -i "$older/flarum-ws_${older_version}_amd64.deb" >/dev/null
+sed -i "s|^FLARUM_WS_ROOT=.*|FLARUM_WS_ROOT=$service_forum|" /etc/default/flarum-ws
+mkdir -p /etc/systemd/system/flarum-ws.service.d
+printf '[Service]\nReadWritePaths=%s/storage\n' "$service_forum" >/etc/systemd/system/flarum-ws.service.d/sqlite.conf
+inside systemctl daemon-reload
+inside systemctl enable --now flarum-ws 2>/dev/null
+active="$(inside systemctl is-active flarum-ws || true)"
+[ "$active" = active ] && pass "$older_version: systemctl enable --now flarum-ws starts it" \
+  || { fail "the service did not start ($active)"; inside journalctl -u flarum-ws --no-pager | tail -20 >&2 || true; }
+if inside sh -c "cd / && flarum-ws check --live >/dev/null"; then pass "flarum-ws check --live passes against the running service"; else fail "flarum-ws check --live failed against the running service"; fi
+before="$(inside systemctl show -p MainPID --value flarum-ws)"
+
+inside dpkg -i "$deb" >/dev/null
+after="$(inside systemctl show -p MainPID --value flarum-ws)"
+active="$(inside systemctl is-active flarum-ws || true)"
+[ "$active" = active ] && [ "$after" != "$before" ] && [ "$after" != 0 ] \
+  && pass "upgrade $older_version -> $current_version restarted the running service (pid $before -> $after)" \
+  || fail "after the upgrade the service is $active with pid $after (was $before)"
+
+inside apt-get remove -y -qq flarum-ws >/dev/null 2>&1
+active="$(inside systemctl is-active flarum-ws || true)"
+[ "$active" != active ] && pass "apt remove stopped the service ($active)" || fail "apt remove left the service $active"
+[ -e /etc/default/flarum-ws ] && pass "apt remove kept /etc/default/flarum-ws" || fail "apt remove deleted the conffile"
+
+rm -rf /etc/systemd/system/flarum-ws.service.d
+inside apt-get purge -y -qq flarum-ws >/dev/null 2>&1
+[ ! -e /etc/systemd/system/multi-user.target.wants/flarum-ws.service ] \
+  && pass "apt purge removed the multi-user.target.wants link" || fail "apt purge left /etc/systemd/system/multi-user.target.wants/flarum-ws.service"
+[ ! -e /etc/default/flarum-ws ] && pass "apt purge removed /etc/default/flarum-ws" || fail "apt purge left /etc/default/flarum-ws"
+stop_systemd
+trap - EXIT
+rm -rf "$older" "$service_forum"
 
 echo "== tarball $tarball"
 unpacked="$(mktemp -d)"
