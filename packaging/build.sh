@@ -5,13 +5,26 @@
 #   flarum-ws-<version>-x86_64-unknown-linux-gnu.tar.gz   (binary, unit, config, docs)
 # The man pages and completions are written by the binary itself from its
 # clap definitions (`flarum-ws generate`), so they always match its flags.
-# Needs cargo-deb (`cargo install --locked cargo-deb`); built on Debian 12,
-# the binary needs the glibc that packaging/verify.sh checks (README: Install).
+#
+# The binary is linked against glibc 2.17 (cargo-zigbuild, with Zig from
+# PyPI's `ziglang` as the C toolchain and linker), so the same file runs on
+# every x86_64 Linux from RHEL 7, Debian 8 and Ubuntu 14.04 on;
+# packaging/verify.sh checks the floor from its symbols.
+# Needs cargo-deb and cargo-zigbuild (`cargo install --locked cargo-deb
+# cargo-zigbuild`) and Zig: `python3 -m venv target/zig-venv &&
+# target/zig-venv/bin/pip install ziglang` (.ci/run does all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v cargo-deb >/dev/null || {
-  echo "cargo-deb is not installed: cargo install --locked cargo-deb" >&2
+for tool in cargo-deb cargo-zigbuild; do
+  command -v "$tool" >/dev/null || {
+    echo "$tool is not installed: cargo install --locked $tool" >&2
+    exit 2
+  }
+done
+[ -x target/zig-venv/bin/python ] && export PATH="$PWD/target/zig-venv/bin:$PATH"
+python3 -m ziglang version >/dev/null 2>&1 || {
+  echo "Zig is not installed: python3 -m venv target/zig-venv && target/zig-venv/bin/pip install ziglang" >&2
   exit 2
 }
 
@@ -22,8 +35,9 @@ out="target/package"
 rm -rf "$out"
 mkdir -p "$out"
 
-cargo build --release --locked
-binary="target/release/flarum-ws"
+# glibc 2.17 is the floor Rust's standard library supports.
+cargo zigbuild --release --locked --target "$target.2.17"
+binary="target/$target/release/flarum-ws"
 "$binary" generate man "$out/man"
 "$binary" generate completions "$out/completions"
 
@@ -40,7 +54,7 @@ flarum-ws ($version-1) unstable; urgency=medium
 
  -- $maintainer  $released
 CHANGELOG
-cargo deb --no-build --locked --output "$out/"
+cargo deb --no-build --locked --target "$target" --output "$out/"
 
 # The tarball: the unit points at /usr/local/bin, where INSTALL puts the binary.
 name="flarum-ws-$version-$target"

@@ -8,7 +8,8 @@
 # installed over an older version while running, it is restarted; `apt
 # remove` stops it; `apt purge` leaves no link behind. Also unpacks the
 # tarball and runs the binary in it, and checks the newest glibc symbol the
-# binaries need (the README's floor). Run as root, after build.sh.
+# binaries need against the floor the README states (2.17). Run as root,
+# after build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +30,20 @@ echo "== lintian $deb"
 lintian --fail-on error,warning "$deb" || fail "lintian reported errors or warnings"
 lintian --pedantic -I "$deb" || true
 
-echo "== glibc baseline"
-glibc="$(objdump -T target/release/flarum-ws | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
-echo "newest glibc symbol version the binary needs: $glibc"
-[ "$glibc" = "${GLIBC_BASELINE:-GLIBC_2.34}" ] || fail "glibc baseline moved to $glibc: update README and INSTALL"
+echo "== glibc floor"
+# The binaries are linked against glibc 2.17 (packaging/build.sh): no symbol
+# they need may be newer, and the package must not ask for a newer libc6.
+floor=GLIBC_2.17
+newest_glibc() { objdump -T "$1" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1; }
+within_floor() { [ "$(printf '%s\n%s\n' "$1" "$floor" | sort -V | tail -1)" = "$floor" ]; }
+extracted="$(mktemp -d)"
+dpkg-deb -x "$deb" "$extracted"
+glibc="$(newest_glibc "$extracted/usr/bin/flarum-ws")"
+within_floor "$glibc" && pass "the packaged binary needs $glibc at most (floor $floor)" \
+  || fail "the packaged binary needs $glibc, above the floor $floor: update README and INSTALL, or the build"
+rm -rf "$extracted"
+depends="$(dpkg-deb -f "$deb" Depends)"
+[[ "$depends" == *"libc6 (>= 2.17)"* ]] && pass "Depends: $depends" || fail "the package depends on $depends, not libc6 (>= 2.17)"
 
 echo "== dpkg -i"
 dpkg --purge flarum-ws >/dev/null 2>&1 || true
@@ -240,6 +251,8 @@ for file in flarum-ws INSTALL README.md LICENSE CHANGELOG.md flarum-ws.example.y
   [ -f "$top/$file" ] || fail "the tarball lacks $file"
 done
 "$top/flarum-ws" --version >/dev/null && pass "the tarball's binary runs" || fail "the tarball's binary"
+glibc="$(newest_glibc "$top/flarum-ws")"
+within_floor "$glibc" && pass "the tarball's binary needs $glibc at most (floor $floor)" || fail "the tarball's binary needs $glibc, above $floor"
 grep -q '^ExecStart=/usr/local/bin/flarum-ws serve' "$top/systemd/flarum-ws.service" \
   && pass "the tarball's unit runs /usr/local/bin/flarum-ws" || fail "the tarball's unit"
 rm -rf "$unpacked"
