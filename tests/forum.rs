@@ -754,3 +754,37 @@ async fn database_problems_are_named_by_their_cause() {
         );
     }
 }
+
+/// `'host' => 'localhost'` with MariaDB listening on its socket only (no
+/// TCP on 3306): PHP connects through the server's socket, and so does
+/// flarum-ws. Run in a mount namespace whose /run/mysqld holds the test
+/// server's socket where Debian's MariaDB puts it.
+#[tokio::test]
+#[ignore = "needs MariaDB, php-cli and root (a mount namespace for /run/mysqld)"]
+async fn localhost_mysql_goes_through_the_socket_as_php_does() {
+    let root = forum(Server::MariaDb, "", &credentials(free_port())).await;
+    let config = std::fs::read_to_string(root.path().join("config.php")).unwrap();
+    let port = service_var("TEST_DB_MYSQL_PORT");
+    let localhost = config
+        .replace("'host' => '127.0.0.1'", "'host' => 'localhost'")
+        .replace(&format!("'port' => {port},"), "");
+    assert_ne!(config, localhost, "{config}");
+    std::fs::write(root.path().join("config.php"), localhost).unwrap();
+    let socket = service_var("TEST_DB_MYSQL_SOCKET");
+    let binary = env!("CARGO_BIN_EXE_flarum-ws");
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mkdir -p /run/mysqld && mount -t tmpfs tmpfs /run/mysqld && ln -s {socket} /run/mysqld/mysqld.sock && exec {binary} check --json"
+        ))
+        .current_dir(root.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    let findings = report["checks"].as_array().unwrap();
+    let database = findings.iter().find(|f| f["check"] == "database").unwrap();
+    assert_eq!(database["status"], "pass", "{findings:#?}");
+}

@@ -3,6 +3,7 @@
 //! (identifier quoting, placeholders, date arithmetic) kept here.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -54,6 +55,33 @@ fn encode(part: &str) -> String {
     utf8_percent_encode(part, URL_PART).to_string()
 }
 
+/// Where PHP's MySQL driver (mysqlnd) finds the server's socket when
+/// config.php says `'host' => 'localhost'` and names no `unix_socket`:
+/// Debian's default first, then other distributions'.
+const MYSQL_SOCKETS: [&str; 4] = [
+    "/run/mysqld/mysqld.sock",
+    "/var/run/mysqld/mysqld.sock",
+    "/var/lib/mysql/mysql.sock",
+    "/tmp/mysql.sock",
+];
+
+/// The socket a MySQL/MariaDB connection uses: config.php's `unix_socket`,
+/// else, for `localhost`, the server's socket as PHP finds it (PHP never
+/// uses TCP for `localhost`, so a server listening on the socket only
+/// serves the forum, and must serve flarum-ws too).
+fn mysql_socket(config: &DatabaseConfig) -> Option<String> {
+    if let Some(socket) = &config.unix_socket {
+        return Some(socket.clone());
+    }
+    if config.host != "localhost" {
+        return None;
+    }
+    MYSQL_SOCKETS
+        .iter()
+        .find(|path| Path::new(path).exists())
+        .map(|path| (*path).to_owned())
+}
+
 /// The sqlx URL for `config`, and a description without the password.
 fn connection_url(config: &DatabaseConfig) -> (String, String) {
     let user = encode(&config.username);
@@ -67,11 +95,11 @@ fn connection_url(config: &DatabaseConfig) -> (String, String) {
     match config.driver {
         Driver::MySql | Driver::MariaDb => {
             let port = config.port.unwrap_or(3306);
-            match &config.unix_socket {
+            match mysql_socket(config) {
                 Some(socket) => (
                     format!(
                         "mysql://{credentials}@localhost/{name}?socket={}",
-                        encode(socket)
+                        encode(&socket)
                     ),
                     format!(
                         "{} database `{}` on socket {socket} as user `{}`",
@@ -133,8 +161,12 @@ fn connection_url(config: &DatabaseConfig) -> (String, String) {
 
 /// `host:port` (or the socket) of the database server, for messages.
 fn server_address(config: &DatabaseConfig) -> String {
-    match (&config.unix_socket, config.driver) {
-        (Some(socket), _) => socket.clone(),
+    let socket = match config.driver {
+        Driver::MySql | Driver::MariaDb => mysql_socket(config),
+        _ => config.unix_socket.clone(),
+    };
+    match (socket, config.driver) {
+        (Some(socket), _) => socket,
         (None, Driver::Sqlite) => config.database.clone(),
         (None, Driver::Postgres) => format!("{}:{}", config.host, config.port.unwrap_or(5432)),
         (None, _) => format!("{}:{}", config.host, config.port.unwrap_or(3306)),

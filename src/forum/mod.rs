@@ -183,6 +183,7 @@ impl ForumError {
             Self::BadSetting { .. } => "fix the setting on the extension's settings page (admin panel, Extensions, Websocket)".into(),
             Self::Connect { problem, unset, .. } => {
                 let mut fix = match problem {
+                    ConnectProblem::Refused(address) if address.starts_with("localhost:3306") => "start the database server (systemctl start mariadb); PHP reaches 'localhost' through the server's socket, which was not found where PHP looks (/run/mysqld/mysqld.sock and the like): if it is elsewhere, name it in config.php's database block as 'unix_socket' => '/path/to/mysqld.sock' (mysql -e 'SELECT @@socket' prints it)".to_owned(),
                     ConnectProblem::Refused(_) => "start the database server (systemctl start mariadb, or postgresql), or fix host and port in config.php's database block".to_owned(),
                     ConnectProblem::NoDns(host) => format!("fix the host {host} in config.php's database block, or add a DNS record for it"),
                     ConnectProblem::NoAnswer(..) => "a firewall may drop the connection, or the host in config.php's database block is wrong".to_owned(),
