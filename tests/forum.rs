@@ -752,6 +752,32 @@ async fn database_problems_are_named_by_their_cause() {
                 && !stderr.contains("pool timed out"),
             "{stderr}"
         );
+
+        // A hung server: its port takes connections (the kernel completes
+        // them, as for a stopped mariadbd) and nothing answers. Blamed on
+        // the server, not on a firewall.
+        if db == Server::MariaDb {
+            let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let hung_port = hung.local_addr().unwrap().port().to_string();
+            std::fs::write(
+                root.path().join("config.php"),
+                stopped.replace(&closed, &hung_port),
+            )
+            .unwrap();
+            let (code, findings) = check_json(&mut flarum_ws(root.path()), &[]);
+            assert_eq!(code, 1);
+            let database = finding(&findings, "database");
+            assert_finding(
+                database,
+                "fail",
+                &format!(
+                    "127.0.0.1:{hung_port} accepted the connection but the database server did not answer within 10 s"
+                ),
+                "the database server is hung or overloaded",
+            );
+            assert_in_troubleshooting(database);
+            drop(hung);
+        }
     }
 }
 

@@ -173,6 +173,37 @@ fn server_address(config: &DatabaseConfig) -> String {
     }
 }
 
+/// Whether the server's socket or port accepts a connection at all: when
+/// it does but the driver got no answer, the server is hung, not hidden
+/// behind a firewall.
+async fn accepts_connections(config: &DatabaseConfig) -> bool {
+    const PROBE: Duration = Duration::from_secs(2);
+    let socket = match config.driver {
+        Driver::MySql | Driver::MariaDb => mysql_socket(config),
+        Driver::Postgres => None,
+        Driver::Sqlite => return false,
+    };
+    let connected = match socket {
+        Some(path) => tokio::time::timeout(PROBE, tokio::net::UnixStream::connect(path))
+            .await
+            .is_ok_and(|r| r.is_ok()),
+        None => {
+            let port = config.port.unwrap_or(if config.driver == Driver::Postgres {
+                5432
+            } else {
+                3306
+            });
+            tokio::time::timeout(
+                PROBE,
+                tokio::net::TcpStream::connect((config.host.as_str(), port)),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok())
+        }
+    };
+    connected
+}
+
 /// Sorts the driver's error into a cause the admin can act on.
 fn connect_problem(config: &DatabaseConfig, error: sqlx::Error) -> ConnectProblem {
     let address = server_address(config);
@@ -236,10 +267,13 @@ impl Database {
             }
             Ok(Err(error)) => return Err(failed(connect_problem(&config.database, error))),
             Err(_) => {
-                return Err(failed(ConnectProblem::NoAnswer(
-                    server_address(&config.database),
-                    CONNECT_TIMEOUT.as_secs(),
-                )));
+                let address = server_address(&config.database);
+                let seconds = CONNECT_TIMEOUT.as_secs();
+                return Err(failed(if accepts_connections(&config.database).await {
+                    ConnectProblem::Hung(address, seconds)
+                } else {
+                    ConnectProblem::NoAnswer(address, seconds)
+                }));
             }
         }
         let pool = AnyPoolOptions::new()

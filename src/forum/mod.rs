@@ -128,6 +128,8 @@ pub enum ConnectProblem {
     NoDns(String),
     #[error("no answer from {0} within {1} s")]
     NoAnswer(String, u64),
+    #[error("{0} accepted the connection but the database server did not answer within {1} s")]
+    Hung(String, u64),
     #[error("the server refused the user and password: {0}")]
     AccessDenied(String),
     #[error("the database does not exist: {0}")]
@@ -187,6 +189,7 @@ impl ForumError {
                     ConnectProblem::Refused(_) => "start the database server (systemctl start mariadb, or postgresql), or fix host and port in config.php's database block".to_owned(),
                     ConnectProblem::NoDns(host) => format!("fix the host {host} in config.php's database block, or add a DNS record for it"),
                     ConnectProblem::NoAnswer(..) => "a firewall may drop the connection, or the host in config.php's database block is wrong".to_owned(),
+                    ConnectProblem::Hung(..) => "the database server is hung or overloaded: see its log and its running queries (SHOW PROCESSLIST; or pg_stat_activity), and restart it if need be (systemctl restart mariadb, or postgresql); the forum itself cannot reach it either".to_owned(),
                     ConnectProblem::AccessDenied(_) => "fix username and password in config.php's database block (the forum itself uses the same)".to_owned(),
                     ConnectProblem::UnknownDatabase(_) => "fix the database name in config.php's database block".to_owned(),
                     ConnectProblem::NoSqliteFile(_) => "fix the database path in config.php's database block (relative paths are from the forum root), and let flarum-ws's user read the file and its folder".to_owned(),
