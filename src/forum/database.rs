@@ -183,7 +183,7 @@ async fn accepts_connections(config: &DatabaseConfig) -> bool {
         Driver::Postgres => None,
         Driver::Sqlite => return false,
     };
-    let connected = match socket {
+    match socket {
         Some(path) => tokio::time::timeout(PROBE, tokio::net::UnixStream::connect(path))
             .await
             .is_ok_and(|r| r.is_ok()),
@@ -200,8 +200,7 @@ async fn accepts_connections(config: &DatabaseConfig) -> bool {
             .await
             .is_ok_and(|r| r.is_ok())
         }
-    };
-    connected
+    }
 }
 
 /// Sorts the driver's error into a cause the admin can act on.
