@@ -642,6 +642,48 @@ async fn what_the_units_sandbox_hides_from_the_service_fails() {
     );
 }
 
+/// The port changed on the extension's page while the service still runs
+/// on the old one (a restart pending): `check` says so, instead of a live
+/// probe asking whether flarum-ws is running at all.
+#[tokio::test]
+async fn a_port_changed_with_a_restart_pending_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (free_port().to_string(), free_port().to_string());
+    let rows = |port: &'static str| {
+        [
+            ("kyrne-websocket.app_id", "84"),
+            (
+                "kyrne-websocket.app_key",
+                "forumkey0123456789abcdefghijklmn",
+            ),
+            (
+                "kyrne-websocket.app_secret",
+                "forumsecret0123456789abcdefghijk",
+            ),
+            ("kyrne-websocket.app_port", port),
+        ]
+    };
+    let (old, new): (&'static str, &'static str) = (old.leak(), new.leak());
+    sqlite_forum(dir.path(), "http://forum.example", &rows(old)).await;
+    let mut server = start(flarum_ws(dir.path()).args(["serve"]));
+    std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
+    sqlite_forum(dir.path(), "http://forum.example", &rows(new)).await;
+    let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let port = finding(&findings, "port");
+    assert_finding(
+        port,
+        "fail",
+        &format!(
+            "is free, but this forum's flarum-ws (pid {}) still listens on port {old}",
+            server.child.id()
+        ),
+        "restart flarum-ws to move it",
+    );
+    assert_in_troubleshooting(port);
+    server.stop_cleanly();
+}
+
 /// Runs `check --json ARGS` in `dir` with the test credentials and `envs`.
 fn check_with(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
     check(dir, envs, args)

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Finding;
 use crate::config::Settings;
 use crate::probe::{Target, local_address, request};
-use crate::server::port_holder;
+use crate::server::{listening_processes, port_holder};
 
 pub async fn check_port(settings: &Settings) -> Finding {
     let (host, port) = (settings.host.as_str(), settings.port);
@@ -21,7 +21,19 @@ pub async fn check_port(settings: &Settings) -> Finding {
         );
     };
     match TcpListener::bind(SocketAddr::new(ip, port)) {
-        Ok(_) => Finding::pass("port", format!("{host}:{port} is free")),
+        Ok(listener) => {
+            drop(listener);
+            match elsewhere(settings).await {
+                Some((pid, old)) => Finding::fail(
+                    "port",
+                    format!(
+                        "{host}:{port} is free, but this forum's flarum-ws (pid {pid}) still listens on port {old}: the port changed since it started, so browsers find nothing on {port}"
+                    ),
+                    "restart flarum-ws to move it (systemctl restart flarum-ws; a reload keeps the port it listens on), and change the port in the nginx proxy_pass too if there is one",
+                ),
+                None => Finding::pass("port", format!("{host}:{port} is free")),
+            }
+        }
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match port_holder(port) {
             Some((pid, name)) if name == "flarum-ws" => held_by_flarum_ws(settings, pid).await,
             Some((pid, name)) => Finding::fail(
@@ -47,23 +59,49 @@ pub async fn check_port(settings: &Settings) -> Finding {
     }
 }
 
-/// The port is held by a flarum-ws: ask it (`/about`) which app it serves.
-/// Another forum's server on this forum's port is a failure: this forum's
-/// service cannot start, and its browsers reach the other forum.
-async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
-    let (host, port) = (settings.host.as_str(), settings.port);
+/// A running flarum-ws serving this forum's app on another port: (pid,
+/// port).
+async fn elsewhere(settings: &Settings) -> Option<(u32, u16)> {
+    for (pid, ports) in listening_processes("flarum-ws") {
+        for port in ports {
+            if let Some((id, key)) = about(settings, port).await
+                && id == settings.app.id
+                && key == settings.app.key
+            {
+                return Some((pid, port));
+            }
+        }
+    }
+    None
+}
+
+/// What the flarum-ws on `port` of this machine says it serves (`/about`):
+/// its app id and key.
+async fn about(settings: &Settings, port: u16) -> Option<(String, String)> {
     let target = Target {
-        address: local_address(host),
+        address: local_address(&settings.host),
         port,
         tls: settings.tls.is_some(),
         server_name: "localhost".into(),
         insecure: true,
     };
-    let about = match request(&target, "GET", "/about", String::new()).await {
-        Ok((200, body)) => serde_json::from_str::<Value>(&body).ok(),
-        _ => None,
+    let body = match request(&target, "GET", "/about", String::new()).await {
+        Ok((200, body)) => body,
+        _ => return None,
     };
-    let Some(about) = about else {
+    let about: Value = serde_json::from_str(&body).ok()?;
+    Some((
+        about["app_id"].as_str()?.to_owned(),
+        about["key"].as_str()?.to_owned(),
+    ))
+}
+
+/// The port is held by a flarum-ws: ask it (`/about`) which app it serves.
+/// Another forum's server on this forum's port is a failure: this forum's
+/// service cannot start, and its browsers reach the other forum.
+async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
+    let (host, port) = (settings.host.as_str(), settings.port);
+    let Some((id, key)) = about(settings, port).await else {
         return Finding::pass(
             "port",
             format!(
@@ -71,10 +109,6 @@ async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
             ),
         );
     };
-    let (id, key) = (
-        about["app_id"].as_str().unwrap_or_default(),
-        about["key"].as_str().unwrap_or_default(),
-    );
     if id == settings.app.id && key == settings.app.key {
         return Finding::pass(
             "port",

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use context::ServerContext;
 pub use ops::serve_private_listener;
-pub use port_holder::port_holder;
+pub use port_holder::{listening_processes, port_holder};
 pub use websocket::index_typing::sweep as sweep_index_typing;
 
 use admission::ConnectionSlot;

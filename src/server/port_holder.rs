@@ -1,11 +1,13 @@
-//! Which process listens on a port, so that "address in use" can name it
-//! (`check` before starting, `serve` when it cannot bind). Linux only: the
-//! holder is found through /proc/net/tcp and the processes' descriptors;
-//! processes of other users are invisible without root.
+//! Which process listens on a port, and on which ports a process listens,
+//! so that "address in use" can name the holder (`check` before starting,
+//! `serve` when it cannot bind) and `check` can find a running flarum-ws
+//! that still listens on a port the forum no longer names. Linux only:
+//! found through /proc/net/tcp and the processes' descriptors; processes
+//! of other users are invisible without root.
 
-/// The listening socket inodes for `port` from /proc/net/tcp and tcp6.
-fn listening_inodes(port: u16) -> Vec<String> {
-    let mut inodes = Vec::new();
+/// The listening sockets from /proc/net/tcp and tcp6: (inode, port).
+fn listening_sockets() -> Vec<(String, u16)> {
+    let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
@@ -18,41 +20,72 @@ fn listening_inodes(port: u16) -> Vec<String> {
             else {
                 continue;
             };
-            let listening_port = local
+            let port = local
                 .rsplit(':')
                 .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if *state == "0A" && listening_port == Some(port) {
-                inodes.push((*inode).to_owned());
+            if let (Some(port), true) = (port, *state == "0A") {
+                sockets.push(((*inode).to_owned(), port));
             }
         }
     }
-    inodes
+    sockets
 }
 
-/// The process holding a socket with one of `inodes`: (pid, command name).
-fn holder_of(inodes: &[String]) -> Option<(u32, String)> {
-    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path())
-                && targets.iter().any(|t| link.to_string_lossy() == *t)
-            {
-                let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                return Some((pid, name.trim().to_owned()));
-            }
-        }
-    }
-    None
+/// Every process this user can see: (pid, command name, socket inodes).
+fn processes() -> Vec<(u32, String, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            let sockets = fds
+                .flatten()
+                .filter_map(|fd| {
+                    let link = std::fs::read_link(fd.path()).ok()?;
+                    let link = link.to_string_lossy();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect();
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            Some((pid, name.trim().to_owned(), sockets))
+        })
+        .collect()
 }
 
 /// The process listening on `port`: (pid, command name).
 pub fn port_holder(port: u16) -> Option<(u32, String)> {
-    holder_of(&listening_inodes(port))
+    let inodes: Vec<String> = listening_sockets()
+        .into_iter()
+        .filter(|(_, listening)| *listening == port)
+        .map(|(inode, _)| inode)
+        .collect();
+    processes()
+        .into_iter()
+        .find(|(_, _, sockets)| sockets.iter().any(|s| inodes.contains(s)))
+        .map(|(pid, name, _)| (pid, name))
+}
+
+/// The other processes named `name` and the ports each listens on.
+pub fn listening_processes(name: &str) -> Vec<(u32, Vec<u16>)> {
+    let listening = listening_sockets();
+    let own = std::process::id();
+    processes()
+        .into_iter()
+        .filter(|(pid, comm, _)| comm == name && *pid != own)
+        .map(|(pid, _, sockets)| {
+            let mut ports: Vec<u16> = listening
+                .iter()
+                .filter(|(inode, _)| sockets.contains(inode))
+                .map(|(_, port)| *port)
+                .collect();
+            ports.sort_unstable();
+            ports.dedup();
+            (pid, ports)
+        })
+        .filter(|(_, ports)| !ports.is_empty())
+        .collect()
 }
