@@ -833,10 +833,12 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
 /// After a restart request: the server reloads in place, the forum's new
 /// secret ("second") works, and `tab` is still connected.
 async fn reloaded_with_the_second_secret(server: &mut Running, forum: &Forum2, tab: &mut Tab) {
+    // Up to two polls: the edited config.php may be noticed (and reloaded)
+    // one poll before the halt request.
     wait_for_line(
         server,
         "flarum/realtime asked for a restart",
-        Duration::from_secs(15),
+        Duration::from_secs(25),
     );
     wait_for_line(server, "open connections were kept", Duration::from_secs(5));
     let second = Forum2 {
@@ -848,6 +850,91 @@ async fn reloaded_with_the_second_secret(server: &mut Running, forum: &Forum2, t
         200
     );
     assert_eq!(tab.next()["event"], "afterHalt", "the tab stayed connected");
+}
+
+/// Rotating the database password in config.php changes flarum/realtime's
+/// app secret (its md5) for the forum at once; flarum-ws notices the edit
+/// within a poll, reloads in place (the tab stays connected) and takes the
+/// forum's events signed with the new secret, reconnecting to the database
+/// with the new password.
+#[tokio::test]
+#[ignore = "needs MariaDB, php-cli and the npm packages of tests/conformance"]
+async fn a_rotated_database_password_is_followed() {
+    let forum = forum2(Server::MariaDb, Some(json!({})), "username").await;
+    let user = format!("rot{}", rand::random_range(0..u32::MAX));
+    let mut admin_conn = admin(Server::MariaDb, "mysql", forum.root.path()).await;
+    for statement in [
+        format!("CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'first-password'"),
+        format!(
+            "GRANT ALL PRIVILEGES ON {}.* TO '{user}'@'127.0.0.1'",
+            forum.db_name
+        ),
+    ] {
+        exec(&mut admin_conn, statement).await;
+    }
+    let path = forum.root.path().join("config.php");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let with_user = |password: &str| {
+        config
+            .replace("'username' => 'flarum'", &format!("'username' => '{user}'"))
+            .replace(
+                &format!("'password' => '{}'", password_in(&config)),
+                &format!("'password' => '{password}'"),
+            )
+    };
+    std::fs::write(&path, with_user("first-password")).unwrap();
+    let first = Forum2 {
+        secret: php_md5("first-password"),
+        ..forum2_handles(&forum)
+    };
+    let mut server = start(flarum_ws(forum.root.path()).arg("serve"));
+    let mut tab = Tab::open(&first, "reader", &[]);
+    tab.subscribe(&["public"]);
+    assert_eq!(
+        php_trigger(&first, "public", "before", &json!({})).await,
+        200
+    );
+    assert_eq!(tab.next()["event"], "before");
+
+    // The rotation: the server's password, then config.php.
+    exec(
+        &mut admin_conn,
+        format!("ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY 'second-password'"),
+    )
+    .await;
+    std::fs::write(&path, with_user("second-password")).unwrap();
+    let second = Forum2 {
+        secret: php_md5("second-password"),
+        ..forum2_handles(&forum)
+    };
+    assert_eq!(
+        php_trigger(&second, "public", "tooEarly", &json!({})).await,
+        401
+    );
+    wait_for_line(&mut server, "config.php changed", Duration::from_secs(15));
+    wait_for_line(
+        &mut server,
+        "open connections were kept",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        php_trigger(&second, "public", "after", &json!({})).await,
+        200
+    );
+    assert_eq!(tab.next()["event"], "after", "the tab stayed connected");
+    assert_eq!(php_trigger(&first, "public", "old", &json!({})).await, 401);
+    exec(&mut admin_conn, format!("DROP USER '{user}'@'127.0.0.1'")).await;
+    server.stop_cleanly();
+}
+
+/// The password written in `config` (config.php as var_export writes it).
+fn password_in(config: &str) -> String {
+    config
+        .split("'password' => '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap()
+        .to_owned()
 }
 
 /// The same forum's connection details with another secret.

@@ -168,9 +168,20 @@ pub fn reload_on_hangup(reloader: Reloader) -> impl std::future::Future<Output =
     }
 }
 
+/// The bytes of config.php, to notice an edit (`None`: unreadable).
+async fn config_php_bytes(root: &std::path::Path) -> Option<Vec<u8>> {
+    let path = root.join("config.php");
+    tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .ok()?
+        .ok()
+}
+
 /// For a Flarum 2 forum: every 10 s, takes a restart request from the
-/// forum's cache and notices extensions enabled or disabled; either
-/// reloads in place. When the reload needs a new listener, the server
+/// forum's cache, notices extensions enabled or disabled, and notices an
+/// edited config.php (flarum/realtime's app secret is the md5 of the
+/// database password there, so rotating the password changes the secret
+/// the forum signs with at once); each reloads in place. When the reload needs a new listener, the server
 /// stops (connections told to reconnect) and exits with
 /// [`RESTART_EXIT_CODE`] for systemd to start it again.
 pub async fn follow_the_forum(
@@ -180,6 +191,8 @@ pub async fn follow_the_forum(
     mut extensions_enabled: Option<String>,
 ) {
     let shutdown = reloader.ctx.shutdown.clone();
+    let mut database = database;
+    let mut config_php = config_php_bytes(&root).await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -214,9 +227,27 @@ pub async fn follow_the_forum(
             Ok(_) => {}
             Err(error) => tracing::debug!("cannot read extensions_enabled: {error}"),
         }
+        let now = config_php_bytes(&root).await;
+        let edited = now.is_some() && now != config_php;
+        if edited {
+            config_php = now;
+            why = why.or(Some(
+                "config.php changed (with a new database password comes a new app secret)",
+            ));
+        }
         let Some(why) = why else {
             continue;
         };
+        if edited {
+            // The old connections may hold a password no longer valid.
+            match crate::forum::read_config_php(&root.join("config.php")) {
+                Ok(config) => match Database::connect(&config).await {
+                    Ok(reconnected) => database = reconnected,
+                    Err(error) => tracing::warn!("after config.php changed: {error}"),
+                },
+                Err(error) => tracing::warn!("after config.php changed: {error}"),
+            }
+        }
         if let Reloaded::Applied {
             restart_needed: true,
         } = reloader.reload(why).await

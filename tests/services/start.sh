@@ -40,8 +40,8 @@ mariadb -S "$DIR/mysql.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 || fail "Maria
 mariadb -S "$DIR/mysql.sock" -uroot <<SQL
 CREATE USER 'flarum'@'127.0.0.1' IDENTIFIED BY '$PASSWORD';
 CREATE USER 'flarum'@'localhost' IDENTIFIED BY '$PASSWORD';
-GRANT ALL PRIVILEGES ON *.* TO 'flarum'@'127.0.0.1';
-GRANT ALL PRIVILEGES ON *.* TO 'flarum'@'localhost';
+GRANT ALL PRIVILEGES ON *.* TO 'flarum'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'flarum'@'localhost' WITH GRANT OPTION;
 SQL
 
 # PostgreSQL (refuses to run as root: hand the directories to postgres)
