@@ -375,3 +375,97 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
     );
     drop(server);
 }
+
+/// A forum under a sub-path of a site that nginx already serves: the
+/// snippet is one `location ^~ /app/` block for that site's server block.
+/// With it pasted in, nginx accepts the file, the site (its `location /`
+/// and a regex location for static files) is still served, and pusher-js
+/// reaches flarum-ws through the same port.
+#[tokio::test]
+#[ignore = "needs nginx and the npm packages of tests/conformance"]
+async fn a_forum_under_a_sub_path_gets_one_location_beside_the_site() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let forum = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let port = ws_port.to_string();
+    checking::sqlite_forum(
+        forum.path(),
+        "https://localhost/forum",
+        &[
+            ("kyrne-websocket.app_id", APP_ID),
+            ("kyrne-websocket.app_key", KEY),
+            ("kyrne-websocket.app_secret", SECRET),
+            ("kyrne-websocket.app_port", &port),
+            ("kyrne-websocket.reverse_proxy", "1"),
+        ],
+    )
+    .await;
+    let server = start(flarum_ws(forum.path()).arg("serve"));
+    let output = flarum_ws(forum.path())
+        .arg("nginx-snippet")
+        .output()
+        .unwrap();
+    let snippet = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        snippet.contains("location ^~ /app/ {")
+            && snippet.contains("the forum under /forum")
+            && !snippet.contains("location / {")
+            && !snippet.contains("@ws"),
+        "{snippet}"
+    );
+
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "main site\n").unwrap();
+    std::fs::write(site.path().join("app.js"), "// static\n").unwrap();
+    let nginx_port = free_port();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &format!(
+            "server {{\n  listen 127.0.0.1:{nginx_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  root {};\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n  location ~* \\.js$ {{\n    add_header X-Static yes;\n  }}\n{snippet}}}\n",
+            leaf.full_chain.display(),
+            leaf.key.display(),
+            site.path().display(),
+        ),
+    );
+    let _nginx = Nginx::start(&conf, nginx_port);
+    let target = Target {
+        address: "127.0.0.1".into(),
+        port: nginx_port,
+        tls: true,
+        server_name: "localhost".into(),
+        insecure: true,
+    };
+    assert_eq!(
+        request(&target, "GET", "/", String::new()).await.unwrap(),
+        (200, "main site\n".to_owned())
+    );
+    assert_eq!(
+        request(&target, "GET", "/app.js", String::new())
+            .await
+            .unwrap(),
+        (200, "// static\n".to_owned())
+    );
+    let mut tab = BrowserTab::open(
+        "8",
+        nginx_port,
+        KEY,
+        "public",
+        "newPost",
+        Some(&pki.root_pem),
+    );
+    assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
+    let trigger = flarum_ws(forum.path())
+        .args(["trigger", "public", "newPost", r#"{"postId":4}"#])
+        .output()
+        .unwrap();
+    assert!(
+        trigger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trigger.stderr)
+    );
+    assert_eq!(tab.line(), r#"{"postId":4}"#);
+    assert!(tab.child.wait().unwrap().success());
+    drop(server);
+}

@@ -102,6 +102,10 @@ pub struct SnippetArgs {
     /// Print a complete nginx server block instead of the pieces to paste.
     #[arg(long)]
     pub full: bool,
+    /// Print one `location ^~ /app/` block for a server block that already
+    /// serves a site (the default for a forum under a sub-path).
+    #[arg(long, conflicts_with = "full")]
+    pub beside_site: bool,
     /// `listen` of the complete server block.
     #[arg(long, default_value = "443 ssl")]
     pub listen: String,

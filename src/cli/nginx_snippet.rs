@@ -1,6 +1,8 @@
 //! `flarum-ws nginx-snippet`: the reverse-proxy configuration of the setup
 //! guide's option 1, filled in with this forum's port and paths, for nginx
-//! (default), Caddy or Apache.
+//! (default), Caddy or Apache; for nginx also the one block to add beside a
+//! site that is already there (a forum under a sub-path, or sharing its
+//! server block).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ struct Values {
     certificate_key: String,
     listen: String,
     php_fpm: String,
+    /// The path of the forum's url (`/forum`), when it is not at the root.
+    sub_path: Option<String>,
 }
 
 /// Flarum 2's ports: where browsers connect and where flarum-ws listens.
@@ -102,7 +106,58 @@ fn values(loaded: &Loaded, args: &SnippetArgs) -> Values {
         certificate_key,
         listen: args.listen.clone(),
         php_fpm: args.php_fpm.clone(),
+        sub_path: loaded
+            .forum
+            .as_ref()
+            .and_then(|f| f.config.url.as_deref())
+            .and_then(url_path),
     }
+}
+
+/// The path of `url` without its trailing slash, if it is not the root.
+fn url_path(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    let path = path.split(['?', '#']).next()?.trim_end_matches('/');
+    (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// The websocket alone, for a server block that already serves a site (or
+/// a forum under a sub-path): pusher-js opens `/app/{key}` at the root of
+/// the host whatever the forum's path, and `^~` keeps the site's regex
+/// locations (static files, PHP) from taking it. The forum's `.nginx.conf`
+/// and the site's `location /` stay as they are.
+fn nginx_beside_site(v: &Values) -> String {
+    let forum = match &v.sub_path {
+        Some(path) => format!("the forum under {path}, "),
+        None => String::new(),
+    };
+    format!(
+        "# Inside the server {{ }} block for {name} that already serves the site ({forum}the one
+         # with `listen 443 ssl`), next to its other locations. Browsers open
+         # wss://{name}/app/<key> at the root of the host whatever the forum's path;
+         # the site must not use /app/ itself.
+         location ^~ /app/ {{
+           proxy_pass             http://127.0.0.1:{port};
+           proxy_http_version     1.1;
+           proxy_set_header       Host $host;
+           proxy_set_header       Upgrade $http_upgrade;
+           proxy_set_header       Connection \"upgrade\";
+           proxy_set_header       X-Real-IP $remote_addr;
+           proxy_set_header       X-Forwarded-For $proxy_add_x_forwarded_for;
+           proxy_set_header       X-Forwarded-Proto $scheme;
+           # Longer than the server's ping interval plus its pong timeout, so
+           # nginx never cuts an idle but healthy connection.
+           proxy_read_timeout     {timeout};
+         }}
+
+         # Then turn on \"Reverse Proxy Support\" in the extension's settings, run
+         # `nginx -t && systemctl reload nginx`, and restart flarum-ws.
+",
+        name = v.server_name,
+        port = v.port,
+        timeout = v.read_timeout,
+    )
 }
 
 fn nginx_map() -> String {
@@ -317,6 +372,9 @@ fn render(loaded: &Loaded, args: &SnippetArgs) -> String {
              # --format nginx or --format caddy, or let flarum-ws serve TLS itself\n\
              # (FLARUM_WS_TLS_CERT and FLARUM_WS_TLS_KEY).\n"
                 .to_owned()
+        }
+        (ProxyFormat::Nginx, None) if args.beside_site || (v.sub_path.is_some() && !args.full) => {
+            nginx_beside_site(&v)
         }
         (ProxyFormat::Nginx, None) => nginx(&v, args.full),
         (ProxyFormat::Caddy, None) => caddy(&v),
