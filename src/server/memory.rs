@@ -56,6 +56,8 @@ pub async fn give_back_memory(ctx: Arc<ServerContext>) {
 /// Expired cache events in one sweep worth giving memory back for.
 pub const TRIM_AFTER_EXPIRED: usize = 100;
 
+// The crate's one unsafe block (Cargo.toml's [lints] deny it elsewhere).
+#[allow(unsafe_code)]
 pub fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it is
