@@ -169,10 +169,9 @@ pub struct Settings {
     /// Whether to write the forum's statistics rows.
     pub statistics: bool,
     pub statistics_interval: Duration,
-    /// Browser origins allowed to open websockets (lower case, no trailing
-    /// slash); empty allows any.
-    /// Origins (`https://forum.example`) or bare host names (any scheme
-    /// and port) browsers may connect from; empty or `*`: any.
+    /// Origins (`https://forum.example`, lower case, no trailing slash) or
+    /// bare host names (any scheme and port) browsers may connect from;
+    /// empty or `*`: any.
     pub allowed_origins: Vec<String>,
     /// Refuse websockets without an Origin header.
     pub require_origin: bool,

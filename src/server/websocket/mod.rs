@@ -1,5 +1,8 @@
 //! The websocket side: the upgrade handshake, the decision whether the client
-//! may connect, and the per-connection session.
+//! may connect, and the per-connection session (`session.rs` runs it,
+//! `handler.rs` answers each Pusher event, `outbox.rs` batches frames,
+//! `wire.rs` is the plain socket the hub's writers may write to;
+//! `typing.rs` and `index_typing.rs` are Flarum 2's typing indicators).
 //!
 //! Rejections (unknown key, missing or unsupported protocol, wrong path) are
 //! made *after* the upgrade, as `pusher:error` plus a close code: pusher-js
@@ -48,8 +51,8 @@ static CAPACITY_REFUSALS: Throttle = Throttle::new(std::time::Duration::from_sec
 /// connection holds together. Client frames (subscribe with presence data,
 /// signin, client events) nearly always fit in 1 KiB; a larger one takes a
 /// few reads. tungstenite clears this much of the buffer before every read,
-/// so it is touched and resident: 2 KiB measured 6.8 KiB per idle subscribed
-/// connection, 1 KiB 5.8 KiB (bench/RESULTS.md).
+/// so all of it is touched and resident for every connection: each KiB here
+/// is a KiB per idle connection in bench/RESULTS.md's memory column.
 const READ_BUFFER_BYTES: usize = 1024;
 
 /// Frames are gathered up to this size and written with one system call
