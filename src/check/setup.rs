@@ -243,9 +243,7 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     }
 
     if let Some(options) = input.live {
-        let before = findings
-            .iter()
-            .any(|f| f.status == Status::Fail && f.check != "port");
+        let before = findings.iter().any(|f| f.status == Status::Fail);
         if before {
             findings.push(Finding::fail(
                 "live",
