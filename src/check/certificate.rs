@@ -34,15 +34,7 @@ fn check_access(settings: &Settings, user: &Result<ServiceUser, String>) -> Opti
     };
     for path in [&files.cert, &files.key] {
         if let Err(blocked) = can_read(&user.account, path) {
-            return Some(Finding::fail(
-                "access",
-                format!(
-                    "{} ({}): the service would fail to start",
-                    blocked.describe(&user.account),
-                    user.source
-                ),
-                blocked.fix(&user.account),
-            ));
+            return Some(user.blocked(&blocked));
         }
     }
     Some(Finding::pass(

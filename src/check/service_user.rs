@@ -3,13 +3,29 @@
 //! read from the installed unit's `User=` (drop-ins from `systemctl edit`
 //! win), else the account running `check`.
 
+use super::Finding;
 use super::unit::ServiceUnit;
-use crate::tls::access::Account;
+use crate::tls::access::{Account, Blocked};
 
 /// The account whose access to files is checked, and why it is that one.
 pub struct ServiceUser {
     pub account: Account,
     pub source: String,
+}
+
+impl ServiceUser {
+    /// The `access` failure for a file this account cannot read.
+    pub fn blocked(&self, blocked: &Blocked) -> Finding {
+        Finding::fail(
+            "access",
+            format!(
+                "{} ({}): the service would fail to start",
+                blocked.describe(&self.account),
+                self.source
+            ),
+            blocked.fix(&self.account),
+        )
+    }
 }
 
 /// The account to judge file access for: `named`, else the `User=` of

@@ -309,15 +309,7 @@ fn check_forum_access(config: &ForumConfig, user: &Result<ServiceUser, String>) 
         if matches!(blocked, Blocked::Missing(_)) {
             return None; // the database check names a missing SQLite file
         }
-        Some(Finding::fail(
-            "access",
-            format!(
-                "{} ({}): the service would fail to start",
-                blocked.describe(&user.account),
-                user.source
-            ),
-            blocked.fix(&user.account),
-        ))
+        Some(user.blocked(&blocked))
     })
 }
 
