@@ -334,20 +334,8 @@ fn the_redis_url_flag_is_checked() {
 #[tokio::test]
 async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    let mut rows = vec![
-        ("kyrne-websocket.app_id", "77"),
-        (
-            "kyrne-websocket.app_key",
-            "forumkey0123456789abcdefghijklmn",
-        ),
-        (
-            "kyrne-websocket.app_secret",
-            "forumsecret0123456789abcdefghijk",
-        ),
-        ("kyrne-websocket.app_port", port.as_str()),
-    ];
-    sqlite_forum(dir.path(), "https://forum.example", &rows).await;
+    let port = free_port();
+    kyrne_forum(dir.path(), "https://forum.example", port, &[]).await;
     let (code, findings) = check_json(&mut flarum_ws(dir.path()), &[]);
     assert_eq!(code, 1, "{findings:?}");
     let https = finding(&findings, "https");
@@ -389,8 +377,13 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
 
     // With the extension's reverse-proxy switch on, the same forum is fine.
     std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
-    rows.push(("kyrne-websocket.reverse_proxy", "1"));
-    sqlite_forum(dir.path(), "https://forum.example", &rows).await;
+    kyrne_forum(
+        dir.path(),
+        "https://forum.example",
+        port,
+        &[("kyrne-websocket.reverse_proxy", "1")],
+    )
+    .await;
     let (_, findings) = check_json(&mut flarum_ws(dir.path()), &[]);
     assert_eq!(
         finding(&findings, "https")["status"],
@@ -405,22 +398,14 @@ async fn an_https_forum_on_a_plain_port_fails_and_serve_says_why() {
 #[tokio::test]
 async fn force_secure_on_an_http_forum_needs_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    let mut rows = vec![
-        ("kyrne-websocket.app_id", "78"),
-        (
-            "kyrne-websocket.app_key",
-            "forumkey0123456789abcdefghijklmn",
-        ),
-        (
-            "kyrne-websocket.app_secret",
-            "forumsecret0123456789abcdefghijk",
-        ),
-        ("kyrne-websocket.app_port", port.as_str()),
-        ("kyrne-websocket.app_host", "127.0.0.1"),
-        ("kyrne-websocket.force_secure", "1"),
-    ];
-    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let port = free_port();
+    let forced = |switch| {
+        [
+            ("kyrne-websocket.app_host", "127.0.0.1"),
+            ("kyrne-websocket.force_secure", switch),
+        ]
+    };
+    kyrne_forum(dir.path(), "http://forum.example", port, &forced("1")).await;
     let mut server = start(flarum_ws(dir.path()).args(["serve"]));
     let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
     assert_eq!(code, 1, "{findings:?}");
@@ -440,9 +425,7 @@ async fn force_secure_on_an_http_forum_needs_tls() {
     // Switched off, the same plain port passes, the live round trip over ws://.
     server.stop_cleanly();
     std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
-    rows.pop();
-    rows.push(("kyrne-websocket.force_secure", "0"));
-    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    kyrne_forum(dir.path(), "http://forum.example", port, &forced("0")).await;
     let mut server = start(flarum_ws(dir.path()).args(["serve"]));
     let (_, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
     assert!(
@@ -464,29 +447,23 @@ async fn force_secure_on_an_http_forum_needs_tls() {
 #[tokio::test]
 async fn a_port_held_by_another_forums_server_names_that_forum() {
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let port = free_port().to_string();
-    for (root, id, key) in [
-        (first.path(), "81", "firstkey0123456789abcdefghijklmn"),
-        (second.path(), "82", "secondkey123456789abcdefghijklmn"),
-    ] {
-        let rows = [
-            ("kyrne-websocket.app_id", id),
-            ("kyrne-websocket.app_key", key),
-            (
-                "kyrne-websocket.app_secret",
-                "forumsecret0123456789abcdefghijk",
-            ),
-            ("kyrne-websocket.app_port", port.as_str()),
-        ];
-        sqlite_forum(root, "http://forum.example", &rows).await;
-    }
+    let port = free_port();
+    kyrne_forum(first.path(), "http://forum.example", port, &[]).await;
+    let other = [
+        ("kyrne-websocket.app_id", "82"),
+        (
+            "kyrne-websocket.app_key",
+            "secondkey123456789abcdefghijklmn",
+        ),
+    ];
+    kyrne_forum(second.path(), "http://forum.example", port, &other).await;
     let mut server = start(flarum_ws(first.path()).args(["serve"]));
 
     let (_, findings) = check_json(&mut flarum_ws(first.path()), &[]);
     assert_finding(
         finding(&findings, "port"),
         "pass",
-        "serving this forum's app (id 81)",
+        "serving this forum's app (id 77)",
         "",
     );
     let (code, findings) = check_json(&mut flarum_ws(second.path()), &[]);
@@ -496,7 +473,7 @@ async fn a_port_held_by_another_forums_server_names_that_forum() {
         port_finding,
         "fail",
         &format!(
-            "held by another forum's flarum-ws (pid {}: app id 81, key firstkey0123456789abcdefghijklmn, forum root {})",
+            "held by another forum's flarum-ws (pid {}: app id 77, key forumkey0123456789abcdefghijklmn, forum root {})",
             server.child.id(),
             first.path().canonicalize().unwrap().display()
         ),
@@ -513,21 +490,9 @@ async fn a_port_held_by_another_forums_server_names_that_forum() {
 #[tokio::test]
 async fn live_sends_the_forums_origin_when_the_websocket_has_its_own_host() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    let rows = [
-        ("kyrne-websocket.app_id", "83"),
-        (
-            "kyrne-websocket.app_key",
-            "forumkey0123456789abcdefghijklmn",
-        ),
-        (
-            "kyrne-websocket.app_secret",
-            "forumsecret0123456789abcdefghijk",
-        ),
-        ("kyrne-websocket.app_port", port.as_str()),
-        ("kyrne-websocket.app_host", "ws.forum.example"),
-    ];
-    sqlite_forum(dir.path(), "http://forum.example", &rows).await;
+    let port = free_port();
+    let subdomain = [("kyrne-websocket.app_host", "ws.forum.example")];
+    kyrne_forum(dir.path(), "http://forum.example", port, &subdomain).await;
     let mut server = start(flarum_ws(dir.path()).args(["serve"]));
     let via = format!("127.0.0.1:{port}");
     let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live", "--via", &via]);
@@ -572,9 +537,7 @@ async fn live_sends_the_forums_origin_when_the_websocket_has_its_own_host() {
 /// (run from a shell that sees both) fails each with the line to add.
 #[tokio::test]
 async fn what_the_units_sandbox_hides_from_the_service_fails() {
-    let port = free_port().to_string();
-    let rows = forum_rows(&port);
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let port = free_port();
     let etc = tempfile::tempdir().unwrap();
     let unit = etc.path().join("flarum-ws.service");
     let unit_arg = unit.to_str().unwrap().to_owned();
@@ -586,7 +549,7 @@ async fn what_the_units_sandbox_hides_from_the_service_fails() {
     };
 
     let in_tmp = tempfile::tempdir().unwrap();
-    sqlite_forum(in_tmp.path(), "http://forum.example", &rows).await;
+    kyrne_forum(in_tmp.path(), "http://forum.example", port, &[]).await;
     std::fs::write(&unit, sandbox(in_tmp.path(), "PrivateTmp=yes\n")).unwrap();
     let (code, findings) = check_json(&mut flarum_ws(in_tmp.path()), &["--unit", &unit_arg]);
     assert_eq!(code, 1, "{findings:#?}");
@@ -602,7 +565,7 @@ async fn what_the_units_sandbox_hides_from_the_service_fails() {
     // Where the sandbox hides nothing (this checkout may itself be under
     // /tmp or /home): the SQLite folder must be writable.
     let served = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    sqlite_forum(served.path(), "http://forum.example", &rows).await;
+    kyrne_forum(served.path(), "http://forum.example", port, &[]).await;
     std::fs::write(&unit, sandbox(served.path(), "")).unwrap();
     let storage = served.path().join("storage");
     let (code, findings) = check_json(&mut flarum_ws(served.path()), &["--unit", &unit_arg]);
@@ -648,26 +611,11 @@ async fn what_the_units_sandbox_hides_from_the_service_fails() {
 #[tokio::test]
 async fn a_port_changed_with_a_restart_pending_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (free_port().to_string(), free_port().to_string());
-    let rows = |port: &'static str| {
-        [
-            ("kyrne-websocket.app_id", "84"),
-            (
-                "kyrne-websocket.app_key",
-                "forumkey0123456789abcdefghijklmn",
-            ),
-            (
-                "kyrne-websocket.app_secret",
-                "forumsecret0123456789abcdefghijk",
-            ),
-            ("kyrne-websocket.app_port", port),
-        ]
-    };
-    let (old, new): (&'static str, &'static str) = (old.leak(), new.leak());
-    sqlite_forum(dir.path(), "http://forum.example", &rows(old)).await;
+    let (old, new) = (free_port(), free_port());
+    kyrne_forum(dir.path(), "http://forum.example", old, &[]).await;
     let mut server = start(flarum_ws(dir.path()).args(["serve"]));
     std::fs::remove_dir_all(dir.path().join("storage")).unwrap();
-    sqlite_forum(dir.path(), "http://forum.example", &rows(new)).await;
+    kyrne_forum(dir.path(), "http://forum.example", new, &[]).await;
     let (code, findings) = check_json(&mut flarum_ws(dir.path()), &["--live"]);
     assert_eq!(code, 1, "{findings:#?}");
     let port = finding(&findings, "port");
@@ -831,24 +779,7 @@ fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
 async fn a_config_php_the_service_user_cannot_read_fails() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    sqlite_forum(
-        dir.path(),
-        "http://forum.example",
-        &[
-            ("kyrne-websocket.app_id", "79"),
-            (
-                "kyrne-websocket.app_key",
-                "forumkey0123456789abcdefghijklmn",
-            ),
-            (
-                "kyrne-websocket.app_secret",
-                "forumsecret0123456789abcdefghijk",
-            ),
-            ("kyrne-websocket.app_port", port.as_str()),
-        ],
-    )
-    .await;
+    kyrne_forum(dir.path(), "http://forum.example", free_port(), &[]).await;
     let mode = |path: &Path, mode| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
     };

@@ -118,6 +118,19 @@ pub fn forum_rows(port: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A Flarum 1 forum on SQLite at `root` (see [`sqlite_forum`]) with the
+/// extension's test credentials ([`forum_rows`]) on `port`, and `extra`
+/// settings rows added or replacing those.
+pub async fn kyrne_forum(root: &Path, url: &str, port: u16, extra: &[(&str, &str)]) {
+    let mut rows: Vec<(&str, String)> = forum_rows(&port.to_string()).into_iter().collect();
+    for (key, value) in extra {
+        rows.retain(|(k, _)| k != key);
+        rows.push((*key, (*value).to_owned()));
+    }
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sqlite_forum(root, url, &rows).await;
+}
+
 /// The rows of the README's troubleshooting table: (what you see, what
 /// check says, the fix).
 fn troubleshooting_rows() -> Vec<[String; 3]> {
