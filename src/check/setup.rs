@@ -18,7 +18,7 @@ use crate::config::{PartialSettings, Resolved, Settings};
 use crate::forum::{
     Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings, realtime_client,
 };
-use crate::loading::{LoadInput, gather};
+use crate::loading::{Gathered, LoadInput, gather};
 use crate::tls::access::{Blocked, can_read};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
@@ -44,6 +44,24 @@ pub struct CheckInput {
 /// Runs every check that can run and returns all findings.
 pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // A stage that cannot go on has said why in `findings`.
+    let _ = run_stages(input, &mut findings).await;
+    findings
+}
+
+/// A stage found a failure the later checks depend on.
+struct Stop;
+
+/// Records `finding` and stops the run.
+fn stop(findings: &mut Vec<Finding>, finding: Finding) -> Stop {
+    findings.push(finding);
+    Stop
+}
+
+/// The stages in order: the service's unit and environment, the sources,
+/// the forum's files, its database and settings, the merged settings, the
+/// setup, and the live round trip.
+async fn run_stages(input: CheckInput, findings: &mut Vec<Finding>) -> Result<(), Stop> {
     let unit = ServiceUnit::read(&match &input.unit {
         Some(unit) => vec![unit.clone()],
         None => unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"),
@@ -64,24 +82,71 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
         None => (input.environment, input.cwd),
     };
     let user = service_user(input.user.as_deref(), unit.as_ref());
-    let gathered = match gather(LoadInput {
+    let gathered = gather(LoadInput {
         flags: input.flags,
         config: input.config,
         root: input.root,
         cwd,
         environment,
-    }) {
-        Ok(gathered) => gathered,
-        Err(error) => {
-            findings.push(Finding::fail(
-                "configuration",
-                error.to_string(),
-                "fix the file or variable named",
-            ));
-            return findings;
-        }
+    })
+    .map_err(|error| {
+        let fix = "fix the file or variable named";
+        stop(
+            findings,
+            Finding::fail("configuration", error.to_string(), fix),
+        )
+    })?;
+    let forum = read_forum_files(&gathered, unit.as_ref(), &user, findings)?;
+    let extension = match &forum {
+        Some(config) => Some(read_forum_database(config, findings).await?),
+        None => None,
     };
-    let forum = match gathered.config_php() {
+    let resolved = resolve_settings(gathered, extension.as_ref(), findings)?;
+    let host = resolved
+        .settings
+        .app_host
+        .clone()
+        .or_else(|| forum.as_ref().and_then(ForumConfig::host));
+    let browsers = browsers(
+        &resolved.settings,
+        forum.as_ref(),
+        extension.as_ref(),
+        host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+    );
+    let setup = Setup {
+        resolved: &resolved,
+        forum: forum.as_ref(),
+        extension: extension.as_ref(),
+        browsers: &browsers,
+        host: host.as_deref(),
+        user: &user,
+        unit: unit.as_ref(),
+        nginx_conf: &input.nginx_conf,
+    };
+    findings.extend(setup.check().await);
+    if let Some(options) = input.live {
+        if findings.iter().any(|f| f.status == Status::Fail) {
+            findings.push(Finding::fail(
+                "live",
+                "skipped: fix the failures above first",
+                "see above",
+            ));
+        } else {
+            findings.extend(check_live(&resolved.settings, &browsers, &options).await);
+        }
+    }
+    Ok(())
+}
+
+/// config.php, if the root is a forum, and whether the service can see and
+/// read it (and write a SQLite database beside it).
+fn read_forum_files(
+    gathered: &Gathered,
+    unit: Option<&ServiceUnit>,
+    user: &Result<ServiceUser, String>,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<ForumConfig>, Stop> {
+    match gathered.config_php() {
         Ok(Some(config)) => {
             findings.push(Finding::pass(
                 "config.php",
@@ -91,14 +156,13 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                     config.database.driver.name()
                 ),
             ));
-            let hidden = check_hidden_root(&config, unit.as_ref())
-                .or_else(|| check_forum_access(&config, &user));
+            let hidden =
+                check_hidden_root(&config, unit).or_else(|| check_forum_access(&config, user));
             if let Some(finding) = hidden {
-                findings.push(finding);
-                return findings;
+                return Err(stop(findings, finding));
             }
-            findings.extend(check_sqlite_writable(&config, unit.as_ref()));
-            Some(config)
+            findings.extend(check_sqlite_writable(&config, unit));
+            Ok(Some(config))
         }
         Ok(None) => {
             findings.push(Finding::pass(
@@ -108,73 +172,69 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
                     gathered.root.display()
                 ),
             ));
-            None
+            Ok(None)
         }
-        Err(error) => {
-            findings.push(Finding::fail("config.php", error.to_string(), error.fix()));
-            return findings;
-        }
-    };
-
-    let mut forum_settings = None;
-    if let Some(config) = &forum {
-        let database = match Database::connect(config).await {
-            Ok(database) => {
-                findings.push(Finding::pass("database", "reachable"));
-                database
-            }
-            Err(error) => {
-                findings.push(Finding::fail("database", error.to_string(), error.fix()));
-                return findings;
-            }
-        };
-        let read = read_forum_settings(&database, config).await;
-        database.close().await;
-        match read {
-            Ok(settings) => {
-                let source = match settings.extension {
-                    Extension::Kyrne => "its settings page (the settings table)",
-                    Extension::Realtime => {
-                        "config.php's 'websocket' array and the daemon's defaults"
-                    }
-                };
-                findings.push(Finding::pass(
-                    "extension",
-                    format!(
-                        "serving {}, configured from {source}",
-                        settings.extension.name()
-                    ),
-                ));
-                forum_settings = Some(settings);
-            }
-            Err(error) => {
-                findings.push(Finding::fail("settings", error.to_string(), error.fix()));
-                return findings;
-            }
-        }
+        Err(error) => Err(stop(
+            findings,
+            Finding::fail("config.php", error.to_string(), error.fix()),
+        )),
     }
-    let extension = forum_settings.as_ref().map(|s| s.extension);
+}
 
-    let resolved = match gathered.resolve(forum_settings.as_ref()) {
-        Ok(resolved) => {
-            findings.push(Finding::pass(
-                "credentials",
-                format!(
-                    "app id {}, key {}",
-                    resolved.settings.app.id, resolved.settings.app.key
-                ),
-            ));
-            resolved
-        }
-        Err(error) => {
-            findings.push(Finding::fail(
-                "credentials",
-                error.to_string(),
-                "see the message",
-            ));
-            return findings;
-        }
+/// The forum's database, and the realtime extension's settings in it.
+async fn read_forum_database(
+    config: &ForumConfig,
+    findings: &mut Vec<Finding>,
+) -> Result<ForumSettings, Stop> {
+    let database = Database::connect(config).await.map_err(|error| {
+        stop(
+            findings,
+            Finding::fail("database", error.to_string(), error.fix()),
+        )
+    })?;
+    findings.push(Finding::pass("database", "reachable"));
+    let read = read_forum_settings(&database, config).await;
+    database.close().await;
+    let settings = read.map_err(|error| {
+        stop(
+            findings,
+            Finding::fail("settings", error.to_string(), error.fix()),
+        )
+    })?;
+    let source = match settings.extension {
+        Extension::Kyrne => "its settings page (the settings table)",
+        Extension::Realtime => "config.php's 'websocket' array and the daemon's defaults",
     };
+    findings.push(Finding::pass(
+        "extension",
+        format!(
+            "serving {}, configured from {source}",
+            settings.extension.name()
+        ),
+    ));
+    Ok(settings)
+}
+
+/// Every source merged: the credentials, and each forum setting another
+/// source overrides.
+fn resolve_settings(
+    gathered: Gathered,
+    extension: Option<&ForumSettings>,
+    findings: &mut Vec<Finding>,
+) -> Result<Resolved, Stop> {
+    let resolved = gathered.resolve(extension).map_err(|error| {
+        stop(
+            findings,
+            Finding::fail("credentials", error.to_string(), "see the message"),
+        )
+    })?;
+    findings.push(Finding::pass(
+        "credentials",
+        format!(
+            "app id {}, key {}",
+            resolved.settings.app.id, resolved.settings.app.key
+        ),
+    ));
     findings.extend(resolved.overrides.iter().map(|o| {
         Finding::warn(
             "overrides",
@@ -190,71 +250,61 @@ pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
             ),
         )
     }));
-    let settings = &resolved.settings;
-    let host = settings
-        .app_host
-        .clone()
-        .or_else(|| forum.as_ref().and_then(ForumConfig::host));
+    Ok(resolved)
+}
 
-    findings.push(check_port(settings).await);
-    let realtime = extension == Some(Extension::Realtime);
-    if let Some(config) = forum.as_ref().filter(|_| realtime) {
-        findings.extend(check_websocket_keys(config));
-    }
-    findings.push(check_bind_address(settings, realtime));
-    if let Some(finding) = check_scheme(settings, forum.as_ref(), forum_settings.as_ref()) {
-        findings.push(finding);
-    }
-    let browsers = browsers(
-        settings,
-        forum.as_ref(),
-        forum_settings.as_ref(),
-        host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-    );
-    if let Some(finding) = check_cloudflare(settings, &browsers, realtime) {
-        findings.push(finding);
-    }
-    findings.push(check_origins(&resolved));
-    findings.push(check_connection_limits(settings));
-    let nginx_files = if input.nginx_conf.is_empty() {
-        default_files(forum.as_ref().and_then(|f| f.path.parent()))
-    } else {
-        input.nginx_conf.clone()
-    };
-    findings.extend(check_nginx_timeouts(
-        &nginx_files,
-        settings.port,
-        settings.activity_timeout,
-        settings.pong_timeout,
-    ));
-    if let Some(finding) = check_redis(settings).await {
-        findings.push(finding);
-    }
-    findings.extend(check_webhooks(settings).await);
-    if let Some(finding) = check_privileged_port(settings.port, &user, unit.as_ref()) {
-        findings.push(finding);
-    }
-    findings.extend(check_certificate(settings, host.as_deref(), &user));
-    if settings.reverse_proxy && resolved.effective.tls_cert.is_some() {
-        findings.push(Finding::pass(
-            "certificate",
-            "not used: the reverse proxy terminates TLS",
-        ));
-    }
+/// What the setup checks judge: the merged settings, the forum, and the
+/// service's unit and account.
+struct Setup<'a> {
+    resolved: &'a Resolved,
+    forum: Option<&'a ForumConfig>,
+    extension: Option<&'a ForumSettings>,
+    browsers: &'a Browsers,
+    host: Option<&'a str>,
+    user: &'a Result<ServiceUser, String>,
+    unit: Option<&'a ServiceUnit>,
+    nginx_conf: &'a [PathBuf],
+}
 
-    if let Some(options) = input.live {
-        let before = findings.iter().any(|f| f.status == Status::Fail);
-        if before {
-            findings.push(Finding::fail(
-                "live",
-                "skipped: fix the failures above first",
-                "see above",
-            ));
-        } else {
-            findings.extend(check_live(settings, &browsers, &options).await);
+impl Setup<'_> {
+    /// Every check of the setup; none stops the others.
+    async fn check(&self) -> Vec<Finding> {
+        let settings = &self.resolved.settings;
+        let realtime = self
+            .extension
+            .is_some_and(|e| e.extension == Extension::Realtime);
+        let mut findings = vec![check_port(settings).await];
+        if let Some(config) = self.forum.filter(|_| realtime) {
+            findings.extend(check_websocket_keys(config));
         }
+        findings.push(check_bind_address(settings, realtime));
+        findings.extend(check_scheme(settings, self.forum, self.extension));
+        findings.extend(check_cloudflare(settings, self.browsers, realtime));
+        findings.push(check_origins(self.resolved));
+        findings.push(check_connection_limits(settings));
+        let nginx_files = if self.nginx_conf.is_empty() {
+            default_files(self.forum.and_then(|f| f.path.parent()))
+        } else {
+            self.nginx_conf.to_vec()
+        };
+        findings.extend(check_nginx_timeouts(
+            &nginx_files,
+            settings.port,
+            settings.activity_timeout,
+            settings.pong_timeout,
+        ));
+        findings.extend(check_redis(settings).await);
+        findings.extend(check_webhooks(settings).await);
+        findings.extend(check_privileged_port(settings.port, self.user, self.unit));
+        findings.extend(check_certificate(settings, self.host, self.user));
+        if settings.reverse_proxy && self.resolved.effective.tls_cert.is_some() {
+            findings.push(Finding::pass(
+                "certificate",
+                "not used: the reverse proxy terminates TLS",
+            ));
+        }
+        findings
     }
-    findings
 }
 
 /// What the forum's pages and its PHP side do: on Flarum 2 the
