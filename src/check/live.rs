@@ -310,13 +310,22 @@ fn local_proxy(host: &str, options: &LiveOptions) -> Target {
     }
 }
 
-pub async fn check_live(
+/// A websocket that got `pusher:connection_established`, the URL it was
+/// opened at and the `activity_timeout` the server announced.
+struct Connected {
+    ws: tokio_tungstenite::WebSocketStream<crate::probe::Stream>,
+    url: String,
+    activity_timeout: Duration,
+}
+
+/// Opens a websocket where a browser would and waits for
+/// `pusher:connection_established`; the failure, with its cause, otherwise.
+async fn connect_as_a_browser(
     settings: &Settings,
     browsers: &Browsers,
     options: &LiveOptions,
-) -> Vec<Finding> {
-    let host = browsers.host.as_str();
-    let browser = browser_target(settings, host, options, browsers.port);
+) -> Result<Connected, Vec<Finding>> {
+    let browser = browser_target(settings, &browsers.host, options, browsers.port);
     let url = format!(
         "{}://{}:{}/app/{}?protocol=7&client=js&version=8.4.0&flash=false",
         browser.scheme("wss", "ws"),
@@ -326,16 +335,17 @@ pub async fn check_live(
     );
     let stream = match within(connect(&browser)).await {
         Some(Ok(stream)) => stream,
-        Some(Err(error)) => return fail(format!("{url}: {error}"), &error.fix()),
+        Some(Err(error)) => return Err(fail(format!("{url}: {error}"), &error.fix())),
         None => {
-            return fail(
+            return Err(fail(
                 format!("{url}: no answer"),
                 "a firewall may be dropping the connection; open the port",
-            );
+            ));
         }
     };
+    let origin = browsers.origin_for(&browser);
     let (mut ws, _) = match within(tokio_tungstenite::client_async(
-        with_origin(&url, &browsers.origin_for(&browser)),
+        with_origin(&url, &origin),
         stream,
     ))
     .await
@@ -344,33 +354,25 @@ pub async fn check_live(
         Some(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();
             let (message, fix) = refused_upgrade(settings, browsers, options, &url, status).await;
-            return fail(message, &fix);
+            return Err(fail(message, &fix));
         }
         Some(Err(error)) => {
-            return fail(
+            return Err(fail(
                 format!("{url}: websocket handshake failed: {error}"),
                 "\"WebSocket is closed before the connection is established\": check that only one proxy handles the websocket",
-            );
+            ));
         }
         None => {
-            return fail(
+            return Err(fail(
                 format!("{url}: the websocket handshake got no answer"),
                 "check the proxy configuration",
-            );
+            ));
         }
     };
     let established = next_frame(&mut ws).await;
-    // What pusher-js is told: it pings after this much silence.
-    let activity_timeout = established
-        .as_ref()
-        .and_then(|frame| frame["data"].as_str())
-        .and_then(|data| serde_json::from_str::<Value>(data).ok())
-        .and_then(|data| data["activity_timeout"].as_u64())
-        .map_or(settings.activity_timeout, Duration::from_secs);
     if established.as_ref().and_then(|f| f["event"].as_str())
         != Some("pusher:connection_established")
     {
-        let origin = browsers.origin_for(&browser);
         let fix = match established.as_ref().map(error_code) {
             Some(Some(4009)) => format!(
                 "the server refuses the Origin the forum's pages send ({origin}): add it to allowed_origins (FLARUM_WS_ALLOWED_ORIGINS in /etc/default/flarum-ws), or on Flarum 2 set js-client-host in config.php's 'websocket' array"
@@ -381,14 +383,43 @@ pub async fn check_live(
             }
             _ => "check the server log with --verbose".to_owned(),
         };
-        return fail(
+        return Err(fail(
             format!(
                 "{url}: expected pusher:connection_established, got {}",
                 describe(established.as_ref())
             ),
             &fix,
-        );
+        ));
     }
+    // What pusher-js is told: it pings after this much silence.
+    let activity_timeout = established
+        .as_ref()
+        .and_then(|frame| frame["data"].as_str())
+        .and_then(|data| serde_json::from_str::<Value>(data).ok())
+        .and_then(|data| data["activity_timeout"].as_u64())
+        .map_or(settings.activity_timeout, Duration::from_secs);
+    Ok(Connected {
+        ws,
+        url,
+        activity_timeout,
+    })
+}
+
+/// Connects where a browser would, subscribes, posts an event where the
+/// forum's PHP side would, and waits for it to arrive.
+pub async fn check_live(
+    settings: &Settings,
+    browsers: &Browsers,
+    options: &LiveOptions,
+) -> Vec<Finding> {
+    let Connected {
+        mut ws,
+        url,
+        activity_timeout,
+    } = match connect_as_a_browser(settings, browsers, options).await {
+        Ok(connected) => connected,
+        Err(findings) => return findings,
+    };
     let channel = format!("flarum-ws-check-{}", rand::random_range(0..u32::MAX));
     let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel}}).to_string();
     if ws.send(Message::text(subscribe)).await.is_err() {
