@@ -12,6 +12,7 @@
 //! `config` ← `cli`. `protocol` is pure (no I/O) so it can be fuzzed; the hub
 //! knows no sockets; the server never parses configuration files.
 
+pub mod access;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -5,7 +5,7 @@
 
 use super::Finding;
 use super::unit::ServiceUnit;
-use crate::tls::access::{Account, Blocked};
+use crate::access::{Account, Blocked};
 
 /// The account whose access to files is checked, and why it is that one.
 pub struct ServiceUser {

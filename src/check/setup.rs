@@ -19,7 +19,7 @@ use crate::forum::{
     Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings, realtime_client,
 };
 use crate::loading::{Gathered, LoadInput, gather};
-use crate::tls::access::{Blocked, can_read};
+use crate::access::{Blocked, can_read};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];

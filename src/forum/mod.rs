@@ -165,8 +165,8 @@ impl ForumError {
                 }
             }
             Self::Unreadable { path, .. } => {
-                let account = crate::tls::access::Account::current();
-                match crate::tls::access::can_read(&account, path) {
+                let account = crate::access::Account::current();
+                match crate::access::can_read(&account, path) {
                     Err(blocked) => format!(
                         "{}, and flarum-ws runs as {}: {}",
                         blocked.describe(&account),

@@ -16,7 +16,7 @@ use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 
-use super::access::{Account, can_read};
+use crate::access::{Account, can_read};
 use super::chain::{OrderedChain, order_chain};
 use crate::config::TlsFiles;
 

@@ -2,7 +2,6 @@
 //! a certificate store that takes renewed files (certbot) for new
 //! connections while existing connections carry on.
 
-pub mod access;
 mod chain;
 mod keys;
 mod store;

@@ -1,8 +1,10 @@
-//! Whether a given account can read a file: every directory above it must
-//! let the account in (search permission) and the file must let it read,
-//! by the mode bits or a POSIX ACL. `check` usually runs as root, which
-//! reads anything, while the service runs as `www-data`; a key in Let's
-//! Encrypt's `archive/` (0700) then passes `check` and fails the service.
+//! Whether a given account can read a file (config.php, a SQLite database,
+//! a certificate or its key): every directory above it must let the
+//! account in (search permission) and the file must let it read, by the
+//! mode bits or a POSIX ACL. `check` usually runs as root, which reads
+//! anything, while the service runs as `www-data`; a key in Let's Encrypt's
+//! `archive/` (0700) then passes `check` and fails the service. A leaf
+//! module: `check`, `forum` and `tls` all ask it.
 //! Judging by the rules the kernel applies, for the service's account,
 //! tells the admin before the service fails, and names what blocks it.
 
