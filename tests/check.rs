@@ -480,6 +480,19 @@ async fn a_port_held_by_another_forums_server_names_that_forum() {
         "each forum needs a port of its own",
     );
     assert_in_troubleshooting(port_finding);
+
+    // A copy of the first forum (a staging site: same credentials, another
+    // root) on the same port is another forum too.
+    let staging = tempfile::tempdir().unwrap();
+    kyrne_forum(staging.path(), "http://forum.example", port, &[]).await;
+    let (code, findings) = check_json(&mut flarum_ws(staging.path()), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    assert_finding(
+        finding(&findings, "port"),
+        "fail",
+        "held by another forum's flarum-ws",
+        "each forum needs a port of its own",
+    );
     server.stop_cleanly();
 }
 

@@ -6,8 +6,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::Finding;
 use super::service_user::ServiceUser;
-use crate::config::Settings;
 use crate::access::can_read;
+use crate::config::Settings;
 use crate::tls::{TlsError, Validity, load_certified_key, order_chain, read_chain, validity};
 
 /// Whether `pattern` (a SAN entry, maybe `*.example.com`) covers `host`.

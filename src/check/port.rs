@@ -2,7 +2,7 @@
 //! this forum or another forum configured for the same port?
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -11,7 +11,10 @@ use crate::config::Settings;
 use crate::probe::{Target, local_address, request};
 use crate::server::{listening_processes, port_holder};
 
-pub async fn check_port(settings: &Settings) -> Finding {
+/// `forum_root`: the forum this check is for, if any, to tell its own
+/// running server from another forum's with the same credentials (a
+/// staging copy on the same machine).
+pub async fn check_port(settings: &Settings, forum_root: Option<&Path>) -> Finding {
     let (host, port) = (settings.host.as_str(), settings.port);
     let Ok(ip) = host.parse() else {
         return Finding::fail(
@@ -23,7 +26,7 @@ pub async fn check_port(settings: &Settings) -> Finding {
     match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(listener) => {
             drop(listener);
-            match elsewhere(settings).await {
+            match elsewhere(settings, forum_root).await {
                 Some((pid, old)) => Finding::fail(
                     "port",
                     format!(
@@ -35,7 +38,9 @@ pub async fn check_port(settings: &Settings) -> Finding {
             }
         }
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match port_holder(port) {
-            Some((pid, name)) if name == "flarum-ws" => held_by_flarum_ws(settings, pid).await,
+            Some((pid, name)) if name == "flarum-ws" => {
+                held_by_flarum_ws(settings, forum_root, pid).await
+            }
             Some((pid, name)) => Finding::fail(
                 "port",
                 format!(
@@ -60,13 +65,14 @@ pub async fn check_port(settings: &Settings) -> Finding {
 }
 
 /// A running flarum-ws serving this forum's app on another port: (pid,
-/// port).
-async fn elsewhere(settings: &Settings) -> Option<(u32, u16)> {
+/// port). Where its forum root can be seen, it must be this forum's.
+async fn elsewhere(settings: &Settings, forum_root: Option<&Path>) -> Option<(u32, u16)> {
     for (pid, ports) in listening_processes("flarum-ws") {
         for port in ports {
             if let Some((id, key)) = about(settings, port).await
                 && id == settings.app.id
                 && key == settings.app.key
+                && same_root(forum_root, pid)
             {
                 return Some((pid, port));
             }
@@ -99,7 +105,7 @@ async fn about(settings: &Settings, port: u16) -> Option<(String, String)> {
 /// The port is held by a flarum-ws: ask it (`/about`) which app it serves.
 /// Another forum's server on this forum's port is a failure: this forum's
 /// service cannot start, and its browsers reach the other forum.
-async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
+async fn held_by_flarum_ws(settings: &Settings, forum_root: Option<&Path>, pid: u32) -> Finding {
     let (host, port) = (settings.host.as_str(), settings.port);
     let Some((id, key)) = about(settings, port).await else {
         return Finding::pass(
@@ -109,7 +115,7 @@ async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
             ),
         );
     };
-    if id == settings.app.id && key == settings.app.key {
+    if id == settings.app.id && key == settings.app.key && same_root(forum_root, pid) {
         return Finding::pass(
             "port",
             format!(
@@ -129,6 +135,16 @@ async fn held_by_flarum_ws(settings: &Settings, pid: u32) -> Finding {
         ),
         "each forum needs a port of its own: choose another port for this forum in the extension's settings (and in its nginx proxy_pass), then start its flarum-ws",
     )
+}
+
+/// Whether flarum-ws `pid` serves the forum at `forum_root`, as far as this
+/// user can see (another forum with the same credentials, a staging copy on
+/// the same machine, is not this forum).
+fn same_root(forum_root: Option<&Path>, pid: u32) -> bool {
+    match (forum_root, forum_root_of(pid)) {
+        (Some(ours), Some(theirs)) => ours.canonicalize().ok() == theirs.canonicalize().ok(),
+        _ => true,
+    }
 }
 
 /// The forum root a running flarum-ws was started for: `--root`, else

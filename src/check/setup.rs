@@ -13,13 +13,13 @@ use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
 use super::unit_env::{UnitEnvironment, judge};
 use super::webhooks::check_webhooks;
 use super::{Finding, Status};
+use crate::access::{Blocked, can_read};
 use crate::cluster;
 use crate::config::{PartialSettings, Resolved, Settings};
 use crate::forum::{
     Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings, realtime_client,
 };
 use crate::loading::{Gathered, LoadInput, gather};
-use crate::access::{Blocked, can_read};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
@@ -273,7 +273,8 @@ impl Setup<'_> {
         let realtime = self
             .extension
             .is_some_and(|e| e.extension == Extension::Realtime);
-        let mut findings = vec![check_port(settings).await];
+        let forum_root = self.forum.and_then(|f| f.path.parent());
+        let mut findings = vec![check_port(settings, forum_root).await];
         if let Some(config) = self.forum.filter(|_| realtime) {
             findings.extend(check_websocket_keys(config));
         }

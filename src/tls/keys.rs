@@ -16,8 +16,8 @@ use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 
-use crate::access::{Account, can_read};
 use super::chain::{OrderedChain, order_chain};
+use crate::access::{Account, can_read};
 use crate::config::TlsFiles;
 
 /// Why a certificate or key could not be used; each says how to fix it.
