@@ -266,6 +266,48 @@ fn a_port_put_back_before_a_restart_is_no_change() {
     );
 }
 
+/// A reload says which changed settings wait for a restart (the rows
+/// marked `=> restart`: here the log format and the Redis prefix, both set
+/// up once at startup) and applies the rest.
+#[test]
+fn a_reload_names_each_change_that_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |extra: &str| {
+        std::fs::write(
+            dir.path().join("ws.yaml"),
+            format!("app_id: '1'\napp_key: k\napp_secret: s\nhost: 127.0.0.1\nport: 0\n{extra}"),
+        )
+        .unwrap();
+    };
+    yaml("");
+    let mut server = start(flarum_ws(dir.path()).args(["serve", "--config", "ws.yaml"]));
+    yaml("log_format: json\nredis_prefix: other\nmax_event_data_bytes: 2048\n");
+    server.signal("HUP");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let log = server.stop_cleanly();
+    let waiting: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("takes effect only after a restart"))
+        .collect();
+    assert_eq!(waiting.len(), 2, "{log:#?}");
+    assert!(
+        waiting.iter().any(|l| l.contains(
+            "the setting log_format is now \"json\" (FLARUM_WS_LOG_FORMAT); it takes effect only after a restart (still serving \"text\")"
+        )),
+        "{waiting:#?}"
+    );
+    assert!(
+        waiting
+            .iter()
+            .any(|l| l.contains("the setting redis_prefix is now \"other\"")),
+        "{waiting:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("Settings reloaded")),
+        "{log:#?}"
+    );
+}
+
 /// The man pages carry ENVIRONMENT, FILES and EXIT STATUS (with the codes
 /// of each command), and bash completes each subcommand's own options:
 /// the files the package installs, written by `flarum-ws generate`.

@@ -28,7 +28,7 @@ fn readable_range(range: &str) -> String {
 fn table() -> String {
     let defaults = defaults().describe();
     let mut out = String::from(
-        "| YAML key | variable | default | allowed | meaning |\n|---|---|---|---|---|\n",
+        "| YAML key | variable | default | allowed | on reload | meaning |\n|---|---|---|---|---|---|\n",
     );
     for row in ROWS {
         let default = defaults
@@ -39,8 +39,9 @@ fn table() -> String {
             .unwrap_or_else(|| "—".to_owned());
         let allowed = row.range.map(readable_range).unwrap_or_default();
         let help = row.help.trim().replace('|', "\\|");
+        let reload = if row.restart { "restart" } else { "applied" };
         out.push_str(&format!(
-            "| `{}` | `{}` | {default} | {allowed} | {help} |\n",
+            "| `{}` | `{}` | {default} | {allowed} | {reload} | {help} |\n",
             row.key, row.variable
         ));
     }

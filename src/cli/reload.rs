@@ -1,16 +1,18 @@
 //! Applying new settings while connections stay open: on SIGHUP, and for
 //! a Flarum 2 forum when flarum/realtime asks its daemon to restart (the
 //! halt key in the forum's cache, or extensions enabled or disabled). The
-//! daemon exits and relies on its supervisor; flarum-ws reloads in place
-//! and restarts only when the forum now wants another address, port or TLS
-//! mode, which a running listener cannot take.
+//! daemon exits and relies on its supervisor; flarum-ws reloads in place.
+//! What a running server cannot take (its address, port, TLS mode, the
+//! Redis link, the webhook senders, the log format: the settings rows
+//! marked `=> restart` in config/fields.rs) keeps its old value until a
+//! restart; the reload says so, and a forum asking for it gets one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::SourceArgs;
 use super::load::load;
-use crate::config::Settings;
+use crate::config::{PartialSettings, ROWS};
 use crate::forum::halt::{take_halt_request, take_redis_halt_request};
 use crate::forum::{Database, Extension, Forum, Identities, Visibility};
 use crate::server::ServerContext;
@@ -28,6 +30,9 @@ pub struct Reloader {
     pub args: SourceArgs,
     pub ctx: Arc<ServerContext>,
     pub certificates: Option<Arc<CertStore>>,
+    /// Every setting as it serves: the restart settings as at startup, the
+    /// others as last reloaded.
+    pub serving: Arc<std::sync::Mutex<PartialSettings>>,
 }
 
 /// What a reload found.
@@ -36,13 +41,6 @@ pub enum Reloaded {
     Applied { restart_needed: bool },
     /// The sources could not be read; the running settings stay.
     Failed,
-}
-
-fn describe_tls(settings: &Settings) -> String {
-    settings.tls.as_ref().map_or_else(
-        || "plain (no TLS)".to_owned(),
-        |files| format!("TLS with {}", files.cert.display()),
-    )
 }
 
 impl Reloader {
@@ -67,44 +65,11 @@ impl Reloader {
         };
         self.serve_typing(loaded.forum.as_ref()).await;
         let mut fresh = loaded.resolved.settings;
-        // The listener keeps its address and TLS mode until a restart: the
-        // running settings keep them too, so that what is compared on the
-        // next reload is what serves (a port put back is no change).
+        let restart_needed = self.keep_restart_settings(loaded.resolved.effective);
+        // The listener keeps its address and TLS mode, and the webhook
+        // senders their receivers, until a restart: the running settings
+        // keep them too, so that what is compared next is what serves.
         let current = self.ctx.settings();
-        let mut restart_needed = false;
-        for (what, changed, now, serving) in [
-            (
-                "bind address",
-                fresh.host != current.host,
-                fresh.host.clone(),
-                current.host.clone(),
-            ),
-            (
-                "port",
-                fresh.port != current.port,
-                fresh.port.to_string(),
-                current.port.to_string(),
-            ),
-            (
-                "TLS mode or certificate path",
-                fresh.tls != current.tls,
-                describe_tls(&fresh),
-                describe_tls(&current),
-            ),
-            (
-                "list of webhook receivers",
-                fresh.webhooks != current.webhooks,
-                format!("{:?}", fresh.webhooks),
-                format!("{:?}", current.webhooks),
-            ),
-        ] {
-            if changed {
-                restart_needed = true;
-                tracing::warn!(
-                    "the {what} is now {now}; it takes effect only after a restart (still serving {serving})"
-                );
-            }
-        }
         fresh.host = current.host.clone();
         fresh.port = current.port;
         fresh.tls = current.tls.clone();
@@ -113,6 +78,38 @@ impl Reloader {
         tracing::info!("Settings reloaded; open connections were kept");
         systemd::ready("settings reloaded");
         Reloaded::Applied { restart_needed }
+    }
+
+    /// Records `fresh` as serving, but for the settings that need a
+    /// restart, which keep their serving value; warns for each of those
+    /// that changed. Returns whether any did.
+    fn keep_restart_settings(&self, fresh: PartialSettings) -> bool {
+        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        let shown = |settings: &PartialSettings, key: &str| {
+            settings
+                .describe()
+                .into_iter()
+                .find(|(name, _)| *name == key)
+                .and_then(|(_, value)| value)
+                .unwrap_or_else(|| "unset".to_owned())
+        };
+        let mut next = fresh;
+        let mut changed = false;
+        for row in ROWS.iter().filter(|row| row.restart) {
+            if serving.differs(&next, row.key) {
+                changed = true;
+                tracing::warn!(
+                    "the setting {} is now {} ({}); it takes effect only after a restart (still serving {}): systemctl restart flarum-ws",
+                    row.key,
+                    shown(&next, row.key),
+                    row.variable,
+                    shown(&serving, row.key)
+                );
+            }
+            next.keep(&serving, row.key);
+        }
+        *serving = next;
+        changed
     }
 
     /// Turns flarum/realtime's extras (typing relay, index typing, typing

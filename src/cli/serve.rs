@@ -28,6 +28,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
 async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let Loaded { resolved, forum } = load(&args).await?;
     let settings = resolved.settings;
+    let serving = resolved.effective;
     telemetry::logging::init(settings.verbose, settings.log_format);
     raise_open_file_limit();
     // Load the certificate before binding: a broken pair is a startup error.
@@ -107,6 +108,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         args,
         ctx: ctx.clone(),
         certificates: store,
+        serving: Arc::new(std::sync::Mutex::new(serving)),
     };
     tokio::spawn(reload_on_hangup(reloader.clone()));
     reloader.serve_typing(forum.as_ref()).await;

@@ -20,6 +20,7 @@ macro_rules! settings {
         $(#[doc = $doc:literal])*
         $field:ident : $ty:ty = $var:literal
         $({ default: $default:expr $(, range: $range:expr)? $(,)? })?
+        $(=> $restart:ident)?
     ),* $(,)?) => {
         /// Settings from one source; `None` where that source is silent.
         #[derive(Debug, Default, Clone, PartialEq, serde::Deserialize)]
@@ -60,6 +61,17 @@ macro_rules! settings {
                 vec![ $( (stringify!($field), self.$field.as_ref().map(|v| format!("{v:?}"))), )* ]
             }
 
+            /// Whether `key`'s value differs between `self` and `other`.
+            pub fn differs(&self, other: &Self, key: &str) -> bool {
+                $( if key == stringify!($field) { return self.$field != other.$field; } )*
+                false
+            }
+
+            /// Takes `key`'s value from `other`.
+            pub fn keep(&mut self, other: &Self, key: &str) {
+                $( if key == stringify!($field) { self.$field = other.$field.clone(); } )*
+            }
+
             /// Fills every field still unset from `lower`, recording the source.
             pub fn layer_under(&mut self, lower: Self, source: &Source, provenance: &mut Provenance) {
                 $(
@@ -95,7 +107,18 @@ macro_rules! settings {
             variable: $var,
             help: concat!($($doc),*),
             range: source_text!($($($range)?)?),
+            restart: restart_flag!($($restart)?),
         }, )* ];
+    };
+}
+
+/// Whether a row says `=> restart`.
+macro_rules! restart_flag {
+    () => {
+        false
+    };
+    (restart) => {
+        true
     };
 }
 
@@ -118,6 +141,10 @@ pub struct SettingRow {
     pub help: &'static str,
     /// The allowed range as written in the row (`1..=3600`, `1..`).
     pub range: Option<&'static str>,
+    /// Whether a changed value takes effect only when the server starts
+    /// again (`=> restart`): what is bound, opened or started once at
+    /// startup. A reload keeps serving the old value and says so.
+    pub restart: bool,
 }
 
 /// The allowed range of `name`'s value, as an error when it is outside.
@@ -151,9 +178,9 @@ settings! {
     /// Secret signing channel auth and API requests.
     app_secret: Secret = "FLARUM_WS_APP_SECRET",
     /// Bind address.
-    host: String = "FLARUM_WS_HOST",
+    host: String = "FLARUM_WS_HOST" => restart,
     /// Port for the websocket and HTTP API (0 = any free port).
-    port: u16 = "FLARUM_WS_PORT" { default: 2083 },
+    port: u16 = "FLARUM_WS_PORT" { default: 2083 } => restart,
     /// Whether clients may send `client-*` events.
     client_events: bool = "FLARUM_WS_CLIENT_EVENTS" { default: false },
     /// Seconds of silence before the server pings a client; pusher-js is
@@ -166,23 +193,23 @@ settings! {
     /// reading is dropped (4100).
     pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT" { default: 30, range: 1..=3600 },
     /// Log every connection, subscription and message.
-    verbose: bool = "FLARUM_WS_VERBOSE" { default: false },
+    verbose: bool = "FLARUM_WS_VERBOSE" { default: false } => restart,
     /// A TLS proxy (nginx) sits in front: serve plain HTTP, bind 127.0.0.1.
-    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY" { default: false },
+    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY" { default: false } => restart,
     /// Full-chain certificate (PEM) for serving TLS.
-    tls_cert: String = "FLARUM_WS_TLS_CERT",
+    tls_cert: String = "FLARUM_WS_TLS_CERT" => restart,
     /// Private key (PEM) of the certificate.
-    tls_key: String = "FLARUM_WS_TLS_KEY",
+    tls_key: String = "FLARUM_WS_TLS_KEY" => restart,
     /// Passphrase of an encrypted private key.
-    tls_passphrase: Secret = "FLARUM_WS_TLS_PASSPHRASE",
+    tls_passphrase: Secret = "FLARUM_WS_TLS_PASSPHRASE" => restart,
     /// The certificate is self-signed (the server's own probes accept it).
     self_signed: bool = "FLARUM_WS_SELF_SIGNED" { default: false },
     /// Host name browsers and the forum use to reach the server.
     app_host: String = "FLARUM_WS_APP_HOST",
     /// Seconds between rows of the forum's statistics widget.
-    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL" { default: 7200, range: 1..=2_592_000 },
+    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL" { default: 7200, range: 1..=2_592_000 } => restart,
     /// Whether to write statistics rows to the forum database.
-    statistics: bool = "FLARUM_WS_STATISTICS" { default: true },
+    statistics: bool = "FLARUM_WS_STATISTICS" { default: true } => restart,
     /// Open websocket connections the server accepts in all.
     max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS" { default: 50_000, range: 1.. },
     /// Open websocket connections per client IP address; also open HTTP
@@ -237,13 +264,13 @@ settings! {
     /// Token for /dashboard and /metrics (unset: a random one, printed at startup).
     admin_token: Secret = "FLARUM_WS_ADMIN_TOKEN",
     /// ADDRESS:PORT of a separate listener serving /metrics without a token.
-    metrics_listen: String = "FLARUM_WS_METRICS_LISTEN",
+    metrics_listen: String = "FLARUM_WS_METRICS_LISTEN" => restart,
     /// Log lines as `text` (for people) or `json` (for log shippers).
-    log_format: String = "FLARUM_WS_LOG_FORMAT" { default: "text".to_owned() },
+    log_format: String = "FLARUM_WS_LOG_FORMAT" { default: "text".to_owned() } => restart,
     /// Redis for running several nodes as one server (unset: one node).
-    redis_url: Secret = "FLARUM_WS_REDIS_URL",
+    redis_url: Secret = "FLARUM_WS_REDIS_URL" => restart,
     /// Prefix of the Redis channel, so several forums can share one Redis.
-    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() },
+    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() } => restart,
     /// Flarum 2 forums that cache in Redis (fof/redis): that Redis, e.g.
     /// `redis://127.0.0.1:6379/1`, where flarum/realtime's restart requests
     /// are then kept (unset: the forum's file cache).
@@ -252,11 +279,11 @@ settings! {
     forum_cache_prefix: String = "FLARUM_WS_FORUM_CACHE_PREFIX" { default: String::new() },
     /// URL that receives every webhook event, signed with the app secret
     /// as Pusher signs them (more receivers, with filters: `webhooks`).
-    webhook_url: String = "FLARUM_WS_WEBHOOK_URL",
+    webhook_url: String = "FLARUM_WS_WEBHOOK_URL" => restart,
     /// Webhook receivers: a list of `url`, optional `events` (names as
     /// Pusher's, default every event) and optional `channel_prefix`; in a
     /// variable, the same list as JSON.
-    webhooks: WebhookList = "FLARUM_WS_WEBHOOKS",
+    webhooks: WebhookList = "FLARUM_WS_WEBHOOKS" => restart,
 }
 
 /// Where credentials can come from, for the missing-credentials message.
