@@ -40,7 +40,9 @@ pub fn check_hidden_root(config: &ForumConfig, unit: Option<&ServiceUnit>) -> Op
             continue;
         };
         let instead = if key == "PrivateTmp" {
-            "move the forum out of /tmp (Flarum's installer suggests /var/www/flarum), or systemctl edit flarum-ws, then [Service] PrivateTmp=no".to_owned()
+            format!(
+                "move the forum out of {folder} (to /var/www/flarum, say), or systemctl edit flarum-ws, then [Service] PrivateTmp=no"
+            )
         } else {
             format!(
                 "systemctl edit flarum-ws, then [Service] ProtectHome=read-only{}",
