@@ -55,6 +55,30 @@ fn encode(part: &str) -> String {
     utf8_percent_encode(part, URL_PART).to_string()
 }
 
+/// Why a query against the forum's database failed. The callers log it or
+/// fail closed (show nothing); its text names the database and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The server refused or failed the query.
+    #[error("cannot {doing} the {database}: {source}")]
+    Failed {
+        doing: String,
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A cell did not hold what Flarum's schema puts there.
+    #[error("an unexpected value in the {database}: {source}")]
+    Decode {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// An id beyond what the database's integers hold.
+    #[error("{what} id {id} is out of range")]
+    OutOfRange { what: &'static str, id: u64 },
+}
+
 /// Where PHP's MySQL driver (mysqlnd) finds the server's socket when
 /// config.php says `'host' => 'localhost'` and names no `unix_socket`:
 /// Debian's default first, then other distributions'.
@@ -288,6 +312,24 @@ impl Database {
         })
     }
 
+    /// The error for a query that failed while trying to `doing`.
+    fn failed(&self, doing: impl Into<String>) -> impl FnOnce(sqlx::Error) -> QueryError + '_ {
+        let doing = doing.into();
+        move |source| QueryError::Failed {
+            doing,
+            database: self.described.clone(),
+            source,
+        }
+    }
+
+    /// The error for a cell that did not decode.
+    fn decode(&self) -> impl FnOnce(sqlx::Error) -> QueryError + '_ {
+        move |source| QueryError::Decode {
+            database: self.described.clone(),
+            source,
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -377,7 +419,7 @@ impl Database {
     }
 
     /// The `extensions_enabled` setting as stored (a JSON list).
-    pub async fn extensions_enabled(&self) -> Result<Option<String>, String> {
+    pub async fn extensions_enabled(&self) -> Result<Option<String>, QueryError> {
         let table = self.quote(&self.table("settings"));
         let sql = format!(
             "SELECT {value} FROM {table} WHERE {key} = 'extensions_enabled'",
@@ -387,11 +429,9 @@ impl Database {
         let row = sqlx::query(AssertSqlSafe(sql))
             .fetch_optional(&self.pool)
             .await
-            .map_err(|error| format!("cannot read {table} of the {}: {error}", self.described))?;
+            .map_err(self.failed(format!("read {table} of")))?;
         match row {
-            Some(row) => row
-                .try_get::<Option<String>, _>(0)
-                .map_err(|e| e.to_string()),
+            Some(row) => row.try_get::<Option<String>, _>(0).map_err(self.decode()),
             None => Ok(None),
         }
     }
@@ -415,7 +455,7 @@ impl Database {
         &self,
         sql: String,
         binds: &[i64],
-    ) -> Result<Vec<Vec<Option<String>>>, String> {
+    ) -> Result<Vec<Vec<Option<String>>>, QueryError> {
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for bind in binds {
             query = query.bind(*bind);
@@ -423,14 +463,11 @@ impl Database {
         let rows = query
             .fetch_all(&self.pool)
             .await
-            .map_err(|error| format!("cannot query the {}: {error}", self.described))?;
+            .map_err(self.failed("query"))?;
         rows.iter()
             .map(|row| {
                 (0..row.len())
-                    .map(|i| {
-                        row.try_get::<Option<String>, _>(i)
-                            .map_err(|e| e.to_string())
-                    })
+                    .map(|i| row.try_get::<Option<String>, _>(i).map_err(self.decode()))
                     .collect()
             })
             .collect()
@@ -443,7 +480,7 @@ impl Database {
         table: &str,
         key: &str,
         value: i64,
-    ) -> Result<Vec<u64>, String> {
+    ) -> Result<Vec<u64>, QueryError> {
         let table = self.quote(&self.table(table));
         let sql = format!(
             "SELECT {} FROM {table} WHERE {key} = {}",
@@ -459,8 +496,8 @@ impl Database {
     }
 
     /// Whether user `id` confirmed their email, and their groups.
-    pub async fn user_groups(&self, id: u64) -> Result<(bool, Vec<u64>), String> {
-        let id = i64::try_from(id).map_err(|_| "user id out of range".to_owned())?;
+    pub async fn user_groups(&self, id: u64) -> Result<(bool, Vec<u64>), QueryError> {
+        let id = i64::try_from(id).map_err(|_| QueryError::OutOfRange { what: "user", id })?;
         let users = self.quote(&self.table("users"));
         let confirmed = self
             .text_rows(
@@ -485,7 +522,7 @@ impl Database {
         &self,
         groups: &[u64],
         permission: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, QueryError> {
         let table = self.quote(&self.table("group_permission"));
         let list: Vec<String> = groups.iter().map(u64::to_string).collect();
         if list.is_empty() {
@@ -503,13 +540,8 @@ impl Database {
             .bind(permission.to_owned())
             .fetch_one(&self.pool)
             .await
-            .map_err(|error| {
-                format!(
-                    "cannot read permissions from the {}: {error}",
-                    self.described
-                )
-            })?;
-        let count: Option<String> = row.try_get(0).map_err(|e| e.to_string())?;
+            .map_err(self.failed("read permissions from"))?;
+        let count: Option<String> = row.try_get(0).map_err(self.decode())?;
         Ok(count.is_some_and(|c| c != "0"))
     }
 
@@ -520,8 +552,11 @@ impl Database {
         id: u64,
         approval: bool,
         tags: bool,
-    ) -> Result<Option<super::visibility::DiscussionFacts>, String> {
-        let id = i64::try_from(id).map_err(|_| "discussion id out of range".to_owned())?;
+    ) -> Result<Option<super::visibility::DiscussionFacts>, QueryError> {
+        let id = i64::try_from(id).map_err(|_| QueryError::OutOfRange {
+            what: "discussion",
+            id,
+        })?;
         let discussions = self.quote(&self.table("discussions"));
         let approved = if approval {
             Self::flag("is_approved")
@@ -574,7 +609,7 @@ impl Database {
     pub async fn tags_with_parents(
         &self,
         ids: &std::collections::BTreeSet<u64>,
-    ) -> Result<HashMap<u64, Vec<(u64, bool)>>, String> {
+    ) -> Result<HashMap<u64, Vec<(u64, bool)>>, QueryError> {
         let mut known: HashMap<u64, (bool, Option<u64>)> = HashMap::new();
         let mut wanted: Vec<u64> = ids.iter().copied().collect();
         let tags = self.quote(&self.table("tags"));
@@ -631,38 +666,36 @@ impl Database {
 
     /// A user's display name (the username, or the nickname when
     /// `nickname` is set and the user has one) and raw preferences.
-    pub async fn user_identity(&self, id: u64, nickname: bool) -> Result<Option<UserRow>, String> {
+    pub async fn user_identity(
+        &self,
+        id: u64,
+        nickname: bool,
+    ) -> Result<Option<UserRow>, QueryError> {
         let users = self.quote(&self.table("users"));
         let nickname_column = if nickname { ", nickname" } else { "" };
         let sql = format!(
             "SELECT username, preferences{nickname_column} FROM {users} WHERE id = {}",
             self.placeholder(1)
         );
-        let id = i64::try_from(id).map_err(|_| format!("user id {id} is out of range"))?;
+        let id = i64::try_from(id).map_err(|_| QueryError::OutOfRange { what: "user", id })?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|error| {
-                format!(
-                    "cannot read the users table of the {}: {error}",
-                    self.described
-                )
-            })?;
+            .map_err(self.failed("read the users table of"))?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let username: String = row.try_get(0).map_err(|e| e.to_string())?;
+        let username: String = row.try_get(0).map_err(self.decode())?;
         let preferences: Option<Vec<u8>> = row
             .try_get::<Option<Vec<u8>>, _>(1)
             .or_else(|_| {
                 row.try_get::<Option<String>, _>(1)
                     .map(|s| s.map(String::into_bytes))
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(self.decode())?;
         let nickname: Option<String> = if nickname {
-            row.try_get::<Option<String>, _>(2)
-                .map_err(|e| e.to_string())?
+            row.try_get::<Option<String>, _>(2).map_err(self.decode())?
         } else {
             None
         };
@@ -679,17 +712,21 @@ impl Database {
     }
 
     /// Whether the extension's statistics table exists.
-    pub async fn has_statistics_table(&self) -> Result<bool, String> {
+    pub async fn has_statistics_table(&self) -> Result<bool, QueryError> {
         let sql = format!("SELECT 1 FROM {} WHERE 1 = 0", self.statistics_table());
         match sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
             Ok(_) => Ok(true),
             Err(error) if is_missing_table(&error) => Ok(false),
-            Err(error) => Err(format!("cannot reach the {}: {error}", self.described)),
+            Err(error) => Err(self.failed("reach")(error)),
         }
     }
 
     /// Inserts one statistics row and deletes rows older than ten days.
-    pub async fn write_statistics(&self, app_id: &str, row: StatisticsRow) -> Result<(), String> {
+    pub async fn write_statistics(
+        &self,
+        app_id: &str,
+        row: StatisticsRow,
+    ) -> Result<(), QueryError> {
         let table = self.statistics_table();
         let insert = format!(
             "INSERT INTO {table} (app_id, peak_connection_count, websocket_message_count, api_message_count, created_at, updated_at) \
@@ -707,9 +744,7 @@ impl Database {
             .bind(clamp(row.api_messages))
             .execute(&self.pool)
             .await
-            .map_err(|error| {
-                format!("cannot write statistics to the {}: {error}", self.described)
-            })?;
+            .map_err(self.failed("write statistics to"))?;
         let cutoff = match self.driver {
             Driver::MySql | Driver::MariaDb => "NOW() - INTERVAL 10 DAY",
             Driver::Postgres => "NOW() - INTERVAL '10 days'",
@@ -719,12 +754,7 @@ impl Database {
         sqlx::query(AssertSqlSafe(delete))
             .execute(&self.pool)
             .await
-            .map_err(|error| {
-                format!(
-                    "cannot delete old statistics from the {}: {error}",
-                    self.described
-                )
-            })?;
+            .map_err(self.failed("delete old statistics from"))?;
         Ok(())
     }
 }

@@ -144,7 +144,7 @@ impl Visibility {
     }
 
     /// The actor's groups, as Flarum counts them for permissions.
-    async fn groups(&self, actor: Actor) -> Result<Vec<u64>, String> {
+    async fn groups(&self, actor: Actor) -> Result<Vec<u64>, super::database::QueryError> {
         match actor {
             Actor::Guest => Ok(vec![GUEST_GROUP]),
             Actor::User(id) => {
