@@ -41,6 +41,14 @@ struct Forum2 {
     secret: String,
 }
 
+impl Forum2 {
+    /// `flarum-ws check --json ARGS` run in the forum's root: the exit code
+    /// and the findings.
+    fn check(&self, args: &[&str]) -> (i32, Vec<Value>) {
+        common::checking::check_json(&mut flarum_ws(self.root.path()), args)
+    }
+}
+
 /// The users of these forums: (id, username, nickname, preferences).
 /// Bob hides his online status; the others disclose it (Alice by the
 /// default, with no preference stored).
@@ -347,7 +355,7 @@ fn serve(forum: &Forum2) -> Running {
 /// they would to `php flarum realtime:serve`.
 async fn served_as_the_daemon(db: Server, websocket: Option<Value>) {
     let forum = forum2(db, websocket, "username").await;
-    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let (code, findings) = forum.check(&[]);
     let extension = common::checking::finding(&findings, "extension");
     assert!(
         extension["message"]
@@ -1007,7 +1015,7 @@ async fn nginx_in_front_of_a_flarum2_forum_and_check_live_through_it() {
     .await;
     // Plain port, not behind a proxy yet: check says browsers cannot connect.
     let _server = serve(&forum);
-    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let (code, findings) = forum.check(&[]);
     assert_eq!(
         code, 0,
         "listening on 127.0.0.1 behind a proxy: {findings:#?}"
@@ -1129,8 +1137,7 @@ async fn live_takes_the_forums_api_path_through_the_proxy() {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = nginx_conf(conf_dir.path(), &block("/app/"));
     let nginx = Nginx::start(&conf, public);
-    let (code, findings) =
-        common::checking::check_json(&mut flarum_ws(forum.root.path()), &["--live"]);
+    let (code, findings) = forum.check(&["--live"]);
     assert_eq!(code, 1, "{findings:#?}");
     let live = common::checking::finding(&findings, "live");
     common::checking::assert_in_troubleshooting(live);
@@ -1146,8 +1153,7 @@ async fn live_takes_the_forums_api_path_through_the_proxy() {
 
     let conf = nginx_conf(conf_dir.path(), &block("/"));
     let _nginx = Nginx::start(&conf, public);
-    let (code, findings) =
-        common::checking::check_json(&mut flarum_ws(forum.root.path()), &["--live"]);
+    let (code, findings) = forum.check(&["--live"]);
     common::checking::assert_finding(
         common::checking::finding(&findings, "live"),
         "pass",
@@ -1168,13 +1174,13 @@ async fn cloudflare_is_judged_on_the_browsers_port() {
         "username",
     )
     .await;
-    let (_, findings) = common::checking::check_json(&mut flarum_ws(behind_443.root.path()), &[]);
+    let (_, findings) = behind_443.check(&[]);
     assert!(
         findings.iter().all(|f| f["check"] != "cloudflare"),
         "{findings:#?}"
     );
     let on_6001 = forum2(Server::Sqlite, Some(json!({})), "username").await;
-    let (_, findings) = common::checking::check_json(&mut flarum_ws(on_6001.root.path()), &[]);
+    let (_, findings) = on_6001.check(&[]);
     common::checking::assert_finding(
         common::checking::finding(&findings, "cloudflare"),
         "warn",
@@ -1195,7 +1201,7 @@ async fn an_https_flarum2_forum_on_a_plain_public_port_fails_check() {
         config.replace("'server-host' => '127.0.0.1'", "'server-host' => '0.0.0.0'"),
     )
     .unwrap();
-    let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let (code, findings) = forum.check(&[]);
     assert_eq!(code, 1);
     common::checking::assert_finding(
         common::checking::finding(&findings, "https"),
@@ -1601,7 +1607,7 @@ async fn both_or_neither_realtime_extension_is_an_error_naming_them() {
         (r#"["flarum-tags"]"#, "no realtime extension is enabled"),
     ] {
         set_extensions(&forum, list).await;
-        let (code, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+        let (code, findings) = forum.check(&[]);
         assert_eq!(code, 1);
         common::checking::assert_finding(
             common::checking::finding(&findings, "settings"),
@@ -1633,7 +1639,7 @@ async fn a_misspelt_websocket_key_is_named_with_the_one_meant() {
         "username",
     )
     .await;
-    let (_, findings) = common::checking::check_json(&mut flarum_ws(forum.root.path()), &[]);
+    let (_, findings) = forum.check(&[]);
     let typo = findings
         .iter()
         .find(|f| f["check"] == "config.php" && f["status"] == "warn")

@@ -23,6 +23,32 @@ fn with_credentials(command: &mut Command, port: u16) -> &mut Command {
     command.env("FLARUM_WS_PORT", port.to_string())
 }
 
+/// A pusher-js 8 tab through nginx's TLS port (trusting `pki`'s root)
+/// subscribes to `public` and gets the `newPost` event with `data` that
+/// `flarum-ws` (the command given, its credentials set) triggers.
+fn pusher_js_through_nginx_gets(nginx_port: u16, pki: &Pki, flarum_ws: &mut Command, data: &str) {
+    let mut tab = BrowserTab::open(
+        "8",
+        nginx_port,
+        KEY,
+        "public",
+        "newPost",
+        Some(&pki.root_pem),
+    );
+    assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
+    let trigger = flarum_ws
+        .args(["trigger", "public", "newPost", data])
+        .output()
+        .unwrap();
+    assert!(
+        trigger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trigger.stderr)
+    );
+    assert_eq!(tab.line(), data);
+    assert!(tab.child.wait().unwrap().success());
+}
+
 #[tokio::test]
 #[ignore = "needs nginx and the npm packages of tests/conformance"]
 async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
@@ -103,26 +129,12 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
         "the site is served by @web"
     );
 
-    let mut tab = BrowserTab::open(
-        "8",
+    pusher_js_through_nginx_gets(
         nginx_port,
-        KEY,
-        "public",
-        "newPost",
-        Some(&pki.root_pem),
+        &pki,
+        with_credentials(&mut flarum_ws(forum.path()), ws_port),
+        r#"{"postId":3}"#,
     );
-    assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
-    let trigger = with_credentials(&mut flarum_ws(forum.path()), ws_port)
-        .args(["trigger", "public", "newPost", r#"{"postId":3}"#])
-        .output()
-        .unwrap();
-    assert!(
-        trigger.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trigger.stderr)
-    );
-    assert_eq!(tab.line(), r#"{"postId":3}"#);
-    assert!(tab.child.wait().unwrap().success());
 
     drop(nginx);
     drop(server);
@@ -447,25 +459,11 @@ async fn a_forum_under_a_sub_path_gets_one_location_beside_the_site() {
             .unwrap(),
         (200, "// static\n".to_owned())
     );
-    let mut tab = BrowserTab::open(
-        "8",
+    pusher_js_through_nginx_gets(
         nginx_port,
-        KEY,
-        "public",
-        "newPost",
-        Some(&pki.root_pem),
+        &pki,
+        &mut flarum_ws(forum.path()),
+        r#"{"postId":4}"#,
     );
-    assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
-    let trigger = flarum_ws(forum.path())
-        .args(["trigger", "public", "newPost", r#"{"postId":4}"#])
-        .output()
-        .unwrap();
-    assert!(
-        trigger.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trigger.stderr)
-    );
-    assert_eq!(tab.line(), r#"{"postId":4}"#);
-    assert!(tab.child.wait().unwrap().success());
     drop(server);
 }

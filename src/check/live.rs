@@ -30,20 +30,11 @@ pub struct LiveOptions {
     pub idle: Option<Duration>,
 }
 
-/// Where browsers connect: `browser_port` (flarum/realtime's js-client
-/// port and scheme), else through the proxy on 443, else straight to the
-/// port.
-fn browser_target(
-    settings: &Settings,
-    host: &str,
-    options: &LiveOptions,
-    browser_port: Option<(u16, bool)>,
-) -> Target {
-    let (tls, port) = match browser_port {
-        Some((port, tls)) => (tls, port),
-        None if settings.reverse_proxy => (true, 443),
-        None => (settings.tls.is_some(), settings.port),
-    };
+/// Where browsers connect ([`Browsers::port_and_tls`]), or `--via`
+/// instead, the browsers' host name kept for TLS.
+fn browser_target(settings: &Settings, browsers: &Browsers, options: &LiveOptions) -> Target {
+    let (port, tls) = browsers.port_and_tls(settings);
+    let host = browsers.host.as_str();
     let (address, port) = match options.via.as_deref().and_then(|v| v.rsplit_once(':')) {
         Some((address, via_port)) => (address.to_owned(), via_port.parse().unwrap_or(port)),
         None => (host.to_owned(), port),
@@ -183,6 +174,17 @@ pub struct Browsers {
 }
 
 impl Browsers {
+    /// The port browsers connect to and whether over TLS: `port` when the
+    /// forum names it, else the proxy's 443 in reverse-proxy mode, else
+    /// flarum-ws's own.
+    pub fn port_and_tls(&self, settings: &Settings) -> (u16, bool) {
+        match self.port {
+            Some((port, tls)) => (port, tls),
+            None if settings.reverse_proxy => (443, true),
+            None => (settings.port, settings.tls.is_some()),
+        }
+    }
+
     fn origin_for(&self, target: &Target) -> String {
         self.origin.clone().unwrap_or_else(|| {
             format!(
@@ -325,7 +327,7 @@ async fn connect_as_a_browser(
     browsers: &Browsers,
     options: &LiveOptions,
 ) -> Result<Connected, Vec<Finding>> {
-    let browser = browser_target(settings, &browsers.host, options, browsers.port);
+    let browser = browser_target(settings, browsers, options);
     let url = format!(
         "{}://{}:{}/app/{}?protocol=7&client=js&version=8.4.0&flash=false",
         browser.scheme("wss", "ws"),

@@ -663,11 +663,7 @@ fn check_origins(resolved: &Resolved) -> Finding {
 /// port browsers connect to (the proxy's, or flarum/realtime's
 /// js-client-port), not on where flarum-ws listens behind it.
 fn check_cloudflare(settings: &Settings, browsers: &Browsers, realtime: bool) -> Option<Finding> {
-    let port = match browsers.port {
-        Some((port, _)) => port,
-        None if settings.reverse_proxy => 443,
-        None => settings.port,
-    };
+    let (port, _) = browsers.port_and_tls(settings);
     if port == 443 || CLOUDFLARE_HTTPS_PORTS.contains(&port) {
         return None;
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::load::{Loaded, load, runtime};
 use super::{Exit, Failure, ProxyFormat, SnippetArgs};
-use crate::forum::Extension;
+use crate::forum::{Extension, realtime_client};
 
 /// What the templates are filled with.
 struct Values {
@@ -46,14 +46,7 @@ fn realtime_ports(loaded: &Loaded) -> Option<RealtimePorts> {
     if forum.settings.extension != Extension::Realtime {
         return None;
     }
-    let websocket = &forum.config.websocket;
-    let number = |key: &str| {
-        websocket.get(key).and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        })
-    };
-    let public = number("js-client-port").map_or(6001, |p| p as u16);
+    let public = realtime_client(&forum.config, "js").port;
     let settings = &loaded.resolved.settings;
     let behind = settings.port != public && settings.host == "127.0.0.1";
     Some(RealtimePorts {
