@@ -153,18 +153,21 @@ rm -f "$files"
 
 echo "== the service under systemd: upgrade, remove, purge"
 # systemd as PID 1 of new PID, mount, UTS and network namespaces, with its
-# own /run, /tmp and /var/tmp (its boot-time cleanups touch nothing of this
-# machine's), udev masked, booted to basic.target so that no other
-# package's service starts. Commands run inside it with `inside`. A
+# own /run, udev and systemd-tmpfiles masked (its boot-time clean-up of /tmp
+# would empty this machine's /tmp, where the checkout itself may be), booted
+# to basic.target so that no other package's service starts. Commands run inside it with `inside`. A
 # policy-rc.d (container images ship one that forbids every start and stop)
 # is hidden inside: a stock Debian has none, and the maintainer scripts
 # should act as they do there.
 unshare --fork --pid --mount --uts --net --mount-proc --propagation private /bin/sh -c '
-  mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp
+  mount -t tmpfs tmpfs /run
   if [ -e /usr/sbin/policy-rc.d ]; then mount --bind /dev/null /usr/sbin/policy-rc.d; fi
   mkdir -p /run/systemd/system
   for unit in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
-      systemd-udev-trigger.service systemd-udev-settle.service; do
+      systemd-udev-trigger.service systemd-udev-settle.service tmp.mount \
+      systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+      systemd-tmpfiles-setup-dev-early.service systemd-tmpfiles-clean.service \
+      systemd-tmpfiles-clean.timer; do
     ln -s /dev/null "/run/systemd/system/$unit"
   done
   exec env container=flarum-ws-verify /lib/systemd/systemd --system --unit=basic.target --log-target=null
@@ -190,7 +193,6 @@ inside ip link set lo up
 echo "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) is $(inside systemctl is-system-running || true)"
 
 # The older version: this package, numbered one revision lower.
-# (Not under /tmp, which is the namespace's own.)
 older="$out/older"
 rm -rf "$older"
 mkdir -p "$older"
