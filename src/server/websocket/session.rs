@@ -1,8 +1,9 @@
 //! One websocket connection from `connection_established` to close.
 //!
-//! A single task per connection selects over: a close request (app
-//! termination, slow consumer), server shutdown, frames queued by the hub,
-//! frames from the client, and the inactivity timer. Writes are batched: when
+//! A single task per connection, holding a [`Session`], selects over: a
+//! close request (app termination, slow consumer), server shutdown, frames
+//! queued by the hub, frames from the client, and the inactivity timer; each
+//! of the last three has a method of its own. Writes are batched: when
 //! several frames wait, they are framed into one [`Outbox`] and written with
 //! one flush. A client that stops reading is noticed during the write too:
 //! shutdown and termination still reach it, and a write that makes no
@@ -13,18 +14,21 @@
 //! what they could not (the client was slow to read), finishes a frame they
 //! cut in two, and always owns reading, pings and the close handshake.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::handler::Handler;
 use super::outbox::{Outbox, WriteError};
@@ -139,187 +143,259 @@ fn close_reason(code: u16) -> &'static str {
 /// plain connection's shared write side (none for TLS): the hub's writers
 /// then put frames on it while the session is not writing. Not in verbose
 /// mode, which logs every frame the session sends.
-pub async fn run(ctx: Arc<ServerContext>, mut socket: Socket, wire: Option<Arc<Wire>>) {
-    let id = SocketId::random();
-    let verbose = ctx.settings().verbose;
-    let capacity = ctx.settings().limits.socket_queue_capacity;
-    let (link, mut queue) = match wire.filter(|_| !verbose) {
-        Some(wire) => SocketLink::wired(id, capacity, wire, ctx.writers.assign()),
-        None => SocketLink::new(id, capacity),
-    };
-    let link = Arc::new(link);
-    let mut handler = Handler::new(ctx.clone(), link.clone());
-    let activity_timeout = ctx.settings().activity_timeout;
-    // Also the longest a write may make no progress.
-    let pong_timeout = ctx.settings().pong_timeout;
-    if verbose {
-        tracing::info!("New connection opened with id {id}");
-    }
-    ctx.telemetry.connection_opened();
-    ctx.telemetry
-        .record(FeedItem::new(FeedKind::Connected).socket(id));
-    let mut closed_as = ClosedAs {
-        ctx: ctx.clone(),
-        id,
-        code: ABNORMAL_CLOSURE,
-    };
+pub async fn run(ctx: Arc<ServerContext>, socket: Socket, wire: Option<Arc<Wire>>) {
+    let (mut session, mut queue) = Session::open(ctx, socket, wire);
+    let ending = session.serve(&mut queue).await;
+    // From here on nothing more is queued or written by the writers, so no
+    // frame follows the close frame.
+    drop(queue);
+    session.end(ending).await;
+}
 
-    let mut outbox = Outbox::default();
-    let established = outgoing::connection_established(&id.to_string(), activity_timeout.as_secs());
-    let established_bytes = established.len() as u64;
-    let ending = if socket.send(Message::text(established)).await.is_err() {
-        Ending::ClientGone(None)
-    } else {
-        ctx.telemetry.messages_sent(1, established_bytes);
+/// What one connection's task holds between events. Each source the task
+/// waits on has its method: [`Session::write_queued`] for the hub's frames,
+/// [`Session::read`] for the client's, [`Session::on_timer`] for the
+/// activity timer; each says whether the session ends.
+struct Session {
+    ctx: Arc<ServerContext>,
+    id: SocketId,
+    socket: Socket,
+    link: Arc<SocketLink>,
+    handler: Handler,
+    /// Frames framed for one write, and what a write cut short left.
+    outbox: Outbox,
+    verbose: bool,
+    activity_timeout: Duration,
+    /// Also the longest a write may make no progress.
+    pong_timeout: Duration,
+    /// Incoming frames only move this mark; the timer checks it when it fires.
+    last_activity: Instant,
+    ping_sent_at: Option<Instant>,
+    closed_as: ClosedAs,
+}
+
+impl Session {
+    /// Links a new socket into the hub and counts it opened.
+    fn open(ctx: Arc<ServerContext>, socket: Socket, wire: Option<Arc<Wire>>) -> (Self, Inbox) {
+        let id = SocketId::random();
+        let verbose = ctx.settings().verbose;
+        let capacity = ctx.settings().limits.socket_queue_capacity;
+        let (link, queue) = match wire.filter(|_| !verbose) {
+            Some(wire) => SocketLink::wired(id, capacity, wire, ctx.writers.assign()),
+            None => SocketLink::new(id, capacity),
+        };
+        let link = Arc::new(link);
+        if verbose {
+            tracing::info!("New connection opened with id {id}");
+        }
+        ctx.telemetry.connection_opened();
+        ctx.telemetry
+            .record(FeedItem::new(FeedKind::Connected).socket(id));
+        let session = Self {
+            handler: Handler::new(ctx.clone(), link.clone()),
+            activity_timeout: ctx.settings().activity_timeout,
+            pong_timeout: ctx.settings().pong_timeout,
+            closed_as: ClosedAs {
+                ctx: ctx.clone(),
+                id,
+                code: ABNORMAL_CLOSURE,
+            },
+            ctx,
+            id,
+            socket,
+            link,
+            outbox: Outbox::default(),
+            verbose,
+            last_activity: Instant::now(),
+            ping_sent_at: None,
+        };
+        (session, queue)
+    }
+
+    /// Says `connection_established`, then serves the client until
+    /// something ends the session: a close request (app termination, slow
+    /// consumer), shutdown, the client, or its silence.
+    async fn serve(&mut self, queue: &mut Inbox) -> Ending {
+        let established =
+            outgoing::connection_established(&self.id.to_string(), self.activity_timeout.as_secs());
+        let established_bytes = established.len() as u64;
+        if self.socket.send(Message::text(established)).await.is_err() {
+            return Ending::ClientGone(None);
+        }
+        self.ctx.telemetry.messages_sent(1, established_bytes);
         // Long-lived futures, created once: re-creating them on every wake
         // would register and unregister waiters (and a timer) per frame.
+        let link = self.link.clone();
         let closed = link.close_requested();
         tokio::pin!(closed);
-        let shutdown = ctx.shutdown.clone();
+        let shutdown = self.ctx.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
-        let timer = sleep_until(Instant::now() + activity_timeout);
+        let timer = sleep_until(Instant::now() + self.activity_timeout);
         tokio::pin!(timer);
-        // Incoming frames only move this mark; the timer checks it when it fires.
-        let mut last_activity = Instant::now();
-        let mut ping_sent_at: Option<Instant> = None;
+        self.last_activity = Instant::now();
         loop {
             let step = tokio::select! {
                 biased;
                 code = &mut closed => Some(Ending::server(code, true)),
                 _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(wake) = queue.recv() => {
-                    let (messages, bytes) = match wake {
-                        Wake::Frame(frame) => fill_batch(&mut outbox, frame, &mut queue, id, verbose),
-                        // A direct write left the rest of a frame in the wire;
-                        // writing an empty outbox flushes it.
-                        Wake::Flush => (0, 0),
-                    };
-                    tokio::select! {
-                        biased;
-                        // The client may have stopped reading mid-write: the
-                        // announcement is skipped, the rest of the batch and the
-                        // close frame get CLOSE_TIMEOUT to go out.
-                        code = &mut closed => Some(Ending::server(code, false)),
-                        _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
-                        // Boxed, here and below: futures held only while
-                        // writing or closing would otherwise widen every idle
-                        // connection's task by their size.
-                        written = Box::pin(outbox.write_to(socket.get_mut(), pong_timeout)) => {
-                            match written {
-                                Ok(()) => {
-                                    queue.written();
-                                    ctx.telemetry.messages_sent(messages, bytes);
-                                    None
-                                }
-                                Err(WriteError::Stalled(waited)) => {
-                                    tracing::debug!(
-                                        "Connection id {id} read nothing for {waited:?} (pong_timeout); dropping it"
-                                    );
-                                    Some(Ending::Abandon(close_code::OVER_CAPACITY))
-                                }
-                                Err(WriteError::Io(error)) => {
-                                    tracing::debug!("Connection id {id} write failed: {error}");
-                                    Some(Ending::ClientGone(None))
-                                }
-                            }
-                        }
-                    }
+                    self.write_queued(wake, queue, closed.as_mut(), cancelled.as_mut()).await
                 }
-                incoming = socket.next() => {
-                    last_activity = Instant::now();
-                    // The ping is answered (any frame counts): the next one
-                    // is due activity_timeout from now, not when the answer
-                    // was due.
-                    if ping_sent_at.take().is_some() {
-                        timer.as_mut().reset(last_activity + activity_timeout);
-                    }
-                    match incoming {
-                        None => Some(Ending::ClientGone(None)),
-                        Some(Err(error)) => Some(read_error(id, error)),
-                        Some(Ok(Message::Close(frame))) => {
-                            // tungstenite answers the close; the next read ends the stream.
-                            let code = frame.map_or(NO_STATUS_RECEIVED, |f| u16::from(f.code));
-                            Some(Ending::ClientGone(Some(code)))
-                        }
-                        Some(Ok(Message::Ping(_))) => {
-                            // tungstenite queued the pong; send it now rather than
-                            // with the next frame. A client that pings but stopped
-                            // reading is dropped like any other, and shutdown
-                            // still reaches it.
-                            tokio::select! {
-                                biased;
-                                _ = &mut cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
-                                flushed = Box::pin(tokio::time::timeout(pong_timeout, socket.flush())) => match flushed {
-                                    Ok(Ok(())) => None,
-                                    Ok(Err(_)) => Some(Ending::ClientGone(None)),
-                                    Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
-                                },
-                            }
-                        }
-                        Some(Ok(message)) => {
-                            handle_message(&mut handler, message);
-                            None
-                        }
-                    }
+                incoming = self.socket.next() => {
+                    self.read(incoming, timer.as_mut(), cancelled.as_mut()).await
                 }
-                () = &mut timer => {
-                    let now = Instant::now();
-                    match ping_sent_at {
-                        // No frame since the ping (one would have cleared it).
-                        Some(_) => Some(Ending::server(close_code::PONG_NOT_RECEIVED, true)),
-                        None if last_activity + activity_timeout > now => {
-                            timer.as_mut().reset(last_activity + activity_timeout);
-                            None
-                        }
-                        None => {
-                            ping_sent_at = Some(now);
-                            timer.as_mut().reset(now + pong_timeout);
-                            link.send(Frame::from(outgoing::ping()));
-                            None
-                        }
-                    }
-                }
+                () = &mut timer => self.on_timer(timer.as_mut()),
             };
             if let Some(ending) = step {
-                break ending;
+                return ending;
             }
         }
-    };
+    }
 
-    // From here on nothing more is queued or written by the writers, so no
-    // frame follows the close frame.
-    drop(queue);
-    let close_code = match &ending {
-        Ending::Close {
-            code,
-            message,
-            announce,
-        } => {
-            tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
-            Box::pin(close_with(
-                &mut socket,
-                &mut outbox,
-                *code,
+    /// Writes what the hub queued (with whatever else already waits, as one
+    /// batch). The client may stop reading mid-write: a close request or
+    /// shutdown still ends the session then, skipping the announcement; the
+    /// rest of the batch and the close frame get [`CLOSE_TIMEOUT`] to go out.
+    async fn write_queued(
+        &mut self,
+        wake: Wake,
+        queue: &mut Inbox,
+        closed: Pin<&mut impl Future<Output = u16>>,
+        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Option<Ending> {
+        let (messages, bytes) = match wake {
+            Wake::Frame(frame) => fill_batch(&mut self.outbox, frame, queue, self.id, self.verbose),
+            // A direct write left the rest of a frame in the wire; writing
+            // an empty outbox flushes it.
+            Wake::Flush => (0, 0),
+        };
+        let id = self.id;
+        tokio::select! {
+            biased;
+            code = closed => Some(Ending::server(code, false)),
+            _ = cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
+            // Boxed, here and below: futures held only while writing or
+            // closing would otherwise widen every idle connection's task by
+            // their size.
+            written = Box::pin(self.outbox.write_to(self.socket.get_mut(), self.pong_timeout)) => {
+                match written {
+                    Ok(()) => {
+                        queue.written();
+                        self.ctx.telemetry.messages_sent(messages, bytes);
+                        None
+                    }
+                    Err(WriteError::Stalled(waited)) => {
+                        tracing::debug!(
+                            "Connection id {id} read nothing for {waited:?} (pong_timeout); dropping it"
+                        );
+                        Some(Ending::Abandon(close_code::OVER_CAPACITY))
+                    }
+                    Err(WriteError::Io(error)) => {
+                        tracing::debug!("Connection id {id} write failed: {error}");
+                        Some(Ending::ClientGone(None))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one frame from the client. Any frame answers a pending ping.
+    async fn read(
+        &mut self,
+        incoming: Option<Result<Message, WsError>>,
+        timer: Pin<&mut Sleep>,
+        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Option<Ending> {
+        self.last_activity = Instant::now();
+        // The ping is answered: the next one is due activity_timeout from
+        // now, not when the answer was due.
+        if self.ping_sent_at.take().is_some() {
+            timer.reset(self.last_activity + self.activity_timeout);
+        }
+        match incoming {
+            None => Some(Ending::ClientGone(None)),
+            Some(Err(error)) => Some(read_error(self.id, error)),
+            Some(Ok(Message::Close(frame))) => {
+                // tungstenite answers the close; the next read ends the stream.
+                let code = frame.map_or(NO_STATUS_RECEIVED, |f| u16::from(f.code));
+                Some(Ending::ClientGone(Some(code)))
+            }
+            Some(Ok(Message::Ping(_))) => {
+                // tungstenite queued the pong; send it now rather than with
+                // the next frame. A client that pings but stopped reading is
+                // dropped like any other, and shutdown still reaches it.
+                tokio::select! {
+                    biased;
+                    _ = cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
+                    flushed = Box::pin(tokio::time::timeout(self.pong_timeout, self.socket.flush())) => match flushed {
+                        Ok(Ok(())) => None,
+                        Ok(Err(_)) => Some(Ending::ClientGone(None)),
+                        Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
+                    },
+                }
+            }
+            Some(Ok(message)) => {
+                handle_message(&mut self.handler, message);
+                None
+            }
+        }
+    }
+
+    /// The activity timer fired: ping a silent client, or end the session
+    /// of one that did not answer the last ping.
+    fn on_timer(&mut self, timer: Pin<&mut Sleep>) -> Option<Ending> {
+        let now = Instant::now();
+        match self.ping_sent_at {
+            // No frame since the ping (one would have cleared it).
+            Some(_) => Some(Ending::server(close_code::PONG_NOT_RECEIVED, true)),
+            None if self.last_activity + self.activity_timeout > now => {
+                timer.reset(self.last_activity + self.activity_timeout);
+                None
+            }
+            None => {
+                self.ping_sent_at = Some(now);
+                timer.reset(now + self.pong_timeout);
+                self.link.send(Frame::from(outgoing::ping()));
+                None
+            }
+        }
+    }
+
+    /// Closes the way `ending` says, leaves every channel and counts the
+    /// connection closed with its code.
+    async fn end(mut self, ending: Ending) {
+        let id = self.id;
+        let close_code = match &ending {
+            Ending::Close {
+                code,
                 message,
-                *announce,
-            ))
-            .await;
-            *code
+                announce,
+            } => {
+                tracing::debug!("Connection id {id} closed by the server with {code}: {message}");
+                Box::pin(close_with(
+                    &mut self.socket,
+                    &mut self.outbox,
+                    *code,
+                    message,
+                    *announce,
+                ))
+                .await;
+                *code
+            }
+            Ending::Abandon(code) => *code,
+            Ending::ClientGone(Some(code)) => {
+                // Let tungstenite send its close reply before the socket drops.
+                let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.socket.next())).await;
+                *code
+            }
+            Ending::ClientGone(None) => ABNORMAL_CLOSURE,
+        };
+        self.handler.finish();
+        self.closed_as.code = close_code;
+        if self.verbose {
+            tracing::info!("Connection id {id} closed");
         }
-        Ending::Abandon(code) => *code,
-        Ending::ClientGone(Some(code)) => {
-            // Let tungstenite send its close reply before the socket drops.
-            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, socket.next())).await;
-            *code
-        }
-        Ending::ClientGone(None) => ABNORMAL_CLOSURE,
-    };
-    handler.finish();
-    closed_as.code = close_code;
-    drop(closed_as);
-    if verbose {
-        tracing::info!("Connection id {id} closed");
     }
 }
 
