@@ -1,10 +1,14 @@
 //! The one list of settings: YAML key, environment variable, type, help,
-//! default and allowed range, from which the partial struct, the variable
-//! parser, the merge, the defaults, the range checks and the documented
-//! list ([`ROWS`]) are generated. `into_settings` keeps only the rules that
-//! involve several settings.
+//! default, allowed range, where the value goes in [`Settings`] and whether a
+//! change needs a restart. From it are generated the partial struct, the
+//! variable parser, the merge, the defaults, the range checks, the copies
+//! into [`Settings`] and the documented list ([`ROWS`]). `into_settings`
+//! keeps only the rules that involve several settings or parse a value
+//! further (the credentials, the bind address, TLS, proxies, origins,
+//! metrics listener, log format and webhooks).
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
 
@@ -20,8 +24,14 @@ macro_rules! settings {
         $(#[doc = $doc:literal])*
         $field:ident : $ty:ty = $var:literal
         $({ default: $default:expr $(, range: $range:expr)? $(,)? })?
+        $(-> settings . $copied:ident)?
+        $(-> limits . $limit:ident)?
         $(=> $restart:ident)?
-    ),* $(,)?) => {
+    ),* $(,)?;
+    $(#[doc = $derived_doc:literal])*
+    derived {
+        $( $(#[doc = $one_derived_doc:literal])* $derived:ident : $derived_ty:ty ),* $(,)?
+    }) => {
         /// Settings from one source; `None` where that source is silent.
         #[derive(Debug, Default, Clone, PartialEq, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -101,6 +111,24 @@ macro_rules! settings {
             Ok(())
         }
 
+        $(#[doc = $derived_doc])*
+        struct Derived {
+            $( $(#[doc = $one_derived_doc])* $derived: $derived_ty, )*
+        }
+
+        /// The finished settings: the derived ones, and each row that says
+        /// where it goes (`-> settings.port`, `-> limits.cache_ttl`) copied
+        /// there as [`Land`] converts it. The compiler checks that every
+        /// field of [`Settings`] and [`Limits`] is given exactly once.
+        fn assemble(p: &PartialSettings, derived: Derived) -> Settings {
+            let Derived { $($derived),* } = derived;
+            Settings {
+                $($derived,)*
+                $( $( $copied: Land::land(p.$field.clone()), )? )*
+                limits: Limits { $( $( $limit: Land::land(p.$field.clone()), )? )* },
+            }
+        }
+
         /// Each setting's YAML key, variable, description and range, in order.
         pub const ROWS: &[SettingRow] = &[ $( SettingRow {
             key: stringify!($field),
@@ -147,6 +175,38 @@ pub struct SettingRow {
     pub restart: bool,
 }
 
+/// How a row's merged value becomes its field of [`Settings`], by the
+/// field's type: as it is (every such row has a default, or its type's
+/// default means unset), seconds as a [`Duration`], and for an optional
+/// field, empty text as unset.
+trait Land<T> {
+    fn land(self) -> T;
+}
+
+impl<T: Default> Land<T> for Option<T> {
+    fn land(self) -> T {
+        self.unwrap_or_default()
+    }
+}
+
+impl Land<Duration> for Option<u64> {
+    fn land(self) -> Duration {
+        Duration::from_secs(self.unwrap_or_default())
+    }
+}
+
+impl Land<Option<String>> for Option<String> {
+    fn land(self) -> Option<String> {
+        self.filter(|text| !text.is_empty())
+    }
+}
+
+impl Land<Option<Secret>> for Option<Secret> {
+    fn land(self) -> Option<Secret> {
+        self.filter(|secret| !secret.expose().is_empty())
+    }
+}
+
 /// The allowed range of `name`'s value, as an error when it is outside.
 fn within<T: PartialOrd + std::fmt::Display>(
     value: &T,
@@ -163,11 +223,11 @@ fn within<T: PartialOrd + std::fmt::Display>(
         (_, Bound::Included(high)) => format!("{high} or less"),
         _ => "in range".to_owned(),
     };
-    Err(ConfigError::InvalidSetting {
+    Err(invalid(
         name,
-        origin: provenance.get(name).cloned().unwrap_or(Source::Default),
-        problem: format!("is {value}; it must be {allowed}"),
-    })
+        provenance,
+        format!("is {value}; it must be {allowed}"),
+    ))
 }
 
 settings! {
@@ -180,22 +240,22 @@ settings! {
     /// Bind address.
     host: String = "FLARUM_WS_HOST" => restart,
     /// Port for the websocket and HTTP API (0 = any free port).
-    port: u16 = "FLARUM_WS_PORT" { default: 2083 } => restart,
+    port: u16 = "FLARUM_WS_PORT" { default: 2083 } -> settings.port => restart,
     /// Whether clients may send `client-*` events.
-    client_events: bool = "FLARUM_WS_CLIENT_EVENTS" { default: false },
+    client_events: bool = "FLARUM_WS_CLIENT_EVENTS" { default: false } -> settings.client_events,
     /// Seconds of silence before the server pings a client; pusher-js is
     /// told the same and pings the server after that much silence. 30, as
     /// both PHP daemons: an idle connection then carries traffic well inside
     /// the 60 s read timeout of the proxies admins already run.
-    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT" { default: 30, range: 1..=3600 },
+    activity_timeout: u64 = "FLARUM_WS_ACTIVITY_TIMEOUT" { default: 30, range: 1..=3600 } -> settings.activity_timeout,
     /// Seconds a client has to answer the server's ping before 4201; also how
     /// long a write may make no progress before a client that stopped
     /// reading is dropped (4100).
-    pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT" { default: 30, range: 1..=3600 },
+    pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT" { default: 30, range: 1..=3600 } -> settings.pong_timeout,
     /// Log every connection, subscription and message.
-    verbose: bool = "FLARUM_WS_VERBOSE" { default: false } => restart,
+    verbose: bool = "FLARUM_WS_VERBOSE" { default: false } -> settings.verbose => restart,
     /// A TLS proxy (nginx) sits in front: serve plain HTTP, bind 127.0.0.1.
-    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY" { default: false } => restart,
+    reverse_proxy: bool = "FLARUM_WS_REVERSE_PROXY" { default: false } -> settings.reverse_proxy => restart,
     /// Full-chain certificate (PEM) for serving TLS.
     tls_cert: String = "FLARUM_WS_TLS_CERT" => restart,
     /// Private key (PEM) of the certificate.
@@ -203,80 +263,80 @@ settings! {
     /// Passphrase of an encrypted private key.
     tls_passphrase: Secret = "FLARUM_WS_TLS_PASSPHRASE" => restart,
     /// The certificate is self-signed (the server's own probes accept it).
-    self_signed: bool = "FLARUM_WS_SELF_SIGNED" { default: false },
+    self_signed: bool = "FLARUM_WS_SELF_SIGNED" { default: false } -> settings.self_signed,
     /// Host name browsers and the forum use to reach the server.
-    app_host: String = "FLARUM_WS_APP_HOST",
+    app_host: String = "FLARUM_WS_APP_HOST" -> settings.app_host,
     /// Seconds between rows of the forum's statistics widget.
-    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL" { default: 7200, range: 1..=2_592_000 } => restart,
+    statistics_interval: u64 = "FLARUM_WS_STATISTICS_INTERVAL" { default: 7200, range: 1..=2_592_000 } -> settings.statistics_interval => restart,
     /// Whether to write statistics rows to the forum database.
-    statistics: bool = "FLARUM_WS_STATISTICS" { default: true } => restart,
+    statistics: bool = "FLARUM_WS_STATISTICS" { default: true } -> settings.statistics => restart,
     /// Open websocket connections the server accepts in all.
-    max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS" { default: 50_000, range: 1.. },
+    max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS" { default: 50_000, range: 1.. } -> limits.max_connections,
     /// Open websocket connections per client IP address; also open HTTP
     /// connections per peer address that is not a trusted proxy.
-    max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP" { default: 1_000, range: 1.. },
+    max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP" { default: 1_000, range: 1.. } -> limits.max_connections_per_ip,
     /// Channels one connection may be subscribed to at once.
-    max_subscriptions_per_connection: usize = "FLARUM_WS_MAX_SUBSCRIPTIONS_PER_CONNECTION" { default: 1_000, range: 1.. },
+    max_subscriptions_per_connection: usize = "FLARUM_WS_MAX_SUBSCRIPTIONS_PER_CONNECTION" { default: 1_000, range: 1.. } -> limits.max_subscriptions_per_connection,
     /// Seconds a client has to send its request head, and then to complete
     /// its request, body included (408 after it).
-    handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT" { default: 10, range: 1..=3600 },
+    handshake_timeout: u64 = "FLARUM_WS_HANDSHAKE_TIMEOUT" { default: 10, range: 1..=3600 } -> limits.handshake_timeout,
     /// Browser origins allowed to connect, e.g. `https://forum.example`
     /// (`*`: any). Run from a forum, the default is the forum's url; alone,
     /// any origin.
     allowed_origins: Vec<String> = "FLARUM_WS_ALLOWED_ORIGINS",
     /// Refuse websockets that send no Origin header (browsers always send
     /// one). On for Flarum 2 forums, as flarum/realtime does.
-    require_origin: bool = "FLARUM_WS_REQUIRE_ORIGIN" { default: false },
+    require_origin: bool = "FLARUM_WS_REQUIRE_ORIGIN" { default: false } -> settings.require_origin,
     /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
     trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
     /// Members one presence channel may hold.
-    max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS" { default: 10_000, range: 1.. },
+    max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS" { default: 10_000, range: 1.. } -> limits.max_presence_members,
     /// Bytes of `user_info` one presence member may carry.
-    max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES" { default: 1024 },
+    max_presence_user_info_bytes: usize = "FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES" { default: 1024 } -> limits.max_presence_user_info_bytes,
     /// Characters of a presence `user_id`.
-    max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH" { default: 128 },
+    max_presence_user_id_length: usize = "FLARUM_WS_MAX_PRESENCE_USER_ID_LENGTH" { default: 128 } -> limits.max_presence_user_id_length,
     /// Characters of a channel name.
-    max_channel_name_length: usize = "FLARUM_WS_MAX_CHANNEL_NAME_LENGTH" { default: 200, range: 1.. },
+    max_channel_name_length: usize = "FLARUM_WS_MAX_CHANNEL_NAME_LENGTH" { default: 200, range: 1.. } -> limits.max_channel_name_length,
     /// Characters of an event name.
-    max_event_name_length: usize = "FLARUM_WS_MAX_EVENT_NAME_LENGTH" { default: 200, range: 1.. },
+    max_event_name_length: usize = "FLARUM_WS_MAX_EVENT_NAME_LENGTH" { default: 200, range: 1.. } -> limits.max_event_name_length,
     /// Bytes of one event's data.
-    max_event_data_bytes: usize = "FLARUM_WS_MAX_EVENT_DATA_BYTES" { default: 10 * 1024, range: 1.. },
+    max_event_data_bytes: usize = "FLARUM_WS_MAX_EVENT_DATA_BYTES" { default: 10 * 1024, range: 1.. } -> limits.max_event_data_bytes,
     /// Channels one API event may name.
-    max_channels_per_event: usize = "FLARUM_WS_MAX_CHANNELS_PER_EVENT" { default: 100, range: 1.. },
+    max_channels_per_event: usize = "FLARUM_WS_MAX_CHANNELS_PER_EVENT" { default: 100, range: 1.. } -> limits.max_channels_per_event,
     /// Events in one `batch_events` request.
-    max_batch_events: usize = "FLARUM_WS_MAX_BATCH_EVENTS" { default: 10, range: 1.. },
+    max_batch_events: usize = "FLARUM_WS_MAX_BATCH_EVENTS" { default: 10, range: 1.. } -> limits.max_batch_events,
     /// Client events one connection may send per second (4301 above it).
-    client_events_per_second: u32 = "FLARUM_WS_CLIENT_EVENTS_PER_SECOND" { default: 10 },
+    client_events_per_second: u32 = "FLARUM_WS_CLIENT_EVENTS_PER_SECOND" { default: 10 } -> limits.client_events_per_second,
     /// Signed HTTP API requests per second for the app's key (429 above it).
-    api_requests_per_second: u32 = "FLARUM_WS_API_REQUESTS_PER_SECOND" { default: 1000, range: 1.. },
+    api_requests_per_second: u32 = "FLARUM_WS_API_REQUESTS_PER_SECOND" { default: 1000, range: 1.. } -> limits.api_requests_per_second,
     /// Bytes of one websocket message from a client (1009 above it).
-    max_message_bytes: usize = "FLARUM_WS_MAX_MESSAGE_BYTES" { default: 64 * 1024, range: 1.. },
+    max_message_bytes: usize = "FLARUM_WS_MAX_MESSAGE_BYTES" { default: 64 * 1024, range: 1.. } -> limits.max_message_bytes,
     /// Bytes of one HTTP API request body (413 above it).
-    max_request_body_bytes: usize = "FLARUM_WS_MAX_REQUEST_BODY_BYTES" { default: 256 * 1024, range: 1.. },
+    max_request_body_bytes: usize = "FLARUM_WS_MAX_REQUEST_BODY_BYTES" { default: 256 * 1024, range: 1.. } -> limits.max_request_body_bytes,
     /// Users in one signin's watchlist (4302 above it).
-    max_watchlist_size: usize = "FLARUM_WS_MAX_WATCHLIST_SIZE" { default: 100 },
+    max_watchlist_size: usize = "FLARUM_WS_MAX_WATCHLIST_SIZE" { default: 100 } -> limits.max_watchlist_size,
     /// Seconds a cache channel remembers its last event.
-    cache_ttl: u64 = "FLARUM_WS_CACHE_TTL" { default: 1800, range: 1..=604_800 },
+    cache_ttl: u64 = "FLARUM_WS_CACHE_TTL" { default: 1800, range: 1..=604_800 } -> limits.cache_ttl,
     /// Cache channels holding an event at once; the oldest is forgotten first.
-    max_cached_channels: usize = "FLARUM_WS_MAX_CACHED_CHANNELS" { default: 10_000, range: 1.. },
+    max_cached_channels: usize = "FLARUM_WS_MAX_CACHED_CHANNELS" { default: 10_000, range: 1.. } -> limits.max_cached_channels,
     /// Frames queued per socket before it counts as a slow consumer (4100).
-    socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY" { default: 512, range: 1.. },
+    socket_queue_capacity: usize = "FLARUM_WS_SOCKET_QUEUE_CAPACITY" { default: 512, range: 1.. } -> limits.socket_queue_capacity,
     /// Token for /dashboard and /metrics (unset: a random one, printed at startup).
-    admin_token: Secret = "FLARUM_WS_ADMIN_TOKEN",
+    admin_token: Secret = "FLARUM_WS_ADMIN_TOKEN" -> settings.admin_token,
     /// ADDRESS:PORT of a separate listener serving /metrics without a token.
     metrics_listen: String = "FLARUM_WS_METRICS_LISTEN" => restart,
     /// Log lines as `text` (for people) or `json` (for log shippers).
     log_format: String = "FLARUM_WS_LOG_FORMAT" { default: "text".to_owned() } => restart,
     /// Redis for running several nodes as one server (unset: one node).
-    redis_url: Secret = "FLARUM_WS_REDIS_URL" => restart,
+    redis_url: Secret = "FLARUM_WS_REDIS_URL" -> settings.redis_url => restart,
     /// Prefix of the Redis channel, so several forums can share one Redis.
-    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() } => restart,
+    redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() } -> settings.redis_prefix => restart,
     /// Flarum 2 forums that cache in Redis (fof/redis): that Redis, e.g.
     /// `redis://127.0.0.1:6379/1`, where flarum/realtime's restart requests
     /// are then kept (unset: the forum's file cache).
-    forum_cache_redis_url: Secret = "FLARUM_WS_FORUM_CACHE_REDIS_URL",
+    forum_cache_redis_url: Secret = "FLARUM_WS_FORUM_CACHE_REDIS_URL" -> settings.forum_cache_redis_url,
     /// The cache key prefix of fof/redis's configuration (`prefix`).
-    forum_cache_prefix: String = "FLARUM_WS_FORUM_CACHE_PREFIX" { default: String::new() },
+    forum_cache_prefix: String = "FLARUM_WS_FORUM_CACHE_PREFIX" { default: String::new() } -> settings.forum_cache_prefix,
     /// URL that receives every webhook event, signed with the app secret
     /// as Pusher signs them (more receivers, with filters: `webhooks`).
     webhook_url: String = "FLARUM_WS_WEBHOOK_URL" => restart,
@@ -284,6 +344,19 @@ settings! {
     /// Pusher's, default every event) and optional `channel_prefix`; in a
     /// variable, the same list as JSON.
     webhooks: WebhookList = "FLARUM_WS_WEBHOOKS" => restart,
+    ;
+    /// Settings decided from several rows, or with a rule of their own, by
+    /// [`into_settings`].
+    derived {
+        app: AppCredentials,
+        host: String,
+        tls: Option<TlsFiles>,
+        allowed_origins: Vec<String>,
+        trusted_proxies: Vec<IpAddr>,
+        metrics_listen: Option<SocketAddr>,
+        log_format: LogFormat,
+        webhooks: Vec<WebhookTarget>,
+    }
 }
 
 /// Where credentials can come from, for the missing-credentials message.
@@ -296,13 +369,64 @@ const FORUM_HINT: &str = "The forum's settings table has no kyrne-websocket.app_
     with the variables FLARUM_WS_APP_ID, FLARUM_WS_APP_KEY and FLARUM_WS_APP_SECRET, or in a YAML \
     file passed with --config (keys app_id, app_key, app_secret)";
 
+/// The merged sources with defaults applied, checked, as [`Settings`].
 pub(super) fn into_settings(
     mut p: PartialSettings,
     mut provenance: Provenance,
     from_forum: bool,
 ) -> Result<Resolved, ConfigError> {
     p.layer_under(defaults(), &Source::Default, &mut provenance);
+    layer_proxy_defaults(&mut p, &mut provenance);
     check_ranges(&p, &provenance)?;
+    let derived = Derived {
+        app: credentials(&p, from_forum)?,
+        tls: tls_files(&p),
+        trusted_proxies: trusted_proxies(&p, &provenance)?,
+        allowed_origins: allowed_origins(&p),
+        host: bind_host(&p, &provenance)?,
+        log_format: log_format(&p, &provenance)?,
+        metrics_listen: metrics_listen(&p, &provenance)?,
+        webhooks: webhook_targets(&p, &provenance)?,
+    };
+    Ok(Resolved {
+        settings: assemble(&p, derived),
+        provenance,
+        effective: p,
+        overrides: Vec::new(),
+    })
+}
+
+/// The defaults that depend on `reverse_proxy`: behind a local proxy the
+/// port must not be reachable from outside, and the proxy is trusted to say
+/// who the client is.
+fn layer_proxy_defaults(p: &mut PartialSettings, provenance: &mut Provenance) {
+    let reverse_proxy = p.reverse_proxy.unwrap_or_default();
+    if p.host.is_none() {
+        let host = if reverse_proxy {
+            "127.0.0.1"
+        } else {
+            "0.0.0.0"
+        };
+        p.host = Some(host.to_owned());
+        provenance.insert("host", Source::Default);
+    }
+    if p.trusted_proxies.is_none() && reverse_proxy {
+        p.trusted_proxies = Some(vec!["127.0.0.1".to_owned(), "::1".to_owned()]);
+        provenance.insert("trusted_proxies", Source::Default);
+    }
+}
+
+/// `name`'s value is refused for `problem`, naming where it came from.
+fn invalid(name: &'static str, provenance: &Provenance, problem: String) -> ConfigError {
+    ConfigError::InvalidSetting {
+        name,
+        origin: provenance.get(name).cloned().unwrap_or(Source::Default),
+        problem,
+    }
+}
+
+/// The app id, key and secret, all three required.
+fn credentials(p: &PartialSettings, from_forum: bool) -> Result<AppCredentials, ConfigError> {
     let missing: Vec<&str> = [
         (
             "app_id",
@@ -330,165 +454,93 @@ pub(super) fn into_settings(
             },
         });
     }
-    let app = AppCredentials {
+    Ok(AppCredentials {
         id: p.app_id.clone().unwrap_or_default(),
         key: p.app_key.clone().unwrap_or_default(),
         secret: p.app_secret.clone().unwrap_or_else(|| Secret::new("")),
-    };
-    let reverse_proxy = p.reverse_proxy.unwrap_or_default();
-    // Behind a local proxy the port must not be reachable from outside.
-    let default_host = if reverse_proxy {
-        "127.0.0.1"
-    } else {
-        "0.0.0.0"
-    };
-    let host = match p.host.clone() {
-        Some(host) => host,
-        None => {
-            provenance.insert("host", Source::Default);
-            p.host = Some(default_host.to_owned());
-            default_host.to_owned()
-        }
-    };
-    let port = p.port.unwrap_or_default();
-    let client_events = p.client_events.unwrap_or_default();
-    let activity_timeout = p.activity_timeout.unwrap_or_default();
-    let pong_timeout = p.pong_timeout.unwrap_or_default();
-    let verbose = p.verbose.unwrap_or_default();
-    let self_signed = p.self_signed.unwrap_or_default();
-    let statistics = p.statistics.unwrap_or_default();
-    let statistics_interval = p.statistics_interval.unwrap_or_default();
-    // TLS is wanted exactly when a certificate is set and no proxy terminates it.
-    let tls = match (p.tls_cert.clone(), reverse_proxy) {
+    })
+}
+
+/// TLS is wanted exactly when a certificate is set and no proxy terminates it.
+fn tls_files(p: &PartialSettings) -> Option<TlsFiles> {
+    match (p.tls_cert.clone(), p.reverse_proxy.unwrap_or_default()) {
         (Some(cert), false) if !cert.is_empty() => Some(TlsFiles {
             cert: cert.into(),
             key: p.tls_key.clone().unwrap_or_default().into(),
             passphrase: p.tls_passphrase.clone().filter(|s| !s.expose().is_empty()),
         }),
         _ => None,
-    };
-    let trusted_proxies = match p.trusted_proxies.clone() {
-        Some(list) => list,
-        // The local reverse proxy is trusted to say who the client is.
-        None if reverse_proxy => {
-            let local = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
-            provenance.insert("trusted_proxies", Source::Default);
-            p.trusted_proxies = Some(local.clone());
-            local
-        }
-        None => Vec::new(),
-    };
-    let mut trusted = Vec::new();
-    for entry in &trusted_proxies {
-        let ip = entry
-            .parse::<std::net::IpAddr>()
-            .map_err(|_| ConfigError::InvalidSetting {
-                name: "trusted_proxies",
-                origin: provenance
-                    .get("trusted_proxies")
-                    .cloned()
-                    .unwrap_or(Source::Default),
-                problem: format!("{entry:?} is not an IP address"),
-            })?;
-        trusted.push(ip);
     }
-    let allowed_origins: Vec<String> = p
-        .allowed_origins
-        .clone()
-        .unwrap_or_default()
+}
+
+fn trusted_proxies(
+    p: &PartialSettings,
+    provenance: &Provenance,
+) -> Result<Vec<IpAddr>, ConfigError> {
+    let entries = p.trusted_proxies.as_deref().unwrap_or_default();
+    entries
+        .iter()
+        .map(|entry| {
+            entry.parse::<IpAddr>().map_err(|_| {
+                invalid(
+                    "trusted_proxies",
+                    provenance,
+                    format!("{entry:?} is not an IP address"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Origins as they are compared: lower case, no trailing slash.
+fn allowed_origins(p: &PartialSettings) -> Vec<String> {
+    let origins = p.allowed_origins.as_deref().unwrap_or_default();
+    origins
         .iter()
         .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-        .collect();
-    let limits = Limits {
-        max_connections: p.max_connections.unwrap_or_default(),
-        max_connections_per_ip: p.max_connections_per_ip.unwrap_or_default(),
-        max_subscriptions_per_connection: p.max_subscriptions_per_connection.unwrap_or_default(),
-        handshake_timeout: Duration::from_secs(p.handshake_timeout.unwrap_or_default()),
-        max_presence_members: p.max_presence_members.unwrap_or_default(),
-        max_presence_user_info_bytes: p.max_presence_user_info_bytes.unwrap_or_default(),
-        max_presence_user_id_length: p.max_presence_user_id_length.unwrap_or_default(),
-        max_channel_name_length: p.max_channel_name_length.unwrap_or_default(),
-        max_event_name_length: p.max_event_name_length.unwrap_or_default(),
-        max_event_data_bytes: p.max_event_data_bytes.unwrap_or_default(),
-        max_channels_per_event: p.max_channels_per_event.unwrap_or_default(),
-        max_batch_events: p.max_batch_events.unwrap_or_default(),
-        client_events_per_second: p.client_events_per_second.unwrap_or_default(),
-        api_requests_per_second: p.api_requests_per_second.unwrap_or_default(),
-        max_message_bytes: p.max_message_bytes.unwrap_or_default(),
-        max_request_body_bytes: p.max_request_body_bytes.unwrap_or_default(),
-        max_watchlist_size: p.max_watchlist_size.unwrap_or_default(),
-        cache_ttl: Duration::from_secs(p.cache_ttl.unwrap_or_default()),
-        max_cached_channels: p.max_cached_channels.unwrap_or_default(),
-        socket_queue_capacity: p.socket_queue_capacity.unwrap_or_default(),
-    };
-    let pv = &provenance;
-    if host.parse::<std::net::IpAddr>().is_err() {
-        return Err(ConfigError::InvalidSetting {
-            name: "host",
-            origin: pv.get("host").cloned().unwrap_or(Source::Default),
-            problem: format!(
+        .collect()
+}
+
+fn bind_host(p: &PartialSettings, provenance: &Provenance) -> Result<String, ConfigError> {
+    let host = p.host.clone().unwrap_or_default();
+    if host.parse::<IpAddr>().is_err() {
+        return Err(invalid(
+            "host",
+            provenance,
+            format!(
                 "{host:?} is not an IP address (use 0.0.0.0 for all IPv4 interfaces, :: for all IPv6, 127.0.0.1 for this machine only)"
             ),
-        });
+        ));
     }
-    let log_format = match p.log_format.as_deref().unwrap_or_default() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(ConfigError::InvalidSetting {
-                name: "log_format",
-                origin: pv.get("log_format").cloned().unwrap_or(Source::Default),
-                problem: format!("{other:?} is not a log format (use text or json)"),
-            });
-        }
-    };
-    let metrics_listen =
-        match p.metrics_listen.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
-                ConfigError::InvalidSetting {
-                    name: "metrics_listen",
-                    origin: pv.get("metrics_listen").cloned().unwrap_or(Source::Default),
-                    problem: format!("{text:?} is not ADDRESS:PORT (for example 127.0.0.1:9601)"),
-                }
-            })?),
-        };
-    let webhooks = webhook_targets(&p, pv)?;
-    Ok(Resolved {
-        settings: Settings {
-            app,
-            host,
-            port,
-            client_events,
-            activity_timeout: Duration::from_secs(activity_timeout),
-            pong_timeout: Duration::from_secs(pong_timeout),
-            reverse_proxy,
-            tls,
-            self_signed,
-            app_host: p.app_host.clone().filter(|h| !h.is_empty()),
-            statistics,
-            statistics_interval: Duration::from_secs(statistics_interval),
-            allowed_origins,
-            require_origin: p.require_origin.unwrap_or_default(),
-            trusted_proxies: trusted,
-            verbose,
-            limits,
-            admin_token: p.admin_token.clone().filter(|t| !t.expose().is_empty()),
-            metrics_listen,
-            log_format,
-            redis_url: p.redis_url.clone().filter(|u| !u.expose().is_empty()),
-            redis_prefix: p.redis_prefix.clone().unwrap_or_default(),
-            forum_cache_redis_url: p
-                .forum_cache_redis_url
-                .clone()
-                .filter(|u| !u.expose().is_empty()),
-            forum_cache_prefix: p.forum_cache_prefix.clone().unwrap_or_default(),
-            webhooks,
-        },
-        provenance,
-        effective: p,
-        overrides: Vec::new(),
-    })
+    Ok(host)
+}
+
+fn log_format(p: &PartialSettings, provenance: &Provenance) -> Result<LogFormat, ConfigError> {
+    match p.log_format.as_deref().unwrap_or_default() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(invalid(
+            "log_format",
+            provenance,
+            format!("{other:?} is not a log format (use text or json)"),
+        )),
+    }
+}
+
+fn metrics_listen(
+    p: &PartialSettings,
+    provenance: &Provenance,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match p.metrics_listen.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<SocketAddr>().map(Some).map_err(|_| {
+            invalid(
+                "metrics_listen",
+                provenance,
+                format!("{text:?} is not ADDRESS:PORT (for example 127.0.0.1:9601)"),
+            )
+        }),
+    }
 }
 
 /// `webhook_url` (every event) and the `webhooks` list, each URL checked.
@@ -514,11 +566,7 @@ fn webhook_targets(
     let mut targets = Vec::new();
     for (name, target) in single.chain(listed) {
         if let Some(problem) = target.url_problem() {
-            return Err(ConfigError::InvalidSetting {
-                name,
-                origin: provenance.get(name).cloned().unwrap_or(Source::Default),
-                problem,
-            });
+            return Err(invalid(name, provenance, problem));
         }
         targets.push(target);
     }
