@@ -43,11 +43,13 @@
 mod link;
 mod notice;
 mod presence;
+mod sent;
 mod state;
 mod users;
 mod writer;
 
 pub use link::{DirectWire, Frame, Inbox, SocketLink, Wake, Written};
 pub use notice::{ChangeFeed, ChannelChange, Notice};
+pub use sent::SentTotals;
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};
 pub use writer::{WriterHandle, Writers};

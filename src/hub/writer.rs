@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, Once};
 use tokio::sync::Notify;
 
 use super::link::Mailbox;
-use crate::telemetry::metrics::SentCounter;
+use super::sent::SentTotals;
 
 /// The writer tasks of one server.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct Writers {
     shards: Box<[Arc<Shard>]>,
     /// Counts what the writers send (one update per round, not per socket:
     /// the counter is shared by every thread).
-    sent: SentCounter,
+    sent: Arc<SentTotals>,
     next: AtomicUsize,
 }
 
@@ -45,12 +45,12 @@ pub struct WriterHandle(Arc<Shard>);
 
 impl Writers {
     /// One writer per available CPU, counting into `sent`.
-    pub fn new(sent: SentCounter) -> Self {
+    pub fn new(sent: Arc<SentTotals>) -> Self {
         let count = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self::with_count(count, sent)
     }
 
-    pub fn with_count(count: usize, sent: SentCounter) -> Self {
+    pub fn with_count(count: usize, sent: Arc<SentTotals>) -> Self {
         Self {
             sent,
             shards: (0..count.max(1))
@@ -64,6 +64,11 @@ impl Writers {
                 .collect(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The totals of what is written to clients, which the sessions add to.
+    pub fn sent(&self) -> &SentTotals {
+        &self.sent
     }
 
     /// The writer for a new socket. Starts it on the current tokio runtime
@@ -101,7 +106,7 @@ impl Shard {
 /// Sockets a writer flushes before it lets other tasks on its thread run.
 const FLUSHES_BETWEEN_YIELDS: usize = 64;
 
-async fn run(shard: Arc<Shard>, sent: SentCounter) {
+async fn run(shard: Arc<Shard>, sent: Arc<SentTotals>) {
     let mut batch = Vec::new();
     loop {
         shard.wake.notified().await;

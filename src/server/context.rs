@@ -15,7 +15,7 @@ use super::rate::RateWindow;
 use super::realtime::{RealtimeForum, SocketUsers};
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
-use crate::hub::{Frame, Hub, HubLimits, Writers};
+use crate::hub::{Frame, Hub, HubLimits, SentTotals, Writers};
 use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::Telemetry;
 use crate::telemetry::feed::FeedItem;
@@ -73,10 +73,11 @@ fn hub_limits(settings: &Settings) -> HubLimits {
 impl ServerContext {
     pub fn new(settings: Settings, shutdown: CancellationToken) -> Self {
         let with_cluster = settings.redis_url.is_some();
-        let telemetry = Telemetry::new(with_cluster);
+        let sent = Arc::new(SentTotals::default());
+        let telemetry = Telemetry::new(with_cluster, sent.clone());
         Self {
             hub: Hub::new(hub_limits(&settings)),
-            writers: Writers::new(telemetry.sent_counter()),
+            writers: Writers::new(sent),
             settings: ArcSwap::from_pointee(settings),
             telemetry,
             shutdown,

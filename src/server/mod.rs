@@ -35,7 +35,7 @@ pub use websocket::index_typing::sweep as sweep_index_typing;
 use admission::ConnectionSlot;
 
 use crate::config::Settings;
-use crate::telemetry::throttle::Throttle;
+use crate::throttle::Throttle;
 
 /// How long shutdown waits for connections to say goodbye before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -5,6 +5,7 @@
 //! (connections, channels, subscriptions, memory) are read when scraped, so
 //! nothing has to keep them in step.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -16,6 +17,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cluster::ClusterStatus;
+use crate::hub::SentTotals;
 use crate::webhooks::WebhookStatus;
 
 /// Content type of [`Metrics::render`]'s output.
@@ -47,21 +49,6 @@ pub struct Traffic {
     pub api_events: u64,
 }
 
-/// The sent-message counters, for a writer that does not go through the
-/// session (the hub's direct writes to plain connections).
-#[derive(Debug, Clone, Default)]
-pub struct SentCounter {
-    messages: Counter,
-    bytes: Counter,
-}
-
-impl SentCounter {
-    pub fn add(&self, messages: u64, bytes: u64) {
-        self.messages.inc_by(messages);
-        self.bytes.inc_by(bytes);
-    }
-}
-
 pub struct Metrics {
     registry: Registry,
     connections: Gauge,
@@ -78,6 +65,8 @@ pub struct Metrics {
     api_requests: Family<RequestLabels, Counter>,
     api_events: Counter,
     fanout_seconds: Histogram,
+    /// The hub's totals, which the two sent counters are brought up to.
+    sent: Arc<SentTotals>,
     slow_consumers: Counter,
     resident_memory: Gauge,
     open_fds: Gauge,
@@ -93,7 +82,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// The metrics of one node; `with_cluster` adds the Redis adapter's.
-    pub fn new(with_cluster: bool) -> Self {
+    /// `sent` is read for the sent-message counters.
+    pub fn new(with_cluster: bool, sent: Arc<SentTotals>) -> Self {
         let mut root = Registry::default();
         let metrics = Self {
             registry: Registry::default(),
@@ -112,6 +102,7 @@ impl Metrics {
             api_events: Counter::default(),
             // 10 µs to about 0.7 s.
             fanout_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 9)),
+            sent,
             slow_consumers: Counter::default(),
             resident_memory: Gauge::default(),
             open_fds: Gauge::default(),
@@ -293,19 +284,6 @@ impl Metrics {
         self.bytes_received.inc_by(bytes as u64);
     }
 
-    /// `messages` frames of `bytes` payload bytes in all were written.
-    pub fn sent_counter(&self) -> SentCounter {
-        SentCounter {
-            messages: self.messages_sent.clone(),
-            bytes: self.bytes_sent.clone(),
-        }
-    }
-
-    pub fn messages_sent(&self, messages: u64, bytes: u64) {
-        self.messages_sent.inc_by(messages);
-        self.bytes_sent.inc_by(bytes);
-    }
-
     pub fn api_request(&self, endpoint: &'static str, status: u16) {
         self.api_requests
             .get_or_create(&[
@@ -328,8 +306,8 @@ impl Metrics {
         Traffic {
             connections_opened: self.connections_opened.get(),
             messages_received: self.messages_received.get(),
-            messages_sent: self.messages_sent.get(),
-            bytes_sent: self.bytes_sent.get(),
+            messages_sent: self.sent.messages(),
+            bytes_sent: self.sent.bytes(),
             api_events: self.api_events.get(),
         }
     }
@@ -340,6 +318,12 @@ impl Metrics {
         self.channels.set(snapshot.channels as i64);
         self.subscriptions.set(snapshot.subscriptions as i64);
         self.presence_members.set(snapshot.presence_members as i64);
+        for (counter, total) in [
+            (&self.messages_sent, self.sent.messages()),
+            (&self.bytes_sent, self.sent.bytes()),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         if let Some(cluster) = snapshot.cluster {
             self.redis_up.set(i64::from(cluster.redis_up));
             self.cluster_nodes.set(cluster.other_nodes as i64 + 1);
@@ -426,11 +410,12 @@ mod tests {
 
     #[test]
     fn renders_counters_with_their_labels() {
-        let metrics = Metrics::new(false);
+        let sent = Arc::new(SentTotals::default());
+        let metrics = Metrics::new(false, sent.clone());
         metrics.connection_opened();
         metrics.connection_closed(4100);
         metrics.api_request("events", 200);
-        metrics.messages_sent(3, 30);
+        sent.add(3, 30);
         let text = metrics.render(Snapshot {
             connections: 2,
             channels: 1,

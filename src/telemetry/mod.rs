@@ -13,7 +13,6 @@ pub mod logging;
 pub mod metrics;
 pub mod statistics;
 pub mod systemd;
-pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,8 @@ use std::time::Duration;
 use counters::{Counters, IntervalCounts};
 use feed::{Feed, FeedItem};
 use metrics::{Metrics, Snapshot, Traffic};
+
+use crate::hub::SentTotals;
 
 /// Every observer of the server, fed by event.
 pub struct Telemetry {
@@ -31,11 +32,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// `clustered`: whether the metrics report the Redis adapter.
-    pub fn new(clustered: bool) -> Self {
+    /// `clustered`: whether the metrics report the Redis adapter; `sent`:
+    /// the hub's totals of what was written to clients.
+    pub fn new(clustered: bool, sent: Arc<SentTotals>) -> Self {
         Self {
             counters: Arc::new(Counters::default()),
-            metrics: Metrics::new(clustered),
+            metrics: Metrics::new(clustered, sent),
             feed: Feed::default(),
         }
     }
@@ -61,16 +63,6 @@ impl Telemetry {
     pub fn message_received(&self, bytes: usize) {
         self.counters.websocket_message();
         self.metrics.message_received(bytes);
-    }
-
-    /// `messages` frames of `bytes` in all were written to a client.
-    pub fn messages_sent(&self, messages: u64, bytes: u64) {
-        self.metrics.messages_sent(messages, bytes);
-    }
-
-    /// Counts what is written to clients outside the sessions.
-    pub fn sent_counter(&self) -> metrics::SentCounter {
-        self.metrics.sent_counter()
     }
 
     /// An HTTP API request to `endpoint` was answered with `status`.

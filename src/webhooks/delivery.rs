@@ -17,7 +17,7 @@ use super::event::WebhookEvent;
 use crate::config::WebhookTarget;
 use crate::probe::{ProbeError, Target, request_with_headers};
 use crate::protocol::signature::hmac_hex;
-use crate::telemetry::throttle::Throttle;
+use crate::throttle::Throttle;
 
 /// Events in one request at most.
 pub const BATCH_MAX: usize = 20;

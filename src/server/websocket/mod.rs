@@ -34,7 +34,7 @@ use super::admission::{SlotRefused, identified_client, origin_allowed};
 use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
-use crate::telemetry::throttle::Throttle;
+use crate::throttle::Throttle;
 use wire::Wire;
 
 /// Refused origins are logged at most once a minute: any web page can

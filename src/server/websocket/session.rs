@@ -38,7 +38,7 @@ use crate::protocol::messages::outgoing;
 use crate::protocol::{SocketId, close_code};
 use crate::server::context::ServerContext;
 use crate::telemetry::feed::{FeedItem, FeedKind};
-use crate::telemetry::throttle::Throttle;
+use crate::throttle::Throttle;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -222,7 +222,7 @@ impl Session {
         if self.socket.send(Message::text(established)).await.is_err() {
             return Ending::ClientGone(None);
         }
-        self.ctx.telemetry.messages_sent(1, established_bytes);
+        self.ctx.writers.sent().add(1, established_bytes);
         // Long-lived futures, created once: re-creating them on every wake
         // would register and unregister waiters (and a timer) per frame.
         let link = self.link.clone();
@@ -282,7 +282,7 @@ impl Session {
                 match written {
                     Ok(()) => {
                         queue.written();
-                        self.ctx.telemetry.messages_sent(messages, bytes);
+                        self.ctx.writers.sent().add(messages, bytes);
                         None
                     }
                     Err(WriteError::Stalled(waited)) => {
