@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::database::Database;
+use super::database::{Database, DiscussionFacts, QueryError};
 
 /// Extensions whose effect on who sees a discussion is known: none, or the
 /// approval and tags rules checked here. Any other enabled extension may
@@ -58,18 +58,6 @@ const ADMIN_GROUP: u64 = 1;
 /// How long a looked-up answer is reused.
 const CACHE_TTL: Duration = Duration::from_secs(30);
 const PRUNE_AT: usize = 2000;
-
-/// A discussion as far as visibility goes.
-#[derive(Debug, Clone)]
-pub struct DiscussionFacts {
-    pub hidden: bool,
-    pub private: bool,
-    pub approved: bool,
-    /// The discussion's tags and their parents: (id, restricted).
-    pub tags: Vec<(u64, bool)>,
-    /// The discussion's own tags (not their parents).
-    pub own_tags: Vec<u64>,
-}
 
 /// Who is asking: a guest, or a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,7 +132,7 @@ impl Visibility {
     }
 
     /// The actor's groups, as Flarum counts them for permissions.
-    async fn groups(&self, actor: Actor) -> Result<Vec<u64>, super::database::QueryError> {
+    async fn groups(&self, actor: Actor) -> Result<Vec<u64>, QueryError> {
         match actor {
             Actor::Guest => Ok(vec![GUEST_GROUP]),
             Actor::User(id) => {
