@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
-use super::dashboard::WrongTokens;
+use super::guesses::WrongTokens;
 use super::rate::RateWindow;
 use super::realtime::{RealtimeForum, SocketUsers};
 use crate::cluster::Cluster;

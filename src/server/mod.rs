@@ -9,6 +9,7 @@ mod admission;
 mod connection;
 mod context;
 mod dashboard;
+mod guesses;
 mod http_api;
 mod memory;
 mod ops;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use context::ServerContext;
 pub use ops::serve_private_listener;
 pub use port_holder::{listening_processes, port_holder};
-pub use websocket::index_typing::sweep as sweep_index_typing;
+pub use realtime::index_typing::sweep as sweep_index_typing;
 
 use admission::ConnectionSlot;
 

@@ -9,10 +9,6 @@
 //! URL. Everything else under `/dashboard` needs that cookie or a bearer
 //! token. The test form posts JSON, which a cross-site form cannot send.
 
-mod guesses;
-
-pub use guesses::WrongTokens;
-
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -121,7 +117,7 @@ fn entry(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "too many wrong tokens from {ip}; try again in {} s",
-                    guesses::WINDOW.as_secs()
+                    super::guesses::WINDOW.as_secs()
                 ),
             );
         }

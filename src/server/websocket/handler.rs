@@ -7,8 +7,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::index_typing;
-use super::typing::{self, Typed, TypingIn};
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::{
     ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member,
@@ -18,15 +16,8 @@ use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, 
 use crate::protocol::{ChannelKind, ChannelName, close_code};
 use crate::server::context::ServerContext;
 use crate::server::rate::{RateWindow, TokenBucket};
+use crate::server::realtime::{RealtimeSocket, Screened};
 use crate::telemetry::feed::{FeedItem, FeedKind};
-
-/// The user id of a `private-user={id}` channel (flarum/realtime's).
-fn forum_user_channel(channel: &str) -> Option<u64> {
-    typing::channel_id(channel, "private-user=")
-}
-
-/// Tags one compose-typing signal may name (Flarum allows a handful).
-const MAX_COMPOSE_TAGS: usize = 20;
 
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
@@ -46,9 +37,8 @@ pub struct Handler {
     channels: HashSet<ChannelName>,
     /// The user this socket signed in as.
     user_id: Option<String>,
-    /// The forum user this socket proved to be by subscribing to its
-    /// `private-user={id}` channel (flarum/realtime's identity rule).
-    forum_user: Option<u64>,
+    /// What a Flarum 2 forum adds to the socket (its proven user, typing).
+    realtime: RealtimeSocket,
     /// Start of the current one-second client event window and its count.
     client_events: RateWindow,
     /// Subscriptions left to make at once.
@@ -59,12 +49,13 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(ctx: Arc<ServerContext>, link: Arc<SocketLink>) -> Self {
+        let realtime = RealtimeSocket::new(link.id);
         Self {
             ctx,
             link,
             channels: HashSet::new(),
             user_id: None,
-            forum_user: None,
+            realtime,
             client_events: RateWindow::default(),
             subscribes: TokenBucket::full(SUBSCRIBE_BURST),
             finished: false,
@@ -79,7 +70,7 @@ impl Handler {
     /// Whether this server serves a Flarum 2 forum, whose JS expects the
     /// flarum/realtime daemon's answers where they differ from Pusher's.
     fn serves_flarum2(&self) -> bool {
-        self.ctx.realtime.load().is_some()
+        RealtimeSocket::serves_flarum2(&self.ctx)
     }
 
     fn error(&self, code: Option<u16>, message: &str) {
@@ -235,10 +226,7 @@ impl Handler {
                         .socket(self.link.id)
                         .channel(channel.as_str()),
                 );
-                if let Some(user) = forum_user_channel(channel.as_str()) {
-                    self.forum_user = Some(user);
-                    self.ctx.socket_users.set(self.link.id, Some(user));
-                }
+                self.realtime.joined(&self.ctx, channel.as_str());
                 self.channels.insert(channel);
             }
             Err(problem) => self.refuse_subscription(
@@ -252,10 +240,7 @@ impl Handler {
 
     fn unsubscribe(&mut self, channel: &str) {
         if self.channels.remove(channel) {
-            if forum_user_channel(channel).is_some_and(|user| Some(user) == self.forum_user) {
-                self.forum_user = None;
-                self.ctx.socket_users.set(self.link.id, None);
-            }
+            self.realtime.left(&self.ctx, channel);
             self.ctx.hub.unsubscribe(self.link.id, channel);
             self.ctx.telemetry.record(
                 FeedItem::new(FeedKind::Unsubscribed)
@@ -318,29 +303,24 @@ impl Handler {
         if event.len() > settings.limits.max_event_name_length {
             return self.error(None, "Client event name is too long");
         }
-        let Some(channel) = self.channels.get(channel).cloned() else {
-            if self.serves_flarum2() {
-                // The daemon drops these without a word.
+        let joined = self.channels.get(channel).cloned();
+        match RealtimeSocket::screen(&self.ctx, channel, joined.is_some()) {
+            Some(Screened::Dropped) => {
                 tracing::debug!(
                     "Connection id {} client event on {channel}, not joined: dropped",
                     self.link.id
                 );
                 return;
             }
+            Some(Screened::Refused(message)) => return self.error(None, message),
+            None => {}
+        }
+        let Some(channel) = joined else {
             return self.error(
                 None,
                 &format!("Client event refused: not subscribed to {channel}"),
             );
         };
-        if self.serves_flarum2() && typing::is_identified_channel(channel.as_str()) {
-            // The daemon rewrites typing into who types from the socket's
-            // own identity; a raw relay here would let a vetted viewer show
-            // the others any name typing.
-            return self.error(
-                None,
-                "Client events are not accepted on identified typing channels",
-            );
-        }
         if !channel.kind().allows_client_events() {
             return self.error(
                 None,
@@ -369,57 +349,12 @@ impl Handler {
                 user_id.as_deref(),
             );
         }
-        if let Some(forum) = self.ctx.realtime.load_full() {
-            if let Some(target) = TypingIn::of(event, channel.as_str()) {
-                let Ok(permit) = forum.typing_work.clone().try_acquire_owned() else {
-                    tracing::debug!("Typing work is at its bound; a typing signal is dropped");
-                    return;
-                };
-                let typed = Typed {
-                    sender: self.link.id,
-                    user: self.forum_user,
-                    target,
-                    data,
-                };
-                let ctx = self.ctx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let time = typing::client_time(&typed.data);
-                    let (typist, target) = (typed.user, typed.target);
-                    typing::relay(ctx.clone(), forum.clone(), typed).await;
-                    if let TypingIn::Discussion(discussion) = target {
-                        index_typing::discussion_typing(ctx, forum, typist, discussion, time).await;
-                    }
-                });
-                return;
-            }
-            // Composing a new discussion: the tags it would go in, on the
-            // user's own channel (the user from the channel's name, which the
-            // forum signed, never from the payload).
-            if event == "client-index-typing-tags"
-                && let Some(user) = forum_user_channel(channel.as_str())
-                // Throttled per user and bounded in flight before any work;
-                // the event itself is still relayed below.
-                && forum.index.take_compose_signal(user)
-                && let Ok(permit) = forum.typing_work.clone().try_acquire_owned()
-            {
-                let tags: Vec<u64> = data
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .map(|tags| {
-                        tags.iter()
-                            .filter_map(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok()))
-                            .take(MAX_COMPOSE_TAGS)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let ctx = self.ctx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    index_typing::compose_typing(ctx, forum, user, tags).await;
-                });
-            }
-        }
+        let Some(data) = self
+            .realtime
+            .client_event(&self.ctx, channel.as_str(), event, data)
+        else {
+            return;
+        };
         let frame = outgoing::channel_event(event, channel.as_str(), &data, user_id.as_deref());
         // Cache channels remember the app's events, not client events.
         self.ctx.publish(
@@ -446,9 +381,7 @@ impl Handler {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        if self.forum_user.take().is_some() {
-            self.ctx.socket_users.set(self.link.id, None);
-        }
+        self.realtime.closed(&self.ctx);
         let channels = std::mem::take(&mut self.channels);
         self.ctx
             .hub

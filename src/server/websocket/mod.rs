@@ -1,8 +1,8 @@
 //! The websocket side: the upgrade handshake, the decision whether the client
 //! may connect, and the per-connection session (`session.rs` runs it,
 //! `handler.rs` answers each Pusher event, `outbox.rs` batches frames,
-//! `wire.rs` is the plain socket the hub's writers may write to;
-//! `typing.rs` and `index_typing.rs` are Flarum 2's typing indicators).
+//! `wire.rs` is the plain socket the hub's writers may write to). What a
+//! Flarum 2 forum adds is in `server::realtime`, which the handler calls.
 //!
 //! Rejections (unknown key, missing or unsupported protocol, wrong path) are
 //! made *after* the upgrade, as `pusher:error` plus a close code: pusher-js
@@ -10,10 +10,8 @@
 //! error makes it retry forever.
 
 mod handler;
-pub mod index_typing;
 mod outbox;
 mod session;
-mod typing;
 pub mod wire;
 
 use std::net::SocketAddr;

@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::RealtimeForum;
 use crate::hub::Frame;
 use crate::protocol::messages::outgoing;
 use crate::protocol::{ChannelName, SocketId};
 use crate::server::context::ServerContext;
-use crate::server::realtime::RealtimeForum;
 use crate::telemetry::feed::{FeedItem, FeedKind};
 
 const EVENT: &str = "client-typing";

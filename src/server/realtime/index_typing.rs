@@ -23,33 +23,21 @@
 //! What "provably" means is in `forum::visibility`; anything else is not
 //! sent. Typing activity reaches the subscribers on the typist's node only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::RealtimeForum;
 use crate::forum::Actor;
 use crate::hub::Frame;
 use crate::protocol::messages::outgoing;
 use crate::protocol::{ChannelName, SocketId};
 use crate::server::context::ServerContext;
-use crate::server::realtime::RealtimeForum;
 use crate::telemetry::feed::{FeedItem, FeedKind};
 
-/// A discussion is still being typed in this long after the last ping.
-const EXPIRY: Duration = Duration::from_millis(6000);
-/// While typing lasts, the rising edge is said again this often.
-const REFRESH: Duration = Duration::from_millis(3000);
-/// A discussion's channels are reused this long.
-const ROUTING_TTL: Duration = Duration::from_secs(30);
-/// Typing activity: one event per typist and target this often at most.
-const ACTIVITY_THROTTLE: Duration = Duration::from_secs(2);
+use super::index_state::{Key, Routes};
 
-/// Compose-typing signals worked on per user at most: Flarum's composer
-/// refreshes its signal every few seconds, and a faster stream only costs
-/// database work.
-const COMPOSE_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often falling edges are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -58,127 +46,6 @@ pub const ACTIVITY_CHANNEL: &str = "private-typing-activity";
 
 fn tag_channel(tag: u64) -> String {
     format!("private-index-typing-tag={tag}")
-}
-
-/// What is typed in: a discussion, or a new one in a tag by a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Discussion(u64),
-    Compose { user: u64, tag: u64 },
-}
-
-/// Channels and the tag ids each may see lit.
-type Routes = Vec<(String, Vec<u64>)>;
-
-#[derive(Default)]
-struct State {
-    last_seen: HashMap<Key, Instant>,
-    last_broadcast: HashMap<Key, Instant>,
-    /// Where each key's signals go: resolved at the rising edge.
-    routes: HashMap<Key, Routes>,
-    /// Discussion routing, cached.
-    routing: HashMap<u64, (Instant, Routes)>,
-    /// Typing activity: when each typist and target was last relayed.
-    activity: HashMap<String, Instant>,
-    /// When each user's last compose-typing signal was taken.
-    compose_signals: HashMap<u64, Instant>,
-}
-
-/// The index-typing state of one server.
-#[derive(Default)]
-pub struct IndexTyping {
-    state: Mutex<State>,
-}
-
-impl IndexTyping {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records a ping for `key` routed to `routes`; whether to announce now.
-    fn ping(&self, key: Key, routes: Routes) -> Option<Routes> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let active = state
-            .last_seen
-            .get(&key)
-            .is_some_and(|at| now.duration_since(*at) < EXPIRY);
-        state.last_seen.insert(key, now);
-        state.routes.insert(key, routes.clone());
-        let stale = state
-            .last_broadcast
-            .get(&key)
-            .is_none_or(|at| now.duration_since(*at) >= REFRESH);
-        if !active || stale {
-            state.last_broadcast.insert(key, now);
-            return Some(routes);
-        }
-        None
-    }
-
-    /// Whether `user`'s compose-typing signal is to be worked on: one per
-    /// [`COMPOSE_SIGNAL_INTERVAL`] per user, whatever the tags or the
-    /// connection, decided before any database work (each signal costs a
-    /// visibility proof per tag and per activity subscriber).
-    pub fn take_compose_signal(&self, user: u64) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state
-            .compose_signals
-            .get(&user)
-            .is_some_and(|at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL)
-        {
-            return false;
-        }
-        if state.compose_signals.len() >= 2000 {
-            state
-                .compose_signals
-                .retain(|_, at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL);
-        }
-        state.compose_signals.insert(user, now);
-        true
-    }
-
-    fn throttled(&self, key: String) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state
-            .activity
-            .get(&key)
-            .is_some_and(|at| now.duration_since(*at) < ACTIVITY_THROTTLE)
-        {
-            return true;
-        }
-        if state.activity.len() >= 2000 {
-            state
-                .activity
-                .retain(|_, at| now.duration_since(*at) < ACTIVITY_THROTTLE);
-        }
-        state.activity.insert(key, now);
-        false
-    }
-
-    /// The keys whose typing stopped, with where to say so; forgotten.
-    fn expired(&self) -> Vec<(Key, Routes)> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let gone: Vec<Key> = state
-            .last_seen
-            .iter()
-            .filter(|(_, at)| now.duration_since(**at) >= EXPIRY)
-            .map(|(key, _)| *key)
-            .collect();
-        state
-            .routing
-            .retain(|_, (at, _)| now.duration_since(*at) < ROUTING_TTL);
-        gone.into_iter()
-            .map(|key| {
-                state.last_seen.remove(&key);
-                state.last_broadcast.remove(&key);
-                (key, state.routes.remove(&key).unwrap_or_default())
-            })
-            .collect()
-    }
 }
 
 fn signal(key: Key, typing: bool, tags: &[u64]) -> Value {
@@ -212,10 +79,8 @@ fn announce(ctx: &ServerContext, key: Key, typing: bool, routes: &Routes) {
 
 /// Where a discussion's index typing goes (cached 30 s).
 async fn discussion_routes(forum: &RealtimeForum, discussion: u64) -> Routes {
-    if let Some((at, routes)) = forum.index.lock().routing.get(&discussion)
-        && at.elapsed() < ROUTING_TTL
-    {
-        return routes.clone();
+    if let Some(routes) = forum.index.cached_routes(discussion) {
+        return routes;
     }
     let visibility = &forum.visibility;
     let routes = match visibility.shown_discussion(discussion).await {
@@ -239,11 +104,7 @@ async fn discussion_routes(forum: &RealtimeForum, discussion: u64) -> Routes {
             }
         }
     };
-    forum
-        .index
-        .lock()
-        .routing
-        .insert(discussion, (Instant::now(), routes.clone()));
+    forum.index.remember_routes(discussion, routes.clone());
     routes
 }
 

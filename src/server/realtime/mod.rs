@@ -1,8 +1,18 @@
 //! What serving a Flarum 2 forum (flarum/realtime) adds to a plain Pusher
-//! server: who each socket is (its `private-user={id}` subscription), who
-//! typing users are (the users table), what they may see (proven from the
-//! database), and the index-typing state. Present only for such a forum;
-//! swapped whole when a reload finds the forum changed.
+//! server, in one place: who each socket is (its `private-user={id}`
+//! subscription), who typing users are (the users table), what they may see
+//! (proven from the database), the typing indicators (`typing`) and index
+//! typing (`index_typing`, its state in `index_state`). The Pusher handler
+//! reaches all of it through one hook, [`RealtimeSocket`]. [`RealtimeForum`]
+//! is present only for such a forum, and swapped whole when a reload finds
+//! the forum changed.
+
+mod index_state;
+pub mod index_typing;
+mod socket;
+mod typing;
+
+pub use socket::{RealtimeSocket, Screened};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +27,7 @@ pub struct RealtimeForum {
     /// `flarum-realtime.index-typing-indicator-restricted`: index typing of
     /// discussions guests cannot see goes to their restricted tag's channel.
     pub index_restricted: bool,
-    pub index: super::websocket::index_typing::IndexTyping,
+    pub index: index_state::IndexTyping,
     /// Typing work in flight (relays and compose signals, each a task that
     /// may query the forum database): bounded, so a flood waits for no one
     /// and queues nothing; signals beyond it are dropped.
