@@ -31,6 +31,43 @@ fn without_credentials_it_says_where_they_come_from() {
     assert_eq!(stderr.lines().count(), 1, "one clear message: {stderr}");
 }
 
+/// Exit codes mean the same from every command: a setup the admin has to
+/// fix is 1 (serve cannot start; check finds it and prints a ✗), a command
+/// line that cannot be parsed is 2.
+#[test]
+fn the_same_mistake_exits_the_same_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), "app_id: [unclosed\n").unwrap();
+    type Mistake<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let mistakes: [Mistake; 4] = [
+        ("no credentials", &[], &[]),
+        ("a broken YAML file", &["--config", "broken.yaml"], &[]),
+        (
+            "a bad variable",
+            &[],
+            &[("FLARUM_WS_APP_ID", "1"), ("FLARUM_WS_PORT", "many")],
+        ),
+        (
+            "a forum root without config.php",
+            &["--root", "nowhere"],
+            &[],
+        ),
+    ];
+    for (mistake, args, env) in mistakes {
+        for command in ["serve", "check", "config", "nginx-snippet"] {
+            let mut run_it = flarum_ws(dir.path());
+            run_it.arg(command).args(args).envs(env.iter().copied());
+            let (code, _) = run(&mut run_it);
+            assert_eq!(code, 1, "{command} with {mistake}");
+        }
+    }
+    for command in ["serve", "check", "config", "nginx-snippet", "trigger"] {
+        let (code, stderr) = run(flarum_ws(dir.path()).args([command, "--no-such-flag"]));
+        assert_eq!(code, 2, "{command} with an unknown flag: {stderr}");
+        assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    }
+}
+
 #[test]
 fn yaml_errors_name_the_file_key_and_line() {
     let dir = tempfile::tempdir().unwrap();

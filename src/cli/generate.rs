@@ -55,6 +55,10 @@ fn entry(roff: &mut Roff, term: &str, description: &str) {
         .text([roman(description)]);
 }
 
+/// Exit 2, the same from every command.
+const USAGE_OR_UNEXPECTED: &str =
+    "A command line it cannot parse (the message names the option), or an unexpected error.";
+
 /// ENVIRONMENT, FILES and EXIT STATUS for the page of `subcommand`
 /// (`None`: the main page).
 fn man_sections(subcommand: Option<&str>) -> Roff {
@@ -110,7 +114,10 @@ fn man_sections(subcommand: Option<&str>) -> Roff {
         Some("check") => &[
             ("0", "Every check passed (warnings do not count)."),
             ("1", "A check failed; its fix is printed under it."),
-            ("2", "The checks could not run."),
+            (
+                "2",
+                "The checks could not run: a command line it cannot parse, or an unexpected error.",
+            ),
         ],
         Some("serve") | None => &[
             (
@@ -121,7 +128,7 @@ fn man_sections(subcommand: Option<&str>) -> Roff {
                 "1",
                 "Could not start or stopped on an error, printed with its fix.",
             ),
-            ("2", "An unexpected error."),
+            ("2", USAGE_OR_UNEXPECTED),
             (
                 "75",
                 "Stopped to be started again by systemd (the forum asked for a restart).",
@@ -130,7 +137,7 @@ fn man_sections(subcommand: Option<&str>) -> Roff {
         Some(_) => &[
             ("0", "Done."),
             ("1", "Failed; the error says why and what to do."),
-            ("2", "An unexpected error."),
+            ("2", USAGE_OR_UNEXPECTED),
         ],
     };
     for (code, meaning) in codes {

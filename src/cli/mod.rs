@@ -192,8 +192,10 @@ impl SourceArgs {
     }
 }
 
-/// How the process ends: 0 success, 1 a user-facing failure (bad
-/// configuration, port taken), 2 something unexpected.
+/// How the process ends, the same from every command: 0 success, 1 a
+/// user-facing failure (bad configuration, port taken; `check`: a check
+/// failed), 2 something unexpected (clap exits 2 too for a command line it
+/// cannot parse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Success = 0,
