@@ -14,13 +14,11 @@ OLD="${OLD:?name the build to compare with: OLD=/path/to/flarum-ws}"
 NEW="${NEW:-target/release/flarum-ws}"
 REPEAT="${REPEAT:-3}"
 OUT="${1:-bench/AB.md}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6241
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
-RUN="target/bench/ab-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws
-cargo build --release --quiet --locked -p flarum-ws-bench --bin loadgen
+RUN="$(run_file ab)"
+build_release loadgen
 
 SCENARIOS=(
   "10k-conn-10-channels-full-speed|--connections 10000 --channels 10 --events 1000"

@@ -15,14 +15,12 @@ PER_NODE="${PER_NODE:-15000}"
 # Deliveries per second each load generator asks for (three of them).
 RATE="${RATE:-10000}"
 EVENTS="${EVENTS:-300}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORTS=(6221 6222 6223)
 REDIS_PORT=6229
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
-RUN="target/bench/capacity-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws
-cargo build --release --quiet --locked -p flarum-ws-bench --bin loadgen
+RUN="$(run_file capacity)"
+build_release loadgen
 
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no >/tmp/bench-redis.log 2>&1 &
 REDIS_PID=$!
@@ -55,8 +53,9 @@ cat target/bench/capacity-node{1,2,3}.json >>"$RUN"
 REDIS_CPU=$(awk '{print ($14 + $15) / 100}' /proc/$REDIS_PID/stat)
 
 python3 - "$RUN" "$PER_NODE" "$RATE" "$REDIS_CPU" "$REDIS_RSS_BEFORE" >bench/CAPACITY.md <<'PY'
-import json, os, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+import os, sys
+import report
+rows = report.runs(sys.argv[1])
 per_node, rate, redis_cpu, redis_rss = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 print("# Three nodes, 45 000 connections\n")
 print(f"Command: `bash bench/capacity.sh` ({per_node} subscribed connections per node on 10 channels of its own, "
@@ -74,7 +73,6 @@ for r in rows:
 total = sum(r["subscribed"] for r in rows)
 print(f"\n{total} connections in all; Redis used {redis_cpu} CPU-seconds over the run "
       f"(it started at {int(redis_rss) // 1024} MiB). Node 1's CPU includes answering every trigger.")
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"\nMachine: {cpu}; nodes, Redis and load generators share it.")
+print(f"\nMachine: {report.cpu_model()}; nodes, Redis and load generators share it.")
 PY
 echo "wrote bench/CAPACITY.md" >&2

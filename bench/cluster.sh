@@ -16,12 +16,11 @@ SERVERS="${SERVERS:-flarum-ws sockudo}"
 #   cargo install --locked sockudo --features redis --root /opt/sockudo-redis
 #   SOCKUDO=/opt/sockudo-redis/bin/sockudo bash bench/cluster.sh
 SOCKUDO="${SOCKUDO:-sockudo}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT_A=6211 PORT_B=6212 REDIS_PORT=6219
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
-RUN="target/bench/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws && cargo build --release --quiet --locked -p flarum-ws-bench --bin loadgen
+RUN="$(run_file cluster)"
+build_release loadgen
 command -v "$SOCKUDO" >/dev/null || SERVERS="${SERVERS/sockudo/}"
 SKIPPED="$(mktemp)"
 
@@ -96,8 +95,9 @@ for server in $SERVERS; do
 done
 
 python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" >bench/CLUSTER.md <<'PY'
-import json, os, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
+import os, subprocess, sys
+import report
+rows = report.runs(sys.argv[1])
 skipped = [line.strip() for line in open(sys.argv[2]) if line.strip()]
 mem = subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.split("\n")[1].split()[1]
 print("# Cross-node benchmark\n")

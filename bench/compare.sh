@@ -13,14 +13,13 @@ cd "$(dirname "$0")/.."
 
 SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6201
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
 RAW=target/bench/results.jsonl
-RUN="target/bench/run-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+RUN="$(run_file run)"
 
-cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin loadgen
+build_release loadgen
 
 if [[ " $SERVERS " == *" sockudo "* ]] && ! command -v sockudo >/dev/null; then
   command -v protoc >/dev/null || apt-get install -y -qq protobuf-compiler

@@ -14,12 +14,10 @@ cd "$(dirname "$0")/.."
 
 CONNECTIONS="${CONNECTIONS:-10000}"
 WINDOW="${WINDOW:-60}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6231
-mkdir -p target/bench
-RUN="target/bench/keepalive-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws
-cargo build --release --quiet --locked -p flarum-ws-bench --bin keepalive
+RUN="$(run_file keepalive)"
+build_release keepalive
 
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
@@ -40,8 +38,9 @@ for activity in 30 6 3600; do
 done
 
 python3 - "$RUN" "$CONNECTIONS" "$WINDOW" >bench/KEEPALIVE.md <<'PY'
-import json, platform, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
+import platform, sys
+import report
+rows = report.runs(sys.argv[1])
 connections, window = sys.argv[2], sys.argv[3]
 base = next(r for r in rows if r["label"].endswith("=3600"))
 print("# Keepalive: what idle connections cost\n")
@@ -58,8 +57,7 @@ for r in rows:
     per_ping = (extra / 100 * r["window_s"] * 1e6 / r["pings"]) if r["pings"] else None
     print(f"| {activity} s | {stands[activity]} | {r['pings_per_second']:.0f} | {r['server_core_percent']:.2f} | "
           f"{extra:.2f} | {'—' if per_ping is None else f'{per_ping:.1f}'} | {r['failed']} |")
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"\nMachine: {cpu}, {subprocess.getoutput('nproc')} cores, {platform.release()}; "
+print(f"\n{report.machine()}, {platform.release()}; "
       "the clients run on the same machine.")
 PY
 cat bench/KEEPALIVE.md

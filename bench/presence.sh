@@ -13,12 +13,11 @@ cd "$(dirname "$0")/.."
 SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
 MEMBERS="${MEMBERS:-2000}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6203
-mkdir -p target/bench
-RAW="target/bench/presence-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+RAW="$(run_file presence)"
 
-cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin presence_storm
+build_release presence_storm
 source bench/server.sh
 
 for round in $(seq 1 "$REPEAT"); do
@@ -33,12 +32,13 @@ for round in $(seq 1 "$REPEAT"); do
 done
 
 python3 - "$RAW" "$MEMBERS" "$REPEAT" <<'PY' >bench/PRESENCE.md
-import json, statistics, sys
+import sys
+import report
 raw, members, repeat = sys.argv[1], sys.argv[2], sys.argv[3]
-runs = [json.loads(line) for line in open(raw)]
+runs = report.runs(raw)
 servers = sorted({r["label"] for r in runs}, key=lambda s: s != "flarum-ws")
 def median(server, key):
-    return statistics.median(r[key] for r in runs if r["label"] == server)
+    return report.median(r[key] for r in runs if r["label"] == server)
 print("# Presence join storm\n")
 print(f"{members} users join one presence channel one after another, each")
 print("reading (`member_added` for everyone after them), 100 bytes of user_info")

@@ -11,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perf is needed (Debian: apt-get install linux-perf)" >&2; exit 1; }
 
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6202
 DATA="${DATA:-target/profile.data}"
-cargo build --release --locked -p flarum-ws --bin flarum-ws && cargo build --release --locked -p flarum-ws-bench --bin loadgen
+build_release loadgen
 
 env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$PORT \
   "${BIN:-target/release/flarum-ws}" serve >/tmp/profile-server.log 2>&1 &

@@ -13,14 +13,12 @@ cd "$(dirname "$0")/.."
 SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
 TABS="${TABS:-15000}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6205
 STORM=target/release/reconnect_storm
-mkdir -p target/bench
-RUN="target/bench/reconnect-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+RUN="$(run_file reconnect)"
 
-cargo build --release --locked -p flarum-ws --bin flarum-ws
-cargo build --release --locked -p flarum-ws-bench --bin reconnect_storm
+build_release reconnect_storm
 EXTRA_ENV=()
 source bench/server.sh
 if [[ " $SERVERS " == *" sockudo "* ]] && ! command -v "$SOCKUDO" >/dev/null; then
@@ -40,14 +38,12 @@ for round in $(seq 1 "$REPEAT"); do
 done
 
 python3 - "$RUN" >bench/RECONNECT.md <<'PY'
-import json, statistics, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {}
-for row in rows:
-    by.setdefault(row["label"], []).append(row)
+import sys
+import report
+rows = report.runs(sys.argv[1])
+by = report.by_label(rows)
 def median(label, key):
-    values = [r[key] for r in by[label] if r.get(key) is not None]
-    return statistics.median(values) if values else None
+    return report.median(r.get(key) for r in by[label])
 first = rows[0]
 print("# Reconnect storm\n")
 print(f"Command: `bash bench/reconnect.sh` ({first['tabs']} tabs at once, each subscribing with auth "
@@ -63,8 +59,7 @@ for label in by:
 if len(by) == 2 and "flarum-ws" in by and "sockudo" in by:
     ratio = median("flarum-ws", "reconnects_per_cpu_second") / median("sockudo", "reconnects_per_cpu_second")
     print(f"\nflarum-ws: {ratio:.2f}× sockudo's reconnects per server CPU-second.")
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"\nMachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
+print(f"\n{report.machine()}; "
       "the storm and the server on the same machine.")
 PY
 echo "wrote bench/RECONNECT.md" >&2

@@ -2,24 +2,15 @@
 script's run of the same load generator when that script's command is given
 as the second argument (bench/ab.sh)."""
 
-import json
 import os
 import platform
 import sys
 
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-runs = {}
-for r in rows:
-    runs.setdefault(r["label"], []).append(r)
+from report import by_label, median, runs as read_runs
+
+rows = read_runs(sys.argv[1])
+runs = by_label(rows)
 rounds = max(len(group) for group in runs.values())
-
-
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def summarise(group):

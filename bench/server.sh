@@ -1,6 +1,6 @@
 # Sourced by compare.sh and presence.sh: starting and stopping the server
 # under test on $PORT, one at a time, with the settings of
-# bench/flarum-ws-settings.sh (source that first). `start_server NAME` sets
+# bench/common.sh (source that first). `start_server NAME` sets
 # SERVER_PID and returns once the port answers; the server's log is
 # /tmp/bench-server.log. SOCKUDO names sockudo's binary (default: on PATH).
 # EXTRA_ENV (an array, may be empty) adds variables to the server's

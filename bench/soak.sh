@@ -16,7 +16,8 @@ EVENTS_PER_SECOND="${SOAK_EVENTS_PER_SECOND:-200}"
 # Memory may end this much above where it started (allocator slack).
 RSS_SLACK_KIB="${SOAK_RSS_SLACK_KIB:-8192}"
 
-cargo build --release --quiet --locked -p flarum-ws --bin flarum-ws && cargo build --release --quiet --locked -p flarum-ws-bench --bin soak
+source bench/common.sh
+build_release soak
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 LOG="$(mktemp)"
 FLARUM_WS_APP_ID=1 FLARUM_WS_APP_KEY=soak-key FLARUM_WS_APP_SECRET=soak-secret \

@@ -15,19 +15,17 @@ cd "$(dirname "$0")/.."
 SERVERS="${SERVERS:-flarum-ws sockudo}"
 REPEAT="${REPEAT:-3}"
 CONNECTIONS="${CONNECTIONS:-10000}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6202
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
-RUN="target/bench/tls-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+RUN="$(run_file tls)"
 CERTS="$(mktemp -d)"
 trap 'rm -rf "$CERTS"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -keyout "$CERTS/key.pem" -out "$CERTS/cert.pem" -subj /CN=localhost \
   -addext subjectAltName=DNS:localhost 2>/dev/null
 
-cargo build --release --locked -p flarum-ws --bin flarum-ws
-cargo build --release --locked -p flarum-ws-bench --bin loadgen
+build_release loadgen
 EXTRA_ENV=()
 source bench/server.sh
 
@@ -67,14 +65,13 @@ for round in $(seq 1 "$REPEAT"); do
 done
 
 python3 - "$RUN" "$CONNECTIONS" >bench/TLS.md <<'PY'
-import json, statistics, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {}
-for row in rows:
-    by.setdefault(tuple(row["label"].split(" ")), []).append(row)
+import sys
+import report
+rows = report.runs(sys.argv[1])
+by = report.by_label(rows, lambda row: tuple(row["label"].split(" ")))
 def median(key, field):
-    values = [r[field] for r in by.get(key, []) if r.get(field) is not None]
-    return round(statistics.median(values), 2) if values else None
+    value = report.median(r.get(field) for r in by.get(key, []))
+    return None if value is None else round(value, 2)
 servers = sorted({k[0] for k in by})
 rounds = max(len(v) for v in by.values())
 print("# TLS in the server\n")
@@ -94,7 +91,7 @@ for server in servers:
         key = (server, mode, "20k-per-s")
         if key not in by:
             continue
-        p99 = statistics.median(r["latency_us"]["p99"] for r in by[key]) / 1000
+        p99 = report.median(r["latency_us"]["p99"] for r in by[key]) / 1000
         print(f"| {server} | {mode} | {median(key, 'deliveries_per_sec'):.0f} | {median(key, 'server_cpu_us_per_delivery')} "
               f"| {p99:.1f} | {sum(r['lost'] for r in by[key])} |")
 if len(servers) == 2:
@@ -104,8 +101,7 @@ if len(servers) == 2:
         if x and y:
             print(f"\n{label}: {a} {x / y:.2f}× {b}.", end="")
     print()
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"\nMachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
+print(f"\n{report.machine()}; "
       "the load generator runs on the same machine.")
 PY
 echo "wrote bench/TLS.md" >&2

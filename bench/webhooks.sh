@@ -12,15 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPEAT="${REPEAT:-3}"
-source bench/flarum-ws-settings.sh
+source bench/common.sh
 PORT=6203
 RECEIVER_PORT=6204
 LOADGEN=target/release/loadgen
-mkdir -p target/bench
-RUN="target/bench/webhooks-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+RUN="$(run_file webhooks)"
 
-cargo build --release --locked -p flarum-ws --bin flarum-ws
-cargo build --release --locked -p flarum-ws-bench --bin loadgen
+build_release loadgen
 
 python3 - "$RECEIVER_PORT" <<'PY' &
 import http.server, sys
@@ -60,14 +58,12 @@ for round in $(seq 1 "$REPEAT"); do
 done
 
 python3 - "$RUN" >bench/WEBHOOKS.md <<'PY'
-import json, statistics, subprocess, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {}
-for row in rows:
-    by.setdefault(row["label"], []).append(row)
+import sys
+import report
+rows = report.runs(sys.argv[1])
+by = report.by_label(rows)
 def median(label, key):
-    values = [r[key] for r in by[label] if r.get(key) is not None]
-    return statistics.median(values) if values else None
+    return report.median(r.get(key) for r in by[label])
 print("# Full speed with and without webhooks\n")
 print("Command: `bash bench/webhooks.sh` (10 000 connections on 10 channels, 1 000 events "
       f"at full speed; median of {len(by['without webhooks'])} alternating rounds; raw runs in target/bench/). "
@@ -77,12 +73,11 @@ print("| run | deliveries/s | server CPU µs/delivery | p99 latency µs | lost |
 print("|---|---|---|---|---|")
 for label in ["without webhooks", "with webhooks"]:
     print(f"| {label} | {median(label, 'deliveries_per_sec'):.0f} | {median(label, 'server_cpu_us_per_delivery')} "
-          f"| {statistics.median(r['latency_us']['p99'] for r in by[label]):.0f} "
+          f"| {report.median(r['latency_us']['p99'] for r in by[label]):.0f} "
           f"| {sum(r['lost'] for r in by[label])} |")
 ratio = median("with webhooks", "deliveries_per_sec") / median("without webhooks", "deliveries_per_sec")
 print(f"\nWith webhooks: {ratio:.3f}× the deliveries/s without.")
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"\nMachine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
+print(f"\n{report.machine()}; "
       "load generator, server and receiver on the same machine.")
 PY
 echo "wrote bench/WEBHOOKS.md" >&2
