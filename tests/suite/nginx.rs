@@ -2,15 +2,15 @@
 //! accepts it, and nginx terminating TLS on a loopback port proxies pusher-js
 //! to flarum-ws while the rest of the site is still served by `@web`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::nginx::{Nginx, nginx_conf};
-use common::pki::Pki;
-use common::process::{BrowserTab, flarum_ws, free_port, start};
-use common::*;
+use crate::common::nginx::{Nginx, nginx_conf};
+use crate::common::pki::Pki;
+use crate::common::process::{BrowserTab, flarum_ws, free_port, start};
+use crate::common::*;
 use flarum_ws::probe::{Target, request};
 
 fn with_credentials(command: &mut Command, port: u16) -> &mut Command {

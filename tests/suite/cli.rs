@@ -1,14 +1,14 @@
 //! The `flarum-ws` binary as an admin runs it: configuration errors, the
 //! startup log, verbose logging without secrets, and SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 
-use common::process::{flarum_ws, free_port, start};
+use crate::common::process::{flarum_ws, free_port, start};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn run(command: &mut Command) -> (i32, String) {
     let Output { status, stderr, .. } = command.output().expect("run flarum-ws");
@@ -127,9 +127,10 @@ fn bad_environment_values_and_taken_ports_are_errors() {
     assert_eq!(code, 1);
     // The holder is named (this test process), the reason said once, and
     // the fix points where the port was set.
+    let this_process = std::fs::read_to_string("/proc/self/comm").unwrap();
     assert!(
         stderr.contains("Failed to listen on tcp://127.0.0.1:")
-            && stderr.contains("already used by cli-")
+            && stderr.contains(&format!("already used by {}", this_process.trim()))
             && stderr.contains(&format!("(pid {})", std::process::id())),
         "{stderr}"
     );

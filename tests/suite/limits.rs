@@ -1,11 +1,9 @@
 //! Connection limits, the origin allow-list, trusted-proxy addresses,
 //! subscription limits and the slowloris guard, over real sockets.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -1,16 +1,16 @@
 //! `flarum-ws check`: each problem it claims to detect, set up for real, with
 //! the exit codes (0 all good, 1 something failed).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::checking::*;
-use common::pki::Pki;
-use common::process::{flarum_ws, free_port, start};
-use common::redis::RedisServer;
-use common::*;
+use crate::common::checking::*;
+use crate::common::pki::Pki;
+use crate::common::process::{flarum_ws, free_port, start};
+use crate::common::redis::RedisServer;
+use crate::common::*;
 use serde_json::Value;
 
 /// Runs `check --json` with `envs` (plus credentials) and returns the exit

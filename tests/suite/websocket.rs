@@ -1,10 +1,8 @@
 //! The websocket side of the protocol, driven over real sockets.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -2,16 +2,14 @@
 //! them), /up and /ready, the dashboard's access rules and JSON endpoints,
 //! JSON logs, the systemd notify protocol and the shipped unit file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{flarum_ws, free_port, start};
-use common::{SECRET, TestServer};
+use crate::common::process::{flarum_ws, free_port, start};
+use crate::common::{SECRET, TestServer};
 use flarum_ws::config::Secret;
 use futures_util::SinkExt;
 use serde_json::{Value, json};

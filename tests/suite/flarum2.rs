@@ -6,7 +6,7 @@
 //! single `channel` field pusher-php-server sends), and browser tabs running
 //! pusher-js 7 configured as the extension's Application.ts configures it.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;
@@ -14,8 +14,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::databases::{Server, admin, exec, password, write_config_php};
-use common::process::{Running, flarum_ws, free_port, start};
+use crate::common::databases::{Server, admin, exec, password, write_config_php};
+use crate::common::process::{Running, flarum_ws, free_port, start};
 use serde_json::{Value, json};
 
 /// The forum's public address in these tests.

@@ -3,14 +3,14 @@
 //! `/proc/PID/status` and `/proc/PID/fd`. Every load here is bounded in
 //! count and time and stays on loopback.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{Running, flarum_ws, rss_kib, start};
-use common::*;
+use crate::common::process::{Running, flarum_ws, rss_kib, start};
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

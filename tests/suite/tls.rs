@@ -2,15 +2,13 @@
 //! certificates made in the test: pusher-js over wss, every key format and
 //! its errors, and certificate rotation under a connected client.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::pki::{Pki, openssl};
-use common::process::{BrowserTab, Running, flarum_ws, start};
-use common::*;
+use crate::common::pki::{Pki, openssl};
+use crate::common::process::{BrowserTab, Running, flarum_ws, start};
+use crate::common::*;
 use flarum_ws::probe::{SignedClient, Target, connect};
 use futures_util::SinkExt;
 use serde_json::json;

@@ -1,10 +1,8 @@
 //! The signed HTTP API over real HTTP, as the forum's PHP side calls it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -3,15 +3,15 @@
 //! config.php written by real PHP. The servers are started by
 //! tests/services/start.sh (tests/run-all.sh does that).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::databases::{Server, admin, exec, password, service_var, write_config_php};
-use common::process::{BrowserTab, Running, flarum_ws, free_port, start};
-use common::*;
+use crate::common::databases::{Server, admin, exec, password, service_var, write_config_php};
+use crate::common::process::{BrowserTab, Running, flarum_ws, free_port, start};
+use crate::common::*;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
 

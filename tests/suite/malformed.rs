@@ -1,11 +1,9 @@
 //! Malformed input never panics the server, is answered with the protocol's
 //! error, and leaves other clients unaffected.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

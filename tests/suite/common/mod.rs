@@ -1,6 +1,5 @@
 //! Shared test harness: a real flarum-ws server on an ephemeral loopback
 //! port, a raw websocket client and a signed HTTP API client.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
