@@ -16,7 +16,7 @@
 //! microseconds, none across an `.await` (Cargo.toml's `[lints]` deny
 //! `await_holding_lock`), and they are only ever taken in this order:
 //!
-//! 1. the hub's state `RwLock` (`state.rs`);
+//! 1. the hub's state `RwLock` (`state/mod.rs`);
 //! 2. a socket's mailbox `Mutex` (`link.rs`): [`SocketLink::send`] takes it
 //!    under the hub lock, to queue one frame, and lets go before anything
 //!    else;

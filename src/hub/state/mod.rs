@@ -1,4 +1,12 @@
-//! The hub's shared state and the operations sessions and the HTTP API call.
+//! The hub's shared state, and subscribing and signing in, which change it.
+//! Publishing is in `delivery`, what the API and metrics read in `reports`,
+//! what other nodes tell the hub in `remote`.
+
+mod delivery;
+mod remote;
+mod reports;
+
+pub use reports::{ChannelInfo, ChannelSummary, HubTotals};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -89,33 +97,6 @@ impl State {
     }
 }
 
-/// What the HTTP API reports about one channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelInfo {
-    pub occupied: bool,
-    pub subscription_count: usize,
-    /// Presence channels only.
-    pub user_count: Option<usize>,
-    /// The cached event frame and its remaining lifetime (cache channels).
-    pub cache: Option<(Value, Duration)>,
-}
-
-/// Sizes of the hub, for metrics and the dashboard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HubTotals {
-    pub channels: usize,
-    pub subscriptions: usize,
-    pub presence_members: usize,
-}
-
-/// One occupied channel in the channel list.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelSummary {
-    pub name: String,
-    pub subscription_count: usize,
-    pub user_count: Option<usize>,
-}
-
 /// Cheap to clone handle on the shared hub.
 #[derive(Clone, Debug)]
 pub struct Hub {
@@ -128,21 +109,6 @@ impl Hub {
         let mut state = self.write();
         let State { users, notices, .. } = &mut *state;
         users.sign_in(link, user, notices.as_ref());
-    }
-
-    /// A socket on another node signed in as `user_id`.
-    pub fn remote_sign_in(&self, user_id: &str) {
-        self.write().users.remote_sign_in(user_id);
-    }
-
-    /// A socket on another node signed out of `user_id`.
-    pub fn remote_sign_out(&self, user_id: &str) {
-        self.write().users.remote_sign_out(user_id);
-    }
-
-    /// This node's signed-in sockets and their users.
-    pub fn local_signins(&self) -> Vec<(SocketId, String)> {
-        self.read().users.local_signins()
     }
 
     /// The user `socket` is signed in as.
@@ -352,77 +318,6 @@ impl Hub {
         self.write().changes = Some(feed);
     }
 
-    /// A member joined `channel` on another node: counted like a local
-    /// socket, so `member_added` fires only for the user's first socket in
-    /// the whole cluster. Presence limits do not apply (the other node
-    /// already admitted it).
-    pub fn remote_join(&self, channel: &ChannelName, member: PresenceMember) {
-        let mut state = self.write();
-        let user_id = state.changes.is_some().then(|| member.user_id.clone());
-        let entry = state.channels.entry(channel.clone()).or_default();
-        let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
-        if entry.members.join(member) == Change::Membership {
-            let frame = Frame::from(added);
-            for subscriber in entry.subscribers.values() {
-                subscriber.link.send(frame.clone());
-            }
-            if let Some(user_id) = user_id {
-                state.tell(|| ChannelChange::Member {
-                    channel: channel.to_string(),
-                    user_id,
-                    joined: true,
-                });
-            }
-        }
-    }
-
-    /// A member's socket on another node left `channel`.
-    pub fn remote_leave(&self, channel: &str, key: &str) {
-        let mut state = self.write();
-        let Some(entry) = state.channels.get_mut(channel) else {
-            return;
-        };
-        let left = entry.members.leave(key);
-        if let Some(member) = &left {
-            entry.announce_removed(channel, &member.user_id);
-        }
-        if entry.is_unused() {
-            state.channels.remove(channel);
-        }
-        if let Some(member) = left {
-            state.tell(|| ChannelChange::Member {
-                channel: channel.to_owned(),
-                user_id: member.user_id,
-                joined: false,
-            });
-        }
-    }
-
-    /// This node's own presence memberships: (channel, socket, member).
-    pub fn local_members(&self) -> Vec<(String, SocketId, PresenceMember)> {
-        let state = self.read();
-        let mut list = Vec::new();
-        for (name, channel) in &state.channels {
-            for (socket, subscriber) in &channel.subscribers {
-                let Some(key) = &subscriber.member_key else {
-                    continue;
-                };
-                if let Some(member) = channel.members.get(key) {
-                    list.push((
-                        name.to_string(),
-                        *socket,
-                        PresenceMember {
-                            user_id: member.user_id.clone(),
-                            key: key.clone(),
-                            user_info: member.user_info.clone(),
-                        },
-                    ));
-                }
-            }
-        }
-        list
-    }
-
     /// Forgets a closed socket: its subscriptions (given by the session,
     /// which knows them) and its signin.
     pub fn remove_socket<'a>(&self, socket: SocketId, channels: impl IntoIterator<Item = &'a str>) {
@@ -432,184 +327,6 @@ impl Hub {
         }
         let State { users, notices, .. } = &mut *state;
         users.sign_out(socket, notices.as_ref());
-    }
-
-    pub fn is_subscribed(&self, socket: SocketId, channel: &str) -> bool {
-        self.read()
-            .channels
-            .get(channel)
-            .is_some_and(|c| c.subscribers.contains_key(&socket))
-    }
-
-    /// Queues `frame` to every subscriber of `channel` but `except`; remembers
-    /// it for later subscribers when `cache` is set. Returns how many sockets
-    /// it was queued to.
-    pub fn publish(
-        &self,
-        channel: &ChannelName,
-        frame: Frame,
-        except: Option<SocketId>,
-        cache: bool,
-    ) -> usize {
-        if cache {
-            let mut state = self.write();
-            let full = state.cache.len() >= state.limits.max_cached_channels;
-            if full && !state.cache.contains_key(channel) {
-                Self::forget_oldest_cached(&mut state);
-            }
-            state.cache.insert(
-                channel.clone(),
-                CachedEvent {
-                    frame: frame.clone(),
-                    stored: Instant::now(),
-                },
-            );
-            return Self::fan_out(&state, channel.as_str(), frame, except);
-        }
-        Self::fan_out(&self.read(), channel.as_str(), frame, except)
-    }
-
-    fn fan_out(state: &State, channel: &str, frame: Frame, except: Option<SocketId>) -> usize {
-        Self::fan_out_except(state, channel, frame, except.as_slice())
-    }
-
-    fn fan_out_except(state: &State, channel: &str, frame: Frame, except: &[SocketId]) -> usize {
-        let Some(entry) = state.channels.get(channel) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for (id, subscriber) in &entry.subscribers {
-            if !except.contains(id) && subscriber.link.send(frame.clone()) {
-                delivered += 1;
-            }
-        }
-        delivered
-    }
-
-    /// Queues `frame` to every subscriber of `channel` but those in
-    /// `except` (flarum/realtime's typing relay leaves out the sender and
-    /// whoever already got a named copy). Never cached.
-    pub fn publish_except(&self, channel: &str, frame: Frame, except: &[SocketId]) -> usize {
-        Self::fan_out_except(&self.read(), channel, frame, except)
-    }
-
-    /// Queues `frame` to one subscriber of `channel`; whether it was one.
-    pub fn send_to(&self, channel: &str, socket: SocketId, frame: Frame) -> bool {
-        self.read()
-            .channels
-            .get(channel)
-            .and_then(|entry| entry.subscribers.get(&socket))
-            .is_some_and(|subscriber| subscriber.link.send(frame))
-    }
-
-    /// The sockets subscribed to `channel` on this node.
-    pub fn subscriber_ids(&self, channel: &str) -> Vec<SocketId> {
-        self.read()
-            .channels
-            .get(channel)
-            .map(|entry| entry.subscribers.keys().copied().collect())
-            .unwrap_or_default()
-    }
-
-    /// The presence member key `socket` joined `channel` as.
-    pub fn member_key(&self, socket: SocketId, channel: &str) -> Option<String> {
-        self.read()
-            .channels
-            .get(channel)?
-            .subscribers
-            .get(&socket)?
-            .member_key
-            .clone()
-    }
-
-    /// Occupied channels whose name starts with `prefix`.
-    pub fn channels(&self, prefix: &str) -> Vec<ChannelSummary> {
-        let state = self.read();
-        let mut list: Vec<ChannelSummary> = state
-            .channels
-            .iter()
-            .filter(|(name, c)| name.as_str().starts_with(prefix) && !c.subscribers.is_empty())
-            .map(|(name, c)| ChannelSummary {
-                name: name.to_string(),
-                subscription_count: c.subscribers.len(),
-                user_count: (name.kind() == ChannelKind::Presence).then(|| c.members.len()),
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
-    }
-
-    pub fn channel_info(&self, channel: &ChannelName) -> ChannelInfo {
-        let state = self.read();
-        let entry = state.channels.get(channel.as_str());
-        let subscription_count = entry.map_or(0, |c| c.subscribers.len());
-        let cache = state.cache.get(channel.as_str()).and_then(|cached| {
-            let left = state
-                .limits
-                .cache_ttl
-                .checked_sub(cached.stored.elapsed())?;
-            let frame: Value = serde_json::from_str(cached.frame.as_str()).ok()?;
-            Some((frame, left))
-        });
-        ChannelInfo {
-            occupied: subscription_count > 0,
-            subscription_count,
-            user_count: (channel.kind() == ChannelKind::Presence)
-                .then(|| entry.map_or(0, |c| c.members.len())),
-            cache,
-        }
-    }
-
-    /// The ids of a presence channel's members.
-    pub fn presence_user_ids(&self, channel: &str) -> Vec<Value> {
-        self.read()
-            .channels
-            .get(channel)
-            .map(|c| c.members.iter().map(|m| m.user_id.clone()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Makes room for one more cached event: the oldest is forgotten. A
-    /// scan, but only when the cache is full and a new channel arrives.
-    fn forget_oldest_cached(state: &mut State) {
-        let oldest = state
-            .cache
-            .iter()
-            .min_by_key(|(_, cached)| cached.stored)
-            .map(|(name, _)| name.clone());
-        if let Some(name) = oldest {
-            state.cache.remove(&name);
-        }
-    }
-
-    /// Drops cached events older than the TTL so forgotten channels do not
-    /// hold memory forever. Returns how many were dropped.
-    pub fn expire_cache(&self) -> usize {
-        let mut state = self.write();
-        let ttl = state.limits.cache_ttl;
-        let before = state.cache.len();
-        state
-            .cache
-            .retain(|_, cached| cached.stored.elapsed() < ttl);
-        if state.cache.is_empty() {
-            // A map keeps its capacity: let a crowd of expired channels go.
-            state.cache.shrink_to_fit();
-        }
-        before - state.cache.len()
-    }
-
-    /// Channels, subscriptions and presence members, counted now.
-    pub fn totals(&self) -> HubTotals {
-        let state = self.read();
-        let mut totals = HubTotals::default();
-        for channel in state.channels.values() {
-            if !channel.subscribers.is_empty() {
-                totals.channels += 1;
-            }
-            totals.subscriptions += channel.subscribers.len();
-            totals.presence_members += channel.members.len();
-        }
-        totals
     }
 }
 
