@@ -29,19 +29,16 @@ pub enum Screened {
     Refused(&'static str),
 }
 
-/// One socket's Flarum 2 state.
+/// One socket's Flarum 2 state (the socket's id comes with each call: this
+/// lives in every connection's task, so it holds only what it must).
+#[derive(Default)]
 pub struct RealtimeSocket {
-    socket: SocketId,
     /// The forum user this socket proved to be by subscribing to its
     /// `private-user={id}` channel (flarum/realtime's identity rule).
     user: Option<u64>,
 }
 
 impl RealtimeSocket {
-    pub fn new(socket: SocketId) -> Self {
-        Self { socket, user: None }
-    }
-
     /// Whether this server serves a Flarum 2 forum, whose JS expects the
     /// flarum/realtime daemon's answers where they differ from Pusher's.
     pub fn serves_flarum2(ctx: &ServerContext) -> bool {
@@ -50,25 +47,25 @@ impl RealtimeSocket {
 
     /// The socket joined `channel`: its own `private-user={id}` channel,
     /// which the forum signed, proves who it is.
-    pub fn joined(&mut self, ctx: &ServerContext, channel: &str) {
+    pub fn joined(&mut self, ctx: &ServerContext, socket: SocketId, channel: &str) {
         if let Some(user) = forum_user_channel(channel) {
             self.user = Some(user);
-            ctx.socket_users.set(self.socket, Some(user));
+            ctx.socket_users.set(socket, Some(user));
         }
     }
 
     /// The socket left `channel`; leaving its user channel unproves it.
-    pub fn left(&mut self, ctx: &ServerContext, channel: &str) {
+    pub fn left(&mut self, ctx: &ServerContext, socket: SocketId, channel: &str) {
         if forum_user_channel(channel).is_some_and(|user| Some(user) == self.user) {
             self.user = None;
-            ctx.socket_users.set(self.socket, None);
+            ctx.socket_users.set(socket, None);
         }
     }
 
     /// The socket closed.
-    pub fn closed(&mut self, ctx: &ServerContext) {
+    pub fn closed(&mut self, ctx: &ServerContext, socket: SocketId) {
         if self.user.take().is_some() {
-            ctx.socket_users.set(self.socket, None);
+            ctx.socket_users.set(socket, None);
         }
     }
 
@@ -98,6 +95,7 @@ impl RealtimeSocket {
     pub fn client_event(
         &self,
         ctx: &Arc<ServerContext>,
+        socket: SocketId,
         channel: &str,
         event: &str,
         data: Value,
@@ -111,7 +109,7 @@ impl RealtimeSocket {
                 return None;
             };
             let typed = Typed {
-                sender: self.socket,
+                sender: socket,
                 user: self.user,
                 target,
                 data,

@@ -49,13 +49,12 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(ctx: Arc<ServerContext>, link: Arc<SocketLink>) -> Self {
-        let realtime = RealtimeSocket::new(link.id);
         Self {
             ctx,
             link,
             channels: HashSet::new(),
             user_id: None,
-            realtime,
+            realtime: RealtimeSocket::default(),
             client_events: RateWindow::default(),
             subscribes: TokenBucket::full(SUBSCRIBE_BURST),
             finished: false,
@@ -226,7 +225,8 @@ impl Handler {
                         .socket(self.link.id)
                         .channel(channel.as_str()),
                 );
-                self.realtime.joined(&self.ctx, channel.as_str());
+                self.realtime
+                    .joined(&self.ctx, self.link.id, channel.as_str());
                 self.channels.insert(channel);
             }
             Err(problem) => self.refuse_subscription(
@@ -240,7 +240,7 @@ impl Handler {
 
     fn unsubscribe(&mut self, channel: &str) {
         if self.channels.remove(channel) {
-            self.realtime.left(&self.ctx, channel);
+            self.realtime.left(&self.ctx, self.link.id, channel);
             self.ctx.hub.unsubscribe(self.link.id, channel);
             self.ctx.telemetry.record(
                 FeedItem::new(FeedKind::Unsubscribed)
@@ -349,9 +349,9 @@ impl Handler {
                 user_id.as_deref(),
             );
         }
-        let Some(data) = self
-            .realtime
-            .client_event(&self.ctx, channel.as_str(), event, data)
+        let Some(data) =
+            self.realtime
+                .client_event(&self.ctx, self.link.id, channel.as_str(), event, data)
         else {
             return;
         };
@@ -381,7 +381,7 @@ impl Handler {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        self.realtime.closed(&self.ctx);
+        self.realtime.closed(&self.ctx, self.link.id);
         let channels = std::mem::take(&mut self.channels);
         self.ctx
             .hub

@@ -14,7 +14,6 @@
 //! what they could not (the client was slow to read), finishes a frame they
 //! cut in two, and always owns reading, pings and the close handshake.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +27,6 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_util::sync::WaitForCancellationFuture;
 
 use super::handler::Handler;
 use super::outbox::{Outbox, WriteError};
@@ -96,6 +94,14 @@ async fn close_with(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
 }
 
+/// What one frame from the client asks of the session.
+enum Read {
+    Handled,
+    Ended(Ending),
+    /// A ping, whose pong tungstenite queued.
+    Pinged,
+}
+
 /// Close code recorded when a client vanished without a close frame.
 const ABNORMAL_CLOSURE: u16 = 1006;
 
@@ -150,12 +156,14 @@ pub async fn run(ctx: Arc<ServerContext>, socket: Socket, wire: Option<Arc<Wire>
     // frame follows the close frame.
     drop(queue);
     session.end(ending).await;
+    // Dropping the session counts the connection closed (`ClosedAs`).
 }
 
-/// What one connection's task holds between events. Each source the task
-/// waits on has its method: [`Session::write_queued`] for the hub's frames,
-/// [`Session::read`] for the client's, [`Session::on_timer`] for the
-/// activity timer; each says whether the session ends.
+/// What one connection's task holds between events. [`Session::serve`]
+/// waits on every source at once; each has its method, which says whether
+/// the session ends: [`Session::take_batch`] and [`Session::written`] for
+/// the hub's frames, [`Session::read`] for the client's, and
+/// [`Session::on_timer`] for the activity timer.
 struct Session {
     ctx: Arc<ServerContext>,
     id: SocketId,
@@ -240,11 +248,38 @@ impl Session {
                 code = &mut closed => Some(Ending::server(code, true)),
                 _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(wake) = queue.recv() => {
-                    self.write_queued(wake, queue, closed.as_mut(), cancelled.as_mut()).await
+                    let batch = self.take_batch(wake, queue);
+                    // The client may stop reading mid-write: a close request
+                    // or shutdown still ends the session, skipping the
+                    // announcement; the rest of the batch and the close frame
+                    // get CLOSE_TIMEOUT to go out. The selects are here, not
+                    // in async methods, which would widen every connection's
+                    // task by their own state; the futures held only while
+                    // writing are boxed for the same reason.
+                    tokio::select! {
+                        biased;
+                        code = &mut closed => Some(Ending::server(code, false)),
+                        _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
+                        written = Box::pin(self.outbox.write_to(self.socket.get_mut(), self.pong_timeout)) => {
+                            self.written(written, batch, queue)
+                        }
+                    }
                 }
-                incoming = self.socket.next() => {
-                    self.read(incoming, timer.as_mut(), cancelled.as_mut()).await
-                }
+                incoming = self.socket.next() => match self.read(incoming, timer.as_mut()) {
+                    Read::Handled => None,
+                    Read::Ended(ending) => Some(ending),
+                    // tungstenite queued the pong; send it now rather than
+                    // with the next frame. A client that pings but stopped
+                    // reading is dropped like any other, and shutdown still
+                    // reaches it.
+                    Read::Pinged => tokio::select! {
+                        biased;
+                        _ = &mut cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
+                        flushed = Box::pin(tokio::time::timeout(self.pong_timeout, self.socket.flush())) => {
+                            pong_flushed(flushed)
+                        }
+                    },
+                },
                 () = &mut timer => self.on_timer(timer.as_mut()),
             };
             if let Some(ending) = step {
@@ -253,60 +288,48 @@ impl Session {
         }
     }
 
-    /// Writes what the hub queued (with whatever else already waits, as one
-    /// batch). The client may stop reading mid-write: a close request or
-    /// shutdown still ends the session then, skipping the announcement; the
-    /// rest of the batch and the close frame get [`CLOSE_TIMEOUT`] to go out.
-    async fn write_queued(
-        &mut self,
-        wake: Wake,
-        queue: &mut Inbox,
-        closed: Pin<&mut impl Future<Output = u16>>,
-        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
-    ) -> Option<Ending> {
-        let (messages, bytes) = match wake {
+    /// Puts what the hub queued into the outbox, with whatever else
+    /// already waits, as one batch: how many messages and bytes it holds.
+    fn take_batch(&mut self, wake: Wake, queue: &mut Inbox) -> (u64, u64) {
+        match wake {
             Wake::Frame(frame) => fill_batch(&mut self.outbox, frame, queue, self.id, self.verbose),
             // A direct write left the rest of a frame in the wire; writing
             // an empty outbox flushes it.
             Wake::Flush => (0, 0),
-        };
+        }
+    }
+
+    /// A batch's write ended: counted, or the end of a client that stopped
+    /// reading or vanished.
+    fn written(
+        &mut self,
+        written: Result<(), WriteError>,
+        (messages, bytes): (u64, u64),
+        queue: &mut Inbox,
+    ) -> Option<Ending> {
         let id = self.id;
-        tokio::select! {
-            biased;
-            code = closed => Some(Ending::server(code, false)),
-            _ = cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
-            // Boxed, here and below: futures held only while writing or
-            // closing would otherwise widen every idle connection's task by
-            // their size.
-            written = Box::pin(self.outbox.write_to(self.socket.get_mut(), self.pong_timeout)) => {
-                match written {
-                    Ok(()) => {
-                        queue.written();
-                        self.ctx.writers.sent().add(messages, bytes);
-                        None
-                    }
-                    Err(WriteError::Stalled(waited)) => {
-                        tracing::debug!(
-                            "Connection id {id} read nothing for {waited:?} (pong_timeout); dropping it"
-                        );
-                        Some(Ending::Abandon(close_code::OVER_CAPACITY))
-                    }
-                    Err(WriteError::Io(error)) => {
-                        tracing::debug!("Connection id {id} write failed: {error}");
-                        Some(Ending::ClientGone(None))
-                    }
-                }
+        match written {
+            Ok(()) => {
+                queue.written();
+                self.ctx.writers.sent().add(messages, bytes);
+                None
+            }
+            Err(WriteError::Stalled(waited)) => {
+                tracing::debug!(
+                    "Connection id {id} read nothing for {waited:?} (pong_timeout); dropping it"
+                );
+                Some(Ending::Abandon(close_code::OVER_CAPACITY))
+            }
+            Err(WriteError::Io(error)) => {
+                tracing::debug!("Connection id {id} write failed: {error}");
+                Some(Ending::ClientGone(None))
             }
         }
     }
 
     /// Takes one frame from the client. Any frame answers a pending ping.
-    async fn read(
-        &mut self,
-        incoming: Option<Result<Message, WsError>>,
-        timer: Pin<&mut Sleep>,
-        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
-    ) -> Option<Ending> {
+    /// A ping's pong is flushed by the caller.
+    fn read(&mut self, incoming: Option<Result<Message, WsError>>, timer: Pin<&mut Sleep>) -> Read {
         self.last_activity = Instant::now();
         // The ping is answered: the next one is due activity_timeout from
         // now, not when the answer was due.
@@ -314,30 +337,17 @@ impl Session {
             timer.reset(self.last_activity + self.activity_timeout);
         }
         match incoming {
-            None => Some(Ending::ClientGone(None)),
-            Some(Err(error)) => Some(read_error(self.id, error)),
+            None => Read::Ended(Ending::ClientGone(None)),
+            Some(Err(error)) => Read::Ended(read_error(self.id, error)),
             Some(Ok(Message::Close(frame))) => {
                 // tungstenite answers the close; the next read ends the stream.
                 let code = frame.map_or(NO_STATUS_RECEIVED, |f| u16::from(f.code));
-                Some(Ending::ClientGone(Some(code)))
+                Read::Ended(Ending::ClientGone(Some(code)))
             }
-            Some(Ok(Message::Ping(_))) => {
-                // tungstenite queued the pong; send it now rather than with
-                // the next frame. A client that pings but stopped reading is
-                // dropped like any other, and shutdown still reaches it.
-                tokio::select! {
-                    biased;
-                    _ = cancelled => Some(Ending::Abandon(close_code::RECONNECT_NOW)),
-                    flushed = Box::pin(tokio::time::timeout(self.pong_timeout, self.socket.flush())) => match flushed {
-                        Ok(Ok(())) => None,
-                        Ok(Err(_)) => Some(Ending::ClientGone(None)),
-                        Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
-                    },
-                }
-            }
+            Some(Ok(Message::Ping(_))) => Read::Pinged,
             Some(Ok(message)) => {
                 handle_message(&mut self.handler, message);
-                None
+                Read::Handled
             }
         }
     }
@@ -362,9 +372,10 @@ impl Session {
         }
     }
 
-    /// Closes the way `ending` says, leaves every channel and counts the
-    /// connection closed with its code.
-    async fn end(mut self, ending: Ending) {
+    /// Closes the way `ending` says, leaves every channel and records the
+    /// close code. By reference: a session moved into this future would be
+    /// held twice by the connection's task, once in each future's state.
+    async fn end(&mut self, ending: Ending) {
         let id = self.id;
         let close_code = match &ending {
             Ending::Close {
@@ -477,6 +488,17 @@ fn handle_message(handler: &mut Handler, message: Message) {
         )),
         // Pings are answered by the session; nothing else to do.
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+    }
+}
+
+/// How flushing a pong ended.
+fn pong_flushed(
+    flushed: Result<Result<(), WsError>, tokio::time::error::Elapsed>,
+) -> Option<Ending> {
+    match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(Ending::ClientGone(None)),
+        Err(_) => Some(Ending::Abandon(close_code::OVER_CAPACITY)),
     }
 }
 
