@@ -1,6 +1,8 @@
 //! Certificate checks: readable files, key matches, chain complete, expiry,
 //! names, self-signed versus the switch.
 
+use std::path::Path;
+
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -54,6 +56,8 @@ fn key_finding(error: &TlsError) -> Finding {
     Finding::fail(check, error.to_string(), error.fix())
 }
 
+/// The findings on the certificate and key TLS is served with, in the
+/// order an admin fixes them (none without TLS).
 pub fn check_certificate(
     settings: &Settings,
     host: Option<&str>,
@@ -101,45 +105,71 @@ pub fn check_certificate(
     };
     let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
 
-    // Chain: every certificate's issuer must be the next one's subject.
+    findings.push(chain_finding(
+        &files.cert,
+        &parsed,
+        ordered.file_order.as_deref(),
+        self_signed,
+    ));
+    findings.push(expiry_finding(chain.first().and_then(validity)));
+    findings.push(names_finding(host, &covered_names(leaf)));
+    findings.push(self_signed_finding(self_signed, settings.self_signed));
+    findings
+}
+
+/// Whether each certificate is issued by the next one in the file.
+fn chain_finding(
+    cert: &Path,
+    parsed: &[X509Certificate<'_>],
+    file_order: Option<&[String]>,
+    self_signed: bool,
+) -> Finding {
+    let leaf = &parsed[0];
     if !self_signed && parsed.len() == 1 {
-        findings.push(Finding::fail(
+        return Finding::fail(
             "chain",
-            format!("{} holds only the server certificate, not the intermediate that issued it ({})", files.cert.display(), leaf.issuer()),
+            format!(
+                "{} holds only the server certificate, not the intermediate that issued it ({})",
+                cert.display(),
+                leaf.issuer()
+            ),
             "use the full-chain file (Let's Encrypt: fullchain.pem, not cert.pem); browsers fail with ERR_SSL_VERSION_OR_CIPHER_MISMATCH or an untrusted-certificate error otherwise",
-        ));
-    } else if let Some(pair) = parsed
+        );
+    }
+    if let Some(pair) = parsed
         .windows(2)
         .find(|w| w[0].issuer().as_raw() != w[1].subject().as_raw())
     {
-        findings.push(Finding::fail(
+        return Finding::fail(
             "chain",
             format!(
                 "the chain is broken: {} is not issued by {}, the next certificate in {}",
                 pair[0].subject(),
                 pair[1].subject(),
-                files.cert.display()
+                cert.display()
             ),
             "use the full-chain file your certificate authority issued (Let's Encrypt: fullchain.pem)",
-        ));
-    } else if let Some(file_order) = &ordered.file_order {
-        findings.push(Finding::warn(
+        );
+    }
+    if let Some(file_order) = file_order {
+        return Finding::warn(
             "chain",
             format!(
                 "{} lists the chain out of order ({}); flarum-ws sends it server certificate first, so browsers are served",
-                files.cert.display(),
+                cert.display(),
                 file_order.join(" | ")
             ),
             "list the server certificate first, then each intermediate in order (as fullchain.pem does), so that other servers read the file too",
-        ));
-    } else {
-        findings.push(Finding::pass(
-            "chain",
-            format!("complete ({} certificate(s))", parsed.len()),
-        ));
+        );
     }
+    Finding::pass(
+        "chain",
+        format!("complete ({} certificate(s))", parsed.len()),
+    )
+}
 
-    findings.push(match chain.first().and_then(validity) {
+fn expiry_finding(validity: Option<Validity>) -> Finding {
+    match validity {
         Some(Validity::Expired { on }) => Finding::fail(
             "expiry",
             format!("the certificate expired on {on}"),
@@ -163,8 +193,11 @@ pub fn check_certificate(
             "the certificate's dates cannot be read",
             "replace the file with a valid PEM certificate",
         ),
-    });
+    }
+}
 
+/// The DNS names and IPv4 addresses the certificate is for.
+fn covered_names(leaf: &X509Certificate<'_>) -> Vec<String> {
     let mut names = Vec::new();
     if let Ok(Some(san)) = leaf.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -180,36 +213,59 @@ pub fn check_certificate(
             }
         }
     }
+    names
+}
+
+/// Whether the certificate covers the host browsers connect to.
+fn names_finding(host: Option<&str>, names: &[String]) -> Finding {
     match host {
         Some(host) if names.iter().any(|n| name_matches(n, host)) => {
-            findings.push(Finding::pass("names", format!("the certificate covers {host}")));
+            Finding::pass("names", format!("the certificate covers {host}"))
         }
-        Some(host) => findings.push(Finding::fail(
+        Some(host) => Finding::fail(
             "names",
-            format!("the certificate is for {} but browsers connect to {host}", shown_names(&names)),
-            format!("use a certificate for {host}, or set the extension's host (app_host) to a name the certificate covers"),
-        )),
-        None => findings.push(Finding::warn(
+            format!(
+                "the certificate is for {} but browsers connect to {host}",
+                shown_names(names)
+            ),
+            format!(
+                "use a certificate for {host}, or set the extension's host (app_host) to a name the certificate covers"
+            ),
+        ),
+        None => Finding::warn(
             "names",
-            format!("no host to compare with (the certificate covers {})", shown_names(&names)),
+            format!(
+                "no host to compare with (the certificate covers {})",
+                shown_names(names)
+            ),
             "set the extension's host (app_host) or the forum url in config.php",
-        )),
+        ),
     }
+}
 
-    match (self_signed, settings.self_signed) {
-        (true, false) => findings.push(Finding::fail(
+/// The certificate against the extension's "Self-Signed Certificate
+/// Support" switch.
+fn self_signed_finding(self_signed: bool, switch: bool) -> Finding {
+    match (self_signed, switch) {
+        (true, false) => Finding::fail(
             "self-signed",
             "the certificate is self-signed but \"Self-Signed Certificate Support\" is off",
             "turn the switch on (browsers must also trust the certificate), or use a certificate from a CA such as Let's Encrypt",
-        )),
-        (false, true) => findings.push(Finding::warn(
+        ),
+        (false, true) => Finding::warn(
             "self-signed",
             "\"Self-Signed Certificate Support\" is on but the certificate is CA-issued",
             "turn the switch off so the forum verifies the certificate",
-        )),
-        _ => findings.push(Finding::pass("self-signed", if self_signed { "self-signed, and the switch is on" } else { "issued by a CA" })),
+        ),
+        _ => Finding::pass(
+            "self-signed",
+            if self_signed {
+                "self-signed, and the switch is on"
+            } else {
+                "issued by a CA"
+            },
+        ),
     }
-    findings
 }
 
 /// The names a certificate covers, for messages.
