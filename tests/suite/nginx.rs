@@ -4,11 +4,12 @@
 
 use crate::common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::nginx::{Nginx, nginx_conf};
-use crate::common::pki::Pki;
+use crate::common::pki::{Leaf, Pki};
 use crate::common::process::{BrowserTab, flarum_ws, free_port, start};
 use crate::common::*;
 use flarum_ws::probe::{Target, request};
@@ -21,6 +22,38 @@ fn with_credentials(command: &mut Command, port: u16) -> &mut Command {
         ("FLARUM_WS_REVERSE_PROXY", "true"),
     ]);
     command.env("FLARUM_WS_PORT", port.to_string())
+}
+
+/// A server block for `localhost` with TLS from `leaf` on `port`, holding
+/// `body` (its locations, each line indented).
+fn tls_server_block(port: u16, leaf: &Leaf, body: &str) -> String {
+    format!(
+        "server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n{body}}}\n",
+        leaf.full_chain.display(),
+        leaf.key.display()
+    )
+}
+
+/// What `nginx-snippet --full` prints for the forum at `forum` (flarum-ws
+/// on `ws_port`, nginx on `listen` with TLS from `leaf`).
+fn full_server_block(forum: &Path, ws_port: u16, listen: u16, leaf: &Leaf) -> String {
+    let output = with_credentials(&mut flarum_ws(forum), ws_port)
+        .args(["nginx-snippet", "--full", "--server-name", "localhost"])
+        .args(["--listen", &format!("127.0.0.1:{listen} ssl")])
+        .arg("--forum-root")
+        .arg(forum)
+        .arg("--ssl-certificate")
+        .arg(&leaf.full_chain)
+        .arg("--ssl-certificate-key")
+        .arg(&leaf.key)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// A pusher-js 8 tab through nginx's TLS port (trusting `pki`'s root)
@@ -69,23 +102,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
     assert_eq!(server.port, ws_port);
 
     let nginx_port = free_port();
-    let output = with_credentials(&mut flarum_ws(forum.path()), ws_port)
-        .args(["nginx-snippet", "--full", "--server-name", "localhost"])
-        .args(["--listen", &format!("127.0.0.1:{nginx_port} ssl")])
-        .arg("--forum-root")
-        .arg(forum.path())
-        .arg("--ssl-certificate")
-        .arg(&leaf.full_chain)
-        .arg("--ssl-certificate-key")
-        .arg(&leaf.key)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let snippet = String::from_utf8(output.stdout).unwrap();
+    let snippet = full_server_block(forum.path(), ws_port, nginx_port, &leaf);
     assert!(
         snippet.contains(&format!(
             "proxy_pass             http://127.0.0.1:{ws_port};"
@@ -185,20 +202,11 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     let ws_port = free_port();
     let server = start(with_credentials(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
     let inner_port = free_port();
-    let output = with_credentials(&mut flarum_ws(forum.path()), ws_port)
-        .args(["nginx-snippet", "--full", "--server-name", "localhost"])
-        .args(["--listen", &format!("127.0.0.1:{inner_port} ssl")])
-        .arg("--forum-root")
-        .arg(forum.path())
-        .arg("--ssl-certificate")
-        .arg(&leaf.full_chain)
-        .arg("--ssl-certificate-key")
-        .arg(&leaf.key)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
     let inner_dir = tempfile::tempdir().unwrap();
-    let inner_conf = nginx_conf(inner_dir.path(), &String::from_utf8(output.stdout).unwrap());
+    let inner_conf = nginx_conf(
+        inner_dir.path(),
+        &full_server_block(forum.path(), ws_port, inner_port, &leaf),
+    );
     let inner = Nginx::start(&inner_conf, inner_port);
 
     // The proxy in front: a plain proxy_pass, without the upgrade headers.
@@ -206,10 +214,12 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     let outer_dir = tempfile::tempdir().unwrap();
     let outer_conf = nginx_conf(
         outer_dir.path(),
-        &format!(
-            "server {{\n  listen 127.0.0.1:{outer_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location / {{\n    proxy_pass https://127.0.0.1:{inner_port};\n    proxy_ssl_server_name on;\n    proxy_ssl_name localhost;\n    proxy_set_header Host localhost;\n  }}\n}}\n",
-            leaf.full_chain.display(),
-            leaf.key.display()
+        &tls_server_block(
+            outer_port,
+            &leaf,
+            &format!(
+                "  location / {{\n    proxy_pass https://127.0.0.1:{inner_port};\n    proxy_ssl_server_name on;\n    proxy_ssl_name localhost;\n    proxy_set_header Host localhost;\n  }}\n"
+            ),
         ),
     );
     let outer = Nginx::start(&outer_conf, outer_port);
@@ -244,11 +254,13 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     let plain_dir = tempfile::tempdir().unwrap();
     let plain_conf = nginx_conf(
         plain_dir.path(),
-        &format!(
-            "server {{\n  listen 127.0.0.1:{inner_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  root {}/public;\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n}}\n",
-            leaf.full_chain.display(),
-            leaf.key.display(),
-            forum.path().display()
+        &tls_server_block(
+            inner_port,
+            &leaf,
+            &format!(
+                "  root {}/public;\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n",
+                forum.path().display()
+            ),
         ),
     );
     let _plain = Nginx::start(&plain_conf, inner_port);
@@ -319,10 +331,12 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = nginx_conf(
         conf_dir.path(),
-        &format!(
-            "server {{\n  listen 127.0.0.1:{nginx_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n    proxy_read_timeout 9;\n    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'upgrade';\n  }}\n}}\n",
-            leaf.full_chain.display(),
-            leaf.key.display()
+        &tls_server_block(
+            nginx_port,
+            &leaf,
+            &format!(
+                "  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n    proxy_read_timeout 9;\n    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'upgrade';\n  }}\n"
+            ),
         ),
     );
     let _nginx = Nginx::start(&conf, nginx_port);
@@ -434,11 +448,13 @@ async fn a_forum_under_a_sub_path_gets_one_location_beside_the_site() {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = nginx_conf(
         conf_dir.path(),
-        &format!(
-            "server {{\n  listen 127.0.0.1:{nginx_port} ssl;\n  server_name localhost;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  root {};\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n  location ~* \\.js$ {{\n    add_header X-Static yes;\n  }}\n{snippet}}}\n",
-            leaf.full_chain.display(),
-            leaf.key.display(),
-            site.path().display(),
+        &tls_server_block(
+            nginx_port,
+            &leaf,
+            &format!(
+                "  root {};\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n  location ~* \\.js$ {{\n    add_header X-Static yes;\n  }}\n{snippet}",
+                site.path().display()
+            ),
         ),
     );
     let _nginx = Nginx::start(&conf, nginx_port);
