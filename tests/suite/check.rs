@@ -1509,10 +1509,7 @@ async fn check_judges_with_the_units_environment_file() {
     .unwrap();
     let (code, findings) = run(elsewhere.path(), &[]);
     assert_eq!(code, 1, "{findings:#?}");
-    let typo = findings
-        .iter()
-        .find(|f| f["check"] == "service environment" && f["status"] == "fail")
-        .unwrap_or_else(|| panic!("{findings:#?}"));
+    let typo = finding_with(&findings, "service environment", "fail");
     assert_finding(
         typo,
         "fail",
@@ -1528,10 +1525,7 @@ async fn check_judges_with_the_units_environment_file() {
     )
     .unwrap();
     let (_, findings) = run(elsewhere.path(), &[("FLARUM_WS_VERBOSE", "true")]);
-    let shell = findings
-        .iter()
-        .find(|f| f["check"] == "service environment" && f["status"] == "warn")
-        .unwrap_or_else(|| panic!("{findings:#?}"));
+    let shell = finding_with(&findings, "service environment", "warn");
     assert_finding(
         shell,
         "warn",
@@ -1544,10 +1538,7 @@ async fn check_judges_with_the_units_environment_file() {
     std::fs::write(&defaults, "").unwrap();
     let (code, findings) = run(forum.path(), &[]);
     assert_eq!(code, 1, "{findings:#?}");
-    let lost = findings
-        .iter()
-        .find(|f| f["check"] == "service environment" && f["status"] == "fail")
-        .unwrap_or_else(|| panic!("{findings:#?}"));
+    let lost = finding_with(&findings, "service environment", "fail");
     assert_finding(
         lost,
         "fail",
@@ -1567,10 +1558,7 @@ fn a_privileged_port_fails_for_an_account_that_cannot_bind_it() {
         &["--user", "nobody"],
     );
     assert_eq!(code, 1, "{findings:#?}");
-    let refused = findings
-        .iter()
-        .find(|f| f["check"] == "port" && f["status"] == "fail")
-        .unwrap_or_else(|| panic!("{findings:#?}"));
+    let refused = finding_with(&findings, "port", "fail");
     assert_finding(
         refused,
         "fail",

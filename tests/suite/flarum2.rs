@@ -14,7 +14,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::common::databases::{Server, admin, exec, password, write_config_php};
+use crate::common::databases::{
+    Server, admin, config_php_database, exec, fresh_database, write_config_php,
+};
 use crate::common::process::{Running, flarum_ws, free_port, start};
 use serde_json::{Value, json};
 
@@ -69,19 +71,7 @@ async fn forum2(db: Server, websocket: Option<Value>, driver: &str) -> Forum2 {
 
 /// The same, for the forum at `url`.
 async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str) -> Forum2 {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("storage")).unwrap();
-    let name = format!("flarum2_{}", rand::random_range(0..u32::MAX));
-    if db != Server::Sqlite {
-        let server_db = if db == Server::MariaDb {
-            "mysql"
-        } else {
-            "postgres"
-        };
-        let mut conn = admin(db, server_db, root.path()).await;
-        exec(&mut conn, format!("CREATE DATABASE {name}")).await;
-    }
-    let mut conn = admin(db, &name, root.path()).await;
+    let (root, name, mut conn) = fresh_database(db, "flarum2").await;
     let (id, blob, text, boolean) = match db {
         Server::MariaDb => (
             "int unsigned AUTO_INCREMENT PRIMARY KEY",
@@ -152,18 +142,7 @@ async fn forum2_at(db: Server, websocket: Option<Value>, driver: &str, url: &str
     use sqlx::Connection;
     conn.close().await.unwrap();
 
-    let database = match db {
-        Server::MariaDb => json!({"driver": "mariadb", "host": "127.0.0.1",
-            "port": common::databases::service_var("TEST_DB_MYSQL_PORT").parse::<u16>().unwrap(),
-            "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
-            "collation": "utf8mb4_unicode_ci", "prefix": "", "strict": false, "engine": "InnoDB", "prefix_indexes": true}),
-        Server::Postgres => json!({"driver": "pgsql", "host": "127.0.0.1",
-            "port": common::databases::service_var("TEST_DB_PG_PORT"),
-            "database": name, "username": "flarum", "password": password(), "prefix": "",
-            "search_path": "public", "sslmode": "disable"}),
-        Server::Sqlite => json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"),
-            "prefix": "", "foreign_key_constraints": true}),
-    };
+    let database = config_php_database(db, &name, "mariadb", json!(""));
     let db_password = database["password"].as_str().unwrap_or_default().to_owned();
     let mut config = json!({"debug": false, "offline": false, "database": database, "url": url,
         "paths": {"api": "api", "admin": "admin"}, "headers": {"poweredByHeader": true, "referrerPolicy": "same-origin"}});
@@ -1640,10 +1619,7 @@ async fn a_misspelt_websocket_key_is_named_with_the_one_meant() {
     )
     .await;
     let (_, findings) = forum.check(&[]);
-    let typo = findings
-        .iter()
-        .find(|f| f["check"] == "config.php" && f["status"] == "warn")
-        .unwrap_or_else(|| panic!("{findings:#?}"));
+    let typo = common::checking::finding_with(&findings, "config.php", "warn");
     common::checking::assert_finding(
         typo,
         "warn",

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::databases::{Server, admin, exec, password, service_var, write_config_php};
+use crate::common::databases::{
+    Server, admin, config_php_database, exec, fresh_database, password, service_var,
+    write_config_php,
+};
 use crate::common::process::{BrowserTab, Running, flarum_ws, free_port, start};
 use crate::common::*;
 use serde_json::{Value, json};
@@ -18,19 +21,7 @@ use sqlx::{AssertSqlSafe, Connection};
 /// A forum root: config.php written by PHP's var_export, a fresh database
 /// with Flarum's settings and statistics tables under `prefix`, and `rows`.
 async fn forum(db: Server, prefix: &str, rows: &[(&'static str, String)]) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("storage")).unwrap();
-    let name = format!("forum_{}", rand::random_range(0..u32::MAX));
-    if db != Server::Sqlite {
-        let server_db = if db == Server::MariaDb {
-            "mysql"
-        } else {
-            "postgres"
-        };
-        let mut conn = admin(db, server_db, root.path()).await;
-        exec(&mut conn, format!("CREATE DATABASE {name}")).await;
-    }
-    let mut conn = admin(db, &name, root.path()).await;
+    let (root, name, mut conn) = fresh_database(db, "forum").await;
     let (q, settings_ddl, stats_id) = match db {
         Server::MariaDb => (
             "`",
@@ -77,21 +68,13 @@ async fn forum(db: Server, prefix: &str, rows: &[(&'static str, String)]) -> tem
     .await;
     conn.close().await.unwrap();
 
-    let database = match db {
-        Server::MariaDb => {
-            json!({"driver": "mysql", "host": "127.0.0.1", "port": service_var("TEST_DB_MYSQL_PORT").parse::<u16>().unwrap(),
-            "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
-            "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true})
-        }
-        Server::Postgres => {
-            json!({"driver": "pgsql", "host": "127.0.0.1", "port": service_var("TEST_DB_PG_PORT"),
-            "database": name, "username": "flarum", "password": password(), "prefix": if prefix.is_empty() { Value::Null } else { json!(prefix) },
-            "search_path": "public", "sslmode": "disable"})
-        }
-        Server::Sqlite => {
-            json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"), "prefix": prefix, "foreign_key_constraints": true})
-        }
+    // A Postgres forum without a prefix is written with a null one.
+    let written_prefix = if db == Server::Postgres && prefix.is_empty() {
+        Value::Null
+    } else {
+        json!(prefix)
     };
+    let database = config_php_database(db, &name, "mysql", written_prefix);
     write_config_php(
         root.path(),
         &json!({"debug": false, "database": database, "url": "https://forum.example", "paths": {"api": "api", "admin": "admin"}}),

@@ -65,8 +65,7 @@ async fn trigger_info_reports_counts() {
 #[tokio::test]
 async fn batch_events_deliver_in_order_and_are_limited_to_ten() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    a.subscribe("news").await;
+    let mut a = server.subscriber("news").await;
     let batch: Vec<_> = (0..10)
         .map(|i| json!({"name":"n","channel":"news","data":i.to_string()}))
         .collect();

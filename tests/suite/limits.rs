@@ -45,13 +45,7 @@ async fn total_and_per_address_limits_close_with_4100_and_free_up() {
     // A third from 127.0.0.1: over the per-address limit.
     let mut c = connect_with(&server, &[]).await;
     let error = first_event(&mut c).await;
-    assert_eq!(data_of(&error)["code"], 4100);
-    assert!(
-        data_of(&error)["message"]
-            .as_str()
-            .unwrap()
-            .contains("127.0.0.1 already has 2")
-    );
+    assert_error(&error, 4100, "127.0.0.1 already has 2");
     assert_eq!(expect_close(&mut c).await, 4100);
     // Closing one gives its slot back.
     drop(a);
@@ -64,13 +58,7 @@ async fn total_and_per_address_limits_close_with_4100_and_free_up() {
     let _y = full.client().await;
     let mut z = connect_with(&full, &[]).await;
     let error = first_event(&mut z).await;
-    assert_eq!(data_of(&error)["code"], 4100);
-    assert!(
-        data_of(&error)["message"]
-            .as_str()
-            .unwrap()
-            .contains("maximum of 2 connections")
-    );
+    assert_error(&error, 4100, "maximum of 2 connections");
 }
 
 #[tokio::test]
@@ -131,8 +119,7 @@ async fn only_allowed_origins_may_connect() {
 #[tokio::test]
 async fn subscriptions_per_connection_are_limited() {
     let server = TestServer::with(|s| s.max_subscriptions_per_connection = Some(2)).await;
-    let mut client = server.client().await;
-    client.subscribe("one").await;
+    let mut client = server.subscriber("one").await;
     client.subscribe("two").await;
     let refused = client.subscribe("three").await;
     assert_eq!(refused["event"], "pusher:subscription_error");
@@ -185,10 +172,8 @@ async fn a_slow_request_head_is_cut_off() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
     let server = TestServer::with(|s| s.socket_queue_capacity = Some(16)).await;
-    let mut healthy = server.client().await;
-    healthy.subscribe("news").await;
-    let mut stalled = server.client().await;
-    stalled.subscribe("news").await;
+    let mut healthy = server.subscriber("news").await;
+    let stalled = server.subscriber("news").await;
     // From here on `stalled` never reads: its TCP buffers fill, then its queue.
 
     let api = server.api();
@@ -237,10 +222,8 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
 #[tokio::test]
 async fn a_client_that_pauses_reading_gets_every_frame_whole_and_in_order() {
     let server = TestServer::with(|s| s.socket_queue_capacity = Some(10_000)).await;
-    let mut paused = server.client().await;
-    paused.subscribe("news").await;
-    let mut reading = server.client().await;
-    reading.subscribe("news").await;
+    let mut paused = server.subscriber("news").await;
+    let mut reading = server.subscriber("news").await;
 
     let api = server.api();
     let payload = "y".repeat(9 * 1024);

@@ -11,9 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A bystander subscribed to `news` that must keep receiving events.
 async fn bystander(server: &TestServer) -> Client {
-    let mut client = server.client().await;
-    client.subscribe("news").await;
-    client
+    server.subscriber("news").await
 }
 
 async fn assert_still_served(server: &TestServer, bystander: &mut Client, n: u32) {

@@ -49,8 +49,7 @@ async fn metrics_count_what_clients_and_the_api_did() {
     assert!(body.contains("admin token"), "{body}");
     assert_eq!(scrape(&base, Some("wrong")).await.0, 401);
 
-    let mut reader = server.client().await;
-    reader.subscribe("news").await;
+    let mut reader = server.subscriber("news").await;
     let mut member = server.client().await;
     member
         .subscribe_presence("presence-room", r#"{"user_id":"7"}"#)
@@ -225,8 +224,7 @@ async fn the_dashboard_is_closed_without_the_token() {
         .unwrap();
     assert_eq!(form_post.status().as_u16(), 415);
 
-    let mut watcher = server.client().await;
-    watcher.subscribe("public").await;
+    let mut watcher = server.subscriber("public").await;
     let sent = http
         .post(format!("{base}/dashboard/trigger"))
         .header("cookie", &cookie)

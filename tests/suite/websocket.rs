@@ -170,8 +170,7 @@ async fn channel_names_are_validated() {
 #[tokio::test]
 async fn unsubscribe_stops_delivery_without_reply() {
     let server = TestServer::start().await;
-    let mut client = server.client().await;
-    client.subscribe("news").await;
+    let mut client = server.subscriber("news").await;
     client
         .send(json!({"event":"pusher:unsubscribe","data":{"channel":"news"}}))
         .await;

@@ -41,6 +41,15 @@ pub fn finding<'a>(findings: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} finding in {findings:#?}"))
 }
 
+/// The finding named `name` whose status is `status` (a check may report
+/// more than one).
+pub fn finding_with<'a>(findings: &'a [Value], name: &str, status: &str) -> &'a Value {
+    findings
+        .iter()
+        .find(|f| f["check"] == name && f["status"] == status)
+        .unwrap_or_else(|| panic!("no {name} finding with status {status} in {findings:#?}"))
+}
+
 /// Asserts `finding` has `status`, its message contains `message` and its
 /// fix contains `fix`.
 pub fn assert_finding(finding: &Value, status: &str, message: &str, fix: &str) {

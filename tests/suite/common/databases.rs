@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::any::install_default_drivers;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
@@ -52,6 +52,44 @@ pub async fn admin(db: Server, database: &str, root: &Path) -> AnyConnection {
     AnyConnection::connect(&url)
         .await
         .expect("admin connection")
+}
+
+/// A forum root (with its storage/ folder) and a new, empty database on
+/// `db` named `<stem>_<random>`, with an admin connection to it.
+pub async fn fresh_database(db: Server, stem: &str) -> (tempfile::TempDir, String, AnyConnection) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("storage")).unwrap();
+    let name = format!("{stem}_{}", rand::random_range(0..u32::MAX));
+    let server_database = match db {
+        Server::MariaDb => Some("mysql"),
+        Server::Postgres => Some("postgres"),
+        Server::Sqlite => None,
+    };
+    if let Some(server_database) = server_database {
+        let mut conn = admin(db, server_database, root.path()).await;
+        exec(&mut conn, format!("CREATE DATABASE {name}")).await;
+    }
+    let conn = admin(db, &name, root.path()).await;
+    (root, name, conn)
+}
+
+/// config.php's `database` array for the database `name` made by
+/// `fresh_database`, as Flarum's installer writes it. `mysql_driver` is the
+/// driver name a MariaDB forum has (`mysql` on Flarum 1, `mariadb` on
+/// Flarum 2); `prefix` is the table prefix as written (null is allowed).
+pub fn config_php_database(db: Server, name: &str, mysql_driver: &str, prefix: Value) -> Value {
+    match db {
+        Server::MariaDb => json!({"driver": mysql_driver, "host": "127.0.0.1",
+            "port": service_var("TEST_DB_MYSQL_PORT").parse::<u16>().unwrap(),
+            "database": name, "username": "flarum", "password": password(), "charset": "utf8mb4",
+            "collation": "utf8mb4_unicode_ci", "prefix": prefix, "strict": false, "engine": "InnoDB", "prefix_indexes": true}),
+        Server::Postgres => json!({"driver": "pgsql", "host": "127.0.0.1",
+            "port": service_var("TEST_DB_PG_PORT"),
+            "database": name, "username": "flarum", "password": password(), "prefix": prefix,
+            "search_path": "public", "sslmode": "disable"}),
+        Server::Sqlite => json!({"driver": "sqlite", "database": format!("storage/{name}.sqlite"),
+            "prefix": prefix, "foreign_key_constraints": true}),
+    }
 }
 
 pub async fn exec(conn: &mut AnyConnection, sql: String) {

@@ -80,6 +80,13 @@ impl TestServer {
             .await
     }
 
+    /// A client subscribed to the public `channel`.
+    pub async fn subscriber(&self, channel: &str) -> Client {
+        let mut client = self.client().await;
+        client.subscribe(channel).await;
+        client
+    }
+
     pub fn api(&self) -> Api {
         Api {
             base: format!("http://{}", self.addr),
@@ -232,6 +239,15 @@ pub fn auth_for(socket_id: &str, channel: &str, channel_data: Option<&str>) -> S
 /// Parses the string `data` of an internal frame.
 pub fn data_of(frame: &Value) -> Value {
     serde_json::from_str(frame["data"].as_str().expect("string data")).expect("JSON data")
+}
+
+/// Asserts that `frame` carries the error `code` with a message
+/// containing `message`.
+pub fn assert_error(frame: &Value, code: u16, message: &str) {
+    let data = data_of(frame);
+    assert_eq!(data["code"], code, "{frame}");
+    let text = data["message"].as_str().unwrap_or_default();
+    assert!(text.contains(message), "message lacks {message:?}: {frame}");
 }
 
 /// A signed HTTP API client, as a forum's PHP side would be.
