@@ -5,23 +5,15 @@ use crate::common;
 
 use std::io::{BufRead, BufReader};
 
-use crate::common::process::{flarum_ws, free_port, start};
-use std::process::{Command, Output, Stdio};
+use crate::common::process::{flarum_ws, free_port, run, start};
+use std::process::{Command, Stdio};
 
 use crate::common::*;
-
-fn run(command: &mut Command) -> (i32, String) {
-    let Output { status, stderr, .. } = command.output().expect("run flarum-ws");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 #[test]
 fn without_credentials_it_says_where_they_come_from() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path()).arg("serve"));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).arg("serve"));
     assert_eq!(code, 1);
     assert!(stderr.contains("no app credentials"), "{stderr}");
     assert!(
@@ -57,12 +49,12 @@ fn the_same_mistake_exits_the_same_from_every_command() {
         for command in ["serve", "check", "config", "nginx-snippet"] {
             let mut run_it = flarum_ws(dir.path());
             run_it.arg(command).args(args).envs(env.iter().copied());
-            let (code, _) = run(&mut run_it);
+            let (code, _, _) = run(&mut run_it);
             assert_eq!(code, 1, "{command} with {mistake}");
         }
     }
     for command in ["serve", "check", "config", "nginx-snippet", "trigger"] {
-        let (code, stderr) = run(flarum_ws(dir.path()).args([command, "--no-such-flag"]));
+        let (code, _, stderr) = run(flarum_ws(dir.path()).args([command, "--no-such-flag"]));
         assert_eq!(code, 2, "{command} with an unknown flag: {stderr}");
         assert!(stderr.contains("--no-such-flag"), "{stderr}");
     }
@@ -71,7 +63,7 @@ fn the_same_mistake_exits_the_same_from_every_command() {
 #[test]
 fn yaml_errors_name_the_file_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "absent.yaml"]));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "absent.yaml"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("absent.yaml"), "{stderr}");
 
@@ -80,7 +72,7 @@ fn yaml_errors_name_the_file_key_and_line() {
         "app_id: '1'\napp_key: k\napp_secret: s\nprot: 1\n",
     )
     .unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "typo.yaml"]));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).args(["serve", "--config", "typo.yaml"]));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("typo.yaml") && stderr.contains("prot") && stderr.contains("line 4"),
@@ -88,7 +80,7 @@ fn yaml_errors_name_the_file_key_and_line() {
     );
 
     std::fs::write(dir.path().join("value.yaml"), "app_id: '1'\nport: many\n").unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path())
+    let (code, _, stderr) = run(flarum_ws(dir.path())
         .env("FLARUM_WS_CONFIG", "value.yaml")
         .arg("serve"));
     assert_eq!(code, 1);
@@ -98,7 +90,7 @@ fn yaml_errors_name_the_file_key_and_line() {
     );
 
     std::fs::write(dir.path().join("broken.yaml"), "app_id: [unclosed\n").unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path()).args(["serve", "-c", "broken.yaml"]));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).args(["serve", "-c", "broken.yaml"]));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("broken.yaml") && stderr.contains("line"),
@@ -109,7 +101,7 @@ fn yaml_errors_name_the_file_key_and_line() {
 #[test]
 fn bad_environment_values_and_taken_ports_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stderr) = run(flarum_ws(dir.path())
+    let (code, _, stderr) = run(flarum_ws(dir.path())
         .env("FLARUM_WS_ACTIVITY_TIMEOUT", "soon")
         .arg("serve"));
     assert_eq!(code, 1);
@@ -117,7 +109,7 @@ fn bad_environment_values_and_taken_ports_are_errors() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, stderr) = run(flarum_ws(dir.path())
+    let (code, _, stderr) = run(flarum_ws(dir.path())
         .envs([
             ("FLARUM_WS_APP_ID", "1"),
             ("FLARUM_WS_APP_KEY", "k"),
@@ -243,7 +235,7 @@ fn redis_url_flag_is_redacted_and_checked() {
     );
     assert!(!shown.contains("hunter2"));
 
-    let (code, stderr) = run(flarum_ws(dir.path())
+    let (code, _, stderr) = run(flarum_ws(dir.path())
         .envs([
             ("FLARUM_WS_APP_ID", APP_ID),
             ("FLARUM_WS_APP_KEY", KEY),
@@ -353,7 +345,7 @@ fn a_reload_names_each_change_that_needs_a_restart() {
 fn man_pages_and_bash_completion_cover_each_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     for what in ["man", "completions"] {
-        let (code, stderr) = run(flarum_ws(dir.path()).args(["generate", what, "out"]));
+        let (code, _, stderr) = run(flarum_ws(dir.path()).args(["generate", what, "out"]));
         assert_eq!(code, 0, "{stderr}");
     }
     let out = dir.path().join("out");

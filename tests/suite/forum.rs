@@ -13,7 +13,7 @@ use crate::common::databases::{
     Server, admin, config_php_database, exec, fresh_database, password, service_var,
     write_config_php,
 };
-use crate::common::process::{BrowserTab, Running, flarum_ws, free_port, start};
+use crate::common::process::{BrowserTab, Running, flarum_ws, free_port, run, start};
 use crate::common::*;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
@@ -255,15 +255,6 @@ async fn serves_a_sqlite_forum_with_each_prefix() {
     for prefix in ["", "flarum_", "pre"] {
         end_to_end(Server::Sqlite, prefix).await;
     }
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let output = command.output().expect("run flarum-ws");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 const HAND_WRITTEN: &str = r#"<?php

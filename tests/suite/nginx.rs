@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::common::nginx::{Nginx, nginx_conf};
 use crate::common::pki::{Leaf, Pki};
-use crate::common::process::{BrowserTab, flarum_ws, free_port, start};
+use crate::common::process::{BrowserTab, flarum_ws, free_port, start, succeed};
 use crate::common::*;
 use flarum_ws::probe::{Target, request};
 
@@ -37,23 +37,17 @@ fn tls_server_block(port: u16, leaf: &Leaf, body: &str) -> String {
 /// What `nginx-snippet --full` prints for the forum at `forum` (flarum-ws
 /// on `ws_port`, nginx on `listen` with TLS from `leaf`).
 fn full_server_block(forum: &Path, ws_port: u16, listen: u16, leaf: &Leaf) -> String {
-    let output = with_credentials(&mut flarum_ws(forum), ws_port)
-        .args(["nginx-snippet", "--full", "--server-name", "localhost"])
-        .args(["--listen", &format!("127.0.0.1:{listen} ssl")])
-        .arg("--forum-root")
-        .arg(forum)
-        .arg("--ssl-certificate")
-        .arg(&leaf.full_chain)
-        .arg("--ssl-certificate-key")
-        .arg(&leaf.key)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    succeed(
+        with_credentials(&mut flarum_ws(forum), ws_port)
+            .args(["nginx-snippet", "--full", "--server-name", "localhost"])
+            .args(["--listen", &format!("127.0.0.1:{listen} ssl")])
+            .arg("--forum-root")
+            .arg(forum)
+            .arg("--ssl-certificate")
+            .arg(&leaf.full_chain)
+            .arg("--ssl-certificate-key")
+            .arg(&leaf.key),
+    )
 }
 
 /// A pusher-js 8 tab through nginx's TLS port (trusting `pki`'s root)
@@ -69,15 +63,7 @@ fn pusher_js_through_nginx_gets(nginx_port: u16, pki: &Pki, flarum_ws: &mut Comm
         Some(&pki.root_pem),
     );
     assert_eq!(tab.line(), "subscribed", "pusher-js through nginx");
-    let trigger = flarum_ws
-        .args(["trigger", "public", "newPost", data])
-        .output()
-        .unwrap();
-    assert!(
-        trigger.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trigger.stderr)
-    );
+    succeed(flarum_ws.args(["trigger", "public", "newPost", data]));
     assert_eq!(tab.line(), data);
     assert!(tab.child.wait().unwrap().success());
 }
@@ -112,17 +98,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
 
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = nginx_conf(conf_dir.path(), &snippet);
-    let test = Command::new("nginx")
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .expect("nginx is installed");
-    assert!(
-        test.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&test.stderr)
-    );
+    succeed(Command::new("nginx").arg("-t").arg("-c").arg(&conf));
 
     let nginx = Nginx::start(&conf, nginx_port);
     let target = Target {

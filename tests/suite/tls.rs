@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::pki::{Pki, openssl};
-use crate::common::process::{BrowserTab, Running, flarum_ws, start};
+use crate::common::process::{BrowserTab, Running, flarum_ws, run, start, succeed};
 use crate::common::*;
 use flarum_ws::probe::{SignedClient, Target, connect};
 use futures_util::SinkExt;
@@ -31,14 +31,6 @@ fn tls_server(dir: &Path, cert: &Path, key: &Path, passphrase: Option<&str>) -> 
         command.env("FLARUM_WS_TLS_PASSPHRASE", passphrase);
     }
     command
-}
-
-fn exit_of(command: &mut Command) -> (i32, String) {
-    let output = command.output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 fn target(port: u16) -> Target {
@@ -84,19 +76,14 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
         assert_eq!(tab.line(), "subscribed", "pusher-js {version} over wss");
 
         // The admin's `trigger` verifies the chain against the CA it is told to trust.
-        let output = tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
-            .env("FLARUM_WS_PORT", server.port.to_string())
-            .env("FLARUM_WS_APP_HOST", "localhost")
-            .env("SSL_CERT_FILE", &pki.root_pem)
-            .args(["trigger", "public", "newPost", r#"{"postId":7}"#])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = succeed(
+            tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
+                .env("FLARUM_WS_PORT", server.port.to_string())
+                .env("FLARUM_WS_APP_HOST", "localhost")
+                .env("SSL_CERT_FILE", &pki.root_pem)
+                .args(["trigger", "public", "newPost", r#"{"postId":7}"#]),
         );
-        assert!(String::from_utf8_lossy(&output.stdout).contains("https://127.0.0.1"));
+        assert!(stdout.contains("https://127.0.0.1"));
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&tab.line()).unwrap(),
             json!({"postId": 7})
@@ -105,12 +92,10 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
     }
 
     // Without trusting the CA, trigger refuses the certificate...
-    let (code, stderr) = exit_of(
-        tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
-            .env("FLARUM_WS_PORT", server.port.to_string())
-            .env("FLARUM_WS_APP_HOST", "localhost")
-            .args(["trigger", "public", "x"]),
-    );
+    let (code, _, stderr) = run(tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
+        .env("FLARUM_WS_PORT", server.port.to_string())
+        .env("FLARUM_WS_APP_HOST", "localhost")
+        .args(["trigger", "public", "x"]));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("is not trusted on this machine")
@@ -119,12 +104,10 @@ async fn pusher_js_over_wss_and_the_trigger_command() {
         "{stderr}"
     );
     // ...unless the admin declared it self-signed.
-    let (code, stderr) = exit_of(
-        tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
-            .env("FLARUM_WS_PORT", server.port.to_string())
-            .env("FLARUM_WS_SELF_SIGNED", "true")
-            .args(["trigger", "public", "x"]),
-    );
+    let (code, _, stderr) = run(tls_server(dir.path(), &leaf.full_chain, &leaf.key, None)
+        .env("FLARUM_WS_PORT", server.port.to_string())
+        .env("FLARUM_WS_SELF_SIGNED", "true")
+        .args(["trigger", "public", "x"]));
     assert_eq!(code, 0, "{stderr}");
     drop(server);
 }
@@ -162,12 +145,12 @@ async fn key_formats_passphrases_and_mismatches() {
     ));
     assert_eq!(served_certificate(running.port).await, leaf.der);
     drop(running);
-    let (code, stderr) =
-        exit_of(tls_server(dir.path(), &leaf.full_chain, &encrypted, Some("wrong")).arg("serve"));
+    let (code, _, stderr) =
+        run(tls_server(dir.path(), &leaf.full_chain, &encrypted, Some("wrong")).arg("serve"));
     assert_eq!(code, 1);
     assert!(stderr.contains("could not be decrypted"), "{stderr}");
-    let (code, stderr) =
-        exit_of(tls_server(dir.path(), &leaf.full_chain, &encrypted, None).arg("serve"));
+    let (code, _, stderr) =
+        run(tls_server(dir.path(), &leaf.full_chain, &encrypted, None).arg("serve"));
     assert_eq!(code, 1);
     assert!(stderr.contains("no passphrase"), "{stderr}");
 
@@ -185,8 +168,8 @@ async fn key_formats_passphrases_and_mismatches() {
         ],
         &pki.path("legacy.key"),
     );
-    let (code, stderr) =
-        exit_of(tls_server(dir.path(), &leaf.full_chain, &legacy, Some("s3cret")).arg("serve"));
+    let (code, _, stderr) =
+        run(tls_server(dir.path(), &leaf.full_chain, &legacy, Some("s3cret")).arg("serve"));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("openssl pkcs8 -topk8 -v2 aes-256-cbc -in"),
@@ -247,8 +230,8 @@ async fn key_formats_passphrases_and_mismatches() {
     drop(running);
 
     // A key of another certificate.
-    let (code, stderr) =
-        exit_of(tls_server(dir.path(), &leaf.full_chain, &other.key, None).arg("serve"));
+    let (code, _, stderr) =
+        run(tls_server(dir.path(), &leaf.full_chain, &other.key, None).arg("serve"));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("does not belong to the certificate"),

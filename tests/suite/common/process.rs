@@ -15,6 +15,27 @@ pub fn flarum_ws(dir: &Path) -> Command {
     command
 }
 
+/// Runs `command` to its end: its exit code (-1 when a signal ended it),
+/// stdout and stderr as text.
+pub fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} did not run: {e}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `command`, asserts it succeeded (showing its stderr when not) and
+/// gives its stdout.
+pub fn succeed(command: &mut Command) -> String {
+    let (code, stdout, stderr) = run(command);
+    assert_eq!(code, 0, "{command:?}: {stderr}");
+    stdout
+}
+
 /// A running `flarum-ws serve` and the address it printed.
 pub struct Running {
     pub child: Child,
