@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::databases::{
     Server, admin, config_php_database, exec, fresh_database, write_config_php,
@@ -721,22 +721,6 @@ async fn typing_on_mariadb_and_postgresql_flarum2_forums() {
     typing_is_relayed_as_the_daemon_does(Server::Postgres).await;
 }
 
-/// Waits up to `limit` for a log line containing `needle`.
-fn wait_for_line(server: &mut Running, needle: &str, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(line) = server.next_line(Duration::from_millis(200)) {
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-    }
-    panic!("no line with {needle:?} within {limit:?}: {seen:#?}");
-}
-
 /// flarum/realtime's restart requests: the halt key in the forum's file
 /// cache and a change of `extensions_enabled` reload flarum-ws in place
 /// (connections kept, a new secret in force); a switch to the Kyrne
@@ -782,16 +766,11 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
         r#"["flarum-tags","flarum-likes","flarum-realtime"]"#,
     )
     .await;
-    wait_for_line(
-        &mut server,
+    server.wait_for_line(
         "extensions were enabled or disabled",
         Duration::from_secs(15),
     );
-    wait_for_line(
-        &mut server,
-        "open connections were kept",
-        Duration::from_secs(5),
-    );
+    server.wait_for_line("open connections were kept", Duration::from_secs(5));
 
     // Switched to the Kyrne extension on another port: a restart.
     let other_port = free_port();
@@ -807,8 +786,7 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
     )
     .await;
     let (code, log) = {
-        wait_for_line(
-            &mut server,
+        server.wait_for_line(
             "Restarting to listen where the forum now says",
             Duration::from_secs(15),
         );
@@ -822,12 +800,11 @@ async fn halt_requests_and_extension_toggles_reload_in_place() {
 async fn reloaded_with_the_second_secret(server: &mut Running, forum: &Forum2, tab: &mut Tab) {
     // Up to two polls: the edited config.php may be noticed (and reloaded)
     // one poll before the halt request.
-    wait_for_line(
-        server,
+    server.wait_for_line(
         "flarum/realtime asked for a restart",
         Duration::from_secs(25),
     );
-    wait_for_line(server, "open connections were kept", Duration::from_secs(5));
+    server.wait_for_line("open connections were kept", Duration::from_secs(5));
     let second = Forum2 {
         secret: "second".into(),
         ..forum2_handles(forum)
@@ -898,12 +875,8 @@ async fn a_rotated_database_password_is_followed() {
         php_trigger(&second, "public", "tooEarly", &json!({})).await,
         401
     );
-    wait_for_line(&mut server, "config.php changed", Duration::from_secs(15));
-    wait_for_line(
-        &mut server,
-        "open connections were kept",
-        Duration::from_secs(5),
-    );
+    server.wait_for_line("config.php changed", Duration::from_secs(15));
+    server.wait_for_line("open connections were kept", Duration::from_secs(5));
     assert_eq!(
         php_trigger(&second, "public", "after", &json!({})).await,
         200

@@ -104,6 +104,23 @@ impl Running {
         self.log.recv_timeout(wait).ok()
     }
 
+    /// Waits up to `limit` for a log line containing `needle`; gives the
+    /// lines read on the way, that one last.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(line) = self.next_line(Duration::from_millis(200)) {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+        }
+        panic!("no line with {needle:?} within {limit:?}: {seen:#?}");
+    }
+
     pub fn lines_until_exit(&mut self) -> (i32, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
