@@ -20,6 +20,7 @@ use crate::forum::{
     Database, Driver, Extension, ForumConfig, ForumSettings, read_forum_settings, realtime_client,
 };
 use crate::loading::{Gathered, LoadInput, gather};
+use crate::server::admission::{HIGH_WATER_PERCENT, high_water_mark};
 
 /// Ports Cloudflare's proxy forwards for HTTPS on every plan.
 const CLOUDFLARE_HTTPS_PORTS: [u16; 5] = [2053, 2083, 2087, 2096, 8443];
@@ -457,31 +458,38 @@ fn check_websocket_keys(config: &ForumConfig) -> Vec<Finding> {
         .collect()
 }
 
-/// The connection limits, and whether one address could take them all.
+/// The admission rule in force: everyone while there is room, then the
+/// busiest addresses refused first; and whether one address could still
+/// take every place left.
 fn check_connection_limits(settings: &Settings) -> Finding {
     let limits = &settings.limits;
     let (max, per_ip) = (limits.max_connections, limits.max_connections_per_ip);
+    let high_water = high_water_mark(max);
+    let band = max - high_water;
     let behind = if settings.trusted_proxies.is_empty() {
         String::new()
     } else {
-        "; behind the trusted proxy, the address it names (a proxy that names none is held to the total only)".to_owned()
+        format!(
+            "; behind a trusted proxy, the address it names in {} (a proxy that names none stands for its clients)",
+            settings.client_address_header.header_name()
+        )
     };
-    if per_ip >= max {
+    let rule = format!(
+        "up to {max} websockets in all; below {high_water} open ({HIGH_WATER_PERCENT} %) every address is admitted, however many tabs share it (a school, an office); past that, an address may hold {per_ip}, fewer as the last places go, so the busiest addresses are refused first{behind}"
+    );
+    if per_ip > band {
         return Finding::warn(
             "connections",
             format!(
-                "up to {max} websockets in all and {per_ip} per client address: one address can take every connection, and everyone else is refused (4100)"
+                "{rule}: with max_connections_per_ip above the {band} places past the high-water mark, one address can take every place left, and everyone else is refused (4100)"
             ),
             format!(
-                "set max_connections_per_ip well below max_connections, e.g. FLARUM_WS_MAX_CONNECTIONS_PER_IP={} in /etc/default/flarum-ws",
-                (max / 10).max(1)
+                "set max_connections_per_ip to at most {band}, e.g. FLARUM_WS_MAX_CONNECTIONS_PER_IP={} in /etc/default/flarum-ws",
+                (band / 2).max(1)
             ),
         );
     }
-    Finding::pass(
-        "connections",
-        format!("up to {max} websockets in all, {per_ip} per client address{behind}"),
-    )
+    Finding::pass("connections", rule)
 }
 
 fn is_loopback(host: &str) -> bool {

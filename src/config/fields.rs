@@ -15,8 +15,8 @@ use std::time::Duration;
 use super::value::{FromVariable, Secret};
 use super::webhook::{WebhookList, WebhookTarget};
 use super::{
-    AppCredentials, ConfigError, Limits, LogFormat, Provenance, Resolved, Settings, Source,
-    TlsFiles,
+    AppCredentials, ClientAddressHeader, ConfigError, Limits, LogFormat, Provenance, Resolved,
+    Settings, Source, TlsFiles,
 };
 
 macro_rules! settings {
@@ -272,7 +272,9 @@ settings! {
     statistics: bool = "FLARUM_WS_STATISTICS" { default: true } -> settings.statistics => restart,
     /// Open websocket connections the server accepts in all.
     max_connections: usize = "FLARUM_WS_MAX_CONNECTIONS" { default: 50_000, range: 1.. } -> limits.max_connections,
-    /// Open websocket connections per client IP address; also open HTTP
+    /// Once 90 % of `max_connections` are open, the most one client address
+    /// may hold, shrinking to 1 as the last places go (the busiest addresses
+    /// are refused first); below that, any number. The same for open HTTP
     /// connections per peer address that is not a trusted proxy.
     max_connections_per_ip: usize = "FLARUM_WS_MAX_CONNECTIONS_PER_IP" { default: 1_000, range: 1.. } -> limits.max_connections_per_ip,
     /// Channels one connection may be subscribed to at once.
@@ -287,8 +289,16 @@ settings! {
     /// Refuse websockets that send no Origin header (browsers always send
     /// one). On for Flarum 2 forums, as flarum/realtime does.
     require_origin: bool = "FLARUM_WS_REQUIRE_ORIGIN" { default: false } -> settings.require_origin,
-    /// Proxies whose X-Forwarded-For / X-Real-IP headers are believed.
+    /// Proxies whose `client_address_header` is believed.
     trusted_proxies: Vec<String> = "FLARUM_WS_TRUSTED_PROXIES",
+    /// The header a trusted proxy overwrites with the client's address:
+    /// `x-real-ip` (nginx `proxy_set_header X-Real-IP $remote_addr`, as
+    /// `nginx-snippet` prints), `x-forwarded-for` or `forwarded` (the
+    /// right-most address that is not a trusted proxy: nginx
+    /// `$proxy_add_x_forwarded_for`, HAProxy `option forwardfor`). No other
+    /// header is read, so a client cannot name itself through one the
+    /// proxy passes on unchanged.
+    client_address_header: String = "FLARUM_WS_CLIENT_ADDRESS_HEADER" { default: "x-real-ip".to_owned() },
     /// Members one presence channel may hold.
     max_presence_members: usize = "FLARUM_WS_MAX_PRESENCE_MEMBERS" { default: 10_000, range: 1.. } -> limits.max_presence_members,
     /// Bytes of `user_info` one presence member may carry.
@@ -353,6 +363,7 @@ settings! {
         tls: Option<TlsFiles>,
         allowed_origins: Vec<String>,
         trusted_proxies: Vec<IpAddr>,
+        client_address_header: ClientAddressHeader,
         metrics_listen: Option<SocketAddr>,
         log_format: LogFormat,
         webhooks: Vec<WebhookTarget>,
@@ -382,6 +393,7 @@ pub(super) fn into_settings(
         app: credentials(&p, from_forum)?,
         tls: tls_files(&p),
         trusted_proxies: trusted_proxies(&p, &provenance)?,
+        client_address_header: client_address_header(&p, &provenance)?,
         allowed_origins: allowed_origins(&p),
         host: bind_host(&p, &provenance)?,
         log_format: log_format(&p, &provenance)?,
@@ -490,6 +502,20 @@ fn trusted_proxies(
             })
         })
         .collect()
+}
+
+fn client_address_header(
+    p: &PartialSettings,
+    provenance: &Provenance,
+) -> Result<ClientAddressHeader, ConfigError> {
+    let name = p.client_address_header.as_deref().unwrap_or_default();
+    ClientAddressHeader::from_name(name).ok_or_else(|| {
+        invalid(
+            "client_address_header",
+            provenance,
+            format!("{name:?} is not a header flarum-ws reads (use x-real-ip, x-forwarded-for or forwarded)"),
+        )
+    })
 }
 
 /// Origins as they are compared: lower case, no trailing slash.

@@ -175,8 +175,10 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// Refuse websockets without an Origin header.
     pub require_origin: bool,
-    /// Peers whose forwarded-for headers name the real client.
+    /// Peers whose `client_address_header` names the real client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The one header a trusted proxy's word on the client is read from.
+    pub client_address_header: ClientAddressHeader,
     pub verbose: bool,
     pub limits: Limits,
     /// Token for /dashboard and /metrics; `None`: the server makes one up.
@@ -193,6 +195,42 @@ pub struct Settings {
     pub forum_cache_prefix: String,
     /// Where webhook events are POSTed (`webhook_url` first, then `webhooks`).
     pub webhooks: Vec<WebhookTarget>,
+}
+
+/// The header a trusted proxy names the client in. Only the one the proxy
+/// overwrites can be believed: a header it passes on unchanged says
+/// whatever the client wrote in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddressHeader {
+    /// `X-Real-IP`: one address, set by the proxy.
+    XRealIp,
+    /// `X-Forwarded-For`: the right-most address that is not a trusted
+    /// proxy (what the proxy appended).
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239): the right-most `for=` that is not a
+    /// trusted proxy.
+    Forwarded,
+}
+
+impl ClientAddressHeader {
+    /// The setting's value for each header, case-insensitive.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "x-real-ip" => Some(Self::XRealIp),
+            "x-forwarded-for" => Some(Self::XForwardedFor),
+            "forwarded" => Some(Self::Forwarded),
+            _ => None,
+        }
+    }
+
+    /// The header's name as sent on the wire (lower case).
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::XRealIp => "x-real-ip",
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
 }
 
 /// How log lines are written.

@@ -195,7 +195,7 @@ pub fn realtime_settings(config: &ForumConfig) -> Result<ForumLayer, ForumError>
         ("max_connections", format!("{derived}: 1000")),
         (
             "max_connections_per_ip",
-            "a tenth of max-connections (flarum/realtime has no per-address limit, so one address could take every slot)".to_owned(),
+            "a tenth of max-connections, applied only once the server is nearly full (flarum/realtime has no per-address limit, so one address could take the last places)".to_owned(),
         ),
         (
             "trusted_proxies",

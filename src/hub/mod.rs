@@ -48,7 +48,7 @@ mod state;
 mod users;
 mod writer;
 
-pub use link::{DirectWire, Frame, Inbox, SocketLink, Wake, Written};
+pub use link::{DirectWire, Frame, Inbox, MAX_QUEUED_BYTES, SocketLink, Wake, Written};
 pub use notice::{ChangeFeed, ChannelChange, Notice};
 pub use sent::SentTotals;
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

@@ -17,7 +17,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of an answer's body kept; the rest is not read. What is kept only
 /// ever goes into a message, and a webhook receiver (anyone's URL) must not
 /// make the server hold a gigabyte reply.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Sends one request and returns the status and body.
 pub async fn request(

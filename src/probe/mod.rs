@@ -7,4 +7,4 @@ mod http;
 
 pub use connect::{Stream, Target, connect, local_address};
 pub use error::ProbeError;
-pub use http::{SignedClient, request, request_with_headers};
+pub use http::{MAX_ANSWER_BYTES, SignedClient, request, request_with_headers};

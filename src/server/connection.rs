@@ -25,7 +25,7 @@ use super::websocket::wire::Wire;
 use super::{response, router, websocket};
 
 /// Largest request head (request line and headers) accepted.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// How long a client has to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +36,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// stall is noticed; capped, a stalled client fills its own bounded queue in
 /// a moment and is dropped with 4100. A reading client drains 128 KiB as
 /// fast as any larger buffer; a burst beyond it waits in the socket's queue.
-const SEND_BUFFER_BYTES: usize = 128 * 1024;
+pub(super) const SEND_BUFFER_BYTES: usize = 128 * 1024;
 
 pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr) {
     // Events are small and latency matters more than packet count.

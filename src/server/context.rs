@@ -11,8 +11,11 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
 use super::guesses::WrongTokens;
-use super::rate::RateWindow;
+use super::rate::{KeyedBuckets, RateWindow};
 use super::realtime::{RealtimeForum, SocketUsers};
+use super::websocket::{
+    CHANNEL_CREATION_ADDRESSES, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
+};
 use crate::cluster::Cluster;
 use crate::config::{Secret, Settings};
 use crate::hub::{Frame, Hub, HubLimits, SentTotals, Writers};
@@ -48,6 +51,8 @@ pub struct ServerContext {
     pub api_rate: std::sync::Mutex<RateWindow>,
     /// Wrong dashboard tokens per client address.
     pub wrong_tokens: WrongTokens,
+    /// New channels per client address (`websocket::handler`).
+    pub channel_creations: KeyedBuckets<std::net::IpAddr>,
     /// Open TCP connections per peer address, from accept until the HTTP
     /// part ends (websockets then hold a slot of `slots`); trusted proxies
     /// are not counted.
@@ -91,6 +96,11 @@ impl ServerContext {
             api_rate: std::sync::Mutex::new(RateWindow::default()),
             wrong_tokens: WrongTokens::default(),
             tcp_slots: Arc::new(ConnectionSlots::default()),
+            channel_creations: KeyedBuckets::new(
+                CHANNEL_CREATION_BURST,
+                CHANNEL_CREATIONS_PER_SECOND,
+                CHANNEL_CREATION_ADDRESSES,
+            ),
             realtime: ArcSwapOption::empty(),
             socket_users: SocketUsers::default(),
             restart: std::sync::atomic::AtomicBool::new(false),

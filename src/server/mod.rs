@@ -5,12 +5,13 @@
 //! tests can bind port 0 and stop the server whenever they like.
 
 mod admin;
-mod admission;
+pub mod admission;
 mod connection;
 mod context;
 mod dashboard;
 mod guesses;
 mod http_api;
+pub mod limits;
 mod memory;
 mod ops;
 mod port_holder;
@@ -33,7 +34,7 @@ pub use ops::serve_private_listener;
 pub use port_holder::{listening_processes, port_holder};
 pub use realtime::index_typing::sweep as sweep_index_typing;
 
-use admission::ConnectionSlot;
+use admission::{Capacity, ConnectionSlot};
 
 use crate::config::Settings;
 use crate::throttle::Throttle;
@@ -104,9 +105,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
 /// Refusals of connections over the per-address limit, logged at most once a minute.
 static TCP_REFUSALS: Throttle = Throttle::new(Duration::from_secs(60));
 
-/// Counts a new TCP connection against its address's limit
-/// (`max_connections_per_ip`, the same as for websockets). `Some(None)`:
-/// a trusted proxy, which carries many clients and is not counted.
+/// Counts a new TCP connection against its address's share: past the
+/// high-water mark of `max_connections` open connections, an address
+/// holding its share (`max_connections_per_ip`, shrinking as the places
+/// run out) is refused, as for websockets; below it, every address is
+/// admitted. `Some(None)`: a trusted proxy, which carries many clients and
+/// is not counted.
 fn tcp_slot(ctx: &Arc<ServerContext>, peer: SocketAddr) -> Option<Option<ConnectionSlot>> {
     let settings = ctx.settings();
     let ip = peer.ip().to_canonical();
@@ -117,13 +121,18 @@ fn tcp_slot(ctx: &Arc<ServerContext>, peer: SocketAddr) -> Option<Option<Connect
     {
         return Some(None);
     }
-    let max = settings.limits.max_connections_per_ip;
-    match ctx.tcp_slots.try_admit(ip, usize::MAX, max) {
+    let capacity = Capacity {
+        max_total: settings.limits.max_connections,
+        max_per_address: settings.limits.max_connections_per_ip,
+        full_refuses: false,
+    };
+    match ctx.tcp_slots.try_admit(ip, capacity) {
         Ok(slot) => Some(Some(slot)),
-        Err(_) => {
+        Err(refused) => {
+            ctx.telemetry.refused("tcp_address_share");
             if let Some(held_back) = TCP_REFUSALS.ready() {
                 tracing::warn!(
-                    "Refusing connections from {ip}: it already has {max} open (max_connections_per_ip); {held_back} more refusals since the last such line"
+                    "Refusing a connection: {refused} (max_connections_per_ip); {held_back} more refusals since the last such line"
                 );
             }
             None

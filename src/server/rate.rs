@@ -4,8 +4,13 @@
 //! requests (429). A token bucket where a burst is normal and a steady
 //! stream is not: subscriptions, which a tab sends all at once when it
 //! (re)connects, and which a client cycling channel names would otherwise
-//! turn into a flood of channel changes (webhooks, cluster counts).
+//! turn into a flood of channel changes (webhooks, cluster counts); and the
+//! same bucket per client address, for new channels, which a client could
+//! otherwise create without end by reconnecting.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +73,54 @@ impl TokenBucket {
     }
 }
 
+/// A token bucket per key (a client address), with a bounded number of
+/// keys: when the map is full, keys whose bucket has refilled are dropped
+/// (they hold nothing a new bucket would not), and if that frees nothing,
+/// every key is, which at worst hands a few addresses a fresh burst.
+#[derive(Debug)]
+pub struct KeyedBuckets<K> {
+    buckets: Mutex<HashMap<K, TokenBucket>>,
+    burst: u32,
+    per_second: u32,
+    max_keys: usize,
+}
+
+impl<K: Hash + Eq> KeyedBuckets<K> {
+    pub fn new(burst: u32, per_second: u32, max_keys: usize) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            burst,
+            per_second,
+            max_keys,
+        }
+    }
+
+    /// Takes one of `key`'s tokens; false when it has none left.
+    pub fn try_take(&self, key: K) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= self.max_keys && !buckets.contains_key(&key) {
+            let (burst, per_second) = (self.burst, self.per_second);
+            buckets.retain(|_, bucket| !bucket.is_full(burst, per_second));
+            if buckets.len() >= self.max_keys {
+                buckets.clear();
+            }
+        }
+        let burst = self.burst;
+        buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::full(burst))
+            .try_take(self.burst, self.per_second)
+    }
+}
+
+impl TokenBucket {
+    /// Whether the bucket has refilled to its burst by now.
+    fn is_full(&self, burst: u32, per_second: u32) -> bool {
+        let refill = self.updated.elapsed().as_secs_f32() * per_second as f32;
+        self.tokens + refill >= burst as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +139,19 @@ mod tests {
             "never more than the burst"
         );
         assert!(!bucket.try_take(5, 10));
+    }
+
+    #[test]
+    fn keyed_buckets_are_separate_and_bounded_in_keys() {
+        let buckets = KeyedBuckets::new(2, 1, 3);
+        assert!(buckets.try_take(1) && buckets.try_take(1));
+        assert!(!buckets.try_take(1), "key 1 spent its burst");
+        assert!(buckets.try_take(2), "key 2 has its own");
+        buckets.try_take(3);
+        // A fourth key: the full ones (none here, all were used) would go
+        // first; then everything does, and the map never passes its bound.
+        assert!(buckets.try_take(4));
+        assert!(buckets.buckets.lock().unwrap().len() <= 3);
     }
 
     #[test]

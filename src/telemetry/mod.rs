@@ -54,6 +54,12 @@ impl Telemetry {
         self.feed.record(seen);
     }
 
+    /// Something was refused or cut for `reason` (see
+    /// `flarum_ws_refusals_total`).
+    pub fn refused(&self, reason: &'static str) {
+        self.metrics.refused(reason);
+    }
+
     /// A websocket upgrade was refused with `code`.
     pub fn connection_refused(&self, code: u16) {
         self.metrics.connection_refused(code);

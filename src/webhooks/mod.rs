@@ -28,7 +28,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use delivery::{Endpoint, PostError, Signer, now_ms};
+/// What is read of a receiver's reply at most.
+pub use crate::probe::MAX_ANSWER_BYTES as REPLY_BYTES;
+pub use delivery::{Endpoint, PostError, QUEUE_BYTES, QUEUE_CAPACITY, Signer, now_ms};
 pub use event::WebhookEvent;
 
 use self::delivery::{Receiver, Totals};

@@ -61,11 +61,16 @@ async fn total_and_per_address_limits_close_with_4100_and_free_up() {
     assert_error(&error, 4100, "maximum of 2 connections");
 }
 
+/// Past the high-water mark (a server of 2 places: from the first open
+/// connection on), an address holding its share is refused; the address is
+/// the one the trusted proxy names in the one header it overwrites.
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let server = TestServer::with(|s| {
+        s.max_connections = Some(3);
         s.max_connections_per_ip = Some(1);
         s.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+        s.client_address_header = Some("x-forwarded-for".into());
     })
     .await;
     // Behind the trusted proxy, two clients with different addresses both get in.
@@ -74,25 +79,92 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         first_event(&mut one).await["event"],
         "pusher:connection_established"
     );
-    let mut two = connect_with(&server, &[("x-real-ip", "203.0.113.2")]).await;
+    let mut two = connect_with(&server, &[("x-forwarded-for", "203.0.113.2")]).await;
     assert_eq!(
         first_event(&mut two).await["event"],
         "pusher:connection_established"
     );
-    // The same forwarded address twice is over the limit.
+    // The same forwarded address again, past the high-water mark, is over
+    // its share; what the client wrote further left does not count.
     let mut three =
         connect_with(&server, &[("x-forwarded-for", "198.51.100.9, 203.0.113.1")]).await;
     assert_eq!(data_of(&first_event(&mut three).await)["code"], 4100);
+    // A header the proxy does not overwrite is not read: X-Real-IP here
+    // names nobody, so the client counts as the proxy (which holds none).
+    let mut four = connect_with(&server, &[("x-real-ip", "203.0.113.1")]).await;
+    assert_eq!(
+        first_event(&mut four).await["event"],
+        "pusher:connection_established"
+    );
 
     // An untrusted peer cannot pick its address with the header.
-    let strict = TestServer::with(|s| s.max_connections_per_ip = Some(1)).await;
+    let strict = TestServer::with(|s| {
+        s.max_connections = Some(2);
+        s.max_connections_per_ip = Some(1);
+    })
+    .await;
     let mut first = connect_with(&strict, &[("x-forwarded-for", "203.0.113.1")]).await;
     assert_eq!(
         first_event(&mut first).await["event"],
         "pusher:connection_established"
     );
-    let mut second = connect_with(&strict, &[("x-forwarded-for", "203.0.113.99")]).await;
+    let mut second = connect_with(&strict, &[("x-real-ip", "203.0.113.99")]).await;
     assert_eq!(data_of(&first_event(&mut second).await)["code"], 4100);
+}
+
+/// Issue 35: 150 tabs behind one address (a school, an office, a mobile
+/// carrier's NAT) on a Flarum 2-sized server (1 000 places, 100 per
+/// address under pressure): every tab connects and gets the forum's event,
+/// since the server has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_school_behind_one_address_is_not_refused_while_there_is_room() {
+    let server = TestServer::with(|s| {
+        s.max_connections = Some(1000);
+        s.max_connections_per_ip = Some(100);
+    })
+    .await;
+    let mut tabs = Vec::new();
+    for _ in 0..150 {
+        tabs.push(server.subscriber("public").await);
+    }
+    let (status, _) = server.api().trigger("public", "newPost", "{}").await;
+    assert_eq!(status, 200);
+    for tab in &mut tabs {
+        tab.expect_event("newPost").await;
+    }
+}
+
+/// Issue 35: a tab subscribing to more channels at once than the old fixed
+/// burst of 100 (a Flarum 2 forum with 150 tags: one
+/// `private-index-typing-tag=` channel per tag, plus the forum's own) gets
+/// every subscription.
+#[tokio::test]
+async fn a_tab_with_many_tag_channels_gets_every_subscription() {
+    let server = TestServer::start().await;
+    let mut tab = server.client().await;
+    let mut channels: Vec<String> = (1..=150)
+        .map(|tag| format!("private-index-typing-tag={tag}"))
+        .collect();
+    channels.extend(
+        [
+            "public",
+            "private-user=1",
+            "public-index-typing",
+            "private-typing-activity",
+        ]
+        .map(String::from),
+    );
+    for channel in &channels {
+        let answer = if channel.starts_with("private-") {
+            tab.subscribe_private(channel).await
+        } else {
+            tab.subscribe(channel).await
+        };
+        assert_eq!(
+            answer["event"], "pusher_internal:subscription_succeeded",
+            "{channel}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -35,6 +35,14 @@ pub struct ChannelSummary {
 }
 
 impl Hub {
+    /// Whether `channel` has a subscriber on this node.
+    pub fn has_local_subscribers(&self, channel: &str) -> bool {
+        self.read()
+            .channels
+            .get(channel)
+            .is_some_and(|c| !c.subscribers.is_empty())
+    }
+
     pub fn is_subscribed(&self, socket: SocketId, channel: &str) -> bool {
         self.read()
             .channels

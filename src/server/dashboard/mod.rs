@@ -57,7 +57,13 @@ async fn route(
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let ip = client_ip(peer, request.headers(), &ctx.settings().trusted_proxies);
+    let settings = ctx.settings();
+    let ip = client_ip(
+        peer,
+        request.headers(),
+        &settings.trusted_proxies,
+        settings.client_address_header,
+    );
     let path = request.uri().path().trim_end_matches('/').to_owned();
     let method = request.method().clone();
     if path == "/dashboard" && method == Method::GET {

@@ -18,7 +18,7 @@ const ACTIVITY_THROTTLE: Duration = Duration::from_secs(2);
 /// Compose-typing signals worked on per user at most: Flarum's composer
 /// refreshes its signal every few seconds, and a faster stream only costs
 /// database work.
-const COMPOSE_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const COMPOSE_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 /// What is typed in: a discussion, or a new one in a tag by a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Key {

@@ -12,6 +12,7 @@ pub mod index_typing;
 mod socket;
 mod typing;
 
+pub(crate) use index_state::COMPOSE_SIGNAL_INTERVAL;
 pub use socket::{RealtimeSocket, Screened};
 
 use std::collections::HashMap;
@@ -35,7 +36,7 @@ pub struct RealtimeForum {
 }
 
 /// Typing tasks in flight at most.
-const TYPING_WORK: usize = 64;
+pub(crate) const TYPING_WORK: usize = 64;
 
 impl RealtimeForum {
     pub fn new(

@@ -3,6 +3,7 @@
 //! error and leaves the connection open.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -22,12 +23,25 @@ use crate::telemetry::feed::{FeedItem, FeedKind};
 /// Longest message text quoted back in logs.
 const LOG_QUOTE_CHARS: usize = 1000;
 
-/// Subscriptions one connection may make at once (a tab resubscribing
-/// everything after a reconnect), and then per second. Each new channel is a
-/// channel change that webhooks and the other nodes hear about; a client
-/// cycling channel names must not turn into a flood of those.
-const SUBSCRIBE_BURST: u32 = 100;
-const SUBSCRIBES_PER_SECOND: u32 = 10;
+/// Subscriptions per second one connection may make once it has made
+/// `max_subscriptions_per_connection` at once. A tab subscribes to all its
+/// channels when it (re)connects, as many as the forum's JS asks for (on
+/// Flarum 2, one per tag for the tag list's typing dots), so the burst is
+/// the per-connection maximum itself: no tab the forum makes is refused.
+/// Each new channel is a channel change that webhooks and the other nodes
+/// hear about; a client cycling channel names must not turn into a flood
+/// of those.
+pub(crate) const SUBSCRIBES_PER_SECOND: u32 = 10;
+
+/// New channels one client address may bring into being at once, and then
+/// per second. Joining a channel that exists costs nothing here; a client
+/// that reconnects to get fresh per-connection buckets, and subscribes to
+/// new names each time, is held by this (each new channel is an occupied
+/// and a vacated webhook, and a count on the other nodes).
+pub(crate) const CHANNEL_CREATION_BURST: u32 = 1_000;
+pub(crate) const CHANNEL_CREATIONS_PER_SECOND: u32 = 50;
+/// Client addresses whose channel creations are remembered at once.
+pub(crate) const CHANNEL_CREATION_ADDRESSES: usize = 65_536;
 
 /// One connection's protocol state.
 pub struct Handler {
@@ -43,12 +57,21 @@ pub struct Handler {
     client_events: RateWindow,
     /// Subscriptions left to make at once.
     subscribes: TokenBucket,
+    /// The client's address, for what is budgeted per address.
+    address: IpAddr,
     /// Set once the socket left everything ([`Handler::finish`]).
     finished: bool,
 }
 
+/// Subscriptions a connection may make at once.
+fn subscribe_burst(ctx: &ServerContext) -> u32 {
+    let max = ctx.settings().limits.max_subscriptions_per_connection;
+    u32::try_from(max).unwrap_or(u32::MAX)
+}
+
 impl Handler {
-    pub fn new(ctx: Arc<ServerContext>, link: Arc<SocketLink>) -> Self {
+    pub fn new(ctx: Arc<ServerContext>, link: Arc<SocketLink>, address: IpAddr) -> Self {
+        let burst = subscribe_burst(&ctx);
         Self {
             ctx,
             link,
@@ -56,7 +79,8 @@ impl Handler {
             user_id: None,
             realtime: RealtimeSocket::default(),
             client_events: RateWindow::default(),
-            subscribes: TokenBucket::full(SUBSCRIBE_BURST),
+            subscribes: TokenBucket::full(burst),
+            address,
             finished: false,
         }
     }
@@ -135,19 +159,6 @@ impl Handler {
             // copy of a presence channel's whole member list.
             return;
         }
-        if !self
-            .subscribes
-            .try_take(SUBSCRIBE_BURST, SUBSCRIBES_PER_SECOND)
-        {
-            return self.refuse_subscription(
-                channel.as_str(),
-                "LimitReached",
-                429,
-                &format!(
-                    "more than {SUBSCRIBE_BURST} subscriptions at once or {SUBSCRIBES_PER_SECOND} a second from this connection; retry later"
-                ),
-            );
-        }
         let max = limits.max_subscriptions_per_connection;
         if self.channels.len() >= max {
             return self.refuse_subscription(
@@ -155,6 +166,32 @@ impl Handler {
                 "LimitReached",
                 403,
                 &format!("this connection is already subscribed to {max} channels, the configured maximum"),
+            );
+        }
+        let burst = subscribe_burst(&self.ctx);
+        if !self.subscribes.try_take(burst, SUBSCRIBES_PER_SECOND) {
+            self.ctx.telemetry.refused("subscriptions");
+            return self.refuse_subscription(
+                channel.as_str(),
+                "LimitReached",
+                429,
+                &format!(
+                    "more than {burst} subscriptions at once or {SUBSCRIBES_PER_SECOND} a second from this connection; retry later"
+                ),
+            );
+        }
+        if !self.ctx.hub.has_local_subscribers(channel.as_str())
+            && !self.ctx.channel_creations.try_take(self.address)
+        {
+            self.ctx.telemetry.refused("channel_churn");
+            return self.refuse_subscription(
+                channel.as_str(),
+                "LimitReached",
+                429,
+                &format!(
+                    "more than {CHANNEL_CREATION_BURST} new channels at once or {CHANNEL_CREATIONS_PER_SECOND} a second from {}; retry later",
+                    self.address
+                ),
             );
         }
         let kind = channel.kind();
@@ -328,6 +365,7 @@ impl Handler {
             );
         }
         if !self.take_client_event_token() {
+            self.ctx.telemetry.refused("client_events");
             return self.error(
                 Some(close_code::CLIENT_EVENT_RATE_LIMIT),
                 &format!(

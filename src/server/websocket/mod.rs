@@ -11,8 +11,16 @@
 
 mod handler;
 mod outbox;
+mod pace;
 mod session;
 pub mod wire;
+
+pub(crate) use handler::{
+    CHANNEL_CREATION_ADDRESSES, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
+    SUBSCRIBES_PER_SECOND,
+};
+pub(crate) use pace::{BYTE_BURST, BYTES_PER_SECOND, FRAME_BURST, FRAMES_PER_SECOND};
+pub(crate) use session::{MAX_BATCH, MAX_BATCH_BYTES};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,11 +36,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::admission::{SlotRefused, identified_client, origin_allowed};
+use super::admission::{Capacity, client_ip, origin_allowed};
 use super::context::ServerContext;
 use super::response::{self, Body};
 use crate::protocol::{close_code, is_supported_protocol};
 use crate::throttle::Throttle;
+use pace::Paced;
 use wire::Wire;
 
 /// Refused origins are logged at most once a minute: any web page can
@@ -171,32 +180,28 @@ pub fn upgrade(
             message: format!("Origin {shown} is not allowed to connect"),
         };
     }
+    // Behind a trusted proxy that does not name the client, the proxy's
+    // address stands for everyone behind it.
+    let ip = client_ip(
+        peer,
+        request.headers(),
+        &settings.trusted_proxies,
+        settings.client_address_header,
+    );
     // The slot travels with the session and is given back when it ends.
     let mut slot = None;
     if admission == Admission::Accept {
         let limits = &settings.limits;
-        // Behind a trusted proxy that does not name the client, only the
-        // total applies (the proxy's address stands for everyone).
-        let (ip, per_ip) =
-            match identified_client(peer, request.headers(), &settings.trusted_proxies) {
-                Some(ip) => (ip, limits.max_connections_per_ip),
-                None => (peer.ip().to_canonical(), usize::MAX),
-            };
-        match ctx.slots.try_admit(ip, limits.max_connections, per_ip) {
+        let capacity = Capacity {
+            max_total: limits.max_connections,
+            max_per_address: limits.max_connections_per_ip,
+            full_refuses: true,
+        };
+        match ctx.slots.try_admit(ip, capacity) {
             Ok(admitted) => slot = Some(admitted),
             Err(refused) => {
-                let message = match refused {
-                    SlotRefused::ServerFull { max } => {
-                        format!(
-                            "Over capacity: the server holds its maximum of {max} connections; retry later"
-                        )
-                    }
-                    SlotRefused::TooManyFromAddress { ip, max } => {
-                        format!(
-                            "Over capacity: {ip} already has {max} connections open; retry later"
-                        )
-                    }
-                };
+                ctx.telemetry.refused(refused.reason());
+                let message = refused.to_string();
                 if let Some(held_back) = CAPACITY_REFUSALS.ready() {
                     tracing::warn!(
                         "Refusing a websocket connection: {message} ({held_back} more since the last such line)"
@@ -217,14 +222,14 @@ pub fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    Paced::new(TokioIo::new(upgraded), task_ctx.clone()),
                     Role::Server,
                     Some(config),
                 )
                 .await;
                 match admission {
                     Admission::Accept => {
-                        session::run(task_ctx, socket, wire).await;
+                        session::run(task_ctx, socket, wire, ip).await;
                         drop(slot);
                     }
                     Admission::Reject { code, message } => {

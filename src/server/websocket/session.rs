@@ -14,6 +14,7 @@
 //! what they could not (the client was slow to read), finishes a frame they
 //! cut in two, and always owns reading, pings and the close handshake.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::handler::Handler;
 use super::outbox::{Outbox, WriteError};
+use super::pace::Paced;
 use super::wire::Wire;
 use crate::hub::{Frame, Inbox, SocketLink, Wake};
 use crate::protocol::messages::outgoing;
@@ -38,15 +40,16 @@ use crate::server::context::ServerContext;
 use crate::telemetry::feed::{FeedItem, FeedKind};
 use crate::throttle::Throttle;
 
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// A client's websocket, its reading paced (`pace.rs`).
+pub type Socket = WebSocketStream<Paced<TokioIo<Upgraded>>>;
 
 /// Upper bound on frames written before one flush.
-const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// A batch stops growing once its payloads reach this many bytes (it always
 /// takes one frame): what a client that stops reading mid-batch leaves in
 /// the wire's tail is bounded by it.
-const MAX_BATCH_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_BATCH_BYTES: u64 = 64 * 1024;
 
 /// Bound on saying goodbye to a client that may not be reading any more.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -149,8 +152,13 @@ fn close_reason(code: u16) -> &'static str {
 /// plain connection's shared write side (none for TLS): the hub's writers
 /// then put frames on it while the session is not writing. Not in verbose
 /// mode, which logs every frame the session sends.
-pub async fn run(ctx: Arc<ServerContext>, socket: Socket, wire: Option<Arc<Wire>>) {
-    let (mut session, mut queue) = Session::open(ctx, socket, wire);
+pub async fn run(
+    ctx: Arc<ServerContext>,
+    socket: Socket,
+    wire: Option<Arc<Wire>>,
+    address: IpAddr,
+) {
+    let (mut session, mut queue) = Session::open(ctx, socket, wire, address);
     let ending = session.serve(&mut queue).await;
     // From here on nothing more is queued or written by the writers, so no
     // frame follows the close frame.
@@ -184,7 +192,12 @@ struct Session {
 
 impl Session {
     /// Links a new socket into the hub and counts it opened.
-    fn open(ctx: Arc<ServerContext>, socket: Socket, wire: Option<Arc<Wire>>) -> (Self, Inbox) {
+    fn open(
+        ctx: Arc<ServerContext>,
+        socket: Socket,
+        wire: Option<Arc<Wire>>,
+        address: IpAddr,
+    ) -> (Self, Inbox) {
         let id = SocketId::random();
         let verbose = ctx.settings().verbose;
         let capacity = ctx.settings().limits.socket_queue_capacity;
@@ -200,7 +213,7 @@ impl Session {
         ctx.telemetry
             .record(FeedItem::new(FeedKind::Connected).socket(id));
         let session = Self {
-            handler: Handler::new(ctx.clone(), link.clone()),
+            handler: Handler::new(ctx.clone(), link.clone(), address),
             activity_timeout: ctx.settings().activity_timeout,
             pong_timeout: ctx.settings().pong_timeout,
             closed_as: ClosedAs {
