@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::budget::{AddressLedger, weight};
 use super::writer::WriterHandle;
 use crate::protocol::{SocketId, close_code};
 
@@ -85,6 +86,9 @@ pub(super) struct Mailbox {
     receiver_gone: AtomicBool,
     /// The close code someone asked for; 0 while nobody has.
     close_code: AtomicU16,
+    /// Set with the close request when the client is known not to read:
+    /// the session drops the connection instead of writing a goodbye.
+    abandon: AtomicBool,
     /// Wakes the session when a close is requested.
     close_wake: Notify,
     wire: Option<Arc<dyn DirectWire>>,
@@ -95,6 +99,17 @@ struct Queue {
     frames: VecDeque<Frame>,
     /// Payload bytes of `frames`.
     bytes: usize,
+    /// What each of `frames` is charged to the address's budget (its
+    /// bytes divided by the sockets it was queued to), in step with it.
+    weights: VecDeque<u32>,
+    /// What is charged in all: `weights`, and what left the queue but not
+    /// yet the process (frames the session took and has not written, the
+    /// rest of a frame a direct write cut short).
+    weight: usize,
+    /// The part of `weight` that left the queue, until [`Inbox::written`].
+    weight_taken: usize,
+    /// The client address's ledger (`super::budget`), when it has one.
+    ledger: Option<Arc<AddressLedger>>,
     /// The session took frames and has not handed them all to the socket.
     taken: bool,
     /// Frames were queued since the writer last flushed this socket.
@@ -121,32 +136,44 @@ pub struct Inbox {
 impl SocketLink {
     /// A new link and the inbox its session drains.
     pub fn new(id: SocketId, capacity: usize) -> (Self, Inbox) {
-        Self::build(id, capacity, None)
+        Self::build(id, capacity, None, None)
     }
 
     /// A new link whose frames `writer` writes to `wire` while the session
-    /// is not writing.
+    /// is not writing, and whose queued bytes are charged to `ledger`.
     pub fn wired(
         id: SocketId,
         capacity: usize,
         wire: Arc<dyn DirectWire>,
         writer: WriterHandle,
+        ledger: Option<Arc<AddressLedger>>,
     ) -> (Self, Inbox) {
-        Self::build(id, capacity, Some((wire, writer)))
+        Self::build(id, capacity, Some((wire, writer)), ledger)
+    }
+
+    /// A new link (written by its session only) whose queued bytes are
+    /// charged to `ledger`.
+    pub fn charged(id: SocketId, capacity: usize, ledger: Arc<AddressLedger>) -> (Self, Inbox) {
+        Self::build(id, capacity, None, Some(ledger))
     }
 
     fn build(
         id: SocketId,
         capacity: usize,
         wired: Option<(Arc<dyn DirectWire>, WriterHandle)>,
+        ledger: Option<Arc<AddressLedger>>,
     ) -> (Self, Inbox) {
         let (wire, writer) = wired.unzip();
         let mailbox = Arc::new(Mailbox {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                ledger,
+                ..Queue::default()
+            }),
             capacity: capacity.max(1),
             ready: Notify::new(),
             receiver_gone: AtomicBool::new(false),
             close_code: AtomicU16::new(0),
+            abandon: AtomicBool::new(false),
             close_wake: Notify::new(),
             wire,
         });
@@ -158,9 +185,15 @@ impl SocketLink {
         (link, Inbox { mailbox })
     }
 
-    /// Queues a frame for the socket's writer or session; returns false
-    /// when the socket is gone or was evicted.
+    /// Queues a frame for this socket alone; returns false when the socket
+    /// is gone or was evicted.
     pub fn send(&self, frame: Frame) -> bool {
+        self.send_shared(frame, 1)
+    }
+
+    /// Queues a frame that is queued to `sharers` sockets in all (its
+    /// weight on the address's budget is its share).
+    pub fn send_shared(&self, frame: Frame, sharers: usize) -> bool {
         let mailbox = &self.mailbox;
         if mailbox.close_code.load(Ordering::Relaxed) != 0 {
             return false;
@@ -179,8 +212,7 @@ impl SocketLink {
                 mailbox.request_close(close_code::OVER_CAPACITY);
                 return false;
             }
-            queue.bytes += frame.len();
-            queue.frames.push_back(frame);
+            queue.push_back(frame, sharers);
             !std::mem::replace(&mut queue.staged, true)
         };
         match &self.writer {
@@ -191,9 +223,35 @@ impl SocketLink {
         true
     }
 
+    /// The client address this socket's queue is charged to, and what it
+    /// holds queued, weighed; `None` for a socket with no ledger or one
+    /// already asked to close (what it holds is let go as it ends).
+    pub fn holding(&self) -> Option<(std::net::IpAddr, usize)> {
+        if self.mailbox.close_code.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let queue = self.mailbox.lock();
+        let ledger = queue.ledger.as_ref()?;
+        Some((ledger.ip, queue.weight))
+    }
+
     /// Asks the session to close with `code`; the first request wins.
     pub fn request_close(&self, code: u16) {
         self.mailbox.request_close(code);
+    }
+
+    /// Asks the session to drop the connection, recorded as `code`, without
+    /// a goodbye: the client holds the most unsent data and is not reading,
+    /// so what the session and the wire still hold for it (a batch, the
+    /// rest of a frame) goes at once rather than after the close timeout.
+    pub fn request_drop(&self, code: u16) {
+        self.mailbox.abandon.store(true, Ordering::Release);
+        self.mailbox.request_close(code);
+    }
+
+    /// Whether the close asked for is a drop ([`SocketLink::request_drop`]).
+    pub fn drop_requested(&self) -> bool {
+        self.mailbox.abandon.load(Ordering::Acquire)
     }
 
     /// Resolves with the requested close code once somebody asks for one.
@@ -256,9 +314,7 @@ impl Mailbox {
             // The session writes (and is woken anyway, to be sure it looks).
             _ => true,
         };
-        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
-            queue.frames = VecDeque::new();
-        }
+        queue.shrink_if_drained();
         drop(queue);
         if wake_session {
             self.ready.notify_one();
@@ -268,15 +324,61 @@ impl Mailbox {
 }
 
 impl Queue {
+    fn push_back(&mut self, frame: Frame, sharers: usize) {
+        let weight = weight(frame.len(), sharers);
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        self.weights
+            .push_back(u32::try_from(weight).unwrap_or(u32::MAX));
+        self.weight += weight;
+        if let Some(ledger) = &self.ledger {
+            ledger.charge(weight);
+        }
+    }
+
+    /// The next frame, still charged until it is written ([`Inbox::written`]).
     fn pop_front(&mut self) -> Option<Frame> {
         let frame = self.frames.pop_front()?;
         self.bytes -= frame.len();
+        self.weight_taken += self.weights.pop_front().unwrap_or_default() as usize;
         Some(frame)
     }
 
     fn drop_front(&mut self, count: usize) {
         for frame in self.frames.drain(..count) {
             self.bytes -= frame.len();
+        }
+        let weight: usize = self.weights.drain(..count).map(|w| w as usize).sum();
+        self.release(weight);
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+        self.weights.clear();
+        self.weight_taken = 0;
+        let weight = self.weight;
+        self.release(weight);
+    }
+
+    /// What was taken is written: it is no longer charged.
+    fn taken_written(&mut self) {
+        let weight = std::mem::take(&mut self.weight_taken);
+        self.release(weight);
+    }
+
+    /// Slots a burst left behind go once the queue is empty.
+    fn shrink_if_drained(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > KEEP_SLOTS {
+            self.frames = VecDeque::new();
+            self.weights = VecDeque::new();
+        }
+    }
+
+    fn release(&mut self, weight: usize) {
+        self.weight -= weight;
+        if let Some(ledger) = &self.ledger {
+            ledger.release(weight);
         }
     }
 }
@@ -311,16 +413,16 @@ impl Inbox {
         if frame.is_some() {
             queue.taken = true;
         }
-        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
-            queue.frames = VecDeque::new();
-        }
+        queue.shrink_if_drained();
         frame
     }
 
     /// The frames taken so far are with the socket: the writer may write
     /// this socket's frames again.
     pub fn written(&mut self) {
-        self.mailbox.lock().taken = false;
+        let mut queue = self.mailbox.lock();
+        queue.taken = false;
+        queue.taken_written();
     }
 }
 
@@ -328,8 +430,7 @@ impl Drop for Inbox {
     fn drop(&mut self) {
         let mut queue = self.mailbox.lock();
         self.mailbox.receiver_gone.store(true, Ordering::Relaxed);
-        queue.frames.clear();
-        queue.bytes = 0;
+        queue.clear();
     }
 }
 
@@ -433,7 +534,7 @@ mod tests {
         let wire = Arc::new(Recorder::default());
         let writers = crate::hub::Writers::with_count(1, Default::default());
         let (link, inbox) =
-            SocketLink::wired(SocketId::random(), 8, wire.clone(), writers.assign());
+            SocketLink::wired(SocketId::random(), 8, wire.clone(), writers.assign(), None);
         (link, inbox, wire)
     }
 

@@ -40,6 +40,7 @@
 //! session writes what it popped, tungstenite's pongs and close frames.
 //! TLS sockets have no wire: their session writes everything.
 
+mod budget;
 mod link;
 mod notice;
 mod presence;
@@ -48,6 +49,9 @@ mod state;
 mod users;
 mod writer;
 
+pub use budget::{
+    AddressLedger, MAX_QUEUED_BYTES_PER_ADDRESS, MAX_QUEUED_BYTES_TOTAL, QueueBudget,
+};
 pub use link::{DirectWire, Frame, Inbox, MAX_QUEUED_BYTES, SocketLink, Wake, Written};
 pub use notice::{ChangeFeed, ChannelChange, Notice};
 pub use sent::SentTotals;

@@ -44,7 +44,7 @@ impl Users {
             outgoing::watchlist_events(&[], &ids)
         });
         for link in watchers.values() {
-            link.send(frame.clone());
+            link.send_shared(frame.clone(), watchers.len());
         }
     }
 

@@ -4,7 +4,7 @@
 //! setting (its default and range come from the settings rows); a fixed
 //! limit's row reads the constant that enforces it.
 
-use crate::hub::MAX_QUEUED_BYTES;
+use crate::hub::{MAX_QUEUED_BYTES, MAX_QUEUED_BYTES_PER_ADDRESS, MAX_QUEUED_BYTES_TOTAL};
 use crate::webhooks::{QUEUE_BYTES, QUEUE_CAPACITY, REPLY_BYTES};
 
 use super::SHUTDOWN_GRACE;
@@ -92,6 +92,17 @@ pub static LIMITS: &[Limit] = &[
         name: "queued bytes",
         amount: Amount::Fixed(|| format!("{} per websocket", bytes(MAX_QUEUED_BYTES))),
         bounds: "unsent event bytes per websocket (4100); one larger event alone still goes out",
+    },
+    Limit {
+        name: "queued bytes per address",
+        amount: Amount::Fixed(|| {
+            format!(
+                "{} per client address, {} in all",
+                bytes(MAX_QUEUED_BYTES_PER_ADDRESS),
+                bytes(MAX_QUEUED_BYTES_TOTAL)
+            )
+        }),
+        bounds: "unsent bytes the sockets of one address, and of everyone, hold (a frame shared by many sockets weighs its share): past it the sockets holding the most are dropped first (4100), whoever they claim to be",
     },
     Limit {
         name: "write batch",

@@ -37,6 +37,7 @@ pub use realtime::index_typing::sweep as sweep_index_typing;
 use admission::{Capacity, ConnectionSlot};
 
 use crate::config::Settings;
+use crate::hub::{MAX_QUEUED_BYTES_PER_ADDRESS, MAX_QUEUED_BYTES_TOTAL};
 use crate::throttle::Throttle;
 
 /// How long shutdown waits for connections to say goodbye before exiting anyway.
@@ -62,6 +63,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     let shutdown = ctx.shutdown.clone();
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
     let trimmer = tokio::spawn(memory::give_back_memory(ctx.clone()));
+    let budget_keeper = tokio::spawn(keep_queue_budget(ctx.clone()));
 
     loop {
         tokio::select! {
@@ -85,6 +87,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     drop(listener);
     sweeper.abort();
     trimmer.abort();
+    budget_keeper.abort();
 
     let open = ctx.tracker.len();
     tracing::info!("Shutting down: closing {open} connection(s) with 4200 (reconnect)");
@@ -145,6 +148,32 @@ fn tcp_slot(ctx: &Arc<ServerContext>, peer: SocketAddr) -> Option<Option<Connect
 async fn accept_backoff(error: io::Error) {
     tracing::warn!("accepting a connection failed: {error}; retrying");
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Lines about connections dropped for the queued-bytes budget, at most
+/// once a minute.
+static BUDGET_DROPS: Throttle = Throttle::new(Duration::from_secs(60));
+
+/// Drops the sockets that hold the most unsent data whenever an address or
+/// the process goes over its queued-bytes budget (`hub::budget`).
+async fn keep_queue_budget(ctx: Arc<ServerContext>) {
+    loop {
+        ctx.hub.budget().exceeded().await;
+        let dropped = ctx.hub.enforce_budget();
+        for _ in &dropped {
+            ctx.telemetry.refused("queued_bytes");
+        }
+        if let Some(first) = dropped.first()
+            && let Some(held_back) = BUDGET_DROPS.ready()
+        {
+            tracing::warn!(
+                "Dropped {} connection(s) holding the most unsent data (4100; from {first}, among others): their address held more than {} unsent, or all clients more than {} ({held_back} more such drops since the last such line)",
+                dropped.len(),
+                limits::bytes(MAX_QUEUED_BYTES_PER_ADDRESS),
+                limits::bytes(MAX_QUEUED_BYTES_TOTAL),
+            );
+        }
+    }
 }
 
 async fn sweep_cache(ctx: Arc<ServerContext>) {

@@ -568,6 +568,193 @@ async fn dashboard_token_guessing_is_throttled_and_pages_cannot_be_framed() {
     assert!(lines <= 3, "{log:?}");
 }
 
+/// The highest resident memory of a process, read from /proc every 20 ms
+/// until dropped.
+struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampling: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn sample(pid: u32) -> Self {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(pid)));
+        let sampling = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                        let rss = status
+                            .lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+                            .unwrap_or(0);
+                        peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        Self { peak, sampling }
+    }
+
+    fn kib(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.sampling.abort();
+    }
+}
+
+/// A websocket from `from` (a loopback address of its own) subscribed to
+/// the private `channel`, with a receive buffer of `recv_buffer` bytes
+/// when given (a reader that stops reading is then met at once).
+async fn private_tab(
+    port: u16,
+    from: &str,
+    channel: &str,
+    recv_buffer: Option<u32>,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    use futures_util::SinkExt;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_url(port), stream)
+        .await
+        .unwrap();
+    let established: Value = match ws.next().await {
+        Some(Ok(message)) => serde_json::from_str(message.to_text().unwrap()).unwrap(),
+        other => panic!("no connection_established: {other:?}"),
+    };
+    let socket_id = data_of(&established)["socket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let subscribe = json!({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": auth_for(&socket_id, channel, None)}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap();
+    while let Some(Ok(message)) = ws.next().await {
+        if message
+            .to_text()
+            .unwrap_or_default()
+            .contains("subscription_succeeded")
+        {
+            break;
+        }
+    }
+    ws
+}
+
+/// Issue 35, frames nobody shares: pairs of a sender tab and a stalled
+/// reader tab on a private channel of their own, the sender at the client
+/// event limit with 60 KB events. Each reader's queue is bounded (2 MiB),
+/// but 250 pairs from one address held +422 MB. The address's queued
+/// bytes are now budgeted (4 MiB, a frame weighing its share): the
+/// readers holding the most are dropped first (4100), memory stays within
+/// 64 MiB of where it started, and an honest reader from another address
+/// gets every event of the forum meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unshared_frames_from_one_address_are_held_to_its_budget() {
+    use futures_util::SinkExt;
+    const PAIRS: usize = 250;
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(
+        dir.path(),
+        &[
+            ("FLARUM_WS_MAX_EVENT_DATA_BYTES", "65536"),
+            ("FLARUM_WS_MAX_CONNECTIONS", "10000"),
+        ],
+    );
+    let (port, pid) = (running.port, running.child.id());
+    let mut honest = subscriber(port, "news").await;
+    let mut readers = Vec::new();
+    let mut senders = Vec::new();
+    for pair in 0..PAIRS {
+        let channel = format!("private-pair-{pair}");
+        readers.push(private_tab(port, "127.0.0.3", &channel, Some(4096)).await);
+        senders.push((
+            channel.clone(),
+            private_tab(port, "127.0.0.3", &channel, None).await,
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid));
+    let peak = PeakRss::sample(pid);
+
+    // Each sender: 10 events of 60 KB a second for 5 s; reading whatever
+    // comes back (errors past a limit), so only the readers stall.
+    let data = "s".repeat(60_000);
+    let sending: Vec<_> = senders
+        .into_iter()
+        .map(|(channel, ws)| {
+            let data = data.clone();
+            tokio::spawn(async move {
+                let (mut write, mut read) = ws.split();
+                let drain = tokio::spawn(async move { while read.next().await.is_some() {} });
+                let event =
+                    json!({"event": "client-flood", "channel": channel, "data": data}).to_string();
+                for _ in 0..50 {
+                    if write
+                        .send(tokio_tungstenite::tungstenite::Message::text(event.clone()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                drain.abort();
+            })
+        })
+        .collect();
+    // The forum's events reach the honest reader all along.
+    let api = api(port);
+    for n in 0..50 {
+        assert_eq!(api.trigger("news", "post", &n.to_string()).await.0, 200);
+        let frame = honest.expect_event("post").await;
+        assert_eq!(
+            frame["data"],
+            n.to_string(),
+            "the honest reader missed an event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for sender in sending {
+        sender.await.unwrap();
+    }
+    let during = peak.kib();
+    drop(peak);
+    let text = metrics(port).await;
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"flarum_ws_refusals_total{reason="queued_bytes"} "#))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "{PAIRS} pairs from one address, 10 x 60 KB/s each for 5 s: RSS {rss_before} KiB before, peak {during} KiB (+{} KiB); {dropped} readers dropped for the budget; descriptors {fds_before} before, {} after",
+        during.saturating_sub(rss_before),
+        open_fds(pid)
+    );
+    assert!(dropped > 0, "no reader was dropped for the budget:\n{text}");
+    assert!(
+        during < rss_before + 64 * 1024,
+        "RSS {rss_before} KiB before, peak {during} KiB"
+    );
+    drop(readers);
+}
+
 /// A websocket subscribed to `channel` whose reader then stops reading,
 /// with a small receive buffer so the server meets a full socket at once.
 async fn stalled_subscriber(
@@ -631,23 +818,7 @@ async fn stalled_readers_do_not_amplify_memory() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid));
 
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
-    let sampling = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-                        .unwrap_or(0);
-                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let peak = PeakRss::sample(pid);
     let received = tokio::spawn(async move {
         for _ in 0..EVENTS {
             reader.expect_event("big").await;
@@ -669,13 +840,13 @@ async fn stalled_readers_do_not_amplify_memory() {
         trigger.await.unwrap();
     }
     let mut reader = received.await.expect("the reading client got every event");
-    let during = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let during = peak.kib();
     // The stalled clients are gone from the server: their descriptors too.
     let dropped = within(Duration::from_secs(10), || {
         open_fds(pid) <= fds_before - STALLED
     })
     .await;
-    sampling.abort();
+    drop(peak);
     let after = rss_kib(pid);
     eprintln!(
         "{STALLED} stalled readers, {EVENTS} events of 256 KB: RSS {rss_before} KiB before, peak {during} KiB, {after} KiB after; descriptors {fds_before} before, {} after",

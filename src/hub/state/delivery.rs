@@ -45,8 +45,9 @@ impl Hub {
             return 0;
         };
         let mut delivered = 0;
+        let sharers = entry.subscribers.len().saturating_sub(except.len());
         for (id, subscriber) in &entry.subscribers {
-            if !except.contains(id) && subscriber.link.send(frame.clone()) {
+            if !except.contains(id) && subscriber.link.send_shared(frame.clone(), sharers) {
                 delivered += 1;
             }
         }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use tokio::sync::mpsc;
 
+use super::budget::{QueueBudget, choose_victims};
 use super::link::{Frame, SocketLink};
 use super::notice::{ChangeFeed, ChannelChange, Notice};
 use super::presence::{Change, Members};
@@ -63,8 +64,9 @@ impl Channel {
 
     fn announce_removed(&self, channel: &str, user_id: &Value) {
         let frame = Frame::from(outgoing::member_removed(channel, user_id));
+        let sharers = self.subscribers.len();
         for subscriber in self.subscribers.values() {
-            subscriber.link.send(frame.clone());
+            subscriber.link.send_shared(frame.clone(), sharers);
         }
     }
 }
@@ -100,7 +102,10 @@ impl State {
 /// Cheap to clone handle on the shared hub.
 #[derive(Clone, Debug)]
 pub struct Hub {
+    /// Lock 1 of the contract in `hub/mod.rs`.
     state: Arc<RwLock<State>>,
+    /// What sockets hold queued, per address and in all.
+    budget: Arc<QueueBudget>,
 }
 
 impl Hub {
@@ -130,7 +135,45 @@ impl Hub {
                 notices: None,
                 changes: None,
             })),
+            budget: Arc::new(QueueBudget::default()),
         }
+    }
+
+    /// The queued-bytes budget sockets are charged to.
+    pub fn budget(&self) -> &Arc<QueueBudget> {
+        &self.budget
+    }
+
+    /// Asks the sockets that hold the most queued to close (4100), until
+    /// every address and the process are within their budgets; returns the
+    /// addresses of those asked. Sockets already asked are not counted.
+    pub fn enforce_budget(&self) -> Vec<std::net::IpAddr> {
+        let links: Vec<Arc<SocketLink>> = {
+            let state = self.read();
+            let mut seen = std::collections::HashSet::new();
+            state
+                .channels
+                .values()
+                .flat_map(|channel| channel.subscribers.iter())
+                .filter(|(id, _)| seen.insert(**id))
+                .map(|(_, subscriber)| subscriber.link.clone())
+                .collect()
+        };
+        let mut charged = Vec::new();
+        let mut held = Vec::new();
+        for link in links {
+            if let Some(holding) = link.holding() {
+                held.push(holding);
+                charged.push(link);
+            }
+        }
+        choose_victims(&self.budget, &held)
+            .into_iter()
+            .map(|index| {
+                charged[index].request_drop(crate::protocol::close_code::OVER_CAPACITY);
+                held[index].0
+            })
+            .collect()
     }
 
     pub(super) fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -206,8 +249,9 @@ impl Hub {
             let user_id = changes.is_some().then(|| member.user_id.clone());
             if entry.members.join(member) == Change::Membership {
                 let frame = Frame::from(added);
+                let sharers = entry.subscribers.len();
                 for subscriber in entry.subscribers.values() {
-                    subscriber.link.send(frame.clone());
+                    subscriber.link.send_shared(frame.clone(), sharers);
                 }
                 if let Some(user_id) = user_id {
                     tell(ChannelChange::Member {

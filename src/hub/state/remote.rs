@@ -35,8 +35,9 @@ impl Hub {
         let added = outgoing::member_added(channel.as_str(), &member.user_id, &member.user_info);
         if entry.members.join(member) == Change::Membership {
             let frame = Frame::from(added);
+            let sharers = entry.subscribers.len();
             for subscriber in entry.subscribers.values() {
-                subscriber.link.send(frame.clone());
+                subscriber.link.send_shared(frame.clone(), sharers);
             }
             if let Some(user_id) = user_id {
                 state.tell(|| ChannelChange::Member {

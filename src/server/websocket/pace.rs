@@ -26,7 +26,7 @@ pub const FRAME_BURST: u32 = 2_000;
 /// ping per `activity_timeout`, client events at their own limit).
 pub const FRAMES_PER_SECOND: u32 = 100;
 /// Bytes a connection may send at once.
-pub const BYTE_BURST: u32 = 1024 * 1024;
+pub const BYTE_BURST: u32 = 512 * 1024;
 /// Bytes a second after the burst.
 pub const BYTES_PER_SECOND: u32 = 128 * 1024;
 

@@ -201,9 +201,10 @@ impl Session {
         let id = SocketId::random();
         let verbose = ctx.settings().verbose;
         let capacity = ctx.settings().limits.socket_queue_capacity;
+        let ledger = ctx.hub.budget().ledger(address);
         let (link, queue) = match wire.filter(|_| !verbose) {
-            Some(wire) => SocketLink::wired(id, capacity, wire, ctx.writers.assign()),
-            None => SocketLink::new(id, capacity),
+            Some(wire) => SocketLink::wired(id, capacity, wire, ctx.writers.assign(), Some(ledger)),
+            None => SocketLink::charged(id, capacity, ledger),
         };
         let link = Arc::new(link);
         if verbose {
@@ -258,7 +259,7 @@ impl Session {
         loop {
             let step = tokio::select! {
                 biased;
-                code = &mut closed => Some(Ending::server(code, true)),
+                code = &mut closed => Some(self.closing(code, true)),
                 _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, true)),
                 Some(wake) = queue.recv() => {
                     let batch = self.take_batch(wake, queue);
@@ -271,7 +272,7 @@ impl Session {
                     // writing are boxed for the same reason.
                     tokio::select! {
                         biased;
-                        code = &mut closed => Some(Ending::server(code, false)),
+                        code = &mut closed => Some(self.closing(code, false)),
                         _ = &mut cancelled => Some(Ending::server(close_code::RECONNECT_NOW, false)),
                         written = Box::pin(self.outbox.write_to(self.socket.get_mut(), self.pong_timeout)) => {
                             self.written(written, batch, queue)
@@ -298,6 +299,16 @@ impl Session {
             if let Some(ending) = step {
                 return ending;
             }
+        }
+    }
+
+    /// How to end when a close with `code` was asked for: with the
+    /// protocol's goodbye, or by dropping a client that is not reading.
+    fn closing(&self, code: u16, announce: bool) -> Ending {
+        if self.link.drop_requested() {
+            Ending::Abandon(code)
+        } else {
+            Ending::server(code, announce)
         }
     }
 
