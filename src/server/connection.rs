@@ -4,14 +4,18 @@
 //!
 //! Time limits, so that a client cannot hold a connection (and the memory
 //! of a half-sent body) by sending slowly: the request head must arrive
-//! within `handshake_timeout`, and the request must then be answered within
+//! within `handshake_timeout` of the connection's start (a TLS handshake
+//! included), and the request must then be answered within
 //! `handshake_timeout` too, body included; otherwise it is answered 408 and
-//! the connection closed.
+//! the connection closed. A connection that sends nothing is closed when
+//! its `handshake_timeout` is up, once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hyper::StatusCode;
 use hyper::server::conn::http1;
@@ -27,9 +31,6 @@ use super::{response, router, websocket};
 /// Largest request head (request line and headers) accepted.
 pub(super) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// How long a client has to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The kernel's send buffer per connection (Linux doubles what is asked for
 /// its bookkeeping). Left to itself it grows to megabytes for a client that
 /// stops reading, memory outside every bound of ours and a delay before the
@@ -42,18 +43,20 @@ pub async fn serve(ctx: Arc<ServerContext>, stream: TcpStream, peer: SocketAddr)
     // Events are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
+    let handshake_timeout = ctx.settings().limits.handshake_timeout;
+    let head_due = Instant::now() + handshake_timeout;
     match ctx.tls.clone() {
         None => match first_bytes(&ctx, &stream, peer).await {
             FirstBytes::Http => {
                 let (stream, wire) = Wire::new(stream);
-                serve_http(ctx, stream, peer, Some(wire)).await
+                serve_http(ctx, stream, peer, Some(wire), head_due).await
             }
             FirstBytes::Tls => answer_tls_in_plain(stream).await,
             FirstBytes::Nothing => {}
         },
         Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_http(ctx, tls, peer, None).await,
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_http(ctx, tls, peer, None, head_due).await,
                 Ok(Err(error)) => tracing::debug!("TLS handshake with {peer} failed: {error}"),
                 Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
             }
@@ -68,7 +71,7 @@ enum FirstBytes {
     /// A TLS handshake: a browser on an https forum page connecting to
     /// wss://, or a probe aimed at the wrong port.
     Tls,
-    /// Nothing before shutdown.
+    /// Nothing before shutdown, or before `handshake_timeout` was up.
     Nothing,
 }
 
@@ -87,7 +90,9 @@ async fn first_bytes(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) 
         peeked = tokio::time::timeout(deadline, stream.peek(&mut first)) => peeked,
     };
     let Ok(Ok(1)) = peeked else {
-        return FirstBytes::Http;
+        // Silent for the whole handshake_timeout (or closed): the time it
+        // had is up; hyper would otherwise give it as much again.
+        return FirstBytes::Nothing;
     };
     if first[0] != TLS_HANDSHAKE {
         return FirstBytes::Http;
@@ -126,12 +131,14 @@ async fn answer_tls_in_plain(mut stream: TcpStream) {
 
 /// Serves HTTP on `stream`. `wire` (plain connections only) travels with
 /// a websocket upgrade request, so that the websocket can be written to
-/// directly by the hub's writers.
+/// directly by the hub's writers. The first request head is due at
+/// `head_due` (later ones within `handshake_timeout` of their start).
 async fn serve_http<S>(
     ctx: Arc<ServerContext>,
     stream: S,
     peer: SocketAddr,
     wire: Option<Arc<Wire>>,
+    head_due: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -160,7 +167,11 @@ async fn serve_http<S>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.settings().limits.handshake_timeout)
+        .header_read_timeout(
+            head_due
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        )
         .max_buf_size(MAX_HEAD_BYTES.max(8192))
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

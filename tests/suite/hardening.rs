@@ -755,6 +755,117 @@ async fn unshared_frames_from_one_address_are_held_to_its_budget() {
     drop(readers);
 }
 
+/// CPU time the process `pid` has used, from /proc/PID/stat (user and
+/// system, in clock ticks of 10 ms).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A websocket handshake by hand, leaving the raw stream to write frames
+/// on (masked, as a browser's must be).
+async fn raw_websocket(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        answer.push(byte[0]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
+    stream
+}
+
+/// Issue 35, frames that cost without being limited: four connections
+/// sending empty pings as fast as they can took 90 % of a core, and empty
+/// continuation frames about a core per connection. Every client frame is
+/// now paced on the raw bytes (2 000 frames at once, then 100 a second):
+/// the server stops reading a flooding connection, its CPU stays low, and
+/// an honest client keeps getting events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_pings_and_empty_frames_are_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path(), &[]);
+    let (port, pid) = (running.port, running.child.id());
+    let mut honest = subscriber(port, "news").await;
+    // A masked empty ping, and an empty text frame that is not final
+    // followed by empty continuation frames that never end the message.
+    let ping: &[u8] = &[0x89, 0x80, 1, 2, 3, 4];
+    let continuation: &[u8] = &[0x00, 0x80, 1, 2, 3, 4];
+    let mut floods = Vec::new();
+    for n in 0..5 {
+        let mut stream = raw_websocket(port).await;
+        let (opening, frame) = if n < 4 {
+            (Vec::new(), ping)
+        } else {
+            (vec![0x01, 0x80, 1, 2, 3, 4], continuation)
+        };
+        let burst: Vec<u8> = opening
+            .into_iter()
+            .chain(frame.iter().copied().cycle().take(frame.len() * 10_000))
+            .collect();
+        floods.push(tokio::spawn(async move {
+            // Read what comes back (pongs), so only the server's reading
+            // can slow the flood down.
+            let (mut read, mut write) = stream.into_split();
+            tokio::spawn(async move {
+                let mut sink = vec![0u8; 64 * 1024];
+                while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(4), async {
+                while write.write_all(&burst).await.is_ok() {}
+            })
+            .await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ticks_before, started) = (cpu_ticks(pid), Instant::now());
+    for n in 0..20 {
+        assert_eq!(
+            api(port).trigger("news", "post", &n.to_string()).await.0,
+            200
+        );
+        assert_eq!(honest.expect_event("post").await["data"], n.to_string());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let used = (cpu_ticks(pid) - ticks_before) as f64 / 100.0;
+    for flood in floods {
+        flood.await.unwrap();
+    }
+    let text = metrics(port).await;
+    let paused = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"flarum_ws_refusals_total{reason="frames_throttled"} "#))
+        .unwrap_or("0")
+        .to_owned();
+    eprintln!(
+        "4 connections flooding empty pings and 1 empty continuation frames: the server used {used:.2} s of CPU in {seconds:.2} s ({:.0} % of a core); {paused} pauses",
+        100.0 * used / seconds
+    );
+    assert_ne!(paused, "0", "the floods were never paced:\n{text}");
+    assert!(
+        used / seconds < 0.3,
+        "the server used {:.0} % of a core",
+        100.0 * used / seconds
+    );
+}
+
 /// A websocket subscribed to `channel` whose reader then stops reading,
 /// with a small receive buffer so the server meets a full socket at once.
 async fn stalled_subscriber(

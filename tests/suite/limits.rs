@@ -241,6 +241,32 @@ async fn a_slow_request_head_is_cut_off() {
     );
 }
 
+/// Issue 35: a connection that never sends a byte is held for
+/// `handshake_timeout`, as SECURITY.md says, not twice that (the wait for a
+/// first byte and then hyper's wait for the head used to add up).
+#[tokio::test]
+async fn a_silent_connection_is_held_for_one_handshake_timeout() {
+    let server = TestServer::with(|s| s.handshake_timeout = Some(2)).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a silent connection was never closed");
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_millis(1900) && held < Duration::from_millis(3500),
+        "held for {held:?} with a handshake_timeout of 2 s"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
     let server = TestServer::with(|s| s.socket_queue_capacity = Some(16)).await;
