@@ -1,4 +1,5 @@
-//! Whether the nginx in front of flarum-ws would cut idle websockets.
+//! Whether the nginx in front of flarum-ws would cut idle websockets, and
+//! whether it names the client in the header flarum-ws believes.
 //!
 //! nginx closes a proxied websocket when nothing has passed for
 //! `proxy_read_timeout` (60 s when unset). An idle forum tab carries traffic
@@ -6,13 +7,15 @@
 //! timeout not comfortably above it cuts every idle tab. This reads the nginx
 //! configuration files it can (each on its own: `include` is not followed),
 //! finds the blocks whose `proxy_pass` goes to flarum-ws's port on this
-//! machine, and judges the read timeout each one inherits.
+//! machine, and judges the read timeout each one inherits, and the
+//! `proxy_set_header` lines it inherits (nginx's rule: a block that sets
+//! none takes all of the enclosing level's, one that sets any takes none).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Finding;
-use crate::config::proxy_read_timeout_secs;
+use crate::config::{ClientAddressHeader, Settings, proxy_read_timeout_secs};
 
 /// nginx's own `proxy_read_timeout` when no block sets one.
 const NGINX_DEFAULT: Duration = Duration::from_secs(60);
@@ -38,6 +41,65 @@ pub fn default_files(forum_root: Option<&Path>) -> Vec<PathBuf> {
     files
 }
 
+/// Whether a proxy block sets `header` to the client's address as nginx
+/// sees it (`$remote_addr`, or `$proxy_add_x_forwarded_for`, which appends
+/// it): the only value of it flarum-ws may believe.
+fn names_the_client(block: &ProxyBlock, header: ClientAddressHeader) -> bool {
+    block.headers.iter().any(|(name, value)| {
+        name == header.header_name()
+            && (value.contains("$remote_addr") || value.contains("$proxy_add_x_forwarded_for"))
+    })
+}
+
+/// For each file with a block proxying to flarum-ws: whether it names the
+/// client in `client_address_header`, as a trusted proxy must (otherwise
+/// it passes on what the client wrote there). Nothing when no proxy is
+/// trusted (its clients then count as its own address).
+pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec<Finding> {
+    if settings.trusted_proxies.is_empty() {
+        return Vec::new();
+    }
+    let header = settings.client_address_header;
+    let shown_header = match header {
+        ClientAddressHeader::XRealIp => "X-Real-IP",
+        ClientAddressHeader::XForwardedFor => "X-Forwarded-For",
+        ClientAddressHeader::Forwarded => "Forwarded",
+    };
+    let value = match header {
+        ClientAddressHeader::XForwardedFor => "$proxy_add_x_forwarded_for",
+        _ => "$remote_addr",
+    };
+    let mut findings = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let blocks = proxy_blocks(&text, settings.port);
+        let shown = file.display();
+        if let Some(block) = blocks.iter().find(|b| !names_the_client(b, header)) {
+            findings.push(Finding::warn(
+                "client address",
+                format!(
+                    "{shown}:{}: the block that proxies to flarum-ws (port {}) does not set {shown_header} to the client's address, and flarum-ws trusts this proxy's {shown_header} (client_address_header): the header arrives as the client wrote it, so one client can claim a new address on every connection and escape the per-address limits",
+                    block.line, settings.port
+                ),
+                format!(
+                    "add proxy_set_header {shown_header} {value}; to that block, then nginx -t && systemctl reload nginx"
+                ),
+            ));
+        } else if let Some(block) = blocks.first() {
+            findings.push(Finding::pass(
+                "client address",
+                format!(
+                    "{shown}:{}: the proxy names the client in {shown_header}, the one header flarum-ws reads",
+                    block.line
+                ),
+            ));
+        }
+    }
+    findings
+}
+
 /// One block that proxies to flarum-ws, and the read timeout it gets.
 #[derive(Debug, PartialEq)]
 struct ProxyBlock {
@@ -46,6 +108,8 @@ struct ProxyBlock {
     /// The timeout in force and the line that set it (`None`: nginx's default).
     timeout: Duration,
     set_at: Option<usize>,
+    /// The headers it sets (lower case) and the variable each is set to.
+    headers: Vec<(String, String)>,
 }
 
 /// A finding per file that proxies to `port` on this machine; none when no
@@ -163,14 +227,14 @@ fn tokens(text: &str) -> Vec<(String, usize)> {
 /// it inherits from itself and the blocks around it.
 fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
     // Per open block: the timeout set in it (and where), and its proxy_passes.
+    #[derive(Default)]
     struct Open {
         timeout: Option<(Duration, usize)>,
         passes: Vec<usize>,
+        /// `None` while the block sets no header of its own.
+        headers: Option<Vec<(String, String)>>,
     }
-    let mut stack = vec![Open {
-        timeout: None,
-        passes: Vec::new(),
-    }];
+    let mut stack = vec![Open::default()];
     let mut found = Vec::new();
     let mut statement = Statement {
         words: Vec::new(),
@@ -180,11 +244,16 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
         let inherited = std::iter::once(&open)
             .chain(stack.iter().rev())
             .find_map(|o| o.timeout);
+        let headers = std::iter::once(&open)
+            .chain(stack.iter().rev())
+            .find_map(|o| o.headers.clone())
+            .unwrap_or_default();
         for line in open.passes {
             found.push(ProxyBlock {
                 line,
                 timeout: inherited.map_or(NGINX_DEFAULT, |(t, _)| t),
                 set_at: inherited.map(|(_, at)| at),
+                headers: headers.clone(),
             });
         }
     };
@@ -192,10 +261,7 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
         match token.as_str() {
             "{" => {
                 statement.words.clear();
-                stack.push(Open {
-                    timeout: None,
-                    passes: Vec::new(),
-                });
+                stack.push(Open::default());
             }
             "}" => {
                 statement.words.clear();
@@ -215,6 +281,12 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
                     }
                     Some("proxy_pass") if words.get(1).is_some_and(|url| proxies_to(url, port)) => {
                         current.passes.push(statement.line);
+                    }
+                    Some("proxy_set_header") if words.len() >= 3 => {
+                        current
+                            .headers
+                            .get_or_insert_with(Vec::new)
+                            .push((words[1].to_ascii_lowercase(), words[2].clone()));
                     }
                     _ => {}
                 }
@@ -309,6 +381,10 @@ mod tests {
                 line: 11,
                 timeout: Duration::from_secs(60),
                 set_at: Some(13),
+                headers: vec![
+                    ("host".into(), "$host".into()),
+                    ("connection".into(), "upgrade".into())
+                ],
             }]
         );
         assert_eq!(proxy_blocks(KYRNE, 6001), vec![]);
@@ -324,6 +400,21 @@ mod tests {
         let blocks = proxy_blocks(bare, 6001);
         assert_eq!(blocks[0].timeout, NGINX_DEFAULT);
         assert_eq!(blocks[0].set_at, None);
+    }
+
+    #[test]
+    fn headers_are_inherited_only_by_blocks_that_set_none() {
+        let server = "server {\n  proxy_set_header X-Real-IP $remote_addr;\n  location /app/ {\n    proxy_pass http://127.0.0.1:6001;\n  }\n  location /apps/ {\n    proxy_set_header Host $host;\n    proxy_pass http://127.0.0.1:6001;\n  }\n}\n";
+        let blocks = proxy_blocks(server, 6001);
+        assert!(names_the_client(&blocks[0], ClientAddressHeader::XRealIp));
+        assert!(!names_the_client(
+            &blocks[0],
+            ClientAddressHeader::XForwardedFor
+        ));
+        assert!(
+            !names_the_client(&blocks[1], ClientAddressHeader::XRealIp),
+            "a block with a proxy_set_header of its own inherits none"
+        );
     }
 
     #[test]

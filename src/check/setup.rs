@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::certificate::check_certificate;
 use super::live::{Browsers, LiveOptions, check_live};
-use super::nginx_timeout::{check_nginx_timeouts, default_files};
+use super::nginx_timeout::{check_nginx_client_address, check_nginx_timeouts, default_files};
 use super::port::check_port;
 use super::sandbox::{check_hidden_root, check_sqlite_writable};
 use super::service_user::{ServiceUser, service_user};
@@ -295,6 +295,7 @@ impl Setup<'_> {
             settings.activity_timeout,
             settings.pong_timeout,
         ));
+        findings.extend(check_nginx_client_address(&nginx_files, settings));
         findings.extend(check_redis(settings).await);
         findings.extend(check_webhooks(settings).await);
         findings.extend(check_privileged_port(settings.port, self.user, self.unit));

@@ -809,7 +809,7 @@ async fn floods_of_pings_and_empty_frames_are_paced() {
     let continuation: &[u8] = &[0x00, 0x80, 1, 2, 3, 4];
     let mut floods = Vec::new();
     for n in 0..5 {
-        let mut stream = raw_websocket(port).await;
+        let stream = raw_websocket(port).await;
         let (opening, frame) = if n < 4 {
             (Vec::new(), ping)
         } else {

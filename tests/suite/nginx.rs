@@ -459,3 +459,148 @@ async fn a_forum_under_a_sub_path_gets_one_location_beside_the_site() {
     );
     drop(server);
 }
+
+/// The snippet `nginx-snippet` prints for a standalone server on `ws_port`,
+/// as one plain server block on `listen` (what admins paste into the
+/// forum's server block, with the forum's own pages answered 404).
+fn snippet_server_block(dir: &Path, ws_port: u16, listen: u16) -> String {
+    let snippet = succeed(with_credentials(&mut flarum_ws(dir), ws_port).arg("nginx-snippet"));
+    let (map, rest) = snippet
+        .split_once("# Inside")
+        .expect("the snippet's map part");
+    let locations: String = rest
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("# In "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        "{map}\nserver {{\n  listen 127.0.0.1:{listen};\n  server_name localhost;\n  location @web {{\n    return 404;\n  }}\n{locations}\n}}\n"
+    )
+}
+
+/// Opens websockets through nginx on `port`, each claiming a new client
+/// address in every forwarding header; returns how many were admitted
+/// and the first refusal's message.
+async fn connect_claiming_new_addresses(port: u16, count: u8) -> (usize, Option<String>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut admitted = 0;
+    let mut refusal = None;
+    let mut open = Vec::new();
+    for n in 0..count {
+        let mut request = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7")
+            .into_client_request()
+            .unwrap();
+        let claimed = format!("203.0.113.{n}");
+        for header in ["x-real-ip", "x-forwarded-for"] {
+            request
+                .headers_mut()
+                .insert(header, claimed.parse().unwrap());
+        }
+        request
+            .headers_mut()
+            .insert("forwarded", format!("for={claimed}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let first = next_json(&mut ws).await.expect("a first frame");
+        if first["event"] == "pusher:connection_established" {
+            admitted += 1;
+            open.push(ws);
+        } else if refusal.is_none() {
+            refusal = data_of(&first)["message"].as_str().map(str::to_owned);
+        }
+    }
+    (admitted, refusal)
+}
+
+/// Issue 35, forwarding headers: flarum-ws believes only the header its
+/// trusted proxy overwrites (X-Real-IP, which `nginx-snippet`'s block sets
+/// to `$remote_addr`). Through that block, a client that claims a new
+/// address in X-Real-IP, X-Forwarded-For and Forwarded on each connection
+/// is still one address: past the high-water mark (9 of 10 places) it is
+/// refused, named as nginx saw it. Through the Kyrne extension's README
+/// block, which sets no address header, the client's own X-Real-IP arrives
+/// untouched: every claim gets in, and `check` reads that block and says
+/// so, with the line to add; after adding it, the claims fail there too.
+#[tokio::test]
+#[ignore = "needs nginx"]
+async fn a_client_behind_nginx_cannot_name_itself_a_new_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let limited = |command: &mut Command| {
+        command.envs([
+            ("FLARUM_WS_MAX_CONNECTIONS", "10"),
+            ("FLARUM_WS_MAX_CONNECTIONS_PER_IP", "2"),
+        ]);
+    };
+    let mut serve = flarum_ws(dir.path());
+    limited(with_credentials(&mut serve, ws_port).arg("serve"));
+    let server = start(&mut serve);
+
+    // flarum-ws's own snippet.
+    let nginx_port = free_port();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &snippet_server_block(dir.path(), ws_port, nginx_port),
+    );
+    let nginx = Nginx::start(&conf, nginx_port);
+    let (admitted, refusal) = connect_claiming_new_addresses(nginx_port, 12).await;
+    assert_eq!(admitted, 9, "{refusal:?}");
+    let refusal = refusal.expect("a refusal past the high-water mark");
+    assert!(refusal.contains("127.0.0.1 already has 9"), "{refusal}");
+    let mut check = flarum_ws(dir.path());
+    limited(with_credentials(&mut check, ws_port));
+    let (_, findings) = checking::check_json(
+        &mut check,
+        &[
+            "--nginx-conf",
+            conf_dir.path().join("site.conf").to_str().unwrap(),
+        ],
+    );
+    checking::assert_finding(
+        checking::finding(&findings, "client address"),
+        "pass",
+        "names the client in X-Real-IP",
+        "",
+    );
+    drop(nginx);
+    // Wait for the admitted connections to be let go.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The Kyrne extension's README block: no address header set.
+    let kyrne_dir = tempfile::tempdir().unwrap();
+    let kyrne_port = free_port();
+    let kyrne_conf = nginx_conf(
+        kyrne_dir.path(),
+        &common::nginx::kyrne_readme_server(kyrne_port, ws_port),
+    );
+    let kyrne = Nginx::start(&kyrne_conf, kyrne_port);
+    let (admitted, _) = connect_claiming_new_addresses(kyrne_port, 10).await;
+    assert_eq!(admitted, 10, "every forged X-Real-IP is believed");
+    let mut check = flarum_ws(dir.path());
+    limited(with_credentials(&mut check, ws_port));
+    let site = kyrne_dir.path().join("site.conf");
+    let (_, findings) = checking::check_json(&mut check, &["--nginx-conf", site.to_str().unwrap()]);
+    let warned = checking::finding(&findings, "client address");
+    checking::assert_finding(
+        warned,
+        "warn",
+        "does not set X-Real-IP to the client's address",
+        "add proxy_set_header X-Real-IP $remote_addr; to that block",
+    );
+    checking::assert_in_troubleshooting(warned);
+    drop(kyrne);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The fix applied: the forged claims are one address again.
+    let fixed = std::fs::read_to_string(&site).unwrap().replace(
+        "proxy_set_header Host  $host;",
+        "proxy_set_header Host  $host;\n\t    proxy_set_header X-Real-IP $remote_addr;",
+    );
+    std::fs::write(&site, fixed).unwrap();
+    let kyrne = Nginx::start(&kyrne_conf, kyrne_port);
+    let (admitted, refusal) = connect_claiming_new_addresses(kyrne_port, 12).await;
+    assert_eq!(admitted, 9, "{refusal:?}");
+    drop(kyrne);
+    drop(server);
+}
