@@ -12,9 +12,12 @@
 //   {"subscribe": "private-user=1"}
 //   {"subscribe": "private-user=2", "forge": true}  (signed with a wrong secret)
 //   {"trigger": ["private-typing=5", "client-typing", {"time": 1}]}
+//   {"raw": "text"}  (a frame as it is, past pusher-js)
 // and prints what happens as JSON lines: {"subscribed": channel},
 // {"refused": channel, "status": n}, {"channel", "event", "data"},
-// {"error": ...}, and {"connected": socket_id} first.
+// {"error": ...}, {"members": [ids as pusher-js holds them]} and
+// {"member_added": id} on presence channels, and {"connected": socket_id}
+// first. Presence channels are signed for the user USER_ID (default 1).
 'use strict';
 
 const http = require('http');
@@ -45,9 +48,14 @@ const auth = http.createServer((req, res) => {
       res.writeHead(403).end('{"error":"forbidden"}');
       return;
     }
-    const signature = crypto.createHmac('sha256', forged.has(channel) ? `${secret}-wrong` : secret).update(`${socketId}:${channel}`).digest('hex');
+    // The forum's user ids are numbers in its database.
+    const channelData = channel.startsWith('presence-')
+      ? JSON.stringify({ user_id: Number(process.env.USER_ID || 1), user_info: {} })
+      : undefined;
+    const signed = channelData ? `${socketId}:${channel}:${channelData}` : `${socketId}:${channel}`;
+    const signature = crypto.createHmac('sha256', forged.has(channel) ? `${secret}-wrong` : secret).update(signed).digest('hex');
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ auth: `${key}:${signature}` }));
+    res.end(JSON.stringify({ auth: `${key}:${signature}`, channel_data: channelData }));
   });
 });
 
@@ -79,7 +87,15 @@ auth.listen(0, '127.0.0.1', () => {
       if (command.forge) forged.add(name);
       const channel = pusher.subscribe(name);
       channels[name] = channel;
-      channel.bind('pusher:subscription_succeeded', () => print({ subscribed: name }));
+      channel.bind('pusher:subscription_succeeded', (members) => {
+        print({ subscribed: name });
+        if (name.startsWith('presence-')) {
+          const ids = [];
+          members.each((member) => ids.push(member.id));
+          print({ members: ids });
+        }
+      });
+      channel.bind('pusher:member_added', (member) => print({ member_added: member.id }));
       channel.bind('pusher:subscription_error', (status) => print({ refused: name, status: status && status.status }));
       channel.bind_global((event, data) => {
         if (!event.startsWith('pusher')) print({ channel: name, event, data });
@@ -87,6 +103,8 @@ auth.listen(0, '127.0.0.1', () => {
     } else if (command.trigger) {
       const [name, event, data] = command.trigger;
       print({ triggered: channels[name].trigger(event, data) });
+    } else if (command.raw !== undefined) {
+      pusher.connection.connection.send(command.raw);
     } else if (command.quit) {
       pusher.disconnect();
       process.exit(0);

@@ -194,6 +194,9 @@ async fn one_address_cannot_hold_every_connection() {
         &[
             ("FLARUM_WS_MAX_CONNECTIONS", "40"),
             ("FLARUM_WS_MAX_CONNECTIONS_PER_IP", "20"),
+            // The silent connections are looked at one by one; none may
+            // reach its handshake_timeout meanwhile.
+            ("FLARUM_WS_HANDSHAKE_TIMEOUT", "120"),
         ],
     );
     let mut held = Vec::new();
@@ -309,6 +312,7 @@ async fn shutdown_reaches_a_client_that_stopped_reading() {
 const CONNECTIONS: u64 = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_comes_back_after_a_burst_of_large_events() {
+    let _heavy = HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut running = server(dir.path(), &[("RUST_LOG", "flarum_ws=debug")]);
     let pid = running.child.id();
@@ -667,6 +671,7 @@ async fn private_tab(
 /// gets every event of the forum meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unshared_frames_from_one_address_are_held_to_its_budget() {
+    let _heavy = HEAVY.lock().await;
     use futures_util::SinkExt;
     const PAIRS: usize = 250;
     let dir = tempfile::tempdir().unwrap();
@@ -799,6 +804,7 @@ async fn raw_websocket(port: u16) -> TcpStream {
 /// an honest client keeps getting events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_pings_and_empty_frames_are_paced() {
+    let _heavy = HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let running = server(dir.path(), &[]);
     let (port, pid) = (running.port, running.child.id());
@@ -909,6 +915,7 @@ async fn stalled_subscriber(
 /// event, and resident memory stays within 64 MiB of where it started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_readers_do_not_amplify_memory() {
+    let _heavy = HEAVY.lock().await;
     const STALLED: usize = 100;
     const EVENTS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
@@ -1183,6 +1190,7 @@ async fn webhook_receiver(reply: u64, hang: bool) -> (String, std::sync::Arc<Rec
 /// opened meanwhile by another address is still told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cycling_channel_names_cannot_flood_webhooks() {
+    let _heavy = HEAVY.lock().await;
     use std::sync::atomic::Ordering::Relaxed;
     let (url, seen) = webhook_receiver(0, false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -1328,21 +1336,33 @@ async fn hanging_webhook_receivers_hold_a_bounded_queue() {
         ],
     );
     let pid = running.child.id();
-    let mut sender = Client::connect(&ws_url(running.port)).await;
-    sender.subscribe_private("private-chat").await;
+    // 80 senders of 25 events each: a client's frames are paced (a burst
+    // of 512 KiB, then 128 KiB a second), so the 40 MB come from many.
+    // Each on a channel of its own, so no sender receives the others'.
+    let mut senders = Vec::new();
+    for n in 0..80 {
+        let mut sender = Client::connect(&ws_url(running.port)).await;
+        let channel = format!("private-chat-{n}");
+        sender.subscribe_private(&channel).await;
+        senders.push((sender, channel));
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = rss_kib(pid);
     let data = "c".repeat(20_000);
-    for _ in 0..2000 {
-        sender
-            .send(json!({"event": "client-say", "channel": "private-chat", "data": data}))
-            .await;
+    for (sender, channel) in &mut senders {
+        for _ in 0..25 {
+            sender
+                .send(json!({"event": "client-say", "channel": channel, "data": data}))
+                .await;
+        }
     }
     // The events reached the queues (a ping's answer comes after them).
-    sender
-        .send(json!({"event": "pusher:ping", "data": {}}))
-        .await;
-    sender.expect_event("pusher:pong").await;
+    for (sender, _) in &mut senders {
+        sender
+            .send(json!({"event": "pusher:ping", "data": {}}))
+            .await;
+        sender.expect_event("pusher:pong").await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(pid);
     eprintln!(
@@ -1398,6 +1418,7 @@ async fn vanished_clients_are_counted_as_1006() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
 async fn churn_on_one_node_loses_no_events_for_the_other() {
+    let _heavy = HEAVY.lock().await;
     const CHURNERS: usize = 400;
     const CHANNELS: usize = 100;
     const EVENTS: usize = 1000;
@@ -1421,7 +1442,10 @@ async fn churn_on_one_node_loses_no_events_for_the_other() {
         .map(|n| {
             let port = a.port;
             tokio::spawn(async move {
-                let mut client = Client::connect(&ws_url(port)).await;
+                // Each churner from an address of its own: new channels are
+                // limited per address, and this is many visitors' churn.
+                let from = std::net::Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250) as u8 + 1);
+                let mut client = Client::connect_from(port, from).await;
                 let member = format!(r#"{{"user_id":"u{n}"}}"#);
                 for c in 0..CHANNELS {
                     client

@@ -194,9 +194,29 @@ impl Hub {
         self.write().limits = limits;
     }
 
+    /// Queues `subscription_succeeded` again to `link`, already subscribed
+    /// to `channel` (with the member list as it is now, on a presence
+    /// channel); nothing when it is not subscribed.
+    pub fn answer_subscribed(&self, link: &SocketLink, channel: &ChannelName) {
+        // The write lock: the member list is built once and kept.
+        let mut state = self.write();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        if !entry.subscribers.contains_key(&link.id) {
+            return;
+        }
+        let succeeded = if channel.kind() == ChannelKind::Presence {
+            outgoing::subscription_succeeded_with(channel.as_str(), &entry.members.list())
+        } else {
+            outgoing::subscription_succeeded_with(channel.as_str(), "{}")
+        };
+        link.send(succeeded.into());
+    }
+
     /// Subscribes `link` and queues `subscription_succeeded` (with the member
     /// list on presence channels) and the cache replay to it. Subscribing
-    /// twice is harmless and answers again.
+    /// twice is harmless (the second time changes nothing).
     pub fn subscribe(
         &self,
         link: &Arc<SocketLink>,

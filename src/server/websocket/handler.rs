@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::hub::{Frame, SocketLink};
 use crate::protocol::messages::{
-    ClientMessage, SubscribeRequest, outgoing, parse_client_message, parse_presence_member,
-    parse_signin_user,
+    ClientMessage, MessageError, SubscribeRequest, outgoing, parse_client_message,
+    parse_presence_member, parse_signin_user,
 };
 use crate::protocol::signature::{channel_string_to_sign, signin_string_to_sign, verify_auth};
 use crate::protocol::{ChannelKind, ChannelName, close_code};
@@ -108,6 +108,9 @@ impl Handler {
             tracing::info!("Connection id {} received message {quoted}", self.link.id);
         }
         match parse_client_message(text) {
+            // flarum/realtime's daemon ignores a frame that is not JSON and
+            // an event it does not know; its JS expects no answer.
+            Err(MessageError::InvalidJson(_)) if self.serves_flarum2() => {}
             Err(problem) => self.error(None, &problem.to_string()),
             Ok(ClientMessage::Ping) => self.reply(outgoing::pong()),
             Ok(ClientMessage::Pong) => {}
@@ -119,6 +122,7 @@ impl Handler {
                 channel,
                 data,
             }) => self.client_event(&event, &channel, data),
+            Ok(ClientMessage::Unknown { .. }) if self.serves_flarum2() => {}
             Ok(ClientMessage::Unknown { event }) => {
                 self.error(None, &format!("Unknown event {event:?}"));
             }
@@ -155,8 +159,16 @@ impl Handler {
             }
         };
         if self.channels.contains(&channel) {
-            // Already subscribed: nothing to do, and in particular no second
-            // copy of a presence channel's whole member list.
+            // Already subscribed: answered again, as Pusher and the daemon
+            // do (a client waiting for the answer would hang), without
+            // joining twice. A presence channel's answer carries its whole
+            // member list, so those answers take subscription tokens.
+            let burst = subscribe_burst(&self.ctx);
+            if channel.kind() != ChannelKind::Presence
+                || self.subscribes.try_take(burst, SUBSCRIBES_PER_SECOND)
+            {
+                self.ctx.hub.answer_subscribed(&self.link, &channel);
+            }
             return;
         }
         let max = limits.max_subscriptions_per_connection;
@@ -239,6 +251,12 @@ impl Handler {
                 limits.max_presence_user_id_length,
                 limits.max_presence_user_info_bytes,
             ) {
+                // flarum/realtime's daemon sends member ids as strings,
+                // whatever the forum signed; its JS compares them so.
+                Ok(mut member) if self.serves_flarum2() => {
+                    member.user_id = Value::String(member.key.clone());
+                    Some(member)
+                }
                 Ok(member) => Some(member),
                 Err(problem) => {
                     return self.refuse_subscription(

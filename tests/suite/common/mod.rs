@@ -103,6 +103,11 @@ pub struct Client {
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Held by the tests that load the machine on purpose (hundreds of
+/// connections, floods), so that they do not run at once and starve each
+/// other, or each other's timing, on a machine of two cores.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Client {
     /// Connects without expecting `connection_established` (for rejections).
     pub async fn connect_raw(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
@@ -113,7 +118,24 @@ impl Client {
     }
 
     pub async fn connect(url: &str) -> Self {
-        let mut ws = Self::connect_raw(url).await;
+        Self::established(Self::connect_raw(url).await).await
+    }
+
+    /// Connects to `port` on 127.0.0.1 from the loopback address `from`
+    /// (127.0.0.0/8 is all this machine's), as a client of its own.
+    pub async fn connect_from(port: u16, from: std::net::Ipv4Addr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket handshake");
+        Self::established(ws).await
+    }
+
+    /// Reads `connection_established` and the socket id from it.
+    async fn established(mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let first = next_json(&mut ws).await.expect("connection_established");
         assert_eq!(first["event"], "pusher:connection_established", "{first}");
         let data: Value =
