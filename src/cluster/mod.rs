@@ -76,9 +76,13 @@ pub struct Cluster {
     hub: Hub,
     /// What waits to be published (events first; counts coalesced).
     outbox: Outbox,
+    /// Level 0 of the lock contract in `hub/mod.rs`: held while the hub's
+    /// lock is taken, never taken under it.
     peers: Mutex<Peers>,
     /// Other nodes' subscriber counts, kept while webhooks watch them.
+    /// Level 0 of the lock contract, as `peers`.
     counts: Mutex<RemoteCounts>,
+    /// A leaf: nothing is taken under it.
     pending: Mutex<PendingQueries>,
     next_query: AtomicU64,
     redis_up: AtomicBool,

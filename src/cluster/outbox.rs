@@ -37,7 +37,7 @@ pub struct Outbox {
     events: mpsc::Sender<String>,
     state: mpsc::Sender<String>,
     /// The latest count of each channel whose count changed since the
-    /// publisher last looked.
+    /// publisher last looked. A leaf lock of the contract in `hub/mod.rs`.
     counts: Mutex<HashMap<String, usize>>,
     counts_ready: Notify,
 }

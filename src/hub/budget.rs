@@ -32,8 +32,8 @@ pub struct QueueBudget {
     max_per_address: usize,
     /// Woken when an address or the process goes over its budget.
     over: Notify,
-    /// One ledger per address with open sockets (lock order: a leaf, taken
-    /// only when a session opens, never under the hub's lock).
+    /// One ledger per address with open sockets. A leaf lock of the
+    /// contract in `hub/mod.rs`: taken only when a session opens.
     ledgers: Mutex<HashMap<IpAddr, Weak<AddressLedger>>>,
 }
 

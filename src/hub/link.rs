@@ -77,6 +77,7 @@ pub struct SocketLink {
 
 #[derive(Debug)]
 pub(super) struct Mailbox {
+    /// Lock 2 of the contract in `hub/mod.rs` (under the hub's lock, above the wire's).
     queue: Mutex<Queue>,
     capacity: usize,
     /// Wakes the session when it has something to write (a stored permit

@@ -4,7 +4,9 @@
 //!
 //! The hub knows no sockets, only [`SocketLink`]s. All state sits behind one
 //! `RwLock`: publishing takes the read lock (many publishers fan out at
-//! once), membership changes take the write lock. Frames that must be
+//! once), except a publish to a cache channel, which takes the write lock
+//! to store the event before fanning it out; membership changes take the
+//! write lock. Frames that must be
 //! ordered with membership changes (subscription succeeded, member
 //! added/removed, cache replay) are queued while the lock is held, so a
 //! subscriber never sees an event of a channel before its
@@ -16,6 +18,10 @@
 //! microseconds, none across an `.await` (Cargo.toml's `[lints]` deny
 //! `await_holding_lock`), and they are only ever taken in this order:
 //!
+//! 0. above the hub: the cluster's `peers` and `counts` mutexes
+//!    (`cluster/mod.rs`), held while what another node said is applied to
+//!    the hub, so taken before lock 1 and never while holding it; the
+//!    cluster outbox's `counts` mutex is a leaf (taken alone);
 //! 1. the hub's state `RwLock` (`state/mod.rs`);
 //! 2. a socket's mailbox `Mutex` (`link.rs`): [`SocketLink::send`] takes it
 //!    under the hub lock, to queue one frame, and lets go before anything
@@ -26,6 +32,11 @@
 //! A writer's shard `Mutex` (`writer.rs`) is a leaf: `send` hands a socket
 //! to its writer after dropping the mailbox lock (still under the hub
 //! lock), and the writer swaps its list out before taking any mailbox.
+//! The queued-bytes budget's ledger map (`budget.rs`) is a leaf too, taken
+//! only when a session opens; the ledgers themselves are atomics, charged
+//! under lock 2. The server's own mutexes (admission counts, rate
+//! buckets, Flarum 2's socket users and index state) are leaves, never
+//! taken while any lock above is held: the hub calls nothing of theirs.
 //!
 //! What runs under the hub lock: finding the subscribers, `send` to each
 //! (queue, maybe hand to a writer, maybe wake a session), and queuing the

@@ -34,6 +34,7 @@ pub struct Writers {
 /// One writer task and the sockets waiting for it.
 #[derive(Debug)]
 struct Shard {
+    /// A leaf lock of the contract in `hub/mod.rs`: nothing is taken under it.
     waiting: Mutex<Vec<Arc<Mailbox>>>,
     wake: Notify,
     started: Once,

@@ -38,6 +38,7 @@ use crate::hub::{DirectWire, Frame, Written};
 
 /// The write side of a plain connection, shared by the hub and the session.
 pub struct Wire {
+    /// Lock 3 of the contract in `hub/mod.rs` (under a mailbox's lock).
     write: Mutex<WriteSide>,
 }
 
