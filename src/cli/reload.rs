@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::SourceArgs;
 use super::load::load;
-use crate::config::{PartialSettings, ROWS};
+use crate::config::{Held, Resolved, hold_restart_settings};
 use crate::forum::halt::{take_halt_request, take_redis_halt_request};
 use crate::forum::{Database, Extension, Forum, Identities, Visibility};
 use crate::server::ServerContext;
@@ -30,9 +30,9 @@ pub struct Reloader {
     pub args: SourceArgs,
     pub ctx: Arc<ServerContext>,
     pub certificates: Option<Arc<CertStore>>,
-    /// Every setting as it serves: the restart settings as at startup, the
-    /// others as last reloaded.
-    pub serving: Arc<std::sync::Mutex<PartialSettings>>,
+    /// Every setting as it serves and where it came from: the restart
+    /// settings as at startup, the others as last reloaded.
+    pub serving: Arc<std::sync::Mutex<Resolved>>,
 }
 
 /// What a reload found.
@@ -64,52 +64,36 @@ impl Reloader {
             }
         };
         self.serve_typing(loaded.forum.as_ref()).await;
-        let mut fresh = loaded.resolved.settings;
-        let restart_needed = self.keep_restart_settings(loaded.resolved.effective);
-        // The listener keeps its address and TLS mode, and the webhook
-        // senders their receivers, until a restart: the running settings
-        // keep them too, so that what is compared next is what serves.
-        let current = self.ctx.settings();
-        fresh.host = current.host.clone();
-        fresh.port = current.port;
-        fresh.tls = current.tls.clone();
-        fresh.webhooks = current.webhooks.clone();
-        self.ctx.apply(fresh);
+        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        let (applied, held) = match hold_restart_settings(loaded.resolved, &serving) {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::error!(
+                    "reload failed, keeping the current settings: with the settings that wait for a restart held back, {error}"
+                );
+                systemd::ready("reload failed; running with the previous settings");
+                return Reloaded::Failed;
+            }
+        };
+        for Held {
+            key,
+            now,
+            from,
+            still,
+        } in &held
+        {
+            tracing::warn!(
+                "the setting {key} is now {now} ({from}); it takes effect only after a restart (still serving {still}): systemctl restart flarum-ws"
+            );
+        }
+        self.ctx.apply(&applied);
+        *serving = applied;
+        drop(serving);
         tracing::info!("Settings reloaded; open connections were kept");
         systemd::ready("settings reloaded");
-        Reloaded::Applied { restart_needed }
-    }
-
-    /// Records `fresh` as serving, but for the settings that need a
-    /// restart, which keep their serving value; warns for each of those
-    /// that changed. Returns whether any did.
-    fn keep_restart_settings(&self, fresh: PartialSettings) -> bool {
-        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
-        let shown = |settings: &PartialSettings, key: &str| {
-            settings
-                .describe()
-                .into_iter()
-                .find(|(name, _)| *name == key)
-                .and_then(|(_, value)| value)
-                .unwrap_or_else(|| "unset".to_owned())
-        };
-        let mut next = fresh;
-        let mut changed = false;
-        for row in ROWS.iter().filter(|row| row.restart) {
-            if serving.differs(&next, row.key) {
-                changed = true;
-                tracing::warn!(
-                    "the setting {} is now {} ({}); it takes effect only after a restart (still serving {}): systemctl restart flarum-ws",
-                    row.key,
-                    shown(&next, row.key),
-                    row.variable,
-                    shown(&serving, row.key)
-                );
-            }
-            next.keep(&serving, row.key);
+        Reloaded::Applied {
+            restart_needed: !held.is_empty(),
         }
-        *serving = next;
-        changed
     }
 
     /// Turns flarum/realtime's extras (typing relay, index typing, typing

@@ -27,8 +27,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, Failure> {
 
 async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     let Loaded { resolved, forum } = load(&args).await?;
-    let settings = resolved.settings;
-    let serving = resolved.effective;
+    let settings = resolved.settings.clone();
     telemetry::logging::init(settings.verbose, settings.log_format);
     raise_open_file_limit();
     // Load the certificate before binding: a broken pair is a startup error.
@@ -88,6 +87,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         shutdown.clone(),
     );
     let ctx = Arc::new(ctx.with_webhooks(webhooks));
+    ctx.record_sources(&resolved);
     if let Some(address) = ctx.settings().metrics_listen {
         let metrics_listener = tokio::net::TcpListener::bind(address)
             .await
@@ -108,7 +108,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         args,
         ctx: ctx.clone(),
         certificates: store,
-        serving: Arc::new(std::sync::Mutex::new(serving)),
+        serving: Arc::new(std::sync::Mutex::new(resolved)),
     };
     tokio::spawn(reload_on_hangup(reloader.clone()));
     reloader.serve_typing(forum.as_ref()).await;

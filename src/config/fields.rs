@@ -386,6 +386,8 @@ pub(super) fn into_settings(
     mut provenance: Provenance,
     from_forum: bool,
 ) -> Result<Resolved, ConfigError> {
+    let given = p.clone();
+    let given_provenance = provenance.clone();
     p.layer_under(defaults(), &Source::Default, &mut provenance);
     layer_proxy_defaults(&mut p, &mut provenance);
     check_ranges(&p, &provenance)?;
@@ -404,6 +406,9 @@ pub(super) fn into_settings(
         settings: assemble(&p, derived),
         provenance,
         effective: p,
+        given,
+        given_provenance,
+        from_forum,
         overrides: Vec::new(),
     })
 }

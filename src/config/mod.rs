@@ -8,6 +8,7 @@
 
 mod fields;
 mod file;
+mod reload;
 mod sources;
 mod value;
 mod webhook;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fields::{PartialSettings, ROWS, SettingRow, VARIABLES, defaults};
+pub use reload::{Held, hold_restart_settings};
 pub use sources::{
     ForumLayer, Sources, is_known_variable, known_variables, load_sources, nearest,
     nearest_known_variable,
@@ -249,8 +251,44 @@ pub struct Resolved {
     pub provenance: Provenance,
     /// Every setting's value after merging and defaults, for display.
     pub effective: PartialSettings,
+    /// What the sources gave, before defaults, and where each came from:
+    /// what a reload holds back for a setting that needs a restart, so
+    /// the defaults that follow from it follow from the served value.
+    given: PartialSettings,
+    given_provenance: Provenance,
+    /// Whether a forum was among the sources (for the credentials' advice).
+    from_forum: bool,
     /// Values the forum sets that another source replaced.
     pub overrides: Vec<Override>,
+}
+
+/// One setting as a process runs with it: for `/about`, so `check` and an
+/// admin can see what a running server actually loaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InForce {
+    pub key: &'static str,
+    /// The value as text, secrets redacted; `None` when unset.
+    pub value: Option<String>,
+    /// Where it came from (`FLARUM_WS_PORT in the environment`, `the default`).
+    pub source: String,
+}
+
+impl Resolved {
+    /// Every setting, its value and where it came from.
+    pub fn in_force(&self) -> Vec<InForce> {
+        self.effective
+            .describe()
+            .into_iter()
+            .map(|(key, value)| InForce {
+                key,
+                value,
+                source: self
+                    .provenance
+                    .get(key)
+                    .map_or_else(|| "unset".to_owned(), |source| source.place_of(key)),
+            })
+            .collect()
+    }
 }
 
 /// A setting the forum sets, replaced by a flag, variable or YAML file:

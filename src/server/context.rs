@@ -17,7 +17,7 @@ use super::websocket::{
     CHANNEL_CREATION_ADDRESSES, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
 };
 use crate::cluster::Cluster;
-use crate::config::{Secret, Settings};
+use crate::config::{InForce, Resolved, Secret, Settings};
 use crate::hub::{Frame, Hub, HubLimits, SentTotals, Writers};
 use crate::protocol::{ChannelName, SocketId};
 use crate::telemetry::Telemetry;
@@ -27,6 +27,8 @@ use crate::webhooks::Webhooks;
 
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
+    /// What `settings` was resolved from, for `/about`.
+    in_force: ArcSwap<Vec<InForce>>,
     pub hub: Hub,
     /// The tasks that write fanned-out frames to plain sockets.
     pub writers: Writers,
@@ -84,6 +86,7 @@ impl ServerContext {
             hub: Hub::new(hub_limits(&settings)),
             writers: Writers::new(sent),
             settings: ArcSwap::from_pointee(settings),
+            in_force: ArcSwap::default(),
             telemetry,
             shutdown,
             tracker: TaskTracker::new(),
@@ -211,12 +214,25 @@ impl ServerContext {
 
     /// Applies reloaded settings: credentials and limits take effect for
     /// new requests and messages at once; connections stay open.
-    pub fn apply(&self, settings: Settings) {
+    pub fn apply(&self, resolved: &Resolved) {
+        let settings = resolved.settings.clone();
         self.hub.set_limits(hub_limits(&settings));
         if let Some(webhooks) = &self.webhooks {
             webhooks.set_credentials(&settings.app);
         }
         self.settings.store(Arc::new(settings));
+        self.record_sources(resolved);
+    }
+
+    /// Remembers each setting's value and source, for `/about`.
+    pub fn record_sources(&self, resolved: &Resolved) {
+        self.in_force.store(Arc::new(resolved.in_force()));
+    }
+
+    /// Each setting as this process runs with it, and its source (empty
+    /// until the command that started the server records them).
+    pub fn in_force(&self) -> Arc<Vec<InForce>> {
+        self.in_force.load_full()
     }
 }
 

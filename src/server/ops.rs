@@ -50,6 +50,8 @@ pub fn about(ctx: &ServerContext, peer: SocketAddr, request: &Request<Incoming>)
             "pid": std::process::id(),
             "app_id": settings.app.id,
             "key": settings.app.key,
+            "working_directory": std::env::current_dir().ok(),
+            "settings": *ctx.in_force(),
         }),
     )
 }

@@ -3,10 +3,14 @@
 
 use crate::common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-
-use crate::common::process::{flarum_ws, free_port, run, start};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::process::{flarum_ws, free_port, http_get, run, start};
 
 use crate::common::*;
 
@@ -296,45 +300,130 @@ fn a_port_put_back_before_a_restart_is_no_change() {
     );
 }
 
-/// A reload says which changed settings wait for a restart (the rows
-/// marked `=> restart`: here the log format and the Redis prefix, both set
-/// up once at startup) and applies the rest.
-#[test]
-fn a_reload_names_each_change_that_needs_a_restart() {
+/// Every setting marked `=> restart` (what is bound, opened or started
+/// once) keeps serving its old value through a real SIGHUP, the reload
+/// naming each change and the file it came from, while a setting that
+/// needs no restart is applied at once. What serves is read from `/about`
+/// and from what the server does: the old port and no metrics listener,
+/// no verbose line for a new connection, text log lines.
+#[tokio::test]
+async fn a_reload_holds_every_restart_setting_and_names_its_source() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = |extra: &str| {
-        std::fs::write(
-            dir.path().join("ws.yaml"),
-            format!("app_id: '1'\napp_key: k\napp_secret: s\nhost: 127.0.0.1\nport: 0\n{extra}"),
-        )
-        .unwrap();
-    };
-    yaml("");
-    let mut server = start(flarum_ws(dir.path()).args(["serve", "--config", "ws.yaml"]));
-    yaml("log_format: json\nredis_prefix: other\nmax_event_data_bytes: 2048\n");
-    server.signal("HUP");
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let log = server.stop_cleanly();
-    let waiting: Vec<&String> = log
+    let port = free_port();
+    let metrics_port = free_port();
+    let base = "app_id: '1'\napp_key: k\napp_secret: s\n";
+    let yaml =
+        |extra: &str| std::fs::write(dir.path().join("ws.yaml"), format!("{base}{extra}")).unwrap();
+    let changes: Vec<(&str, String)> = vec![
+        ("host", "host: 0.0.0.0".into()),
+        ("port", format!("port: {}", port + 1)),
+        ("verbose", "verbose: true".into()),
+        ("reverse_proxy", "reverse_proxy: true".into()),
+        ("tls_cert", "tls_cert: /nowhere/cert.pem".into()),
+        ("tls_key", "tls_key: /nowhere/key.pem".into()),
+        ("tls_passphrase", "tls_passphrase: hunter2".into()),
+        ("statistics_interval", "statistics_interval: 60".into()),
+        ("statistics", "statistics: false".into()),
+        (
+            "metrics_listen",
+            format!("metrics_listen: 127.0.0.1:{metrics_port}"),
+        ),
+        ("log_format", "log_format: json".into()),
+        ("redis_url", "redis_url: redis://127.0.0.1:1".into()),
+        ("redis_prefix", "redis_prefix: other".into()),
+        ("webhook_url", "webhook_url: http://127.0.0.1:9/hook".into()),
+        (
+            "webhooks",
+            "webhooks: [{url: 'http://127.0.0.1:9/other', events: [member_added]}]".into(),
+        ),
+    ];
+    let restart_rows: Vec<&str> = flarum_ws::config::ROWS
         .iter()
-        .filter(|l| l.contains("takes effect only after a restart"))
+        .filter(|row| row.restart)
+        .map(|row| row.key)
         .collect();
-    assert_eq!(waiting.len(), 2, "{log:#?}");
-    assert!(
-        waiting.iter().any(|l| l.contains(
-            "the setting log_format is now \"json\" (FLARUM_WS_LOG_FORMAT); it takes effect only after a restart (still serving \"text\")"
-        )),
-        "{waiting:#?}"
+    let changed_keys: Vec<&str> = changes.iter().map(|(key, _)| *key).collect();
+    assert_eq!(
+        changed_keys, restart_rows,
+        "give this test a change for each restart row"
     );
-    assert!(
-        waiting
+
+    yaml(&format!("host: 127.0.0.1\nport: {port}\n"));
+    let mut server = start(flarum_ws(dir.path()).args(["serve", "--config", "ws.yaml"]));
+    let in_force = |port: u16| -> BTreeMap<String, (Value, String)> {
+        let (status, body) = http_get(port, "/about");
+        assert_eq!(status, 200, "{body}");
+        let about: Value = serde_json::from_str(&body).unwrap();
+        about["settings"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|l| l.contains("the setting redis_prefix is now \"other\"")),
-        "{waiting:#?}"
+            .map(|s| {
+                let source = s["source"].as_str().unwrap().to_owned();
+                (
+                    s["key"].as_str().unwrap().to_owned(),
+                    (s["value"].clone(), source),
+                )
+            })
+            .collect()
+    };
+    let before = in_force(port);
+    assert_eq!(before["port"].0, port.to_string(), "{before:?}");
+
+    let lines: Vec<String> = changes.iter().map(|(_, line)| line.clone()).collect();
+    yaml(&format!(
+        "{}\nmax_event_data_bytes: 2048\n",
+        lines.join("\n")
+    ));
+    server.signal("HUP");
+    let reload = server.wait_for_line("Settings reloaded", Duration::from_secs(10));
+    for key in &restart_rows {
+        let warned = reload
+            .iter()
+            .find(|l| l.contains(&format!("the setting {key} is now ")))
+            .unwrap_or_else(|| panic!("no restart warning for {key}: {reload:#?}"));
+        assert!(
+            warned.contains(&format!("(`{key}:` in ")) && warned.contains("ws.yaml)"),
+            "{warned}"
+        );
+    }
+    assert!(!reload.iter().any(|l| l.contains("hunter2")), "{reload:#?}");
+
+    let after = in_force(port);
+    for key in &restart_rows {
+        assert_eq!(after[*key], before[*key], "{key} changed before a restart");
+    }
+    assert_eq!(after["max_event_data_bytes"].0, "2048");
+    assert!(
+        after["max_event_data_bytes"].1.contains("ws.yaml"),
+        "{after:?}"
+    );
+    assert_eq!(http_get(port + 1, "/up").0, 0, "the new port listens");
+    assert_eq!(
+        http_get(metrics_port, "/metrics").0,
+        0,
+        "the metrics listener opened"
+    );
+    let mut tab = Client::connect(&format!("ws://127.0.0.1:{port}/app/k?protocol=7")).await;
+    tab.subscribe("news").await;
+    drop(tab);
+
+    let log = server.stop_cleanly();
+    let after_reload: Vec<&String> = log
+        .iter()
+        .skip_while(|l| !l.contains("reloading settings"))
+        .collect();
+    assert!(
+        !after_reload
+            .iter()
+            .any(|l| l.contains("New connection opened")),
+        "verbose before a restart: {after_reload:#?}"
     );
     assert!(
-        log.iter().any(|l| l.contains("Settings reloaded")),
-        "{log:#?}"
+        after_reload
+            .iter()
+            .all(|l| !l.trim_start().starts_with('{')),
+        "JSON lines before a restart: {after_reload:#?}"
     );
 }
 
