@@ -100,12 +100,14 @@ struct Queue {
     frames: VecDeque<Frame>,
     /// Payload bytes of `frames`.
     bytes: usize,
-    /// What each of `frames` is charged to the address's budget (its
-    /// bytes divided by the sockets it was queued to), in step with it.
-    weights: VecDeque<u32>,
-    /// What is charged in all: `weights`, and what left the queue but not
-    /// yet the process (frames the session took and has not written, the
-    /// rest of a frame a direct write cut short).
+    /// What is charged to the address's budget in all: for each frame
+    /// queued, its bytes divided by the sockets it was queued to; and what
+    /// left the queue but not yet the process (frames the session took and
+    /// has not written, the rest of a frame a direct write cut short). A
+    /// frame leaving the queue takes its bytes' share of what the queue is
+    /// charged (no weight is kept per frame: a deque of them cost every
+    /// connection its slots), and the last one takes the rest, so the
+    /// charges always return whole.
     weight: usize,
     /// The part of `weight` that left the queue, until [`Inbox::written`].
     weight_taken: usize,
@@ -329,8 +331,6 @@ impl Queue {
         let weight = weight(frame.len(), sharers);
         self.bytes += frame.len();
         self.frames.push_back(frame);
-        self.weights
-            .push_back(u32::try_from(weight).unwrap_or(u32::MAX));
         self.weight += weight;
         if let Some(ledger) = &self.ledger {
             ledger.charge(weight);
@@ -340,23 +340,36 @@ impl Queue {
     /// The next frame, still charged until it is written ([`Inbox::written`]).
     fn pop_front(&mut self) -> Option<Frame> {
         let frame = self.frames.pop_front()?;
-        self.bytes -= frame.len();
-        self.weight_taken += self.weights.pop_front().unwrap_or_default() as usize;
+        self.weight_taken += self.share_of(frame.len());
         Some(frame)
     }
 
     fn drop_front(&mut self, count: usize) {
-        for frame in self.frames.drain(..count) {
-            self.bytes -= frame.len();
+        for _ in 0..count {
+            let Some(frame) = self.frames.pop_front() else {
+                break;
+            };
+            let share = self.share_of(frame.len());
+            self.release(share);
         }
-        let weight: usize = self.weights.drain(..count).map(|w| w as usize).sum();
-        self.release(weight);
+    }
+
+    /// What a frame of `len` bytes that just left the queue takes of the
+    /// queue's charge (and takes `len` off its bytes).
+    fn share_of(&mut self, len: usize) -> usize {
+        let queued = self.weight - self.weight_taken;
+        let before = self.bytes;
+        self.bytes -= len;
+        if self.frames.is_empty() || before == 0 {
+            queued
+        } else {
+            (queued as u128 * len as u128 / before as u128) as usize
+        }
     }
 
     fn clear(&mut self) {
         self.frames.clear();
         self.bytes = 0;
-        self.weights.clear();
         self.weight_taken = 0;
         let weight = self.weight;
         self.release(weight);
@@ -372,7 +385,6 @@ impl Queue {
     fn shrink_if_drained(&mut self) {
         if self.frames.is_empty() && self.frames.capacity() > KEEP_SLOTS {
             self.frames = VecDeque::new();
-            self.weights = VecDeque::new();
         }
     }
 
@@ -461,6 +473,29 @@ mod tests {
         }
         assert!(!link.send(Frame::from("z")), "the budget is full");
         assert_eq!(link.close_requested().await, close_code::OVER_CAPACITY);
+    }
+
+    /// Frames shared by different numbers of sockets leave the queue by
+    /// their bytes' share of its charge: the address's ledger holds what
+    /// waits, never less than nothing, and is empty once all is written.
+    #[tokio::test]
+    async fn a_queue_gives_back_to_its_ledger_what_it_was_charged() {
+        let budget = Arc::new(super::super::budget::QueueBudget::new(1 << 30, 1 << 30));
+        let ledger = budget.ledger("192.0.2.1".parse().unwrap());
+        let (link, mut inbox) = SocketLink::charged(SocketId::random(), 64, ledger.clone());
+        assert!(link.send_shared(Frame::from("a".repeat(1000)), 4));
+        assert!(link.send_shared(Frame::from("b".repeat(300)), 1));
+        assert!(link.send_shared(Frame::from("c".repeat(999)), 3));
+        assert_eq!(ledger.queued(), 250 + 300 + 333);
+        assert_eq!(frame_of(inbox.recv().await).len(), 1000);
+        assert_eq!(ledger.queued(), 250 + 300 + 333, "taken, not yet written");
+        inbox.written();
+        assert!(ledger.queued() < 250 + 300 + 333);
+        assert_eq!(inbox.try_recv().map(|f| f.len()), Some(300));
+        assert_eq!(inbox.try_recv().map(|f| f.len()), Some(999));
+        inbox.written();
+        assert_eq!(ledger.queued(), 0);
+        assert_eq!(budget.total(), 0);
     }
 
     #[tokio::test]

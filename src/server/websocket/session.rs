@@ -152,19 +152,26 @@ fn close_reason(code: u16) -> &'static str {
 /// plain connection's shared write side (none for TLS): the hub's writers
 /// then put frames on it while the session is not writing. Not in verbose
 /// mode, which logs every frame the session sends.
-pub async fn run(
+///
+/// Not an `async fn`: the session is opened before the future is made, so
+/// that the future holds the socket once, in the session (an `async fn`
+/// keeps its arguments beside its locals: a second socket's worth of bytes
+/// in every connection's task).
+pub fn run(
     ctx: Arc<ServerContext>,
     socket: Socket,
     wire: Option<Arc<Wire>>,
     address: IpAddr,
-) {
+) -> impl Future<Output = ()> {
     let (mut session, mut queue) = Session::open(ctx, socket, wire, address);
-    let ending = session.serve(&mut queue).await;
-    // From here on nothing more is queued or written by the writers, so no
-    // frame follows the close frame.
-    drop(queue);
-    session.end(ending).await;
-    // Dropping the session counts the connection closed (`ClosedAs`).
+    async move {
+        let ending = session.serve(&mut queue).await;
+        // From here on nothing more is queued or written by the writers, so
+        // no frame follows the close frame.
+        drop(queue);
+        session.end(ending).await;
+        // Dropping the session counts the connection closed (`ClosedAs`).
+    }
 }
 
 /// What one connection's task holds between events. [`Session::serve`]
