@@ -196,3 +196,67 @@ fn the_security_policy_states_every_limit_as_the_code_holds_it() {
         &limits_table(),
     );
 }
+
+/// GitHub's anchor for a heading: lower case, spaces to hyphens, only
+/// letters, digits, `-` and `_` kept.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every link from one document to another (or to a heading) leads
+/// somewhere: the README sends admins to docs/, and a page moved or a
+/// heading renamed must not leave a dead link behind.
+#[test]
+fn every_link_between_the_documents_resolves() {
+    let mut pages = vec![
+        "README.md".to_owned(),
+        "SECURITY.md".to_owned(),
+        "CONTRIBUTING.md".to_owned(),
+    ];
+    for entry in std::fs::read_dir(repo_file("docs")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    let anchors = |page: &Path| -> Vec<String> {
+        std::fs::read_to_string(page)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.strip_prefix('#'))
+            .map(|heading| anchor_of(heading.trim_start_matches('#')))
+            .collect()
+    };
+    let mut dead = Vec::new();
+    for page in &pages {
+        let path = repo_file(page);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("](") {
+            let target: String = text[at + 2..].chars().take_while(|c| *c != ')').collect();
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let linked = if file.is_empty() {
+                path.clone()
+            } else {
+                path.parent().unwrap().join(file)
+            };
+            if !linked.exists() {
+                dead.push(format!("{page}: {target} (no such file)"));
+            } else if !anchor.is_empty() && !anchors(&linked).contains(&anchor.to_owned()) {
+                dead.push(format!("{page}: {target} (no such heading)"));
+            }
+        }
+    }
+    assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
+}

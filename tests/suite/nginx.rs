@@ -161,7 +161,7 @@ fn caddy_and_apache_formats_name_the_port() {
 /// which answers 404 (with the snippet's own layout, not 400/426). `check`
 /// asks this machine's nginx directly and blames the proxy in front; with
 /// nginx itself lacking the websocket block, it says that instead. The
-/// README's table quotes both.
+/// docs/troubleshooting.md quotes both.
 #[test]
 #[ignore = "needs nginx"]
 fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {

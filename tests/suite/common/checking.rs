@@ -1,5 +1,5 @@
 //! Running `flarum-ws check --json` and reading its findings, a SQLite
-//! forum root as the installer leaves it, and the README's troubleshooting
+//! forum root as the installer leaves it, and docs/troubleshooting.md's
 //! table, which must agree with what `check` says (each test that builds a
 //! broken setup asserts that the table has a row for the finding).
 
@@ -140,18 +140,15 @@ pub async fn kyrne_forum(root: &Path, url: &str, port: u16, extra: &[(&str, &str
     sqlite_forum(root, url, &rows).await;
 }
 
-/// The rows of the README's troubleshooting table: (what you see, what
+/// The rows of docs/troubleshooting.md's table: (what you see, what
 /// check says, the fix).
 fn troubleshooting_rows() -> Vec<[String; 3]> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("\n## Troubleshooting")
-        .nth(1)
-        .expect("README has a Troubleshooting section");
-    let section = section.split("\n## ").next().unwrap_or_default();
-    section
-        .lines()
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/troubleshooting.md"
+    ))
+    .expect("docs/troubleshooting.md");
+    page.lines()
         .filter(|line| line.starts_with('|') && !line.starts_with("|---"))
         .skip(1)
         .filter_map(|line| {
@@ -169,7 +166,7 @@ fn plain(text: &str) -> String {
     text.replace('`', "").replace("\\|", "|")
 }
 
-/// Asserts the README's troubleshooting table has a row naming `finding`'s
+/// Asserts docs/troubleshooting.md's table has a row naming `finding`'s
 /// check (`` `name` `` in the second column) whose fix column, split at
 /// "…", appears piece by piece in the finding's fix: the table quotes what
 /// `check` says.
@@ -190,6 +187,6 @@ pub fn assert_in_troubleshooting(finding: &Value) {
     });
     assert!(
         agrees,
-        "README's troubleshooting table has no row for `{check}` quoting its fix:\n  {fix}\nrows naming it: {named:#?}"
+        "docs/troubleshooting.md has no row for `{check}` quoting its fix:\n  {fix}\nrows naming it: {named:#?}"
     );
 }
