@@ -219,7 +219,7 @@ inside systemctl enable --now flarum-ws 2>/dev/null
 active="$(inside systemctl is-active flarum-ws || true)"
 [ "$active" = active ] && pass "$older_version: systemctl enable --now flarum-ws starts it" \
   || { fail "the service did not start ($active)"; inside journalctl -u flarum-ws --no-pager | tail -20 >&2 || true; }
-if inside sh -c "cd / && flarum-ws check --live >/dev/null"; then pass "flarum-ws check --live passes against the running service"; else fail "flarum-ws check --live failed against the running service"; fi
+if inside sh -c "cd / && flarum-ws check --live >/dev/null"; then pass "flarum-ws check --live passes against the running service"; else fail "flarum-ws check --live failed against the running service"; inside sh -c "cd / && flarum-ws check --live" >&2 || true; fi
 before="$(inside systemctl show -p MainPID --value flarum-ws)"
 
 inside dpkg -i "$deb" >/dev/null
@@ -229,15 +229,55 @@ active="$(inside systemctl is-active flarum-ws || true)"
   && pass "upgrade $older_version -> $current_version restarted the running service (pid $before -> $after)" \
   || fail "after the upgrade the service is $active with pid $after (was $before)"
 
+echo "== restarts and upgrades with flarum-ws-listen.socket: the forum's calls wait, none is refused"
+# 200 signed triggers a second (a new connection each, as the forum's PHP
+# makes them) through a restart, first without the socket unit (the
+# baseline, printed), then with it: through systemctl restart and through a
+# package downgrade and upgrade (the maintainer scripts restart the service
+# and the socket), none may fail.
+loop() { inside python3 "$PWD/packaging/trigger-loop.py" 36184 4242 packagekey0123456789abcdefghijkl packagesecret0123456789abcdefghi 200 "$1"; }
+failed_of() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$1"; }
+loop 6 >"$older/without-socket.json" & looping=$!
+sleep 2; inside systemctl restart flarum-ws; wait "$looping"
+echo "without flarum-ws-listen.socket, a restart under 200 triggers/s: $(cat "$older/without-socket.json")"
+mkdir -p /etc/systemd/system/flarum-ws-listen.socket.d
+printf '[Socket]\nListenStream=\nListenStream=0.0.0.0:36184\n' >/etc/systemd/system/flarum-ws-listen.socket.d/port.conf
+inside systemctl daemon-reload
+inside systemctl stop flarum-ws
+inside systemctl enable --now flarum-ws-listen.socket 2>/dev/null
+inside systemctl start flarum-ws
+[ "$(inside systemctl is-active flarum-ws-listen.socket || true)" = active ] && pass "flarum-ws-listen.socket is active" || fail "flarum-ws-listen.socket did not start"
+inside journalctl -u flarum-ws --no-pager 2>/dev/null | grep -q "Using the listening socket systemd holds" \
+  && pass "the service uses the socket systemd holds" || fail "the service did not take the socket from systemd"
+restarts_status() { python3 -c 'import json,sys; print(next((c["status"] for c in json.load(sys.stdin)["checks"] if c["check"] == "restarts"), "missing"))'; }
+if [ "$(inside sh -c "cd / && flarum-ws check --json" | restarts_status)" = pass ]; then
+  pass "check: restarts pass with the socket on"
+else
+  fail "check does not say the socket holds the port"; inside sh -c "cd / && flarum-ws check" >&2 || true
+fi
+loop 8 >"$older/restart.json" & looping=$!
+sleep 2; inside systemctl restart flarum-ws; sleep 2; inside systemctl restart flarum-ws; wait "$looping"
+[ "$(failed_of "$(cat "$older/restart.json")")" = 0 ] && pass "two restarts under 200 triggers/s: $(cat "$older/restart.json")" \
+  || fail "triggers failed through a restart with the socket: $(cat "$older/restart.json")"
+loop 14 >"$older/upgrade.json" & looping=$!
+sleep 2; inside dpkg -i "$older/flarum-ws_${older_version}_amd64.deb" >/dev/null; sleep 2; inside dpkg -i "$deb" >/dev/null; wait "$looping"
+[ "$(failed_of "$(cat "$older/upgrade.json")")" = 0 ] && pass "a downgrade and an upgrade under 200 triggers/s: $(cat "$older/upgrade.json")" \
+  || fail "triggers failed through a package upgrade with the socket: $(cat "$older/upgrade.json")"
+[ "$(inside systemctl is-active flarum-ws-listen.socket || true)" = active ] && pass "flarum-ws-listen.socket still active after the upgrade" || fail "the upgrade left flarum-ws-listen.socket $(inside systemctl is-active flarum-ws-listen.socket || true)"
+
 inside apt-get remove -y -qq flarum-ws >/dev/null 2>&1
 active="$(inside systemctl is-active flarum-ws || true)"
 [ "$active" != active ] && pass "apt remove stopped the service ($active)" || fail "apt remove left the service $active"
+active="$(inside systemctl is-active flarum-ws-listen.socket || true)"
+[ "$active" != active ] && pass "apt remove stopped the socket ($active)" || fail "apt remove left flarum-ws-listen.socket $active"
 [ -e /etc/default/flarum-ws ] && pass "apt remove kept /etc/default/flarum-ws" || fail "apt remove deleted the conffile"
 
-rm -rf /etc/systemd/system/flarum-ws.service.d
+rm -rf /etc/systemd/system/flarum-ws.service.d /etc/systemd/system/flarum-ws-listen.socket.d
 inside apt-get purge -y -qq flarum-ws >/dev/null 2>&1
 [ ! -e /etc/systemd/system/multi-user.target.wants/flarum-ws.service ] \
   && pass "apt purge removed the multi-user.target.wants link" || fail "apt purge left /etc/systemd/system/multi-user.target.wants/flarum-ws.service"
+[ ! -e /etc/systemd/system/sockets.target.wants/flarum-ws-listen.socket ] \
+  && pass "apt purge removed the sockets.target.wants link" || fail "apt purge left /etc/systemd/system/sockets.target.wants/flarum-ws-listen.socket"
 [ ! -e /etc/default/flarum-ws ] && pass "apt purge removed /etc/default/flarum-ws" || fail "apt purge left /etc/default/flarum-ws"
 stop_systemd
 trap - EXIT
@@ -248,7 +288,7 @@ unpacked="$(mktemp -d)"
 tar -C "$unpacked" -xzf "$tarball"
 top="$unpacked/$(basename "$tarball" .tar.gz)"
 for file in flarum-ws INSTALL README.md LICENSE CHANGELOG.md flarum-ws.example.yaml \
-  systemd/flarum-ws.service systemd/flarum-ws.default man/flarum-ws.1 \
+  systemd/flarum-ws.service systemd/flarum-ws-listen.socket systemd/flarum-ws.default man/flarum-ws.1 \
   completions/flarum-ws.bash completions/_flarum-ws completions/flarum-ws.fish; do
   [ -f "$top/$file" ] || fail "the tarball lacks $file"
 done

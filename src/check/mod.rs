@@ -14,6 +14,7 @@ mod idle;
 mod live;
 mod nginx_timeout;
 mod port;
+mod restarts;
 mod sandbox;
 mod service_user;
 mod setup;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::Finding;
+use super::restarts::SocketUnit;
 use crate::config::Settings;
 use crate::probe::{Target, local_address, request};
 use crate::server::{listening_processes, port_holder};
@@ -14,7 +15,13 @@ use crate::server::{listening_processes, port_holder};
 /// `forum_root`: the forum this check is for, if any, to tell its own
 /// running server from another forum's with the same credentials (a
 /// staging copy on the same machine).
-pub async fn check_port(settings: &Settings, forum_root: Option<&Path>) -> Finding {
+/// `socket_unit`: flarum-ws-listen.socket as systemd has it, which may hold the
+/// port for the service (socket activation).
+pub async fn check_port(
+    settings: &Settings,
+    forum_root: Option<&Path>,
+    socket_unit: Option<&SocketUnit>,
+) -> Finding {
     let (host, port) = (settings.host.as_str(), settings.port);
     let Ok(ip) = host.parse() else {
         return Finding::fail(
@@ -40,6 +47,18 @@ pub async fn check_port(settings: &Settings, forum_root: Option<&Path>) -> Findi
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => match port_holder(port) {
             Some((pid, name)) if name == "flarum-ws" => {
                 held_by_flarum_ws(settings, forum_root, pid).await
+            }
+            Some((_, name))
+                if name == "systemd"
+                    && socket_unit
+                        .is_some_and(|unit| unit.active && unit.listens_on(host, port)) =>
+            {
+                Finding::pass(
+                    "port",
+                    format!(
+                        "{host}:{port} is held by systemd for flarum-ws (flarum-ws-listen.socket); the service starts with the first connection"
+                    ),
+                )
             }
             Some((pid, name)) => Finding::fail(
                 "port",

@@ -7,6 +7,7 @@ use super::certificate::check_certificate;
 use super::live::{Browsers, LiveOptions, check_live};
 use super::nginx_timeout::{check_nginx_client_address, check_nginx_timeouts, default_files};
 use super::port::check_port;
+use super::restarts::{check_restarts, socket_unit};
 use super::sandbox::{check_hidden_root, check_sqlite_writable};
 use super::service_user::{ServiceUser, service_user};
 use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
@@ -275,7 +276,13 @@ impl Setup<'_> {
             .extension
             .is_some_and(|e| e.extension == Extension::Realtime);
         let forum_root = self.forum.and_then(|f| f.path.parent());
-        let mut findings = vec![check_port(settings, forum_root).await];
+        let socket_unit = socket_unit();
+        let mut findings = vec![check_port(settings, forum_root, socket_unit.as_ref()).await];
+        findings.extend(check_restarts(
+            &settings.host,
+            settings.port,
+            socket_unit.as_ref(),
+        ));
         if let Some(config) = self.forum.filter(|_| realtime) {
             findings.extend(check_websocket_keys(config));
         }

@@ -12,7 +12,7 @@ use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::forum::{Database, Extension, Forum};
-use crate::server::{self, ServerContext};
+use crate::server::{self, ServerContext, activation};
 use crate::telemetry::systemd;
 use crate::telemetry::{self, statistics};
 use crate::tls::{self, CertStore};
@@ -49,16 +49,33 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         || "the default".to_owned(),
         |source| source.place_of("port"),
     );
-    let listener = server::bind(&settings).await.map_err(|error| {
-        Failure::user(anyhow::anyhow!(
-            "{error}\n  fix: {}",
-            error.fix(&port_source)
-        ))
-    })?;
+    let inherited = activation::inherited_listener()
+        .context("systemd passed a listening socket flarum-ws cannot use (ListenStream= must be a TCP address:port)")
+        .map_err(Failure::user)?;
+    let activated = inherited.is_some();
+    let listener = match inherited {
+        Some(listener) => tokio::net::TcpListener::from_std(listener)
+            .context("cannot use the socket systemd passed")
+            .map_err(Failure::unexpected)?,
+        None => server::bind(&settings).await.map_err(|error| {
+            Failure::user(anyhow::anyhow!(
+                "{error}\n  fix: {}",
+                error.fix(&port_source)
+            ))
+        })?,
+    };
     let address = listener
         .local_addr()
         .context("cannot read the listening address")
         .map_err(Failure::unexpected)?;
+    if activated {
+        tracing::info!(
+            "Using the listening socket systemd holds ({address}, flarum-ws-listen.socket): restarts and upgrades keep it open"
+        );
+        if let Some(warning) = activation::mismatch(address, &settings.host, settings.port) {
+            tracing::warn!("{warning}");
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let statistics_interval = settings.statistics_interval;

@@ -4,6 +4,7 @@
 //! [`run`] takes an already-bound listener and a cancellation token so that
 //! tests can bind port 0 and stop the server whenever they like.
 
+pub mod activation;
 mod admin;
 pub mod admission;
 mod connection;

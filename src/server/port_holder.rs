@@ -63,10 +63,15 @@ pub fn port_holder(port: u16) -> Option<(u32, String)> {
         .filter(|(_, listening)| *listening == port)
         .map(|(inode, _)| inode)
         .collect();
-    processes()
+    // A socket systemd holds for a service (socket activation) is held by
+    // both: the service is the one to name.
+    let mut holders: Vec<(u32, String)> = processes()
         .into_iter()
-        .find(|(_, _, sockets)| sockets.iter().any(|s| inodes.contains(s)))
+        .filter(|(_, _, sockets)| sockets.iter().any(|s| inodes.contains(s)))
         .map(|(pid, name, _)| (pid, name))
+        .collect();
+    holders.sort_by_key(|(pid, _)| *pid == 1);
+    holders.into_iter().next()
 }
 
 /// The other processes named `name` and the ports each listens on.

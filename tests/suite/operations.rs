@@ -486,3 +486,49 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .find(|candidate| candidate.is_file())
         .ok_or(())
 }
+
+/// Started by socket activation (`systemd-socket-activate`, systemd's own
+/// tool, passing the socket as flarum-ws-listen.socket does), `serve` takes the
+/// socket it is given: a trigger sent before flarum-ws even ran waits in the
+/// backlog and is answered, not refused. A socket elsewhere than the
+/// settings say is named in a warning.
+#[tokio::test]
+async fn a_socket_from_systemd_is_served_and_what_waited_in_it_is_answered() {
+    for settings_port_offset in [0u16, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let settings_port = (port + settings_port_offset).to_string();
+        let mut command = Command::new("systemd-socket-activate");
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            // It passes the program only the variables named with -E.
+            .args(["-E", &format!("FLARUM_WS_APP_ID={}", crate::common::APP_ID)])
+            .args(["-E", &format!("FLARUM_WS_APP_KEY={}", crate::common::KEY)])
+            .args(["-E", &format!("FLARUM_WS_APP_SECRET={SECRET}")])
+            .arg(env!("CARGO_BIN_EXE_flarum-ws"))
+            .args(["serve", "--host", "127.0.0.1", "--port", &settings_port]);
+        // systemd-socket-activate says "Listening on 127.0.0.1:PORT as 3."
+        // and starts flarum-ws with the first connection.
+        let mut server = start(&mut command);
+        assert_eq!(server.port, port);
+        let api = crate::common::Api {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let (status, body) = api.trigger("news", "posted", "{}").await;
+        assert_eq!(status, 200, "{body}");
+        let log = server.stop_cleanly();
+        assert!(
+            log.iter()
+                .any(|l| l.contains("Using the listening socket systemd holds")),
+            "{log:#?}"
+        );
+        let warned = log
+            .iter()
+            .any(|l| l.contains("the socket unit listens on") && l.contains("ListenStream="));
+        assert_eq!(warned, settings_port_offset != 0, "{log:#?}");
+    }
+}
