@@ -1,6 +1,6 @@
 //! A byte budget for what waits in sockets' queues, for the whole process
 //! and per client address. Each socket's queue is bounded on its own
-//! ([`super::link::MAX_QUEUED_BYTES`]), but one address holding many
+//! ([`super::mailbox::MAX_QUEUED_BYTES`]), but one address holding many
 //! connections, each a stalled reader fed by a sender of its own (client
 //! events on a channel of their own), could make the server hold that
 //! bound many times over. Here every queued frame is charged to its

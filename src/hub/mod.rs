@@ -23,7 +23,7 @@
 //!    the hub, so taken before lock 1 and never while holding it; the
 //!    cluster outbox's `counts` mutex is a leaf (taken alone);
 //! 1. the hub's state `RwLock` (`state/mod.rs`);
-//! 2. a socket's mailbox `Mutex` (`link.rs`): [`SocketLink::send`] takes it
+//! 2. a socket's mailbox `Mutex` (`mailbox.rs`): [`SocketLink::send`] takes it
 //!    under the hub lock, to queue one frame, and lets go before anything
 //!    else;
 //! 3. the socket's wire `Mutex` (`server/websocket/wire.rs`): a writer
@@ -53,6 +53,7 @@
 
 mod budget;
 mod link;
+mod mailbox;
 mod notice;
 mod presence;
 mod sent;
@@ -63,7 +64,8 @@ mod writer;
 pub use budget::{
     AddressLedger, MAX_QUEUED_BYTES_PER_ADDRESS, MAX_QUEUED_BYTES_TOTAL, QueueBudget,
 };
-pub use link::{DirectWire, Frame, Inbox, MAX_QUEUED_BYTES, SocketLink, Wake, Written};
+pub use link::SocketLink;
+pub use mailbox::{DirectWire, Frame, Inbox, MAX_QUEUED_BYTES, Wake, Written};
 pub use notice::{ChangeFeed, ChannelChange, Notice};
 pub use sent::SentTotals;
 pub use state::{ChannelInfo, ChannelSummary, Hub, HubLimits, HubTotals, SubscribeError};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::link::{Frame, SocketLink};
+use super::link::SocketLink;
+use super::mailbox::Frame;
 use super::notice::Notice;
 use crate::protocol::messages::{SigninUser, outgoing};
 use crate::protocol::{SocketId, close_code};

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use tokio::sync::Notify;
 
-use super::link::Mailbox;
+use super::mailbox::Mailbox;
 use super::sent::SentTotals;
 
 /// The writer tasks of one server.

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{CachedEvent, Hub, State};
-use crate::hub::link::Frame;
+use crate::hub::mailbox::Frame;
 use crate::protocol::{ChannelName, SocketId};
 
 impl Hub {

@@ -17,7 +17,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::budget::{QueueBudget, choose_victims};
-use super::link::{Frame, SocketLink};
+use super::link::SocketLink;
+use super::mailbox::Frame;
 use super::notice::{ChangeFeed, ChannelChange, Notice};
 use super::presence::{Change, Members};
 use super::users::Users;

@@ -2,7 +2,7 @@
 //! and what this node tells them of its own.
 
 use super::Hub;
-use crate::hub::link::Frame;
+use crate::hub::mailbox::Frame;
 use crate::hub::notice::ChannelChange;
 use crate::hub::presence::Change;
 use crate::protocol::messages::{PresenceMember, outgoing};
