@@ -17,8 +17,10 @@ case "$group" in
     # Databases and Redis for the forum and cluster tests, PHP to write
     # config.php as Flarum's installer does, nginx for the reverse-proxy tests,
     # openssl for test certificates, systemd for `systemd-analyze verify`,
-    # Chromium for the dashboard test, curl for raw HTTP requests.
-    packages=(mariadb-server postgresql redis-server php-cli sqlite3 nginx openssl systemd chromium curl)
+    # Chromium for the dashboard test, curl for raw HTTP requests, gcc to
+    # link the tests (and to compile the SQLite driver's C) on a fresh
+    # Debian, where Rust's installer brings no linker.
+    packages=(mariadb-server postgresql redis-server php-cli sqlite3 nginx openssl systemd chromium curl gcc)
     # The conformance suites run on Node.js and Python; machines that ship
     # their own (e.g. from nvm or pyenv) keep them.
     command -v node >/dev/null || packages+=(nodejs)

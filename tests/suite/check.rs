@@ -16,17 +16,13 @@ use serde_json::Value;
 /// Runs `check --json` with `envs` (plus credentials) and returns the exit
 /// code and the findings by check name.
 fn check(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> (i32, Vec<Value>) {
-    check_json(&mut with_credentials(dir, envs), args)
+    check_json(&mut credentialed(dir, envs), args)
 }
 
 /// `flarum-ws` in `dir` with the test credentials and `envs`.
-fn with_credentials(dir: &Path, envs: &[(&str, String)]) -> Command {
+fn credentialed(dir: &Path, envs: &[(&str, String)]) -> Command {
     let mut command = flarum_ws(dir);
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
+    command.envs(CREDENTIALS);
     command.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
     command
 }
@@ -62,11 +58,7 @@ async fn a_good_tls_setup_passes_including_the_live_round_trip() {
     let port = free_port();
     let envs = tls_env(&leaf.full_chain, &leaf.key, port);
     let mut server_command = flarum_ws(dir.path());
-    server_command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
+    server_command.envs(CREDENTIALS);
     for (name, value) in &envs {
         server_command.env(name, value);
     }
@@ -119,11 +111,7 @@ async fn a_good_tls_setup_passes_including_the_live_round_trip() {
 
     // Human-readable output carries the symbols and the fix.
     let output = flarum_ws(dir.path())
-        .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
-        ])
+        .envs(CREDENTIALS)
         .envs(with_ca.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["check", "--live", "--via", &via])
         .output()
@@ -751,11 +739,7 @@ fn a_certificate_the_service_user_cannot_read_fails_and_serve_says_why() {
 
     // serve, as the account that cannot read: the same cause and fix.
     let mut serve = flarum_ws(dir.path());
-    serve.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
+    serve.envs(CREDENTIALS);
     serve.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
     let blocked = if running_as_root() {
         use std::os::unix::process::CommandExt;
@@ -923,11 +907,7 @@ fn serve_logs_an_expired_or_expiring_certificate_at_start_and_reload() {
     let expired = pki.leaf("expired", true);
     let dir = tempfile::tempdir().unwrap();
     let mut command = flarum_ws(dir.path());
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-    ]);
+    command.envs(CREDENTIALS);
     for (name, value) in tls_env(&expired.full_chain, &expired.key, free_port()) {
         command.env(name, value);
     }
@@ -947,12 +927,9 @@ fn serve_logs_an_expired_or_expiring_certificate_at_start_and_reload() {
 
     let (soon, soon_key) = expiring_in_days(&pki, 5);
     let mut command = flarum_ws(dir.path());
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-        ("FLARUM_WS_SELF_SIGNED", "true"),
-    ]);
+    command
+        .envs(CREDENTIALS)
+        .envs([("FLARUM_WS_SELF_SIGNED", "true")]);
     for (name, value) in tls_env(&soon, &soon_key, free_port()) {
         command.env(name, value);
     }
@@ -1004,7 +981,7 @@ async fn a_chain_out_of_order_is_reported_as_such_and_served_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut envs = tls_env(&reversed, &leaf.key, port);
-    let mut command = with_credentials(dir.path(), &envs);
+    let mut command = credentialed(dir.path(), &envs);
     let mut server = start(command.arg("serve"));
     envs.push(("SSL_CERT_FILE", pki.root_pem.display().to_string()));
     let via = format!("127.0.0.1:{port}");
@@ -1138,7 +1115,7 @@ fn live_failures_name_their_cause() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let envs = tls_env(&leaf.full_chain, &leaf.key, port);
-    let mut command = with_credentials(dir.path(), &envs);
+    let mut command = credentialed(dir.path(), &envs);
     let server = start(command.arg("serve"));
     let via = format!("127.0.0.1:{port}");
     let (code, findings) = check(dir.path(), &envs, &["--live", "--via", &via]);
@@ -1152,11 +1129,7 @@ fn live_failures_name_their_cause() {
     );
     assert_in_troubleshooting(live);
     let output = flarum_ws(dir.path())
-        .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
-        ])
+        .envs(CREDENTIALS)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["trigger", "public", "hello"])
         .output()
@@ -1178,7 +1151,7 @@ fn live_failures_name_their_cause() {
         ("FLARUM_WS_PORT", plain_port.to_string()),
         ("FLARUM_WS_APP_HOST", "localhost".to_owned()),
     ];
-    let mut command = with_credentials(dir.path(), &proxied);
+    let mut command = credentialed(dir.path(), &proxied);
     let server = start(command.arg("serve"));
     let via = format!("127.0.0.1:{plain_port}");
     let (_, findings) = check(dir.path(), &proxied, &["--live", "--via", &via]);

@@ -113,13 +113,13 @@ fn bad_environment_values_and_taken_ports_are_errors() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, _, stderr) = run(flarum_ws(dir.path())
-        .envs([
-            ("FLARUM_WS_APP_ID", "1"),
-            ("FLARUM_WS_APP_KEY", "k"),
-            ("FLARUM_WS_APP_SECRET", "s"),
-        ])
-        .args(["serve", "--host", "127.0.0.1", "--port", &port]));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).envs(CREDENTIALS).args([
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]));
     assert_eq!(code, 1);
     // The holder is named (this test process), the reason said once, and
     // the fix points where the port was set.
@@ -220,11 +220,7 @@ async fn startup_line_matches_the_old_server() {
 fn redis_url_flag_is_redacted_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let output = flarum_ws(dir.path())
-        .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
-        ])
+        .envs(CREDENTIALS)
         .args(["config", "--redis-url", "redis://:hunter2@127.0.0.1:6379"])
         .output()
         .unwrap();
@@ -239,19 +235,13 @@ fn redis_url_flag_is_redacted_and_checked() {
     );
     assert!(!shown.contains("hunter2"));
 
-    let (code, _, stderr) = run(flarum_ws(dir.path())
-        .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
-        ])
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--redis-url",
-            "http://:hunter2@nowhere",
-        ]));
+    let (code, _, stderr) = run(flarum_ws(dir.path()).envs(CREDENTIALS).args([
+        "serve",
+        "--port",
+        "0",
+        "--redis-url",
+        "http://:hunter2@nowhere",
+    ]));
     assert_eq!(code, 1);
     assert!(stderr.contains("invalid redis_url"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");

@@ -22,10 +22,8 @@ const ADMIN_TOKEN: &str = "hardening-admin-token-0123456789";
 fn server(dir: &Path, envs: &[(&str, &str)]) -> Running {
     let mut command: Command = flarum_ws(dir);
     command
+        .envs(CREDENTIALS)
         .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
             ("FLARUM_WS_ADMIN_TOKEN", ADMIN_TOKEN),
             ("FLARUM_WS_CLIENT_EVENTS", "true"),
         ])
@@ -383,12 +381,8 @@ fn absurd_durations_are_refused_with_their_range() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["FLARUM_WS_HANDSHAKE_TIMEOUT", "FLARUM_WS_ACTIVITY_TIMEOUT"] {
         let mut child = flarum_ws(dir.path())
-            .envs([
-                ("FLARUM_WS_APP_ID", APP_ID),
-                ("FLARUM_WS_APP_KEY", KEY),
-                ("FLARUM_WS_APP_SECRET", SECRET),
-                (name, "18446744073709551615"),
-            ])
+            .envs(CREDENTIALS)
+            .envs([(name, "18446744073709551615")])
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -1002,11 +996,7 @@ async fn a_log_reader_that_goes_away_stops_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = flarum_ws(dir.path());
     command
-        .envs([
-            ("FLARUM_WS_APP_ID", APP_ID),
-            ("FLARUM_WS_APP_KEY", KEY),
-            ("FLARUM_WS_APP_SECRET", SECRET),
-        ])
+        .envs(CREDENTIALS)
         .args(["serve", "--host", "127.0.0.1", "--port", "0"])
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();

@@ -14,14 +14,13 @@ use crate::common::process::{BrowserTab, flarum_ws, free_port, start, succeed};
 use crate::common::*;
 use flarum_ws::probe::{Target, request};
 
-fn with_credentials(command: &mut Command, port: u16) -> &mut Command {
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-        ("FLARUM_WS_REVERSE_PROXY", "true"),
-    ]);
-    command.env("FLARUM_WS_PORT", port.to_string())
+/// `command` as flarum-ws behind nginx: the test credentials, reverse-proxy
+/// mode, `port`.
+fn behind_nginx(command: &mut Command, port: u16) -> &mut Command {
+    command
+        .envs(CREDENTIALS)
+        .env("FLARUM_WS_REVERSE_PROXY", "true")
+        .env("FLARUM_WS_PORT", port.to_string())
 }
 
 /// A server block for `localhost` with TLS from `leaf` on `port`, holding
@@ -38,7 +37,7 @@ fn tls_server_block(port: u16, leaf: &Leaf, body: &str) -> String {
 /// on `ws_port`, nginx on `listen` with TLS from `leaf`).
 fn full_server_block(forum: &Path, ws_port: u16, listen: u16, leaf: &Leaf) -> String {
     succeed(
-        with_credentials(&mut flarum_ws(forum), ws_port)
+        behind_nginx(&mut flarum_ws(forum), ws_port)
             .args(["nginx-snippet", "--full", "--server-name", "localhost"])
             .args(["--listen", &format!("127.0.0.1:{listen} ssl")])
             .arg("--forum-root")
@@ -84,7 +83,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
     .unwrap();
 
     let ws_port = free_port();
-    let server = start(with_credentials(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
+    let server = start(behind_nginx(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
     assert_eq!(server.port, ws_port);
 
     let nginx_port = free_port();
@@ -125,7 +124,7 @@ async fn nginx_terminates_tls_and_proxies_pusher_js_while_the_site_stays_up() {
     pusher_js_through_nginx_gets(
         nginx_port,
         &pki,
-        with_credentials(&mut flarum_ws(forum.path()), ws_port),
+        behind_nginx(&mut flarum_ws(forum.path()), ws_port),
         r#"{"postId":3}"#,
     );
 
@@ -140,7 +139,7 @@ fn caddy_and_apache_formats_name_the_port() {
         ("caddy", "reverse_proxy @websocket 127.0.0.1:2999"),
         ("apache", "ws://127.0.0.1:2999/app/$1"),
     ] {
-        let output = with_credentials(&mut flarum_ws(dir.path()), 2999)
+        let output = behind_nginx(&mut flarum_ws(dir.path()), 2999)
             .args([
                 "nginx-snippet",
                 "--format",
@@ -176,7 +175,7 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     )
     .unwrap();
     let ws_port = free_port();
-    let server = start(with_credentials(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
+    let server = start(behind_nginx(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
     let inner_port = free_port();
     let inner_dir = tempfile::tempdir().unwrap();
     let inner_conf = nginx_conf(
@@ -202,7 +201,7 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
 
     let check = |via: u16| {
         let mut command = flarum_ws(forum.path());
-        with_credentials(&mut command, ws_port)
+        behind_nginx(&mut command, ws_port)
             .env("FLARUM_WS_APP_HOST", "localhost")
             .env("SSL_CERT_FILE", &pki.root_pem);
         let via = format!("127.0.0.1:{via}");
@@ -266,7 +265,7 @@ const IDLE: Duration = Duration::from_secs(75);
 fn an_idle_tab_stays_connected_through_the_kyrne_extensions_nginx_block() {
     let forum = tempfile::tempdir().unwrap();
     let ws_port = free_port();
-    let server = start(with_credentials(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
+    let server = start(behind_nginx(&mut flarum_ws(forum.path()), ws_port).arg("serve"));
     let nginx_port = free_port();
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = nginx_conf(
@@ -277,7 +276,7 @@ fn an_idle_tab_stays_connected_through_the_kyrne_extensions_nginx_block() {
 
     let tab = common::idle::IdleTab::open("7", nginx_port, KEY, "public", "newPost", None);
     tab.stays_connected(IDLE);
-    let trigger = with_credentials(&mut flarum_ws(forum.path()), ws_port)
+    let trigger = behind_nginx(&mut flarum_ws(forum.path()), ws_port)
         .args(["trigger", "public", "newPost", r#"{"postId":3}"#])
         .output()
         .unwrap();
@@ -319,7 +318,7 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
     let site = conf_dir.path().join("site.conf");
     let check = |activity: &str| {
         let mut command = flarum_ws(forum.path());
-        with_credentials(&mut command, ws_port)
+        behind_nginx(&mut command, ws_port)
             .env("FLARUM_WS_ACTIVITY_TIMEOUT", activity)
             .env("FLARUM_WS_APP_HOST", "localhost")
             .env("SSL_CERT_FILE", &pki.root_pem);
@@ -333,7 +332,7 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
 
     // pusher-js would ping after 20 s of silence; nginx cuts at 9 s.
     let mut slow = flarum_ws(forum.path());
-    with_credentials(&mut slow, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "20");
+    behind_nginx(&mut slow, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "20");
     let server = start(slow.arg("serve"));
     let (code, findings) = check("20");
     assert_eq!(code, 1, "{findings:#?}");
@@ -359,7 +358,7 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
 
     // Traffic every 2 s: the connection outlives the 12 s and nothing warns.
     let mut quick = flarum_ws(forum.path());
-    with_credentials(&mut quick, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "2");
+    behind_nginx(&mut quick, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "2");
     let server = start(quick.arg("serve"));
     let (code, findings) = check("2");
     assert_eq!(code, 0, "{findings:#?}");
@@ -464,7 +463,7 @@ async fn a_forum_under_a_sub_path_gets_one_location_beside_the_site() {
 /// as one plain server block on `listen` (what admins paste into the
 /// forum's server block, with the forum's own pages answered 404).
 fn snippet_server_block(dir: &Path, ws_port: u16, listen: u16) -> String {
-    let snippet = succeed(with_credentials(&mut flarum_ws(dir), ws_port).arg("nginx-snippet"));
+    let snippet = succeed(behind_nginx(&mut flarum_ws(dir), ws_port).arg("nginx-snippet"));
     let (map, rest) = snippet
         .split_once("# Inside")
         .expect("the snippet's map part");
@@ -533,7 +532,7 @@ async fn a_client_behind_nginx_cannot_name_itself_a_new_address() {
         ]);
     };
     let mut serve = flarum_ws(dir.path());
-    limited(with_credentials(&mut serve, ws_port).arg("serve"));
+    limited(behind_nginx(&mut serve, ws_port).arg("serve"));
     let server = start(&mut serve);
 
     // flarum-ws's own snippet.
@@ -549,7 +548,7 @@ async fn a_client_behind_nginx_cannot_name_itself_a_new_address() {
     let refusal = refusal.expect("a refusal past the high-water mark");
     assert!(refusal.contains("127.0.0.1 already has 9"), "{refusal}");
     let mut check = flarum_ws(dir.path());
-    limited(with_credentials(&mut check, ws_port));
+    limited(behind_nginx(&mut check, ws_port));
     let (_, findings) = checking::check_json(
         &mut check,
         &[
@@ -578,7 +577,7 @@ async fn a_client_behind_nginx_cannot_name_itself_a_new_address() {
     let (admitted, _) = connect_claiming_new_addresses(kyrne_port, 10).await;
     assert_eq!(admitted, 10, "every forged X-Real-IP is believed");
     let mut check = flarum_ws(dir.path());
-    limited(with_credentials(&mut check, ws_port));
+    limited(behind_nginx(&mut check, ws_port));
     let site = kyrne_dir.path().join("site.conf");
     let (_, findings) = checking::check_json(&mut check, &["--nginx-conf", site.to_str().unwrap()]);
     let warned = checking::finding(&findings, "client address");

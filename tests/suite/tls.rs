@@ -17,13 +17,9 @@ use tokio_util::either::Either;
 
 fn tls_server(dir: &Path, cert: &Path, key: &Path, passphrase: Option<&str>) -> Command {
     let mut command = flarum_ws(dir);
-    command.envs([
-        ("FLARUM_WS_APP_ID", APP_ID),
-        ("FLARUM_WS_APP_KEY", KEY),
-        ("FLARUM_WS_APP_SECRET", SECRET),
-        ("FLARUM_WS_HOST", "127.0.0.1"),
-        ("FLARUM_WS_PORT", "0"),
-    ]);
+    command
+        .envs(CREDENTIALS)
+        .envs([("FLARUM_WS_HOST", "127.0.0.1"), ("FLARUM_WS_PORT", "0")]);
     command
         .env("FLARUM_WS_TLS_CERT", cert)
         .env("FLARUM_WS_TLS_KEY", key);

@@ -26,6 +26,12 @@ pub mod redis;
 pub const APP_ID: &str = "42";
 pub const KEY: &str = "test-key";
 pub const SECRET: &str = "test-secret";
+/// The test app's credentials as the variables a process reads.
+pub const CREDENTIALS: [(&str, &str); 3] = [
+    ("FLARUM_WS_APP_ID", APP_ID),
+    ("FLARUM_WS_APP_KEY", KEY),
+    ("FLARUM_WS_APP_SECRET", SECRET),
+];
 
 /// Settings as a forum admin would write them, with `tweak` applied.
 pub fn settings(tweak: impl FnOnce(&mut PartialSettings)) -> Settings {
