@@ -6,7 +6,9 @@
 //! (re)connects, and which a client cycling channel names would otherwise
 //! turn into a flood of channel changes (webhooks, cluster counts); and the
 //! same bucket per client address, for new channels, which a client could
-//! otherwise create without end by reconnecting.
+//! otherwise create without end by reconnecting. Keyed buckets with a
+//! burst of one are the throttles of Flarum 2's typing signals (one per
+//! user, or per typist and target, each interval).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -61,8 +63,13 @@ impl TokenBucket {
 
     /// Takes one token; false when none is left.
     pub fn try_take(&mut self, burst: u32, per_second: u32) -> bool {
+        self.take(burst, per_second as f32)
+    }
+
+    /// [`TokenBucket::try_take`] at a rate that may be below one a second.
+    fn take(&mut self, burst: u32, per_second: f32) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.updated).as_secs_f32() * per_second as f32;
+        let refill = now.duration_since(self.updated).as_secs_f32() * per_second;
         self.tokens = (self.tokens + refill).min(burst as f32);
         self.updated = now;
         if self.tokens < 1.0 {
@@ -81,7 +88,7 @@ impl TokenBucket {
 pub struct KeyedBuckets<K> {
     buckets: Mutex<HashMap<K, TokenBucket>>,
     burst: u32,
-    per_second: u32,
+    per_second: f32,
     max_keys: usize,
 }
 
@@ -90,7 +97,18 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
         Self {
             buckets: Mutex::new(HashMap::new()),
             burst,
-            per_second,
+            per_second: per_second as f32,
+            max_keys,
+        }
+    }
+
+    /// One per `interval` for each key (a throttle: the first goes at
+    /// once, the next after `interval`).
+    pub fn one_per(interval: Duration, max_keys: usize) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            burst: 1,
+            per_second: 1.0 / interval.as_secs_f32(),
             max_keys,
         }
     }
@@ -109,14 +127,14 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
         buckets
             .entry(key)
             .or_insert_with(|| TokenBucket::full(burst))
-            .try_take(self.burst, self.per_second)
+            .take(self.burst, self.per_second)
     }
 }
 
 impl TokenBucket {
     /// Whether the bucket has refilled to its burst by now.
-    fn is_full(&self, burst: u32, per_second: u32) -> bool {
-        let refill = self.updated.elapsed().as_secs_f32() * per_second as f32;
+    fn is_full(&self, burst: u32, per_second: f32) -> bool {
+        let refill = self.updated.elapsed().as_secs_f32() * per_second;
         self.tokens + refill >= burst as f32
     }
 }
@@ -139,6 +157,16 @@ mod tests {
             "never more than the burst"
         );
         assert!(!bucket.try_take(5, 10));
+    }
+
+    #[test]
+    fn one_per_interval_lets_the_first_through_and_the_next_after_it() {
+        let throttle = KeyedBuckets::one_per(Duration::from_millis(100), 10);
+        assert!(throttle.try_take("a"));
+        assert!(!throttle.try_take("a"));
+        assert!(throttle.try_take("b"), "each key has its own");
+        std::thread::sleep(Duration::from_millis(110));
+        assert!(throttle.try_take("a"));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::server::rate::KeyedBuckets;
+
 /// A discussion is still being typed in this long after the last ping.
 const EXPIRY: Duration = Duration::from_millis(6000);
 /// While typing lasts, the rising edge is said again this often.
@@ -37,16 +39,30 @@ struct State {
     routes: HashMap<Key, Routes>,
     /// Discussion routing, cached.
     routing: HashMap<u64, (Instant, Routes)>,
-    /// Typing activity: when each typist and target was last relayed.
-    activity: HashMap<String, Instant>,
-    /// When each user's last compose-typing signal was taken.
-    compose_signals: HashMap<u64, Instant>,
 }
 
+/// Typists and targets, and users, remembered by each throttle at most;
+/// past that the oldest go (`KeyedBuckets`), which can only let a signal
+/// through early.
+const THROTTLED_KEYS: usize = 2000;
+
 /// The index-typing state of one server.
-#[derive(Default)]
 pub struct IndexTyping {
     state: Mutex<State>,
+    /// Typing activity: one event per typist and target per interval.
+    activity: KeyedBuckets<String>,
+    /// Compose-typing signals: one per user per interval.
+    compose_signals: KeyedBuckets<u64>,
+}
+
+impl Default for IndexTyping {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            activity: KeyedBuckets::one_per(ACTIVITY_THROTTLE, THROTTLED_KEYS),
+            compose_signals: KeyedBuckets::one_per(COMPOSE_SIGNAL_INTERVAL, THROTTLED_KEYS),
+        }
+    }
 }
 
 impl IndexTyping {
@@ -93,41 +109,13 @@ impl IndexTyping {
     /// connection, decided before any database work (each signal costs a
     /// visibility proof per tag and per activity subscriber).
     pub fn take_compose_signal(&self, user: u64) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state
-            .compose_signals
-            .get(&user)
-            .is_some_and(|at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL)
-        {
-            return false;
-        }
-        if state.compose_signals.len() >= 2000 {
-            state
-                .compose_signals
-                .retain(|_, at| now.duration_since(*at) < COMPOSE_SIGNAL_INTERVAL);
-        }
-        state.compose_signals.insert(user, now);
-        true
+        self.compose_signals.try_take(user)
     }
 
+    /// Whether typing activity for `key` (a typist and target) was relayed
+    /// less than [`ACTIVITY_THROTTLE`] ago.
     pub(super) fn throttled(&self, key: String) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state
-            .activity
-            .get(&key)
-            .is_some_and(|at| now.duration_since(*at) < ACTIVITY_THROTTLE)
-        {
-            return true;
-        }
-        if state.activity.len() >= 2000 {
-            state
-                .activity
-                .retain(|_, at| now.duration_since(*at) < ACTIVITY_THROTTLE);
-        }
-        state.activity.insert(key, now);
-        false
+        !self.activity.try_take(key)
     }
 
     /// The keys whose typing stopped, with where to say so; forgotten.
