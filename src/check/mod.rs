@@ -9,11 +9,15 @@
 //! | "WebSocket is closed before the connection is established" (double proxy) | `live` (upgrade refused on the way) |
 //! | 404 / connection interrupted (wrong proxy port, closed port) | `live`, `bind address`, `cloudflare` |
 
+mod browsers;
 mod certificate;
+mod flarum2_keys;
 mod idle;
+mod listening;
 mod live;
 mod nginx_timeout;
 mod port;
+mod redis;
 mod restarts;
 mod sandbox;
 mod service_user;
