@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Lets one log line through per interval, counting those held back.
 #[derive(Debug)]
 pub struct Throttle {
     interval: Duration,

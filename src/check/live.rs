@@ -17,6 +17,7 @@ use crate::probe::{SignedClient, Target, connect, local_address};
 /// How long each live step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How `check --live` reaches the server and how long it waits.
 #[derive(Debug, Clone, Default)]
 pub struct LiveOptions {
     /// `host:port` to connect to instead of resolving the browser's host

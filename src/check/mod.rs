@@ -41,6 +41,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The mark `check` prints for this status (✓, ! or ✗).
     pub fn symbol(self) -> &'static str {
         match self {
             Self::Pass => "✓",
@@ -61,6 +62,7 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A check that passed, with what it found.
     pub fn pass(check: &'static str, message: impl Into<String>) -> Self {
         Self {
             check,
@@ -70,6 +72,7 @@ impl Finding {
         }
     }
 
+    /// A warning: what may go wrong, and what to do about it.
     pub fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             check,
@@ -79,6 +82,7 @@ impl Finding {
         }
     }
 
+    /// A failure: what is wrong, and the fix, worded for the admin.
     pub fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             check,

@@ -23,6 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Pusher protocol (websocket and HTTP API) on one port.
@@ -40,6 +41,7 @@ pub enum Command {
     Generate(GenerateArgs),
 }
 
+/// `flarum-ws generate`: what to write, and where.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// What to write.
@@ -49,6 +51,7 @@ pub struct GenerateArgs {
     pub dir: PathBuf,
 }
 
+/// What `generate` writes: man pages or shell completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generated {
     /// flarum-ws.1 and a page per subcommand.
@@ -57,6 +60,7 @@ pub enum Generated {
     Completions,
 }
 
+/// `flarum-ws check`'s options.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also connect as a browser would, subscribe, trigger an event as the forum would and receive it.
@@ -87,6 +91,7 @@ pub struct CheckArgs {
     pub sources: SourceArgs,
 }
 
+/// The reverse proxy `nginx-snippet` writes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProxyFormat {
     Nginx,
@@ -94,6 +99,7 @@ pub enum ProxyFormat {
     Apache,
 }
 
+/// `flarum-ws nginx-snippet`'s options.
 #[derive(Debug, Args)]
 pub struct SnippetArgs {
     /// The forum's host name (default: the extension's app_host, else the forum URL's host).
@@ -128,6 +134,7 @@ pub struct SnippetArgs {
     pub sources: SourceArgs,
 }
 
+/// `flarum-ws trigger`'s arguments: the event to send.
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
     /// Channel to send on, e.g. `public`.
@@ -140,6 +147,7 @@ pub struct TriggerArgs {
     pub sources: SourceArgs,
 }
 
+/// `flarum-ws serve`'s options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -219,6 +227,7 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure the admin can fix (exit code 1): bad settings, a taken port.
     pub fn user(error: impl Into<anyhow::Error>) -> Self {
         Self {
             error: error.into(),
@@ -226,6 +235,7 @@ impl Failure {
         }
     }
 
+    /// A failure the admin did not cause (exit code 2): a bug, the machine.
     pub fn unexpected(error: impl Into<anyhow::Error>) -> Self {
         Self {
             error: error.into(),
@@ -274,6 +284,7 @@ impl From<crate::probe::ProbeError> for Failure {
     }
 }
 
+/// Runs the command the admin typed; its exit code says how it went.
 pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Serve(args) => serve::run(args),

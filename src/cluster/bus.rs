@@ -14,6 +14,7 @@ pub struct MemberEntry {
     pub user_info: Value,
 }
 
+/// What one node tells the others on the Redis channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
@@ -74,6 +75,7 @@ pub enum Message {
     },
 }
 
+/// A [`Message`] with the node that sent it, as it crosses Redis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub node: String,

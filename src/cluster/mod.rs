@@ -71,6 +71,8 @@ pub struct ClusterStatus {
 
 type PendingQueries = HashMap<u64, mpsc::UnboundedSender<Vec<(String, usize)>>>;
 
+/// This node's link to the others through Redis: what it publishes, what
+/// it applies from them, and what it knows of each.
 pub struct Cluster {
     node: String,
     hub: Hub,
@@ -137,6 +139,7 @@ impl Cluster {
         &self.node
     }
 
+    /// Whether Redis answers, and how many other nodes were heard from.
     pub fn status(&self) -> ClusterStatus {
         ClusterStatus {
             redis_up: self.redis_up.load(Ordering::Relaxed),

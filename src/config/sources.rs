@@ -44,6 +44,8 @@ pub fn known_variables() -> Vec<&'static str> {
     names
 }
 
+/// Whether `name` is a `FLARUM_WS_*` variable flarum-ws reads (or one
+/// that chooses a source, such as `FLARUM_WS_CONFIG`).
 pub fn is_known_variable(name: &str) -> bool {
     META_VARIABLES.contains(&name) || VARIABLES.iter().any(|(_, var)| *var == name)
 }

@@ -22,6 +22,7 @@ pub enum WebhookKind {
 }
 
 impl WebhookKind {
+    /// Every kind, in Pusher's order.
     pub const ALL: [WebhookKind; 7] = [
         Self::ChannelOccupied,
         Self::ChannelVacated,
@@ -32,6 +33,7 @@ impl WebhookKind {
         Self::SubscriptionCount,
     ];
 
+    /// The kind as Pusher names it in a webhook's `events` list.
     pub fn name(self) -> &'static str {
         match self {
             Self::ChannelOccupied => "channel_occupied",

@@ -18,6 +18,7 @@ pub enum PhpError {
 }
 
 impl PhpError {
+    /// The line of config.php the problem is on, for the message.
     pub fn line(&self) -> usize {
         match self {
             Self::Syntax { line, .. } | Self::Dynamic { line, .. } => *line,

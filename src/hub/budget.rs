@@ -52,6 +52,8 @@ impl Default for QueueBudget {
 }
 
 impl QueueBudget {
+    /// A budget of `max_total` queued bytes in all and `max_per_address` for
+    /// each client address.
     pub fn new(max_total: usize, max_per_address: usize) -> Self {
         Self {
             total: AtomicUsize::new(0),

@@ -6,6 +6,8 @@
 use crate::protocol::SocketId;
 use crate::protocol::messages::PresenceMember;
 
+/// What the hub tells the cluster about its own sockets, so that the other
+/// nodes mirror this node's presence members and signed-in users.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// A local socket joined a presence channel as `member`.
@@ -49,6 +51,7 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
+    /// A feed that counts in `dropped` what it could not pass on.
     pub fn new(
         sender: tokio::sync::mpsc::Sender<ChannelChange>,
         dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -56,6 +59,8 @@ impl ChangeFeed {
         Self { sender, dropped }
     }
 
+    /// Passes `change` on without waiting; a full feed counts it as dropped
+    /// (webhooks then lose that change, the hub never waits for them).
     pub fn tell(&self, change: ChannelChange) {
         if self.sender.try_send(change).is_err() {
             self.dropped

@@ -51,6 +51,7 @@ impl Writers {
         Self::with_count(count, sent)
     }
 
+    /// `count` writer tasks (tests choose one), adding what they write to `sent`.
     pub fn with_count(count: usize, sent: Arc<SentTotals>) -> Self {
         Self {
             sent,

@@ -28,6 +28,7 @@ pub struct Target {
 }
 
 impl Target {
+    /// `secure` when this connection uses TLS, `plain` otherwise (`wss`/`ws`).
     pub fn scheme(&self, secure: &'static str, plain: &'static str) -> &'static str {
         if self.tls { secure } else { plain }
     }

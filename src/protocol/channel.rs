@@ -128,10 +128,12 @@ impl ChannelName {
         &self.name
     }
 
+    /// Public, private or presence: who may subscribe.
     pub fn class(&self) -> ChannelClass {
         classify(&self.name)
     }
 
+    /// Plain, encrypted or cache: how its events are carried.
     pub fn kind(&self) -> ChannelKind {
         self.class().kind
     }

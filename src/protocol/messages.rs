@@ -306,6 +306,7 @@ pub mod outgoing {
         serde_json::to_string(&frame).expect("serializing strings cannot fail")
     }
 
+    /// `pusher:connection_established`, the first frame a client gets.
     pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
         internal(
             "pusher:connection_established",
@@ -373,10 +374,12 @@ pub mod outgoing {
         )
     }
 
+    /// `pusher:cache_miss`: a cache channel has no event to replay.
     pub fn cache_miss(channel: &str) -> String {
         json!({ "event": "pusher:cache_miss", "channel": channel }).to_string()
     }
 
+    /// `pusher:signin_success`, with the user data the client signed in with.
     pub fn signin_success(user_data: &str) -> String {
         internal(
             "pusher:signin_success",

@@ -239,6 +239,8 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionSlots {
+    /// Admits one more websocket from `ip`, or says why not (the server is
+    /// full, or `ip` holds its share past the high-water mark).
     pub fn try_admit(
         self: &Arc<Self>,
         ip: IpAddr,

@@ -25,6 +25,8 @@ use crate::telemetry::feed::FeedItem;
 use crate::telemetry::metrics::Snapshot;
 use crate::webhooks::Webhooks;
 
+/// Everything a connection's task needs: the settings in force, the hub,
+/// the telemetry, the shutdown signal, the limits' state.
 pub struct ServerContext {
     settings: ArcSwap<Settings>,
     /// What `settings` was resolved from, for `/about`.

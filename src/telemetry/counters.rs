@@ -11,6 +11,8 @@ pub struct IntervalCounts {
     pub api_messages: u64,
 }
 
+/// The counts behind the Flarum 1 extension's statistics rows: peak
+/// connections and messages per interval.
 #[derive(Debug, Default)]
 pub struct Counters {
     connections: AtomicU64,

@@ -31,6 +31,7 @@ pub enum FeedKind {
     ClientEvent,
 }
 
+/// One line of the dashboard's recent activity.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedItem {
     pub seq: u64,
@@ -76,6 +77,7 @@ impl FeedItem {
         self
     }
 
+    /// Adds free text (a close code, a refusal's reason).
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self
@@ -101,12 +103,15 @@ struct Ring {
     items: VecDeque<FeedItem>,
 }
 
+/// The dashboard's recent activity: the last items, in a ring of fixed size.
 #[derive(Debug, Default)]
 pub struct Feed {
     ring: Mutex<Ring>,
 }
 
 impl Feed {
+    /// Stamps `item` with the time and a sequence number, dropping the oldest
+    /// when the ring is full.
     pub fn record(&self, mut item: FeedItem) {
         item.at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -9,6 +9,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Starts logging to stderr: text or JSON lines, per-message lines when
+/// `verbose`.
 pub fn init(verbose: bool, format: LogFormat) {
     let default = if verbose {
         "flarum_ws=debug,info"

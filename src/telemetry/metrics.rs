@@ -251,6 +251,7 @@ metrics! {
         "Open file descriptors of the process";
 }
 
+/// The Prometheus metrics of one process (`/metrics`).
 pub struct Metrics {
     registry: Registry,
     m: Registered,
@@ -301,6 +302,7 @@ impl Metrics {
         self.m.bytes_received.inc_by(bytes as u64);
     }
 
+    /// Counts an HTTP API request by endpoint and answer.
     pub fn api_request(&self, endpoint: &'static str, status: u16) {
         self.m
             .api_requests
@@ -315,6 +317,7 @@ impl Metrics {
         self.m.api_events.inc_by(events);
     }
 
+    /// Records how long one event took to fan out to local subscribers.
     pub fn fanout(&self, took: Duration) {
         self.m.fanout_seconds.observe(took.as_secs_f64());
     }

@@ -18,6 +18,8 @@ use crate::config::TlsFiles;
 /// How often the certificate files are checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The certificate new TLS connections get, swapped when the files are
+/// renewed (open connections keep theirs).
 #[derive(Debug)]
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,

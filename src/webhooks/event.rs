@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::config::WebhookKind;
 
+/// One webhook event, as Pusher sends it in a webhook's `events` list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum WebhookEvent {

@@ -55,6 +55,8 @@ pub struct WebhookStatus {
     pub dropped: u64,
 }
 
+/// The webhook senders: a queue and a task per receiver, fed by the hub's
+/// channel changes (and the cluster's), signed with the app's secret.
 pub struct Webhooks {
     receivers: Vec<Receiver>,
     signer: Arc<ArcSwap<Signer>>,
@@ -111,6 +113,7 @@ impl Webhooks {
         self.signer.store(Arc::new(Signer::for_app(app)));
     }
 
+    /// What the senders did: sent, failed, dropped, queued (for `/metrics`).
     pub fn status(&self) -> WebhookStatus {
         WebhookStatus {
             sent: self.totals.sent.load(Ordering::Relaxed),

@@ -82,6 +82,7 @@ impl Database {
         }
     }
 
+    /// Closes the pool's connections (the forum database's server counts them).
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -191,6 +191,7 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Applies new limits (a reload); what is already held is kept.
     pub fn set_limits(&self, limits: HubLimits) {
         self.write().limits = limits;
     }

@@ -87,6 +87,7 @@ impl Hub {
         list
     }
 
+    /// What the HTTP API says of one channel: occupied, subscribers, users.
     pub fn channel_info(&self, channel: &ChannelName) -> ChannelInfo {
         let state = self.read();
         let entry = state.channels.get(channel.as_str());

@@ -41,7 +41,9 @@ use super::index_state::{Key, Routes};
 /// How often falling edges are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Where guests see typing in the discussion list.
 pub const PUBLIC_CHANNEL: &str = "public-index-typing";
+/// Where moderators see who types what (typing activity).
 pub const ACTIVITY_CHANNEL: &str = "private-typing-activity";
 
 fn tag_channel(tag: u64) -> String {

@@ -64,6 +64,7 @@ impl SocketUsers {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Remembers which forum user `socket` signed in as (`None`: a guest).
     pub fn set(&self, socket: SocketId, user: Option<u64>) {
         match user {
             Some(user) => self.lock().insert(socket, user),
@@ -71,6 +72,7 @@ impl SocketUsers {
         };
     }
 
+    /// The forum user `socket` signed in as, if any.
     pub fn get(&self, socket: SocketId) -> Option<u64> {
         self.lock().get(&socket).copied()
     }
