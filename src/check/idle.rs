@@ -43,7 +43,7 @@ where
                 Some(Ok(Message::Text(text))) => {
                     last_heard = Instant::now();
                     if text.contains("\"pusher:ping\"")
-                        && ws.send(Message::text(outgoing::pong())).await.is_err()
+                        && !sent(ws, outgoing::pong(), pong_timeout).await
                     {
                         return cut(url, started.elapsed(), activity_timeout, pong_timeout);
                     }
@@ -76,13 +76,25 @@ where
                     );
                 }
                 // What pusher-js does after activity_timeout of silence.
-                if ws.send(Message::text(outgoing::ping())).await.is_err() {
+                if !sent(ws, outgoing::ping(), pong_timeout).await {
                     return cut(url, started.elapsed(), activity_timeout, pong_timeout);
                 }
                 last_heard = Instant::now();
             }
         }
     }
+}
+
+/// Sends `text`, giving up after `limit`: a server that stops reading must
+/// not hold `check` (false: not sent).
+async fn sent<S>(ws: &mut WebSocketStream<S>, text: String, limit: Duration) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    matches!(
+        tokio::time::timeout(limit, ws.send(Message::text(text))).await,
+        Ok(Ok(()))
+    )
 }
 
 fn cut(url: &str, after: Duration, activity_timeout: Duration, pong_timeout: Duration) -> Finding {

@@ -75,6 +75,10 @@ fn fail(message: String, fix: &str) -> Vec<Finding> {
     vec![Finding::fail("live", message, fix)]
 }
 
+/// The longest `activity_timeout` taken from a server's announcement (an
+/// hour, the most flarum-ws's own setting allows).
+const MAX_ANNOUNCED_ACTIVITY_SECS: u64 = 3600;
+
 async fn within<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
     tokio::time::timeout(STEP_TIMEOUT, future).await.ok()
 }
@@ -84,16 +88,23 @@ async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    loop {
-        match within(ws.next()).await?? {
-            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
-            Ok(Message::Close(frame)) => {
-                return Some(json!({"event": "close", "code": frame.map(|f| u16::from(f.code))}));
+    // One deadline for the whole wait: a server that sends websocket pings
+    // and nothing else must not keep `check` waiting for ever.
+    within(async {
+        loop {
+            match ws.next().await? {
+                Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+                Ok(Message::Close(frame)) => {
+                    return Some(
+                        json!({"event": "close", "code": frame.map(|f| u16::from(f.code))}),
+                    );
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
             }
-            Ok(_) => continue,
-            Err(_) => return None,
         }
-    }
+    })
+    .await?
 }
 
 /// A frame as an admin reads it: Pusher's error with its code, a close
@@ -395,17 +406,24 @@ async fn connect_as_a_browser(
         ));
     }
     // What pusher-js is told: it pings after this much silence.
-    let activity_timeout = established
-        .as_ref()
-        .and_then(|frame| frame["data"].as_str())
-        .and_then(|data| serde_json::from_str::<Value>(data).ok())
-        .and_then(|data| data["activity_timeout"].as_u64())
-        .map_or(settings.activity_timeout, Duration::from_secs);
+    let activity_timeout =
+        announced_activity_timeout(established.as_ref()).unwrap_or(settings.activity_timeout);
     Ok(Connected {
         ws,
         url,
         activity_timeout,
     })
+}
+
+/// The `activity_timeout` a `pusher:connection_established` frame
+/// announces, held to the range flarum-ws itself allows, whatever server
+/// sent it: 0 would ping in a busy loop, 2^64 - 1 s overflows a clock.
+fn announced_activity_timeout(established: Option<&Value>) -> Option<Duration> {
+    let data = established?["data"].as_str()?;
+    let secs = serde_json::from_str::<Value>(data).ok()?["activity_timeout"].as_u64()?;
+    Some(Duration::from_secs(
+        secs.clamp(1, MAX_ANNOUNCED_ACTIVITY_SECS),
+    ))
 }
 
 /// Connects where a browser would, subscribes, posts an event where the
@@ -425,7 +443,10 @@ pub async fn check_live(
     };
     let channel = format!("flarum-ws-check-{}", rand::random_range(0..u32::MAX));
     let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel}}).to_string();
-    if ws.send(Message::text(subscribe)).await.is_err() {
+    if !matches!(
+        within(ws.send(Message::text(subscribe))).await,
+        Some(Ok(()))
+    ) {
         return fail(
             format!("{url}: the connection closed after connecting"),
             "check the server log",
@@ -498,6 +519,50 @@ pub async fn check_live(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_server_announces_is_held_to_flarum_ws_s_own_range() {
+        let announcing = |secs: &str| json!({"event": "pusher:connection_established", "data": format!("{{\"socket_id\":\"1.2\",\"activity_timeout\":{secs}}}")});
+        let held = |secs: &str| announced_activity_timeout(Some(&announcing(secs)));
+        assert_eq!(
+            held("18446744073709551615"),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(held("0"), Some(Duration::from_secs(1)));
+        assert_eq!(held("120"), Some(Duration::from_secs(120)));
+        assert_eq!(held("\"soon\""), None);
+    }
+
+    /// A server that sends websocket pings and nothing else: the wait for
+    /// the next frame still ends, after its one deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_only_pings_does_not_hold_the_wait() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                server,
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            client,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(next_frame(&mut ws).await, None);
+        assert_eq!(started.elapsed(), STEP_TIMEOUT);
+        server.abort();
+    }
 
     #[test]
     fn a_proxys_error_page_reads_as_its_first_words() {

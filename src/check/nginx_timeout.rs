@@ -24,6 +24,31 @@ const NGINX_DEFAULT: Duration = Duration::from_secs(60);
 const MARGIN: Duration = Duration::from_secs(5);
 
 /// The files read when `--nginx-conf` names none.
+/// The most of one nginx file `check` reads (a real site's file is a few
+/// KiB; the forum's `.nginx.conf` sits in a folder the web user can write).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// An nginx file's text: only a regular file (a link to one is followed,
+/// as nginx does; a FIFO or device neither blocks the open nor is read) of
+/// at most [`MAX_CONFIG_BYTES`]. `None` for anything else, as for a file
+/// that is not there.
+fn read_config(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() > MAX_CONFIG_BYTES {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 pub fn default_files(forum_root: Option<&Path>) -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from("/etc/nginx/nginx.conf")];
     for dir in ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"] {
@@ -71,7 +96,7 @@ pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec
     };
     let mut findings = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Some(text) = read_config(file) else {
             continue;
         };
         let blocks = proxy_blocks(&text, settings.port);
@@ -122,7 +147,7 @@ pub fn check_nginx_timeouts(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Some(text) = read_config(file) else {
             continue;
         };
         let blocks = proxy_blocks(&text, port);
@@ -361,6 +386,40 @@ fn parse_time(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link to /dev/zero, a FIFO and a file past the limit are not read
+    /// (the old reading took 2 GB for the first and hung on the second); a
+    /// link to a regular file is, as nginx follows it.
+    #[test]
+    fn only_regular_files_of_a_bounded_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = dir.path().join("zero.conf");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(read_config(&zero), None);
+        let fifo = dir.path().join("fifo.conf");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert_eq!(read_config(&fifo), None);
+        let big = dir.path().join("big.conf");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        assert_eq!(read_config(&big), None);
+        let site = dir.path().join("site.conf");
+        std::fs::write(&site, "server { listen 80; }\n").unwrap();
+        let enabled = dir.path().join("enabled.conf");
+        std::os::unix::fs::symlink(&site, &enabled).unwrap();
+        assert_eq!(
+            read_config(&enabled).as_deref(),
+            Some("server { listen 80; }\n")
+        );
+    }
 
     const KYRNE: &str = "map $http_upgrade $type {\n  default \"web\";\n  websocket \"ws\";\n}\nserver {\n  listen 443 ssl;\n  location / {\n    try_files /nonexistent @$type;\n  }\n  location @ws {\n    proxy_pass             http://127.0.0.1:2083;\n    proxy_set_header Host  $host;\n    proxy_read_timeout     60;\n    proxy_set_header Connection 'upgrade';\n  }\n}\n";
 

@@ -177,7 +177,7 @@ pub struct SourceArgs {
     #[arg(long)]
     pub disable_statistics: bool,
     /// Log lines as text or json (FLARUM_WS_LOG_FORMAT; default text).
-    #[arg(long, value_name = "text|json")]
+    #[arg(long, value_name = "text|json", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
     /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL).
     #[arg(long, value_name = "redis://HOST:PORT")]

@@ -465,4 +465,7 @@ fn man_pages_and_bash_completion_cover_each_subcommand() {
     );
     let offered = complete("flarum-ws ch");
     assert!(offered.contains("check"), "{offered}");
+    // A value with a fixed set completes to that set, not to file names.
+    let offered = complete("flarum-ws check --log-format ''");
+    assert_eq!(offered.trim(), "text json", "{offered}");
 }
