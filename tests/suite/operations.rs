@@ -532,3 +532,37 @@ async fn a_socket_from_systemd_is_served_and_what_waited_in_it_is_answered() {
         assert_eq!(warned, settings_port_offset != 0, "{log:#?}");
     }
 }
+
+/// A forum whose clock is off has its events refused (401): the server
+/// says so in its log, with both clocks, once a minute at most.
+#[tokio::test]
+async fn a_request_refused_for_its_clock_is_logged_with_both_clocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        flarum_ws(dir.path())
+            .envs(crate::common::CREDENTIALS)
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"]),
+    );
+    let api = crate::common::Api {
+        base: format!("http://127.0.0.1:{}", server.port),
+        http: reqwest::Client::new(),
+    };
+    let path = format!("/apps/{}/events", crate::common::APP_ID);
+    let body = json!({"name": "posted", "channel": "news", "data": "{}"}).to_string();
+    let stale = crate::common::unix_now() - 900;
+    for _ in 0..3 {
+        let query = crate::common::signed_query("POST", &path, &[], &body, stale);
+        let (status, _) = api.raw("POST", &format!("{path}?{query}"), &body).await;
+        assert_eq!(status, 401);
+    }
+    let log = server.stop_cleanly();
+    let told: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("Refused an HTTP API request for its clock"))
+        .collect();
+    assert_eq!(told.len(), 1, "{log:#?}");
+    assert!(
+        told[0].contains(&format!("auth_timestamp {stale}")) && told[0].contains("s apart"),
+        "{told:?}"
+    );
+}

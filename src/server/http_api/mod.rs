@@ -18,7 +18,14 @@ use serde_json::Value;
 
 use super::context::ServerContext;
 use super::response::{self, Body};
-use crate::protocol::signature::{SignedQuery, constant_time_eq, verify_body, verify_query};
+use crate::protocol::signature::{
+    RequestAuthError, SignedQuery, constant_time_eq, verify_body, verify_query,
+};
+use crate::throttle::Throttle;
+
+/// Requests refused for their clock are logged once a minute at most (the
+/// app key is public: anyone can send a stale timestamp).
+static CLOCK_REFUSALS: Throttle = Throttle::new(std::time::Duration::from_secs(60));
 
 /// An API failure: the status and a message that tells the caller what to fix.
 #[derive(Debug)]
@@ -217,16 +224,30 @@ async fn authenticate_and_run(
     };
     // Everything the query can prove is checked before the body is read: a
     // request without the secret never gets to hold a body in memory.
+    let now_unix = unix_now();
     verify_query(
         &SignedQuery {
             method: method.as_str(),
             paths: &paths,
             params: &params,
-            now_unix: unix_now(),
+            now_unix,
         },
         app.secret.expose(),
     )
-    .map_err(unauthorized)?;
+    .map_err(|error| {
+        if let RequestAuthError::TimestampExpired { skew } = error
+            && let Some(held_back) = CLOCK_REFUSALS.ready()
+        {
+            let theirs = params
+                .iter()
+                .find(|(name, _)| name == "auth_timestamp")
+                .map_or("?", |(_, value)| value.as_str());
+            tracing::warn!(
+                "Refused an HTTP API request for its clock: auth_timestamp {theirs}, this server's clock {now_unix}, {skew} s apart; the forum's events are lost until both clocks agree (timedatectl, on both machines) ({held_back} more since the last such line)"
+            );
+        }
+        unauthorized(error)
+    })?;
     let body = read_body(request, settings.limits.max_request_body_bytes).await?;
     verify_body(&params, &body).map_err(unauthorized)?;
 
