@@ -28,16 +28,24 @@ python3 -m ziglang version >/dev/null 2>&1 || {
   exit 2
 }
 
-version="$(cargo metadata --no-deps --format-version 1 --locked \
-  | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "flarum-ws"))')"
+metadata="$(cargo metadata --no-deps --format-version 1 --locked)"
+version="$(python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "flarum-ws"))' <<<"$metadata")"
+# Cargo's build folder, CARGO_TARGET_DIR honoured (cargo deb finds the
+# binary there itself).
+target_dir="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' <<<"$metadata")"
 target="x86_64-unknown-linux-gnu"
+# Where Cargo.toml's assets name the man pages, completions and changelog;
+# the new .deb and tarball are made in $fresh and replace the old ones only
+# once both are built, so a failed build leaves the last good artefacts.
 out="target/package"
-rm -rf "$out"
-mkdir -p "$out"
+fresh="$out/fresh"
+rm -rf "$fresh"
+mkdir -p "$fresh"
 
 # glibc 2.17 is the floor Rust's standard library supports.
 cargo zigbuild --release --locked --target "$target.2.17"
-binary="target/$target/release/flarum-ws"
+binary="$target_dir/$target/release/flarum-ws"
+rm -rf "$out/man" "$out/completions"
 "$binary" generate man "$out/man"
 "$binary" generate completions "$out/completions"
 
@@ -54,11 +62,11 @@ flarum-ws ($version-1) unstable; urgency=medium
 
  -- $maintainer  $released
 CHANGELOG
-cargo deb --no-build --locked --target "$target" --output "$out/"
+cargo deb --no-build --locked --target "$target" --output "$fresh/"
 
 # The tarball: the unit points at /usr/local/bin, where INSTALL puts the binary.
 name="flarum-ws-$version-$target"
-stage="$out/$name"
+stage="$fresh/$name"
 mkdir -p "$stage/systemd" "$stage/man" "$stage/completions"
 install -m 755 "$binary" "$stage/flarum-ws"
 sed 's#/usr/bin/flarum-ws#/usr/local/bin/flarum-ws#' contrib/flarum-ws.service >"$stage/systemd/flarum-ws.service"
@@ -68,8 +76,12 @@ cp contrib/flarum-ws.example.yaml README.md CHANGELOG.md SECURITY.md CONTRIBUTIN
 cp -r docs "$stage/docs"
 cp "$out"/man/*.1 "$stage/man/"
 cp "$out"/completions/* "$stage/completions/"
-tar -C "$out" --owner=0 --group=0 --sort=name -czf "$out/$name.tar.gz" "$name"
+tar -C "$fresh" --owner=0 --group=0 --sort=name -czf "$fresh/$name.tar.gz" "$name"
 rm -rf "$stage"
+
+rm -f "$out"/*.deb "$out"/*.tar.gz
+mv "$fresh"/*.deb "$fresh"/*.tar.gz "$out/"
+rmdir "$fresh"
 
 echo "built:"
 ls -1 "$out"/*.deb "$out"/*.tar.gz
