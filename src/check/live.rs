@@ -249,6 +249,21 @@ async fn upgrade_status(target: &Target, key: &str, origin: &str) -> Result<(), 
     }
 }
 
+/// What flarum-ws answers (400) to a request for `/app/` that is not a
+/// websocket upgrade (`server/router.rs`).
+const NOT_AN_UPGRADE: &str = "this is the websocket endpoint";
+
+/// The handshake reached flarum-ws, which answered `status` with its own
+/// words: a proxy on the way passed the request but not its upgrade.
+fn upgrade_not_passed(url: &str, status: u16) -> (String, String) {
+    (
+        format!(
+            "{url}: flarum-ws itself answered the websocket handshake with HTTP {status}, as it answers a request without an Upgrade header: the proxy passes the request to flarum-ws but not the upgrade"
+        ),
+        "in the proxy's location that passes to flarum-ws, add proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; (flarum-ws nginx-snippet prints the block), then nginx -t && systemctl reload nginx".into(),
+    )
+}
+
 /// Why the upgrade was answered with `status` instead of 101, and the fix.
 /// A 404 or 400/426 through the forum's address means the request reached
 /// something other than flarum-ws: either the Upgrade header was dropped
@@ -367,7 +382,15 @@ async fn connect_as_a_browser(
         Some(Ok(pair)) => pair,
         Some(Err(WsError::Http(response))) => {
             let status = response.status().as_u16();
-            let (message, fix) = refused_upgrade(settings, browsers, options, &url, status).await;
+            let from_flarum_ws = response
+                .body()
+                .as_deref()
+                .is_some_and(|body| String::from_utf8_lossy(body).contains(NOT_AN_UPGRADE));
+            let (message, fix) = if from_flarum_ws {
+                upgrade_not_passed(&url, status)
+            } else {
+                refused_upgrade(settings, browsers, options, &url, status).await
+            };
             return Err(fail(message, &fix));
         }
         Some(Err(error)) => {

@@ -24,6 +24,7 @@ pub async fn route(
     if path.starts_with("/app/") {
         return Ok(response::error(
             StatusCode::BAD_REQUEST,
+            // `check --live` knows flarum-ws's answer by these words.
             "this is the websocket endpoint: connect with a websocket client such as pusher-js",
         ));
     }

@@ -249,6 +249,31 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
         "add the `map $http_upgrade $type` and `location @ws` blocks",
     );
     common::checking::assert_in_troubleshooting(live);
+    drop(_plain);
+
+    // This machine's nginx sends /app/ to flarum-ws, but without the
+    // upgrade lines: flarum-ws's own 400 comes back, and check names the
+    // missing lines instead of blaming a proxy in front.
+    let bare_dir = tempfile::tempdir().unwrap();
+    let bare_conf = nginx_conf(
+        bare_dir.path(),
+        &tls_server_block(
+            inner_port,
+            &leaf,
+            &format!("  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n  }}\n"),
+        ),
+    );
+    let _bare = Nginx::start(&bare_conf, inner_port);
+    let (code, findings) = check(inner_port);
+    assert_eq!(code, 1);
+    let live = common::checking::finding(&findings, "live");
+    common::checking::assert_finding(
+        live,
+        "fail",
+        "flarum-ws itself answered the websocket handshake with HTTP 400",
+        "add proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;",
+    );
+    common::checking::assert_in_troubleshooting(live);
     drop(server);
 }
 
