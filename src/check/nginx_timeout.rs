@@ -49,6 +49,19 @@ fn read_config(path: &Path) -> Option<String> {
     Some(text)
 }
 
+/// The other way out, where there is one: a keepalive low enough for the
+/// proxy's `timeout`, offered only when it is below the one in force.
+fn lower_keepalive(timeout: Duration, activity_timeout: Duration) -> String {
+    match timeout.checked_sub(MARGIN) {
+        Some(fits) if fits.as_secs() >= 1 && fits < activity_timeout => format!(
+            "; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT, now {} s) to {}",
+            activity_timeout.as_secs(),
+            fits.as_secs()
+        ),
+        _ => String::new(),
+    }
+}
+
 pub fn default_files(forum_root: Option<&Path>) -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from("/etc/nginx/nginx.conf")];
     for dir in ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"] {
@@ -175,8 +188,9 @@ pub fn check_nginx_timeouts(
                     activity_timeout.as_secs()
                 ),
                 format!(
-                    "set proxy_read_timeout {}s; in that block, then nginx -t && systemctl reload nginx; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT) to 30",
-                    proxy_read_timeout_secs(activity_timeout, pong_timeout)
+                    "set proxy_read_timeout {}s; in that block, then nginx -t && systemctl reload nginx{}",
+                    proxy_read_timeout_secs(activity_timeout, pong_timeout),
+                    lower_keepalive(block.timeout, activity_timeout)
                 ),
             ));
         } else if let Some(block) = blocks.first() {
@@ -386,6 +400,19 @@ fn parse_time(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fix offers a lower keepalive only where one fits below the
+    /// proxy's timeout and below the keepalive in force.
+    #[test]
+    fn a_lower_keepalive_is_offered_only_where_it_helps() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            lower_keepalive(secs(30), secs(30)),
+            "; or lower activity_timeout (FLARUM_WS_ACTIVITY_TIMEOUT, now 30 s) to 25"
+        );
+        assert_eq!(lower_keepalive(secs(5), secs(30)), "");
+        assert_eq!(lower_keepalive(secs(40), secs(30)), "");
+    }
 
     /// A link to /dev/zero, a FIFO and a file past the limit are not read
     /// (the old reading took 2 GB for the first and hung on the second); a
