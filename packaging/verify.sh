@@ -6,7 +6,9 @@
 # `dpkg --purge` leaves none of the package's files behind. Then the
 # service's life under a real systemd (booted in namespaces of its own):
 # installed over an older version while running, it is restarted; `apt
-# remove` stops it; `apt purge` leaves no link behind. Also unpacks the
+# remove` stops it; `apt purge` leaves no link behind; with
+# flarum-ws-listen.socket on, no trigger is refused through restarts and
+# upgrades. Also unpacks the
 # tarball and runs the binary in it, and checks the newest glibc symbol the
 # binaries need against the floor the README states (2.17). Run as root,
 # after build.sh.
@@ -233,8 +235,8 @@ echo "== restarts and upgrades with flarum-ws-listen.socket: the forum's calls w
 # 200 signed triggers a second (a new connection each, as the forum's PHP
 # makes them) through a restart, first without the socket unit (the
 # baseline, printed), then with it: through systemctl restart and through a
-# package downgrade and upgrade (the maintainer scripts restart the service
-# and the socket), none may fail.
+# package downgrade and upgrade (the maintainer scripts restart the
+# service, never the socket), none may fail.
 loop() { inside python3 "$PWD/packaging/trigger-loop.py" 36184 4242 packagekey0123456789abcdefghijkl packagesecret0123456789abcdefghi 200 "$1"; }
 failed_of() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$1"; }
 loop 6 >"$older/without-socket.json" & looping=$!
