@@ -212,68 +212,53 @@ fn a_double_proxy_and_a_missing_websocket_block_are_told_apart() {
     let (code, findings) = check(inner_port);
     assert_eq!(code, 0, "{findings:#?}");
 
-    let (code, findings) = check(outer_port);
-    assert_eq!(code, 1);
-    let live = common::checking::finding(&findings, "live");
-    common::checking::assert_finding(
-        live,
-        "fail",
+    // `check --live` through `via` fails with `message` and `fix`, and
+    // docs/troubleshooting.md quotes it.
+    let live_fails = |via: u16, message: &str, fix: &str| {
+        let (code, findings) = check(via);
+        assert_eq!(code, 1, "{findings:#?}");
+        let live = common::checking::finding(&findings, "live");
+        common::checking::assert_finding(live, "fail", message, fix);
+        common::checking::assert_in_troubleshooting(live);
+    };
+    // This machine's nginx on `inner_port` with only `body` in its block.
+    let inner_with = |body: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = nginx_conf(dir.path(), &tls_server_block(inner_port, &leaf, &body));
+        (Nginx::start(&conf, inner_port), dir)
+    };
+
+    live_fails(
+        outer_port,
         "answered with HTTP 404, while the proxy on this machine",
         "a second proxy in front of",
     );
-    common::checking::assert_in_troubleshooting(live);
     drop(outer);
     drop(inner);
 
     // This machine's nginx without the websocket block: a plain forum.
-    let plain_dir = tempfile::tempdir().unwrap();
-    let plain_conf = nginx_conf(
-        plain_dir.path(),
-        &tls_server_block(
-            inner_port,
-            &leaf,
-            &format!(
-                "  root {}/public;\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n",
-                forum.path().display()
-            ),
-        ),
-    );
-    let _plain = Nginx::start(&plain_conf, inner_port);
-    let (code, findings) = check(inner_port);
-    assert_eq!(code, 1);
-    let live = common::checking::finding(&findings, "live");
-    common::checking::assert_finding(
-        live,
-        "fail",
+    let plain = inner_with(format!(
+        "  root {}/public;\n  location / {{\n    try_files $uri $uri/ =404;\n  }}\n",
+        forum.path().display()
+    ));
+    live_fails(
+        inner_port,
         "answers 404 too: it sends the websocket to the forum",
         "add the `map $http_upgrade $type` and `location @ws` blocks",
     );
-    common::checking::assert_in_troubleshooting(live);
-    drop(_plain);
+    drop(plain);
 
     // This machine's nginx sends /app/ to flarum-ws, but without the
     // upgrade lines: flarum-ws's own 400 comes back, and check names the
     // missing lines instead of blaming a proxy in front.
-    let bare_dir = tempfile::tempdir().unwrap();
-    let bare_conf = nginx_conf(
-        bare_dir.path(),
-        &tls_server_block(
-            inner_port,
-            &leaf,
-            &format!("  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n  }}\n"),
-        ),
-    );
-    let _bare = Nginx::start(&bare_conf, inner_port);
-    let (code, findings) = check(inner_port);
-    assert_eq!(code, 1);
-    let live = common::checking::finding(&findings, "live");
-    common::checking::assert_finding(
-        live,
-        "fail",
+    let _bare = inner_with(format!(
+        "  location /app/ {{\n    proxy_pass http://127.0.0.1:{ws_port};\n  }}\n"
+    ));
+    live_fails(
+        inner_port,
         "flarum-ws itself answered the websocket handshake with HTTP 400",
         "add proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;",
     );
-    common::checking::assert_in_troubleshooting(live);
     drop(server);
 }
 
