@@ -295,10 +295,15 @@ impl Queue {
         let queued = self.weight - self.weight_taken;
         let before = self.bytes;
         self.bytes -= len;
-        if self.frames.is_empty() || before == 0 {
+        if queued == before {
+            // No frame shared: each is charged its own length.
+            len
+        } else if self.frames.is_empty() || before == 0 {
+            // The last frame takes the rest.
             queued
         } else {
-            (queued as u128 * len as u128 / before as u128) as usize
+            // A socket's queue holds a few MiB at most: the product fits.
+            queued.saturating_mul(len) / before
         }
     }
 
