@@ -275,6 +275,12 @@ impl ConnectionSlots {
         })
     }
 
+    /// Connections `ip` holds open now.
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.by_ip.get(&ip).copied().unwrap_or(0)
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).total

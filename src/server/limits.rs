@@ -14,7 +14,8 @@ use super::guesses::{MAX_WRONG, WINDOW};
 use super::realtime::{COMPOSE_SIGNAL_INTERVAL, TYPING_WORK};
 use super::websocket::{
     BYTE_BURST, BYTES_PER_SECOND, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
-    FRAME_BURST, FRAMES_PER_SECOND, MAX_BATCH, MAX_BATCH_BYTES, SUBSCRIBES_PER_SECOND,
+    CONNECTIONS_PER_ALLOWANCE, FRAME_BURST, FRAMES_PER_SECOND, MAX_BATCH, MAX_BATCH_BYTES,
+    SUBSCRIBES_PER_SECOND,
 };
 
 /// What a limit's value is.
@@ -129,7 +130,7 @@ pub static LIMITS: &[Limit] = &[
         name: "new channels",
         amount: Amount::Fixed(|| {
             format!(
-                "{CHANNEL_CREATION_BURST} at once, then {CHANNEL_CREATIONS_PER_SECOND} a second per client address"
+                "{CHANNEL_CREATION_BURST} at once, then {CHANNEL_CREATIONS_PER_SECOND} a second per client address, once more for each {CONNECTIONS_PER_ALLOWANCE} websockets it holds"
             )
         }),
         bounds: "channels one address brings into being, reconnecting or not (429); joining a channel that exists is not counted",

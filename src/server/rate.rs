@@ -115,6 +115,14 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
 
     /// Takes one of `key`'s tokens; false when it has none left.
     pub fn try_take(&self, key: K) -> bool {
+        self.try_take_scaled(key, 1)
+    }
+
+    /// [`KeyedBuckets::try_take`] with `key`'s burst and rate `times` the
+    /// bucket's (a key that stands for many clients gets an allowance for
+    /// each share of them).
+    pub fn try_take_scaled(&self, key: K, times: u32) -> bool {
+        let times = times.max(1);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= self.max_keys && !buckets.contains_key(&key) {
             let (burst, per_second) = (self.burst, self.per_second);
@@ -123,11 +131,11 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
                 buckets.clear();
             }
         }
-        let burst = self.burst;
+        let burst = self.burst.saturating_mul(times);
         buckets
             .entry(key)
             .or_insert_with(|| TokenBucket::full(burst))
-            .take(self.burst, self.per_second)
+            .take(burst, self.per_second * times as f32)
     }
 }
 
@@ -157,6 +165,15 @@ mod tests {
             "never more than the burst"
         );
         assert!(!bucket.try_take(5, 10));
+    }
+
+    #[test]
+    fn a_scaled_key_gets_its_allowance_times_over() {
+        let buckets = KeyedBuckets::new(2, 1, 10);
+        assert!((0..6).all(|_| buckets.try_take_scaled("office", 3)));
+        assert!(!buckets.try_take_scaled("office", 3));
+        assert!(buckets.try_take("home") && buckets.try_take("home"));
+        assert!(!buckets.try_take("home"));
     }
 
     #[test]

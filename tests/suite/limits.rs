@@ -393,3 +393,25 @@ async fn api_requests_per_key_are_limited_with_429() {
     assert_eq!(api.trigger("news", "e", "{}").await.0, 200, "a new second");
     server.shutdown.cancel();
 }
+
+/// After a restart every channel is new again: an office's 120 tabs behind
+/// one address, each bringing back 10 channels of its own (1 200 new
+/// channels at once, past one address's 1 000), are all subscribed, since
+/// the allowance grows with the tabs the address holds.
+#[tokio::test]
+async fn an_office_reconnecting_after_a_restart_gets_every_channel_back() {
+    let server = TestServer::start().await;
+    let mut tabs = Vec::new();
+    for _ in 0..120 {
+        tabs.push(server.client().await);
+    }
+    for (n, tab) in tabs.iter_mut().enumerate() {
+        for c in 0..10 {
+            let reply = tab.subscribe(&format!("user-{n}-{c}")).await;
+            assert_eq!(
+                reply["event"], "pusher_internal:subscription_succeeded",
+                "tab {n}, channel {c}: {reply}"
+            );
+        }
+    }
+}

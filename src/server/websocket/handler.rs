@@ -38,8 +38,14 @@ pub(crate) const SUBSCRIBES_PER_SECOND: u32 = 10;
 /// that reconnects to get fresh per-connection buckets, and subscribes to
 /// new names each time, is held by this (each new channel is an occupied
 /// and a vacated webhook, and a count on the other nodes).
+/// An address gets that allowance once for each [`CONNECTIONS_PER_ALLOWANCE`]
+/// websockets it holds: an office, a school or a carrier's NAT whose tabs
+/// all reconnect after a restart (when every channel is new again) brings
+/// its users' channels back at once, while a client cycling names through a
+/// few connections keeps one allowance.
 pub(crate) const CHANNEL_CREATION_BURST: u32 = 1_000;
 pub(crate) const CHANNEL_CREATIONS_PER_SECOND: u32 = 50;
+pub(crate) const CONNECTIONS_PER_ALLOWANCE: usize = 50;
 /// Client addresses whose channel creations are remembered at once.
 pub(crate) const CHANNEL_CREATION_ADDRESSES: usize = 65_536;
 
@@ -192,19 +198,29 @@ impl Handler {
                 ),
             );
         }
-        if !self.ctx.hub.has_local_subscribers(channel.as_str())
-            && !self.ctx.channel_creations.try_take(self.address)
-        {
-            self.ctx.telemetry.refused("channel_churn");
-            return self.refuse_subscription(
-                channel.as_str(),
-                "LimitReached",
-                429,
-                &format!(
-                    "more than {CHANNEL_CREATION_BURST} new channels at once or {CHANNEL_CREATIONS_PER_SECOND} a second from {}; retry later",
-                    self.address
-                ),
-            );
+        if !self.ctx.hub.has_local_subscribers(channel.as_str()) {
+            let held = self.ctx.slots.held_by(self.address);
+            let times = u32::try_from(held / CONNECTIONS_PER_ALLOWANCE)
+                .unwrap_or(u32::MAX)
+                .max(1);
+            if !self
+                .ctx
+                .channel_creations
+                .try_take_scaled(self.address, times)
+            {
+                self.ctx.telemetry.refused("channel_churn");
+                return self.refuse_subscription(
+                    channel.as_str(),
+                    "LimitReached",
+                    429,
+                    &format!(
+                        "more than {} new channels at once or {} a second from {} ({held} connections); retry later",
+                        CHANNEL_CREATION_BURST.saturating_mul(times),
+                        CHANNEL_CREATIONS_PER_SECOND.saturating_mul(times),
+                        self.address
+                    ),
+                );
+            }
         }
         let kind = channel.kind();
         let socket_id = self.link.id.to_string();
