@@ -29,11 +29,7 @@ pub(super) fn check_privileged_port(
     if user.account.uid == 0 {
         return None;
     }
-    let capable = unit.is_some_and(|unit| {
-        unit.values("AmbientCapabilities")
-            .any(|(value, _)| value.contains("CAP_NET_BIND_SERVICE"))
-    });
-    if capable {
+    if unit.is_some_and(may_bind_low_ports) {
         return None;
     }
     Some(Finding::fail(
@@ -42,10 +38,49 @@ pub(super) fn check_privileged_port(
             "port {port} is below {first_unprivileged}: {} ({}) cannot bind it, so the service would fail to start",
             user.account.name, user.source
         ),
-        format!(
-            "choose a port of {first_unprivileged} or more (and put a proxy on {port}), or let the service bind it: systemctl edit flarum-ws, then [Service] AmbientCapabilities=CAP_NET_BIND_SERVICE"
-        ),
+        low_port_fix(port, first_unprivileged),
     ))
+}
+
+/// The fix for a port the service's account may not bind: both lines, as
+/// the shipped unit empties the bounding set (an ambient capability outside
+/// it is dropped).
+pub(super) fn low_port_fix(port: u16, first_unprivileged: u16) -> String {
+    format!(
+        "choose a port of {first_unprivileged} or more (and put a proxy on {port}), or let the service bind it: systemctl edit flarum-ws, then under [Service] both CapabilityBoundingSet=CAP_NET_BIND_SERVICE and AmbientCapabilities=CAP_NET_BIND_SERVICE"
+    )
+}
+
+/// Whether the unit gives its process CAP_NET_BIND_SERVICE, read from its
+/// files (the fallback where systemd cannot be asked): it must be ambient
+/// and inside the bounding set, which each `CapabilityBoundingSet=` line
+/// adds to (`~` takes away) and an empty one resets to nothing.
+fn may_bind_low_ports(unit: &ServiceUnit) -> bool {
+    const CAP: &str = "CAP_NET_BIND_SERVICE";
+    let names = |value: &str| {
+        value
+            .trim_start_matches('~')
+            .split_whitespace()
+            .any(|name| name.eq_ignore_ascii_case(CAP))
+    };
+    // None: never assigned (every capability, for the bounding set; none
+    // ambient). An empty line resets to none; the first list replaces the
+    // default, later ones add to it; `~` lists take away.
+    let holds = |key: &str| {
+        unit.values(key)
+            .fold(None, |held: Option<bool>, (value, _)| {
+                Some(if value.is_empty() {
+                    false
+                } else if value.starts_with('~') {
+                    held.unwrap_or(true) && !names(value)
+                } else {
+                    held.unwrap_or(false) || names(value)
+                })
+            })
+    };
+    let ambient = holds("AmbientCapabilities").unwrap_or(false);
+    let bounded = holds("CapabilityBoundingSet").unwrap_or(true);
+    ambient && bounded
 }
 
 /// The admission rule in force: everyone while there is room, then the

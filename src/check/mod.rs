@@ -9,8 +9,10 @@
 //! | "WebSocket is closed before the connection is established" (double proxy) | `live` (upgrade refused on the way) |
 //! | 404 / connection interrupted (wrong proxy port, closed port) | `live`, `bind address`, `cloudflare` |
 
+mod as_service;
 mod browsers;
 mod certificate;
+mod environment_file;
 mod flarum2_keys;
 mod idle;
 mod listening;
@@ -26,13 +28,16 @@ mod unit;
 mod unit_env;
 mod webhooks;
 
-use serde::Serialize;
+use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+
+pub use as_service::read_context;
 pub use live::LiveOptions;
-pub use setup::{CheckInput, run_checks};
+pub use setup::{CheckInput, Judging, Outcome, run_checks};
 
 /// A check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -51,10 +56,11 @@ impl Status {
     }
 }
 
-/// One check's result.
-#[derive(Debug, Clone, Serialize)]
+/// One check's result. (Deserialized too: a check judged as the service
+/// runs comes back from the judging process as JSON.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
-    pub check: &'static str,
+    pub check: Cow<'static, str>,
     pub status: Status,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,7 +71,7 @@ impl Finding {
     /// A check that passed, with what it found.
     pub fn pass(check: &'static str, message: impl Into<String>) -> Self {
         Self {
-            check,
+            check: Cow::Borrowed(check),
             status: Status::Pass,
             message: message.into(),
             fix: None,
@@ -75,7 +81,7 @@ impl Finding {
     /// A warning: what may go wrong, and what to do about it.
     pub fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
-            check,
+            check: Cow::Borrowed(check),
             status: Status::Warn,
             message: message.into(),
             fix: Some(fix.into()),
@@ -85,7 +91,7 @@ impl Finding {
     /// A failure: what is wrong, and the fix, worded for the admin.
     pub fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
-            check,
+            check: Cow::Borrowed(check),
             status: Status::Fail,
             message: message.into(),
             fix: Some(fix.into()),

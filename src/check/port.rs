@@ -75,10 +75,15 @@ pub async fn check_port(
                 "find it with `ss -ltnp` as root, stop it or choose another port",
             ),
         },
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Finding::fail(
+            "port",
+            format!("cannot listen on {host}:{port}: {error}, so the service would fail to start"),
+            super::listening::low_port_fix(port, 1024),
+        ),
         Err(error) => Finding::fail(
             "port",
             format!("cannot listen on {host}:{port}: {error}"),
-            "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port",
+            "choose another address or port",
         ),
     }
 }

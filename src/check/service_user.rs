@@ -14,6 +14,15 @@ pub struct ServiceUser {
 }
 
 impl ServiceUser {
+    /// The account of this process, when it is the one systemd started as
+    /// the service: its access is the service's own.
+    pub fn this_process() -> Self {
+        Self {
+            account: Account::current(),
+            source: "the service's user: systemd runs this check as it runs the service".into(),
+        }
+    }
+
     /// The `access` failure for a file this account cannot read.
     pub fn blocked(&self, blocked: &Blocked) -> Finding {
         Finding::fail(

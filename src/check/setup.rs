@@ -1,10 +1,14 @@
 //! Running the checks in order; later checks run only when the earlier ones
 //! they depend on passed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use super::as_service::{
+    Context, Failed, Judge, NotAsked, ServiceView, judged_by_systemd, service_view,
+};
 use super::browsers::{check_cloudflare, check_origins, check_scheme, kyrne_browser_port};
 use super::certificate::check_certificate;
+use super::environment_file::EnvironmentFile;
 use super::flarum2_keys::check_websocket_keys;
 use super::listening::{check_bind_address, check_connection_limits, check_privileged_port};
 use super::live::{Browsers, LiveOptions, check_live};
@@ -15,7 +19,9 @@ use super::restarts::{check_restarts, socket_unit};
 use super::sandbox::{check_hidden_root, check_sqlite_writable};
 use super::service_user::{ServiceUser, service_user};
 use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
-use super::unit_env::{UnitEnvironment, judge};
+use super::unit_env::{
+    UnitEnvironment, check_config_variables, check_shell_only, ignored_line, judge,
+};
 use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::access::{Blocked, can_read};
@@ -40,14 +46,147 @@ pub struct CheckInput {
     /// `--unit`: the service's unit file (default: the installed
     /// flarum-ws.service and its drop-ins, if any).
     pub unit: Option<PathBuf>,
+    /// The settings flags given, as arguments (they replace the unit's
+    /// `ExecStart=` flags when the check is judged by systemd).
+    pub source_args: Vec<String>,
+    /// Whether this process is the admin's `check` or the one systemd runs
+    /// as the service.
+    pub judging: Judging,
+}
+
+/// Who judges.
+pub enum Judging {
+    /// The admin's `check`: asks systemd to judge as the service where it
+    /// can, else reads the unit files.
+    Admin,
+    /// The judging process systemd started as the service (`--as-service`).
+    AsService(Context),
+}
+
+/// What a run of the checks found, and the forum root it judged.
+#[derive(Default)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub root: Option<PathBuf>,
 }
 
 /// Runs every check that can run and returns all findings.
-pub async fn run_checks(input: CheckInput) -> Vec<Finding> {
-    let mut findings = Vec::new();
+pub async fn run_checks(input: CheckInput) -> Outcome {
+    let mut outcome = Outcome::default();
+    let cwd = input.cwd.clone();
+    let root_named = input.root.is_some();
+    let admin = matches!(input.judging, Judging::Admin);
     // A stage that cannot go on has said why in `findings`.
-    let _ = run_stages(input, &mut findings).await;
-    findings
+    let _ = run_stages(input, &mut outcome).await;
+    if admin && !root_named {
+        outcome
+            .findings
+            .extend(check_other_forum(&cwd, outcome.root.as_deref()));
+    }
+    outcome
+}
+
+/// `check` run in a forum's folder that the service does not serve (a
+/// second forum on the machine): saying "All good" there would judge the
+/// other forum.
+fn check_other_forum(cwd: &Path, served: Option<&Path>) -> Option<Finding> {
+    let here = cwd.join("config.php");
+    let served = served?;
+    if !here.is_file() {
+        return None;
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(cwd, served) {
+        return None;
+    }
+    Some(Finding::fail(
+        "forum",
+        format!(
+            "this folder holds a forum ({}), but flarum-ws judged as configured serves {}: nothing above is about this forum",
+            here.display(),
+            served.display()
+        ),
+        format!(
+            "to judge this forum: flarum-ws check --root {}; to serve it too, run a second flarum-ws with its own port and FLARUM_WS_ROOT (docs/operations.md)",
+            cwd.display()
+        ),
+    ))
+}
+
+/// The lines of the service's environment files that systemd skipped: it
+/// judged without them, and says why only in its journal. Read by
+/// flarum-ws's imitation of systemd's rules, to point at the line.
+fn ignored_lines(view: &ServiceView) -> Vec<Finding> {
+    view.environment_files
+        .iter()
+        .map(|file| Path::new(file.trim_start_matches('-')))
+        .filter_map(|path| Some((path, std::fs::read_to_string(path).ok()?)))
+        .flat_map(|(path, text)| {
+            EnvironmentFile::parse(&text)
+                .ignored
+                .into_iter()
+                .map(move |why| ignored_line(path, &why))
+        })
+        .collect()
+}
+
+/// Asks systemd to run the judging part as flarum-ws.service runs, when it
+/// can: `Ok` with what it found, or `Err` with why the unit files are read
+/// instead (`None`: no service to judge as).
+fn judge_by_systemd(
+    input: &CheckInput,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<PathBuf>, Option<String>> {
+    let view = match service_view() {
+        Ok(view) => view,
+        Err(NotAsked::NoService) => return Err(None),
+        Err(NotAsked::Imitated(why)) => return Err(Some(why)),
+    };
+    let mut check_args = Vec::new();
+    if let Some(live) = &input.live {
+        check_args.push("--live".to_owned());
+        if let Some(via) = &live.via {
+            check_args.extend(["--via".to_owned(), via.clone()]);
+        }
+        if let Some(proxy) = &live.proxy {
+            check_args.extend(["--proxy".to_owned(), proxy.clone()]);
+        }
+        if let Some(idle) = live.idle {
+            check_args.push(format!("--idle={}", idle.as_secs()));
+        }
+    }
+    for file in &input.nginx_conf {
+        check_args.push(format!("--nginx-conf={}", file.display()));
+    }
+    let judge = Judge {
+        view: &view,
+        check_args,
+        source_args: input.source_args.clone(),
+        context: Context {
+            shell: input
+                .environment
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+            files: view.files.clone(),
+        },
+    };
+    match judge.run() {
+        Ok(report) => {
+            findings.push(judged_by_systemd(&view));
+            findings.extend(ignored_lines(&view));
+            findings.extend(report.checks);
+            Ok(report.root)
+        }
+        Err(Failed::Broken(finding)) => {
+            findings.push(finding);
+            Ok(None)
+        }
+        Err(Failed::CannotAsk(why)) => Err(Some(why)),
+    }
 }
 
 /// A stage found a failure the later checks depend on.
@@ -62,13 +201,38 @@ fn stop(findings: &mut Vec<Finding>, finding: Finding) -> Stop {
 /// The stages in order: the service's unit and environment, the sources,
 /// the forum's files, its database and settings, the merged settings, the
 /// setup, and the live round trip.
-async fn run_stages(input: CheckInput, findings: &mut Vec<Finding>) -> Result<(), Stop> {
-    let unit = ServiceUnit::read(&match &input.unit {
-        Some(unit) => vec![unit.clone()],
-        None => unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"),
-    });
+async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop> {
+    let findings = &mut outcome.findings;
+    let mut imitated = input
+        .unit
+        .as_ref()
+        .map(|unit| format!("--unit names {}", unit.display()));
+    if matches!(input.judging, Judging::Admin) && input.unit.is_none() {
+        match judge_by_systemd(&input, findings) {
+            Ok(root) => {
+                outcome.root = root;
+                return Ok(());
+            }
+            Err(why) => imitated = why,
+        }
+    }
+    let (unit, user) = match &input.judging {
+        Judging::AsService(context) => {
+            findings.extend(check_shell_only(&context.shell, &input.environment));
+            (None, Ok(ServiceUser::this_process()))
+        }
+        Judging::Admin => {
+            let unit = ServiceUnit::read(&match &input.unit {
+                Some(unit) => vec![unit.clone()],
+                None => unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"),
+            });
+            let user = service_user(input.user.as_deref(), unit.as_ref());
+            (unit, user)
+        }
+    };
     // Judged as the service will run: its unit's environment and working
-    // directory, when a unit is installed (or named).
+    // directory, when a unit is installed (or named) and systemd could not
+    // be asked.
     let (environment, cwd) = match &unit {
         Some(unit) => {
             let judged = judge(
@@ -76,13 +240,22 @@ async fn run_stages(input: CheckInput, findings: &mut Vec<Finding>) -> Result<()
                 input.environment,
                 &input.cwd,
                 input.root.is_some(),
+                imitated.as_deref().unwrap_or("no systemd answered"),
             );
             findings.extend(judged.findings);
             (judged.environment, judged.cwd)
         }
-        None => (input.environment, input.cwd),
+        None => {
+            if let Some(why) = &imitated {
+                findings.push(Finding::warn(
+                    "service",
+                    format!("judged without systemd ({why}), and no flarum-ws.service file was found to read"),
+                    "run the check as root where the service runs: sudo flarum-ws check",
+                ));
+            }
+            (input.environment, input.cwd)
+        }
     };
-    let user = service_user(input.user.as_deref(), unit.as_ref());
     let gathered = gather(LoadInput {
         flags: input.flags,
         config: input.config,
@@ -97,7 +270,12 @@ async fn run_stages(input: CheckInput, findings: &mut Vec<Finding>) -> Result<()
             Finding::fail("configuration", error.to_string(), fix),
         )
     })?;
+    outcome.root = Some(gathered.root.clone());
+    let as_service = matches!(input.judging, Judging::AsService(_));
     let forum = read_forum_files(&gathered, unit.as_ref(), &user, findings)?;
+    if let (Judging::AsService(context), Some(config)) = (&input.judging, &forum) {
+        findings.extend(check_config_variables(&context.shell, config));
+    }
     let extension = match &forum {
         Some(config) => Some(read_forum_database(config, findings).await?),
         None => None,
@@ -123,6 +301,7 @@ async fn run_stages(input: CheckInput, findings: &mut Vec<Finding>) -> Result<()
         user: &user,
         unit: unit.as_ref(),
         nginx_conf: &input.nginx_conf,
+        as_service,
     };
     findings.extend(setup.check().await);
     if let Some(options) = input.live {
@@ -265,6 +444,9 @@ struct Setup<'a> {
     user: &'a Result<ServiceUser, String>,
     unit: Option<&'a ServiceUnit>,
     nginx_conf: &'a [PathBuf],
+    /// Judging as the service (its capabilities are real: the port check's
+    /// trial bind answers whether it may bind a low port).
+    as_service: bool,
 }
 
 impl Setup<'_> {
@@ -304,7 +486,9 @@ impl Setup<'_> {
         findings.extend(check_nginx_client_address(&nginx_files, settings));
         findings.extend(check_redis(settings).await);
         findings.extend(check_webhooks(settings).await);
-        findings.extend(check_privileged_port(settings.port, self.user, self.unit));
+        if !self.as_service {
+            findings.extend(check_privileged_port(settings.port, self.user, self.unit));
+        }
         findings.extend(check_certificate(settings, self.host, self.user));
         if settings.reverse_proxy && self.resolved.effective.tls_cert.is_some() {
             findings.push(Finding::pass(

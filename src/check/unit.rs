@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 /// Where systemd looks for units, most local first.
-pub const UNIT_DIRECTORIES: [&str; 4] = [
+pub const UNIT_DIRECTORIES: [&str; 5] = [
     "/etc/systemd/system",
+    "/run/systemd/system",
     "/usr/local/lib/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",

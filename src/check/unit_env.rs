@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use super::Finding;
+use super::environment_file::EnvironmentFile;
 use super::unit::ServiceUnit;
 use crate::config::{is_known_variable, nearest_known_variable};
+use crate::forum::ForumConfig;
 
 /// What the unit gives the service.
 #[derive(Debug, Default)]
@@ -25,33 +27,34 @@ pub struct UnitEnvironment {
     /// Environment files that are named but missing or unreadable, and
     /// whether the unit marks them optional (`-`).
     pub unreadable: Vec<(PathBuf, bool, String)>,
+    /// Lines of the environment files that systemd ignores, and why.
+    pub ignored: Vec<(PathBuf, String)>,
 }
 
 impl UnitEnvironment {
-    /// The environment `unit` gives the service, its files read as
-    /// systemd reads them.
+    /// The environment `unit` gives the service, its files read by
+    /// systemd's rules: `Environment=` first, then the `EnvironmentFile=`s,
+    /// which override it; an empty assignment of either resets the list
+    /// before it (as a drop-in does to replace the unit's file).
     pub fn read(unit: &ServiceUnit) -> Self {
         let mut env = Self {
             unit: unit.unit.clone(),
             ..Self::default()
         };
+        let mut assigned = Vec::new();
+        let mut files: Vec<(&str, &Path)> = Vec::new();
         for (key, value, file) in unit.settings() {
             match key {
+                "Environment" if value.is_empty() => assigned.clear(),
                 "Environment" => {
                     for assignment in shell_words(value) {
                         if let Some((name, value)) = assignment.split_once('=') {
-                            env.vars
-                                .push((name.to_owned(), value.to_owned(), file.to_owned()));
+                            assigned.push((name.to_owned(), value.to_owned(), file.to_owned()));
                         }
                     }
                 }
-                "EnvironmentFile" => {
-                    let (optional, path) = match value.strip_prefix('-') {
-                        Some(path) => (true, path),
-                        None => (false, value),
-                    };
-                    env.read_file(Path::new(path), optional);
-                }
+                "EnvironmentFile" if value.is_empty() => files.clear(),
+                "EnvironmentFile" => files.push((value, file)),
                 "WorkingDirectory" => {
                     let value = value.trim_start_matches('-');
                     env.working_directory = (!value.is_empty()).then(|| PathBuf::from(value));
@@ -59,22 +62,28 @@ impl UnitEnvironment {
                 _ => {}
             }
         }
+        env.vars = assigned;
+        for (value, _) in files {
+            let (optional, path) = match value.strip_prefix('-') {
+                Some(path) => (true, path),
+                None => (false, value),
+            };
+            env.read_file(Path::new(path), optional);
+        }
         env
     }
 
     fn read_file(&mut self, path: &Path, optional: bool) {
-        match dotenvy::from_path_iter(path) {
-            Ok(entries) => {
-                for entry in entries {
-                    match entry {
-                        Ok((name, value)) => self.vars.push((name, value, path.to_owned())),
-                        Err(error) => {
-                            self.unreadable
-                                .push((path.to_owned(), optional, error.to_string()));
-                            return;
-                        }
-                    }
-                }
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let file = EnvironmentFile::parse(&text);
+                self.vars.extend(
+                    file.assignments
+                        .into_iter()
+                        .map(|(name, value)| (name, value, path.to_owned())),
+                );
+                self.ignored
+                    .extend(file.ignored.into_iter().map(|why| (path.to_owned(), why)));
             }
             Err(error) => self
                 .unreadable
@@ -110,6 +119,7 @@ pub fn judge(
     shell: Vec<(String, String)>,
     cwd: &Path,
     root_named: bool,
+    imitated: &str,
 ) -> Judged {
     let mut findings = Vec::new();
     let shown = unit.unit.display();
@@ -126,6 +136,9 @@ pub fn judge(
             ),
         ));
     }
+    for (file, why) in &unit.ignored {
+        findings.push(ignored_line(file, why));
+    }
     for (name, _, file) in &unit.vars {
         if name.starts_with("FLARUM_WS_") && !is_known_variable(name) {
             let nearest = nearest_known_variable(name)
@@ -139,23 +152,13 @@ pub fn judge(
         }
     }
     let unit_sets = |name: &str| unit.vars.iter().any(|(var, _, _)| var == name);
-    let shell_only: Vec<&str> = shell
+    let shell_names: Vec<String> = shell.iter().map(|(name, _)| name.clone()).collect();
+    let service: Vec<(String, String)> = unit
+        .vars
         .iter()
-        .map(|(name, _)| name.as_str())
-        .filter(|name| name.starts_with("FLARUM_WS_") && !unit_sets(name))
+        .map(|(name, value, _)| (name.clone(), value.clone()))
         .collect();
-    if !shell_only.is_empty() {
-        findings.push(Finding::warn(
-            "service environment",
-            format!(
-                "{} set in this shell only: flarum-ws.service does not get {} (judged without {})",
-                shell_only.join(", "),
-                if shell_only.len() == 1 { "it" } else { "them" },
-                if shell_only.len() == 1 { "it" } else { "them" },
-            ),
-            "put them in /etc/default/flarum-ws (NAME=value lines), then systemctl restart flarum-ws".to_owned(),
-        ));
-    }
+    findings.extend(check_shell_only(&shell_names, &service));
     let mut environment: Vec<(String, String)> = shell
         .into_iter()
         .filter(|(name, _)| !name.starts_with("FLARUM_WS_") && !unit_sets(name))
@@ -201,7 +204,7 @@ pub fn judge(
         Finding::pass(
             "service environment",
             format!(
-                "judged as {shown} runs flarum-ws: in {}, with the environment of {}",
+                "judged as {shown} runs flarum-ws, from its files read by flarum-ws's imitation of systemd's rules ({imitated}): in {}, with the environment of {}",
                 service_cwd.display(),
                 if files.is_empty() {
                     "the unit (no variables)".to_owned()
@@ -223,6 +226,73 @@ pub fn judge(
         cwd,
         findings,
     }
+}
+
+/// A line of an environment file that systemd skips.
+pub fn ignored_line(file: &Path, why: &str) -> Finding {
+    Finding::fail(
+        "service environment",
+        format!("{}: {why}; the service does not get it", file.display()),
+        format!(
+            "write the line as NAME=value in {} (systemd's rules: no export, # comments on their own line), then systemctl restart flarum-ws",
+            file.display()
+        ),
+    )
+}
+
+/// The `FLARUM_WS_*` variables of the admin's shell (`shell`, names) that
+/// the service's environment (`service`) lacks: the service will not get
+/// them, whatever `check` run from that shell would otherwise say.
+pub fn check_shell_only(shell: &[String], service: &[(String, String)]) -> Option<Finding> {
+    let shell_only: Vec<&str> = shell
+        .iter()
+        .map(String::as_str)
+        .filter(|name| {
+            name.starts_with("FLARUM_WS_") && !service.iter().any(|(var, _)| var == name)
+        })
+        .collect();
+    if shell_only.is_empty() {
+        return None;
+    }
+    let (it, them) = if shell_only.len() == 1 {
+        ("it", "it")
+    } else {
+        ("them", "them")
+    };
+    Some(Finding::warn(
+        "service environment",
+        format!(
+            "{} set in this shell only: flarum-ws.service does not get {it} (judged without {them})",
+            shell_only.join(", "),
+        ),
+        "put them in /etc/default/flarum-ws (NAME=value lines), then systemctl restart flarum-ws",
+    ))
+}
+
+/// Variables config.php reads (`getenv`, `$_SERVER`) that the service does
+/// not have but the admin's shell does: PHP run from that shell works, the
+/// service does not.
+pub fn check_config_variables(shell: &[String], config: &ForumConfig) -> Vec<Finding> {
+    config
+        .unset_variables
+        .iter()
+        .filter(|unset| shell.contains(&unset.name))
+        .map(|unset| {
+            Finding::fail(
+                "service environment",
+                format!(
+                    "{} line {} reads {}, which is set in the shell you ran check from but not for flarum-ws.service",
+                    config.path.display(),
+                    unset.line,
+                    unset.name
+                ),
+                format!(
+                    "put {}=… in /etc/default/flarum-ws (or another EnvironmentFile= of the unit), then systemctl restart flarum-ws",
+                    unset.name
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `Environment=` values: space-separated, each maybe in double quotes.

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::load::runtime;
 use super::{CheckArgs, Exit, Failure};
-use crate::check::{CheckInput, LiveOptions, Status, run_checks};
+use crate::check::{CheckInput, Judging, LiveOptions, Status, read_context, run_checks};
 
 pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
     let cwd = std::env::current_dir()
@@ -29,15 +29,22 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         nginx_conf: args.nginx_conf.clone(),
         unit: args.unit.clone(),
         user: args.user.clone(),
+        source_args: sources.to_args(),
+        judging: if args.as_service {
+            Judging::AsService(read_context())
+        } else {
+            Judging::Admin
+        },
     };
-    let findings = runtime()?.block_on(run_checks(input));
+    let outcome = runtime()?.block_on(run_checks(input));
+    let findings = &outcome.findings;
     let failed = findings.iter().any(|f| f.status == Status::Fail);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let report = serde_json::json!({ "ok": !failed, "checks": findings });
+        let report = serde_json::json!({ "ok": !failed, "checks": findings, "root": outcome.root });
         let _ = writeln!(out, "{report}");
     } else {
-        for finding in &findings {
+        for finding in findings {
             let _ = writeln!(
                 out,
                 "{} {}: {}",

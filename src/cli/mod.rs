@@ -87,6 +87,10 @@ pub struct CheckArgs {
     /// Judge access to the certificate files as this account (default: User= of the installed flarum-ws.service, else the account running check).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Run as the judging process systemd starts as the service (reads the
+    /// admin's side on stdin, prints JSON); `check` passes it itself.
+    #[arg(long, hide = true)]
+    pub as_service: bool,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -185,6 +189,33 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// These flags as command-line arguments again, for the judging process
+    /// `check` starts as the service.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.push(format!("--{flag}={value}"));
+            }
+        };
+        push("root", self.root.as_ref().map(|p| p.display().to_string()));
+        push("host", self.host.clone());
+        push("port", self.port.map(|p| p.to_string()));
+        push(
+            "config",
+            self.config.as_ref().map(|p| p.display().to_string()),
+        );
+        push("log-format", self.log_format.clone());
+        push("redis-url", self.redis_url.clone());
+        if self.verbose {
+            args.push("--verbose".into());
+        }
+        if self.disable_statistics {
+            args.push("--disable-statistics".into());
+        }
+        args
+    }
+
     /// The settings these flags set, as the highest-precedence source;
     /// every command that reads settings takes its flags from here.
     pub fn flags(&self) -> crate::config::PartialSettings {

@@ -254,29 +254,31 @@ fn extract(path: &Path, config: &Value) -> Result<ForumConfig, ForumError> {
     })
 }
 
-/// The `getenv('NAME')` and `env('NAME')` calls of `source` whose variable
-/// is not set in this process's environment (PHP, started by flarum-ws,
-/// sees the same), with their line numbers.
+/// The `getenv('NAME')`, `env('NAME')` and `$_SERVER['NAME']` reads of
+/// `source` whose variable is not set in this process's environment (PHP,
+/// started by flarum-ws, sees the same), with their line numbers.
 pub fn unset_variables(source: &str) -> Vec<UnsetVariable> {
     let mut unset = Vec::new();
     for (index, line) in source.lines().enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find("env(") {
-            let call = &rest[at + 4..];
-            let called = call.trim_start();
-            rest = call;
-            let Some(quote) = called.chars().next().filter(|c| *c == '\'' || *c == '"') else {
-                continue;
-            };
-            let Some(end) = called[1..].find(quote) else {
-                continue;
-            };
-            let name = &called[1..1 + end];
-            if !name.is_empty() && std::env::var_os(name).is_none() {
-                unset.push(UnsetVariable {
-                    line: index + 1,
-                    name: name.to_owned(),
-                });
+        for opening in ["env(", "$_SERVER["] {
+            let mut rest = line;
+            while let Some(at) = rest.find(opening) {
+                let call = &rest[at + opening.len()..];
+                let called = call.trim_start();
+                rest = call;
+                let Some(quote) = called.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                    continue;
+                };
+                let Some(end) = called[1..].find(quote) else {
+                    continue;
+                };
+                let name = &called[1..1 + end];
+                if !name.is_empty() && std::env::var_os(name).is_none() {
+                    unset.push(UnsetVariable {
+                        line: index + 1,
+                        name: name.to_owned(),
+                    });
+                }
             }
         }
     }

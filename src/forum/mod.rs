@@ -91,8 +91,8 @@ pub enum ForumError {
     Extensions(String),
 }
 
-/// A `getenv('NAME')` in config.php whose variable is not set, so PHP
-/// gets `false` (an empty password, say).
+/// A `getenv('NAME')` or `$_SERVER['NAME']` in config.php whose variable
+/// is not set, so PHP gets nothing (an empty password, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsetVariable {
     pub line: usize,
@@ -104,8 +104,8 @@ fn unset_variables(unset: &[UnsetVariable]) -> String {
         .iter()
         .map(|u| {
             format!(
-                ". config.php line {}: getenv('{}') returned false, {} is not set for flarum-ws",
-                u.line, u.name, u.name
+                ". config.php line {} reads {}, which is not set for flarum-ws",
+                u.line, u.name
             )
         })
         .collect()

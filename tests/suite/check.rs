@@ -1537,7 +1537,7 @@ fn a_privileged_port_fails_for_an_account_that_cannot_bind_it() {
         refused,
         "fail",
         "port 443 is below 1024: nobody (named by --user) cannot bind it",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE and AmbientCapabilities=CAP_NET_BIND_SERVICE",
     );
     assert_in_troubleshooting(refused);
     let (_, findings) = check(

@@ -675,9 +675,7 @@ async fn database_problems_are_named_by_their_cause() {
         assert_finding(
             database,
             "fail",
-            &format!(
-                "config.php line {line}: getenv('DB_PASSWORD') returned false, DB_PASSWORD is not set for flarum-ws"
-            ),
+            &format!("config.php line {line} reads DB_PASSWORD, which is not set for flarum-ws"),
             "set DB_PASSWORD for flarum-ws as for PHP (under systemd, in /etc/default/flarum-ws: DB_PASSWORD=...)",
         );
         assert!(
