@@ -231,6 +231,125 @@ active="$(inside systemctl is-active flarum-ws || true)"
   && pass "upgrade $older_version -> $current_version restarted the running service (pid $before -> $after)" \
   || fail "after the upgrade the service is $active with pid $after (was $before)"
 
+echo "== check judged by systemd: the service's environment, user, flags and sandbox"
+# Each set-up below once made `check` say "All good" while the service failed
+# (or the reverse): it imitated how systemd reads the unit and how PHP sees
+# config.php. Now systemd runs the judging part as it runs the service; each
+# case is built for real, judged, and undone.
+dropins=/etc/systemd/system/flarum-ws.service.d
+verdict() { # verdict [DIR [NAME=value...]]: check's JSON findings, run from DIR in a shell with those variables
+  local dir="${1:-/}"
+  inside env -C "$dir" "${@:2}" flarum-ws check --json 2>>"$older/check-stderr.log" || true
+}
+finding() { # finding CHECK STATUS TEXT <json: prints "yes" when a finding of CHECK has STATUS and TEXT
+  python3 -c 'import json,sys
+text = sys.stdin.read()
+try:
+    checks = json.loads(text)["checks"]
+except ValueError:
+    sys.exit(print("not JSON: " + text) or 0)
+print("yes" if any(c["check"] == sys.argv[1] and c["status"] == sys.argv[2] and sys.argv[3] in c["message"] + " " + c.get("fix", "") for c in checks) else json.dumps(checks, indent=1))' "$@"
+}
+expect() { # expect DESCRIPTION CHECK STATUS TEXT <json
+  local said; said="$(finding "$2" "$3" "$4")"
+  [ "$said" = yes ] && pass "$1" || fail "$1: no $3 $2 finding with \"$4\" in $said"
+}
+reload_units() { inside systemctl daemon-reload; }
+second=/var/lib/flarum-ws-verify2
+rm -rf "$second"; mkdir -p "$second/storage"; write_forum "$second" 36184
+# config.php takes the database file from the environment, as forums take
+# DB_PASSWORD.
+sed -i "s|'database' => 'storage/flarum.sqlite',|'database' => getenv('VERIFY_DB_FILE') ?: 'storage/none.sqlite',|" "$second/config.php"
+chown -R www-data:www-data "$second"
+# The root on ExecStart=, as a drop-in may put it (an Environment= line would
+# lose to /etc/default/flarum-ws: systemd lets environment files override it).
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/flarum-ws serve --root %s\nReadWritePaths=%s/storage\n' "$second" "$second" >"$dropins/verify-root.conf"
+reload_units
+verdict / VERIFY_DB_FILE=storage/flarum.sqlite | expect "1. getenv() set only in root's shell: the service lacks it, and check says so" \
+  "service environment" fail "reads VERIFY_DB_FILE, which is set in the shell you ran check from but not for flarum-ws.service"
+printf 'VERIFY_DB_FILE=storage/flarum.sqlite\n' >/etc/flarum-ws-verify.env
+printf '[Service]\nEnvironmentFile=/etc/flarum-ws-verify.env\n' >"$dropins/verify-envfile.conf"
+reload_units
+verdict / | expect "1. getenv() set only in the service's environment file: the database is found" database pass reachable
+rm -f "$dropins/verify-envfile.conf" "$dropins/verify-root.conf" /etc/flarum-ws-verify.env
+reload_units
+
+cp /etc/default/flarum-ws "$older/default"
+restore_default() { cp "$older/default" /etc/default/flarum-ws; }
+sed -i "s|^FLARUM_WS_ROOT=.*|export FLARUM_WS_ROOT=$service_forum|" /etc/default/flarum-ws
+verdict | expect "2. an 'export' line: systemd ignores it, and check names the line" "service environment" fail "does not read \`export\`"
+restore_default
+sed -i "s|^FLARUM_WS_ROOT=.*|FLARUM_WS_ROOT=$service_forum # the forum|" /etc/default/flarum-ws
+verdict | expect "2. a trailing comment is part of the value for systemd: the root is not found" config.php fail "# the forum"
+sed -i "s|^FLARUM_WS_ROOT=.*|FLARUM_WS_ROOT=\"$service_forum\" # the forum|" /etc/default/flarum-ws
+verdict | expect "2. a comment after a quoted value too" config.php fail "# the forum"
+restore_default
+printf 'FLARUM_WS_ALLOWED_ORIGINS=http://forum.localhost, http://other.localhost\n' >>/etc/default/flarum-ws
+verdict | expect "2. unquoted spaces in a value are kept, as systemd keeps them" origins pass "http://other.localhost"
+restore_default
+# A secret with a `$`: systemd does not expand it; the running service is
+# restarted with it, and --live signs a trigger with what check read.
+printf '[Service]\nEnvironment=FLARUM_WS_APP_ID=4242 FLARUM_WS_APP_KEY=packagekey0123456789abcdefghijkl\n' >"$dropins/verify-secret.conf"
+printf 'FLARUM_WS_APP_SECRET=s3cr$et9-packagesecret\n' >>/etc/default/flarum-ws
+reload_units; inside systemctl restart flarum-ws
+if inside sh -c 'cd / && flarum-ws check --live >/dev/null'; then pass "2. a \$ in the secret is kept: check --live's signed trigger is accepted"; else fail "2. check --live failed with a \$ in the secret"; inside sh -c 'cd / && flarum-ws check --live' >&2 || true; fi
+restore_default; rm -f "$dropins/verify-secret.conf"; reload_units; inside systemctl restart flarum-ws
+
+# The running service keeps its port: stopped meanwhile, so that only the
+# capability decides.
+inside systemctl stop flarum-ws
+printf '[Service]\nEnvironment=FLARUM_WS_PORT=443\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n' >"$dropins/verify-port.conf"
+reload_units
+verdict | expect "4. port 443 with AmbientCapabilities= alone fails (the shipped bounding set is empty), and the fix names both lines" \
+  port fail "CapabilityBoundingSet=CAP_NET_BIND_SERVICE and AmbientCapabilities=CAP_NET_BIND_SERVICE"
+printf 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n' >>"$dropins/verify-port.conf"
+reload_units
+verdict | expect "4. with both lines the service may bind 443" port pass "443 is free"
+rm -f "$dropins/verify-port.conf"; reload_units; inside systemctl start flarum-ws
+
+inside setpriv --reuid=nobody --regid=nogroup --clear-groups env -C / flarum-ws check --json 2>/dev/null \
+  | expect "5. a non-root check says it imitates systemd, and why" "service environment" pass "only root may start a check as the service's user"
+
+printf '<?php return ["db" => "storage/flarum.sqlite"];\n' >/etc/flarum-ws-verify-secret.php
+chmod 600 /etc/flarum-ws-verify-secret.php
+sed -i "s|getenv('VERIFY_DB_FILE') ?: 'storage/none.sqlite'|(require '/etc/flarum-ws-verify-secret.php')['db']|" "$second/config.php"
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/flarum-ws serve --root %s\n' "$second" >"$dropins/verify-root.conf"
+reload_units
+verdict | expect "6. config.php requiring a file only root may read fails as it fails for the service" config.php fail "Permission denied"
+rm -f "$dropins/verify-root.conf" /etc/flarum-ws-verify-secret.php
+reload_units
+
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/flarum-ws serve --root /var/lib/flarum-ws-elsewhere\n' >"$dropins/verify-exec.conf"
+reload_units
+verdict | expect "7. a drop-in's ExecStart= --root is the forum judged" config.php fail "/var/lib/flarum-ws-elsewhere"
+rm -f "$dropins/verify-exec.conf"; reload_units
+
+verdict "$second" | expect "9. check run in a second forum's folder says the service serves another" forum fail "nothing above is about this forum"
+
+printf 'FLARUM_WS_ROOT=%s\n' "$service_forum" >/etc/flarum-ws-verify.env
+printf '[Service]\nEnvironmentFile=\nEnvironmentFile=/etc/flarum-ws-verify.env\n' >"$dropins/verify-reset.conf"
+mv /etc/default/flarum-ws "$older/default-moved"
+reload_units
+verdict | expect "10. a drop-in that resets EnvironmentFile= is judged with its new file" config.php pass "$service_forum/config.php"
+mv "$older/default-moved" /etc/default/flarum-ws
+rm -f "$dropins/verify-reset.conf" /etc/flarum-ws-verify.env; reload_units
+rm -rf "$second"
+
+# The fallback's rules against systemd's: the fixture read by the real
+# systemd must give what tests/fixtures/environment-file/expected.env0 says
+# (the unit test holds flarum-ws's imitation to the same file).
+fixture="$PWD/tests/fixtures/environment-file"
+if inside systemd-run --wait --pipe --collect --quiet -p EnvironmentFile="$fixture/input" /usr/bin/env -0 \
+  | python3 -c 'import sys
+got = dict(e.split("=", 1) for e in sys.stdin.buffer.read().decode().split("\0") if "=" in e)
+want = dict(e.split("=", 1) for e in open(sys.argv[1], "rb").read().decode().split("\0") if "=" in e)
+wrong = {k: (v, got.get(k)) for k, v in want.items() if got.get(k) != v}
+sys.exit(print(wrong) or 1 if wrong else 0)' "$fixture/expected.env0"; then
+  pass "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) reads the environment-file fixture as the imitation's test expects"
+else
+  fail "systemd reads tests/fixtures/environment-file/input otherwise than expected.env0 (the imitation's reference)"
+fi
+
 echo "== restarts and upgrades with flarum-ws-listen.socket: the forum's calls wait, none is refused"
 # 200 signed triggers a second (a new connection each, as the forum's PHP
 # makes them) through a restart, first without the socket unit (the

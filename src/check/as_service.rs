@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Finding;
+use super::nginx_config::NginxDump;
 
 /// The service's unit name.
 pub const SERVICE: &str = "flarum-ws.service";
@@ -74,6 +75,24 @@ pub struct ServiceView {
     pub user: String,
     /// The unit file and its drop-ins, for the admin.
     pub files: Vec<String>,
+}
+
+impl ServiceView {
+    /// What systemd needs before it starts the program and does not find
+    /// (its "resources" result, told only in the journal): a required
+    /// environment file or working directory.
+    fn missing_resource(&self) -> Option<String> {
+        let required = |path: &String| !path.starts_with('-') && !Path::new(path).exists();
+        if let Some(file) = self.environment_files.iter().find(|f| required(f)) {
+            return Some(format!(
+                "its EnvironmentFile={file} does not exist, so systemd refuses to start the service (write it, or mark it optional: EnvironmentFile=-{file})"
+            ));
+        }
+        let dir = self.working_directory.as_ref().filter(|d| required(d))?;
+        Some(format!(
+            "its WorkingDirectory={dir} does not exist, so systemd refuses to start the service"
+        ))
+    }
 }
 
 /// Why `check` judges by reading the unit files instead of asking systemd.
@@ -229,6 +248,9 @@ pub struct Context {
     pub shell: Vec<String>,
     /// The unit file and drop-ins, named in findings.
     pub files: Vec<String>,
+    /// nginx's configuration as `nginx -T` printed it here, as root (the
+    /// service's user may not run it), or why it could not.
+    pub nginx: Option<Result<NginxDump, String>>,
 }
 
 /// What the judging process answers on stdout.
@@ -290,6 +312,11 @@ impl Judge<'_> {
                 "install flarum-ws there, or point ExecStart= at it (systemctl edit flarum-ws)",
             )));
         }
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err(Failed::CannotAsk(
+                "only root may start a check as the service's user: run sudo flarum-ws check for systemd's own answers".into(),
+            ));
+        }
         let mut command = Command::new("systemd-run");
         command.args([
             "--wait",
@@ -337,18 +364,15 @@ impl Judge<'_> {
                 "{} is older than this check and cannot judge as the service",
                 program.display()
             )),
-            Some(code) if said.contains("Interactive authentication required") || code == 4 => {
-                Failed::CannotAsk(
-                    "only root may start a check as the service's user: run sudo flarum-ws check for systemd's own answers".into(),
-                )
-            }
             _ => Failed::Broken(Finding::fail(
                 "service",
                 format!(
                     "systemd could not run {} as {SERVICE} runs it: {}",
                     program.display(),
                     if said.is_empty() {
-                        format!("{}", output.status)
+                        self.view
+                            .missing_resource()
+                            .unwrap_or_else(|| format!("{}", output.status))
                     } else {
                         said.to_owned()
                     }

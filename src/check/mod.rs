@@ -17,6 +17,7 @@ mod flarum2_keys;
 mod idle;
 mod listening;
 mod live;
+mod nginx_config;
 mod nginx_timeout;
 mod port;
 mod redis;

@@ -4,17 +4,19 @@
 //! nginx closes a proxied websocket when nothing has passed for
 //! `proxy_read_timeout` (60 s when unset). An idle forum tab carries traffic
 //! once per `activity_timeout` (pusher-js's ping or flarum-ws's), so a read
-//! timeout not comfortably above it cuts every idle tab. This reads the nginx
-//! configuration files it can (each on its own: `include` is not followed),
-//! finds the blocks whose `proxy_pass` goes to flarum-ws's port on this
-//! machine, and judges the read timeout each one inherits, and the
-//! `proxy_set_header` lines it inherits (nginx's rule: a block that sets
-//! none takes all of the enclosing level's, one that sets any takes none).
+//! timeout not comfortably above it cuts every idle tab. This takes the
+//! configuration nginx loads (`nginx_config`), finds the blocks whose
+//! `proxy_pass` goes to flarum-ws's port on this machine (directly or
+//! through an `upstream`), and judges the read timeout each one inherits
+//! from `http` through `server` to `location`, and the `proxy_set_header`
+//! lines it inherits (nginx's rule: a block that sets none takes all of the
+//! enclosing level's, one that sets any takes none).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Finding;
+use super::nginx_config::{NginxConfig, Read, Token};
 use crate::config::{ClientAddressHeader, Settings, proxy_read_timeout_secs};
 
 /// nginx's own `proxy_read_timeout` when no block sets one.
@@ -22,32 +24,6 @@ const NGINX_DEFAULT: Duration = Duration::from_secs(60);
 
 /// Time a ping or its answer may take on the way, on top of the keepalive.
 const MARGIN: Duration = Duration::from_secs(5);
-
-/// The files read when `--nginx-conf` names none.
-/// The most of one nginx file `check` reads (a real site's file is a few
-/// KiB; the forum's `.nginx.conf` sits in a folder the web user can write).
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
-/// An nginx file's text: only a regular file (a link to one is followed,
-/// as nginx does; a FIFO or device neither blocks the open nor is read) of
-/// at most [`MAX_CONFIG_BYTES`]. `None` for anything else, as for a file
-/// that is not there.
-fn read_config(path: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let metadata = file.metadata().ok()?;
-    if !metadata.is_file() || metadata.len() > MAX_CONFIG_BYTES {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
-}
 
 /// The other way out, where there is one: a keepalive low enough for the
 /// proxy's `timeout`, offered only when it is below the one in force.
@@ -62,6 +38,7 @@ fn lower_keepalive(timeout: Duration, activity_timeout: Duration) -> String {
     }
 }
 
+/// The files read when `--nginx-conf` names none and nginx cannot be asked.
 pub fn default_files(forum_root: Option<&Path>) -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from("/etc/nginx/nginx.conf")];
     for dir in ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"] {
@@ -93,7 +70,7 @@ fn names_the_client(block: &ProxyBlock, header: ClientAddressHeader) -> bool {
 /// client in `client_address_header`, as a trusted proxy must (otherwise
 /// it passes on what the client wrote there). Nothing when no proxy is
 /// trusted (its clients then count as its own address).
-pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec<Finding> {
+pub fn check_nginx_client_address(config: &NginxConfig, settings: &Settings) -> Vec<Finding> {
     if settings.trusted_proxies.is_empty() {
         return Vec::new();
     }
@@ -108,18 +85,14 @@ pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec
         _ => "$remote_addr",
     };
     let mut findings = Vec::new();
-    for file in files {
-        let Some(text) = read_config(file) else {
-            continue;
-        };
-        let blocks = proxy_blocks(&text, settings.port);
-        let shown = file.display();
+    for stream in &config.streams {
+        let blocks = proxy_blocks(stream, settings.port);
         if let Some(block) = blocks.iter().find(|b| !names_the_client(b, header)) {
             findings.push(Finding::warn(
                 "client address",
                 format!(
-                    "{shown}:{}: the block that proxies to flarum-ws (port {}) does not set {shown_header} to the client's address, and flarum-ws trusts this proxy's {shown_header} (client_address_header): the header arrives as the client wrote it, so one client can claim a new address on every connection and escape the per-address limits",
-                    block.line, settings.port
+                    "{}: the block that proxies to flarum-ws (port {}) does not set {shown_header} to the client's address, and flarum-ws trusts this proxy's {shown_header} (client_address_header): the header arrives as the client wrote it, so one client can claim a new address on every connection and escape the per-address limits",
+                    config.place(block.file, block.line), settings.port
                 ),
                 format!(
                     "add proxy_set_header {shown_header} {value}; to that block, then nginx -t && systemctl reload nginx"
@@ -129,8 +102,8 @@ pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec
             findings.push(Finding::pass(
                 "client address",
                 format!(
-                    "{shown}:{}: the proxy names the client in {shown_header}, the one header flarum-ws reads",
-                    block.line
+                    "{}: the proxy names the client in {shown_header}, the one header flarum-ws reads",
+                    config.place(block.file, block.line)
                 ),
             ));
         }
@@ -141,39 +114,47 @@ pub fn check_nginx_client_address(files: &[PathBuf], settings: &Settings) -> Vec
 /// One block that proxies to flarum-ws, and the read timeout it gets.
 #[derive(Debug, PartialEq)]
 struct ProxyBlock {
-    /// Line of its `proxy_pass`.
+    /// File and line of its `proxy_pass`.
+    file: usize,
     line: usize,
-    /// The timeout in force and the line that set it (`None`: nginx's default).
+    /// The timeout in force and the file and line that set it (`None`:
+    /// nginx's default).
     timeout: Duration,
-    set_at: Option<usize>,
+    set_at: Option<(usize, usize)>,
     /// The headers it sets (lower case) and the variable each is set to.
     headers: Vec<(String, String)>,
 }
 
-/// A finding per file that proxies to `port` on this machine; none when no
-/// readable file does (Apache, Caddy, a proxy elsewhere).
+/// A finding per configuration that proxies to `port` on this machine.
+/// Where nginx's own configuration has no such block, that is said (and is
+/// a warning in reverse-proxy mode, where browsers must come through a
+/// proxy); where only files could be read, nothing is said of them.
 pub fn check_nginx_timeouts(
-    files: &[PathBuf],
+    config: &NginxConfig,
     port: u16,
     activity_timeout: Duration,
     pong_timeout: Duration,
+    reverse_proxy: bool,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for file in files {
-        let Some(text) = read_config(file) else {
-            continue;
-        };
-        let blocks = proxy_blocks(&text, port);
-        let shown = file.display();
+    let mut any = false;
+    for stream in &config.streams {
+        let blocks = proxy_blocks(stream, port);
+        any |= !blocks.is_empty();
         let short: Vec<&ProxyBlock> = blocks
             .iter()
             .filter(|b| b.timeout < activity_timeout + MARGIN)
             .collect();
         if let Some(block) = short.first() {
             let set = match block.set_at {
-                Some(line) => format!(
+                Some((file, line)) if file == block.file => format!(
                     "proxy_read_timeout {} s (line {line})",
                     block.timeout.as_secs()
+                ),
+                Some((file, line)) => format!(
+                    "proxy_read_timeout {} s (inherited from {})",
+                    block.timeout.as_secs(),
+                    config.place(file, line)
                 ),
                 None => format!(
                     "nginx's default proxy_read_timeout of {} s",
@@ -183,8 +164,8 @@ pub fn check_nginx_timeouts(
             findings.push(Finding::warn(
                 "proxy timeout",
                 format!(
-                    "{shown}:{}: the block that proxies to flarum-ws (port {port}) has {set}, not above the keepalive (activity_timeout {} s): nginx cuts idle tabs, which reconnect and miss events",
-                    block.line,
+                    "{}: the block that proxies to flarum-ws (port {port}) has {set}, not above the keepalive (activity_timeout {} s): nginx cuts idle tabs, which reconnect and miss events",
+                    config.place(block.file, block.line),
                     activity_timeout.as_secs()
                 ),
                 format!(
@@ -197,88 +178,93 @@ pub fn check_nginx_timeouts(
             findings.push(Finding::pass(
                 "proxy timeout",
                 format!(
-                    "{shown}:{}: proxy_read_timeout {} s is above the keepalive (activity_timeout {} s)",
-                    block.line,
+                    "{}: proxy_read_timeout {} s is above the keepalive (activity_timeout {} s)",
+                    config.place(block.file, block.line),
                     block.timeout.as_secs(),
                     activity_timeout.as_secs()
                 ),
             ));
         }
     }
+    if !any && config.read == Some(Read::Nginx) {
+        let message = format!(
+            "nginx's configuration (nginx -T) has no proxy_pass to flarum-ws's port {port} on this machine"
+        );
+        findings.push(if reverse_proxy {
+            Finding::warn(
+                "proxy timeout",
+                format!("{message}, yet flarum-ws runs in reverse-proxy mode: browsers can reach it only through a proxy"),
+                "add the block flarum-ws nginx-snippet prints to the forum's server block, then nginx -t && systemctl reload nginx",
+            )
+        } else {
+            Finding::pass(
+                "proxy timeout",
+                format!("{message}: browsers connect to flarum-ws directly"),
+            )
+        });
+    }
     findings
 }
 
-/// A directive or a block opener, with the line it starts on.
-#[derive(Debug)]
-struct Statement {
-    words: Vec<String>,
-    line: usize,
-}
-
-/// nginx's syntax, as far as this needs it: words, `;`, `{`, `}`, `#`
-/// comments and quoted strings.
-fn tokens(text: &str) -> Vec<(String, usize)> {
+/// Each statement of a token stream: its words, where it starts, and what
+/// ends it (`;`, `{` or `}`).
+fn statements(tokens: &[Token]) -> Vec<(Vec<&str>, &Token, &str)> {
     let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut Vec<(String, usize)>, line| {
-        if !word.is_empty() {
-            out.push((std::mem::take(word), line));
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => {
-                flush(&mut word, &mut out, line);
-                line += 1;
+    let mut words: Vec<&str> = Vec::new();
+    let mut first: Option<&Token> = None;
+    for token in tokens {
+        match token.text.as_str() {
+            end @ (";" | "{" | "}") => {
+                out.push((
+                    std::mem::take(&mut words),
+                    first.take().unwrap_or(token),
+                    end,
+                ));
             }
-            '#' if word.is_empty() => {
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
+            word => {
+                first.get_or_insert(token);
+                words.push(word);
             }
-            '"' | '\'' if word.is_empty() => {
-                for q in chars.by_ref() {
-                    if q == c {
-                        break;
-                    }
-                    if q == '\n' {
-                        line += 1;
-                    }
-                    word.push(q);
-                }
-                out.push((std::mem::take(&mut word), line));
-            }
-            ';' | '{' | '}' => {
-                flush(&mut word, &mut out, line);
-                out.push((c.to_string(), line));
-            }
-            c if c.is_whitespace() => flush(&mut word, &mut out, line),
-            c => word.push(c),
         }
     }
-    flush(&mut word, &mut out, line);
     out
 }
 
-/// Every block proxying to `port` on this machine, with the read timeout
-/// it inherits from itself and the blocks around it.
-fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
+/// `upstream NAME { server ADDRESS …; }` blocks: each name and whether one
+/// of its servers is `port` on this machine.
+fn upstreams(tokens: &[Token], port: u16) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    let mut current: Option<(String, bool)> = None;
+    for (words, _, end) in statements(tokens) {
+        match (words.as_slice(), end) {
+            (["upstream", name], "{") => current = Some(((*name).to_owned(), false)),
+            (["server", address, ..], ";") => {
+                if let Some((_, local)) = current.as_mut() {
+                    *local |= is_local_port(address, port);
+                }
+            }
+            (_, "}") => found.extend(current.take()),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Every block proxying to `port` on this machine (directly or through an
+/// `upstream`), with the read timeout it inherits from itself and the
+/// blocks around it.
+fn proxy_blocks(tokens: &[Token], port: u16) -> Vec<ProxyBlock> {
     // Per open block: the timeout set in it (and where), and its proxy_passes.
     #[derive(Default)]
     struct Open {
-        timeout: Option<(Duration, usize)>,
-        passes: Vec<usize>,
+        timeout: Option<(Duration, (usize, usize))>,
+        passes: Vec<(usize, usize)>,
         /// `None` while the block sets no header of its own.
         headers: Option<Vec<(String, String)>>,
     }
+    let upstreams = upstreams(tokens, port);
     let mut stack = vec![Open::default()];
     let mut found = Vec::new();
-    let mut statement = Statement {
-        words: Vec::new(),
-        line: 0,
-    };
     let close = |open: Open, stack: &[Open], found: &mut Vec<ProxyBlock>| {
         let inherited = std::iter::once(&open)
             .chain(stack.iter().rev())
@@ -287,8 +273,9 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
             .chain(stack.iter().rev())
             .find_map(|o| o.headers.clone())
             .unwrap_or_default();
-        for line in open.passes {
+        for (file, line) in open.passes {
             found.push(ProxyBlock {
+                file,
                 line,
                 timeout: inherited.map_or(NGINX_DEFAULT, |(t, _)| t),
                 set_at: inherited.map(|(_, at)| at),
@@ -296,45 +283,35 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
             });
         }
     };
-    for (token, line) in tokens(text) {
-        match token.as_str() {
-            "{" => {
-                statement.words.clear();
-                stack.push(Open::default());
-            }
+    for (words, at, end) in statements(tokens) {
+        match end {
+            "{" => stack.push(Open::default()),
             "}" => {
-                statement.words.clear();
                 if stack.len() > 1 {
                     let open = stack.pop().expect("more than one open block");
                     close(open, &stack, &mut found);
                 }
             }
-            ";" => {
-                let words = std::mem::take(&mut statement.words);
+            _ => {
                 let current = stack.last_mut().expect("the file's own block");
-                match words.first().map(String::as_str) {
-                    Some("proxy_read_timeout") => {
-                        if let Some(timeout) = words.get(1).and_then(|w| parse_time(w)) {
-                            current.timeout = Some((timeout, statement.line));
+                let place = (at.file, at.line);
+                match words.as_slice() {
+                    ["proxy_read_timeout", time, ..] => {
+                        if let Some(timeout) = parse_time(time) {
+                            current.timeout = Some((timeout, place));
                         }
                     }
-                    Some("proxy_pass") if words.get(1).is_some_and(|url| proxies_to(url, port)) => {
-                        current.passes.push(statement.line);
+                    ["proxy_pass", url, ..] if proxies_to(url, port, &upstreams) => {
+                        current.passes.push(place);
                     }
-                    Some("proxy_set_header") if words.len() >= 3 => {
+                    ["proxy_set_header", name, value, ..] => {
                         current
                             .headers
                             .get_or_insert_with(Vec::new)
-                            .push((words[1].to_ascii_lowercase(), words[2].clone()));
+                            .push((name.to_ascii_lowercase(), (*value).to_owned()));
                     }
                     _ => {}
                 }
-            }
-            _ => {
-                if statement.words.is_empty() {
-                    statement.line = line;
-                }
-                statement.words.push(token);
             }
         }
     }
@@ -345,17 +322,26 @@ fn proxy_blocks(text: &str, port: u16) -> Vec<ProxyBlock> {
     if let Some(open) = stack.pop() {
         close(open, &stack, &mut found);
     }
-    found.sort_by_key(|b| b.line);
+    found.sort_by_key(|b| (b.file, b.line));
     found
 }
 
-/// Whether `url` (a proxy_pass target) is flarum-ws's port on this machine.
-fn proxies_to(url: &str, port: u16) -> bool {
+/// Whether `url` (a proxy_pass target) is flarum-ws's port on this
+/// machine, or an upstream one of whose servers is.
+fn proxies_to(url: &str, port: u16, upstreams: &[(String, bool)]) -> bool {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
+    is_local_port(authority, port)
+        || upstreams
+            .iter()
+            .any(|(name, local)| *local && name == authority)
+}
+
+/// Whether `authority` (`host:port`) is `port` on this machine.
+fn is_local_port(authority: &str, port: u16) -> bool {
     let Some((host, url_port)) = authority.rsplit_once(':') else {
         return false;
     };
@@ -414,38 +400,8 @@ mod tests {
         assert_eq!(lower_keepalive(secs(40), secs(30)), "");
     }
 
-    /// A link to /dev/zero, a FIFO and a file past the limit are not read
-    /// (the old reading took 2 GB for the first and hung on the second); a
-    /// link to a regular file is, as nginx follows it.
-    #[test]
-    fn only_regular_files_of_a_bounded_size_are_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let zero = dir.path().join("zero.conf");
-        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
-        assert_eq!(read_config(&zero), None);
-        let fifo = dir.path().join("fifo.conf");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert_eq!(read_config(&fifo), None);
-        let big = dir.path().join("big.conf");
-        std::fs::File::create(&big)
-            .unwrap()
-            .set_len(MAX_CONFIG_BYTES + 1)
-            .unwrap();
-        assert_eq!(read_config(&big), None);
-        let site = dir.path().join("site.conf");
-        std::fs::write(&site, "server { listen 80; }\n").unwrap();
-        let enabled = dir.path().join("enabled.conf");
-        std::os::unix::fs::symlink(&site, &enabled).unwrap();
-        assert_eq!(
-            read_config(&enabled).as_deref(),
-            Some("server { listen 80; }\n")
-        );
+    fn blocks_of(text: &str, port: u16) -> Vec<ProxyBlock> {
+        proxy_blocks(&super::super::nginx_config::tokens(text, 0), port)
     }
 
     const KYRNE: &str = "map $http_upgrade $type {\n  default \"web\";\n  websocket \"ws\";\n}\nserver {\n  listen 443 ssl;\n  location / {\n    try_files /nonexistent @$type;\n  }\n  location @ws {\n    proxy_pass             http://127.0.0.1:2083;\n    proxy_set_header Host  $host;\n    proxy_read_timeout     60;\n    proxy_set_header Connection 'upgrade';\n  }\n}\n";
@@ -462,28 +418,29 @@ mod tests {
     #[test]
     fn the_kyrne_block_is_found_with_its_timeout_and_line() {
         assert_eq!(
-            proxy_blocks(KYRNE, 2083),
+            blocks_of(KYRNE, 2083),
             vec![ProxyBlock {
+                file: 0,
                 line: 11,
                 timeout: Duration::from_secs(60),
-                set_at: Some(13),
+                set_at: Some((0, 13)),
                 headers: vec![
                     ("host".into(), "$host".into()),
                     ("connection".into(), "upgrade".into())
                 ],
             }]
         );
-        assert_eq!(proxy_blocks(KYRNE, 6001), vec![]);
+        assert_eq!(blocks_of(KYRNE, 6001), vec![]);
     }
 
     #[test]
     fn a_block_without_a_timeout_inherits_the_servers_or_nginxs_default() {
         let server = "server {\n  proxy_read_timeout 2m; # for every location\n  location /app/ {\n    proxy_pass http://localhost:6001/;\n  }\n}\n";
-        let blocks = proxy_blocks(server, 6001);
+        let blocks = blocks_of(server, 6001);
         assert_eq!(blocks[0].timeout, Duration::from_secs(120));
-        assert_eq!(blocks[0].set_at, Some(2));
+        assert_eq!(blocks[0].set_at, Some((0, 2)));
         let bare = "location /app/ { proxy_pass http://[::1]:6001; }";
-        let blocks = proxy_blocks(bare, 6001);
+        let blocks = blocks_of(bare, 6001);
         assert_eq!(blocks[0].timeout, NGINX_DEFAULT);
         assert_eq!(blocks[0].set_at, None);
     }
@@ -491,7 +448,7 @@ mod tests {
     #[test]
     fn headers_are_inherited_only_by_blocks_that_set_none() {
         let server = "server {\n  proxy_set_header X-Real-IP $remote_addr;\n  location /app/ {\n    proxy_pass http://127.0.0.1:6001;\n  }\n  location /apps/ {\n    proxy_set_header Host $host;\n    proxy_pass http://127.0.0.1:6001;\n  }\n}\n";
-        let blocks = proxy_blocks(server, 6001);
+        let blocks = blocks_of(server, 6001);
         assert!(names_the_client(&blocks[0], ClientAddressHeader::XRealIp));
         assert!(!names_the_client(
             &blocks[0],
@@ -508,12 +465,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("forum.conf");
         std::fs::write(&file, KYRNE).unwrap();
-        let files = [file];
+        let config = NginxConfig::from_files(&[file]);
         let thirty = Duration::from_secs(30);
-        let passed = check_nginx_timeouts(&files, 2083, thirty, thirty);
+        let passed = check_nginx_timeouts(&config, 2083, thirty, thirty, false);
         assert_eq!(passed.len(), 1);
         assert_eq!(passed[0].status, super::super::Status::Pass);
-        let warned = check_nginx_timeouts(&files, 2083, Duration::from_secs(120), thirty);
+        let warned = check_nginx_timeouts(&config, 2083, Duration::from_secs(120), thirty, false);
         assert_eq!(warned[0].status, super::super::Status::Warn);
         assert!(
             warned[0].message.contains("forum.conf:11"),
@@ -529,6 +486,42 @@ mod tests {
             "{:?}",
             warned[0]
         );
-        assert!(check_nginx_timeouts(&files, 9999, thirty, thirty).is_empty());
+        assert!(check_nginx_timeouts(&config, 9999, thirty, thirty, false).is_empty());
+    }
+
+    /// What nginx -T shows: a timeout at http level in conf.d reaches the
+    /// site's location, and an upstream's server counts as flarum-ws's port.
+    #[test]
+    fn nginx_s_own_configuration_is_judged_whole() {
+        use super::super::nginx_config::NginxDump;
+        let dump = NginxDump {
+            files: vec![
+                ("/etc/nginx/nginx.conf".into(), "http {\n  include /etc/nginx/conf.d/*.conf;\n  include /etc/nginx/sites-enabled/*;\n}\n".into()),
+                ("/etc/nginx/conf.d/slow.conf".into(), "proxy_read_timeout 20s;\nupstream flarum_ws { server 127.0.0.1:2083; }\n".into()),
+                ("/etc/nginx/sites-enabled/forum".into(), "server {\n  location /app/ {\n    proxy_pass http://flarum_ws;\n  }\n}\n".into()),
+            ],
+        };
+        let config = NginxConfig::from_dump(&dump);
+        let thirty = Duration::from_secs(30);
+        let warned = check_nginx_timeouts(&config, 2083, thirty, thirty, true);
+        assert_eq!(warned.len(), 1);
+        assert_eq!(warned[0].status, super::super::Status::Warn);
+        assert!(
+            warned[0]
+                .message
+                .contains("/etc/nginx/sites-enabled/forum:3")
+                && warned[0]
+                    .message
+                    .contains("inherited from /etc/nginx/conf.d/slow.conf:1"),
+            "{:?}",
+            warned[0]
+        );
+        let none = check_nginx_timeouts(&config, 6001, thirty, thirty, true);
+        assert!(
+            none[0]
+                .message
+                .contains("no proxy_pass to flarum-ws's port 6001"),
+            "{none:?}"
+        );
     }
 }

@@ -18,7 +18,7 @@ fn is_on(value: &str) -> bool {
 }
 
 /// The folders a sandbox setting hides, or `None` when it hides nothing.
-fn hidden_by(key: &str, value: &str) -> Option<&'static [&'static str]> {
+pub(super) fn hidden_by(key: &str, value: &str) -> Option<&'static [&'static str]> {
     match key {
         "PrivateTmp" if is_on(value) => Some(&["/tmp", "/var/tmp"]),
         "ProtectHome" if is_on(value) || value == "tmpfs" => Some(&["/home", "/root", "/run/user"]),
@@ -106,6 +106,76 @@ pub fn check_sqlite_writable(config: &ForumConfig, unit: Option<&ServiceUnit>) -
             "systemctl edit flarum-ws, then [Service] ReadWritePaths={}",
             folder.display()
         ),
+    ))
+}
+
+/// The service, run by systemd, found no config.php in `root` where the
+/// admin's shell sees one: its sandbox hides the folder. Which setting does
+/// is named from the properties systemd reported (`Key=value`).
+pub fn hidden_from_service(root: &Path, properties: &[String]) -> Finding {
+    let culprit = properties.iter().find_map(|property| {
+        let (key, value) = property.split_once('=')?;
+        let folder = hidden_by(key, value)?
+            .iter()
+            .find(|folder| root.starts_with(folder))?;
+        Some((key, value, *folder))
+    });
+    let (why, fix) = match culprit {
+        Some(("PrivateTmp", value, folder)) => (
+            format!("{folder} is the service's own (PrivateTmp={value})"),
+            format!(
+                "move the forum out of {folder} (to /var/www/flarum, say), or systemctl edit flarum-ws, then [Service] PrivateTmp=no"
+            ),
+        ),
+        Some((key, value, folder)) => (
+            format!("the service does not see {folder} ({key}={value})"),
+            "systemctl edit flarum-ws, then [Service] ProtectHome=read-only".to_owned(),
+        ),
+        None => (
+            "its sandbox hides the folder".to_owned(),
+            "see InaccessiblePaths=, TemporaryFileSystem= and RootDirectory= in systemctl cat flarum-ws".to_owned(),
+        ),
+    };
+    Finding::fail(
+        "sandbox",
+        format!(
+            "the forum root {} holds config.php, but flarum-ws.service finds none there: {why}",
+            root.display()
+        ),
+        fix,
+    )
+}
+
+/// Whether this process may write a SQLite forum's database folder, asked
+/// of the kernel (`access(2)`): run as the service, inside its sandbox, the
+/// answer is the service's own (`EROFS` under `ProtectSystem=strict`
+/// without `ReadWritePaths=`, `EACCES` for the folder's owner and mode).
+pub fn check_sqlite_writable_here(config: &ForumConfig) -> Option<Finding> {
+    if config.database.driver != Driver::Sqlite {
+        return None;
+    }
+    let folder = database_folder(config);
+    let error = nix::unistd::access(&folder, nix::unistd::AccessFlags::W_OK).err()?;
+    let fix = if error == nix::errno::Errno::EROFS {
+        format!(
+            "the service's sandbox keeps it read-only: systemctl edit flarum-ws, then [Service] ReadWritePaths={}",
+            folder.display()
+        )
+    } else {
+        format!(
+            "let the service's user write it: chown {} to that user (or its group, with g+w)",
+            folder.display()
+        )
+    };
+    Some(Finding::fail(
+        "sandbox",
+        format!(
+            "the SQLite database {} is in {}, which the service may not write ({}): SQLite writes its journal beside the file",
+            config.database.database,
+            folder.display(),
+            error.desc()
+        ),
+        fix,
     ))
 }
 

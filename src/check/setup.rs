@@ -12,11 +12,14 @@ use super::environment_file::EnvironmentFile;
 use super::flarum2_keys::check_websocket_keys;
 use super::listening::{check_bind_address, check_connection_limits, check_privileged_port};
 use super::live::{Browsers, LiveOptions, check_live};
+use super::nginx_config::{self, NginxConfig, NginxDump};
 use super::nginx_timeout::{check_nginx_client_address, check_nginx_timeouts, default_files};
 use super::port::check_port;
 use super::redis::check_redis;
 use super::restarts::{check_restarts, socket_unit};
-use super::sandbox::{check_hidden_root, check_sqlite_writable};
+use super::sandbox::{
+    check_hidden_root, check_sqlite_writable, check_sqlite_writable_here, hidden_from_service,
+};
 use super::service_user::{ServiceUser, service_user};
 use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
 use super::unit_env::{
@@ -41,8 +44,10 @@ pub struct CheckInput {
     pub live: Option<LiveOptions>,
     /// `--user`: whose access to the certificate files to judge.
     pub user: Option<String>,
-    /// `--nginx-conf`: the nginx files to read (empty: the usual places).
+    /// `--nginx-conf`: the nginx files to read (empty: ask nginx).
     pub nginx_conf: Vec<PathBuf>,
+    /// `--nginx-main`: the main file nginx runs with (default: nginx's own).
+    pub nginx_main: Option<PathBuf>,
     /// `--unit`: the service's unit file (default: the installed
     /// flarum-ws.service and its drop-ins, if any).
     pub unit: Option<PathBuf>,
@@ -172,12 +177,32 @@ fn judge_by_systemd(
                 .map(|(name, _)| name.clone())
                 .collect(),
             files: view.files.clone(),
+            nginx: if input.nginx_conf.is_empty() {
+                nginx_config::dump(input.nginx_main.as_deref()).transpose()
+            } else {
+                None
+            },
         },
     };
     match judge.run() {
-        Ok(report) => {
+        Ok(mut report) => {
             findings.push(judged_by_systemd(&view));
             findings.extend(ignored_lines(&view));
+            // Seen from here, but not by the service: its sandbox hides it.
+            if let Some(root) = report
+                .root
+                .as_deref()
+                .filter(|root| root.join("config.php").is_file())
+            {
+                for finding in &mut report.checks {
+                    if finding.check == "config.php"
+                        && finding.status == Status::Fail
+                        && finding.message.starts_with("no config.php")
+                    {
+                        *finding = hidden_from_service(root, &view.properties);
+                    }
+                }
+            }
             findings.extend(report.checks);
             Ok(report.root)
         }
@@ -272,7 +297,12 @@ async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop
     })?;
     outcome.root = Some(gathered.root.clone());
     let as_service = matches!(input.judging, Judging::AsService(_));
-    let forum = read_forum_files(&gathered, unit.as_ref(), &user, findings)?;
+    let nginx_dump = match &input.judging {
+        _ if !input.nginx_conf.is_empty() => None,
+        Judging::AsService(context) => context.nginx.clone(),
+        Judging::Admin => nginx_config::dump(input.nginx_main.as_deref()).transpose(),
+    };
+    let forum = read_forum_files(&gathered, unit.as_ref(), &user, as_service, findings)?;
     if let (Judging::AsService(context), Some(config)) = (&input.judging, &forum) {
         findings.extend(check_config_variables(&context.shell, config));
     }
@@ -301,6 +331,7 @@ async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop
         user: &user,
         unit: unit.as_ref(),
         nginx_conf: &input.nginx_conf,
+        nginx_dump: nginx_dump.as_ref(),
         as_service,
     };
     findings.extend(setup.check().await);
@@ -324,6 +355,7 @@ fn read_forum_files(
     gathered: &Gathered,
     unit: Option<&ServiceUnit>,
     user: &Result<ServiceUser, String>,
+    as_service: bool,
     findings: &mut Vec<Finding>,
 ) -> Result<Option<ForumConfig>, Stop> {
     match gathered.config_php() {
@@ -341,7 +373,11 @@ fn read_forum_files(
             if let Some(finding) = hidden {
                 return Err(stop(findings, finding));
             }
-            findings.extend(check_sqlite_writable(&config, unit));
+            findings.extend(if as_service {
+                check_sqlite_writable_here(&config)
+            } else {
+                check_sqlite_writable(&config, unit)
+            });
             Ok(Some(config))
         }
         Ok(None) => {
@@ -354,10 +390,19 @@ fn read_forum_files(
             ));
             Ok(None)
         }
-        Err(error) => Err(stop(
-            findings,
-            Finding::fail("config.php", error.to_string(), error.fix()),
-        )),
+        Err(error) => {
+            let message = error.to_string();
+            // Evaluated by PHP as the service's user: a file config.php
+            // requires that only root may read fails here as at start.
+            let fix = match user {
+                Ok(user) if as_service && message.contains("Permission denied") => format!(
+                    "config.php runs as {}, who may not read a file it needs (named above): chgrp {} FILE && chmod g+r FILE, or keep the secret in /etc/default/flarum-ws and read it with getenv()",
+                    user.account.name, user.account.group
+                ),
+                _ => error.fix(),
+            };
+            Err(stop(findings, Finding::fail("config.php", message, fix)))
+        }
     }
 }
 
@@ -444,12 +489,35 @@ struct Setup<'a> {
     user: &'a Result<ServiceUser, String>,
     unit: Option<&'a ServiceUnit>,
     nginx_conf: &'a [PathBuf],
+    /// What `nginx -T` printed (or why it could not), when no file is named.
+    nginx_dump: Option<&'a Result<NginxDump, String>>,
     /// Judging as the service (its capabilities are real: the port check's
     /// trial bind answers whether it may bind a low port).
     as_service: bool,
 }
 
 impl Setup<'_> {
+    /// nginx's configuration: the files `--nginx-conf` names, else nginx's
+    /// own (`nginx -T`), else the usual files each on its own (with a
+    /// warning when nginx refused to print it).
+    fn nginx_config(&self, findings: &mut Vec<Finding>) -> NginxConfig {
+        if !self.nginx_conf.is_empty() {
+            return NginxConfig::from_files(self.nginx_conf);
+        }
+        match self.nginx_dump {
+            Some(Ok(dump)) => return NginxConfig::from_dump(dump),
+            Some(Err(why)) => findings.push(Finding::warn(
+                "nginx",
+                format!(
+                    "{why}; its files were read each on its own instead (includes not followed)"
+                ),
+                "fix what nginx -t says, then systemctl reload nginx",
+            )),
+            None => {}
+        }
+        NginxConfig::from_files(&default_files(self.forum.and_then(|f| f.path.parent())))
+    }
+
     /// Every check of the setup; none stops the others.
     async fn check(&self) -> Vec<Finding> {
         let settings = &self.resolved.settings;
@@ -472,18 +540,15 @@ impl Setup<'_> {
         findings.extend(check_cloudflare(settings, self.browsers, realtime));
         findings.push(check_origins(self.resolved));
         findings.push(check_connection_limits(settings));
-        let nginx_files = if self.nginx_conf.is_empty() {
-            default_files(self.forum.and_then(|f| f.path.parent()))
-        } else {
-            self.nginx_conf.to_vec()
-        };
+        let nginx = self.nginx_config(&mut findings);
         findings.extend(check_nginx_timeouts(
-            &nginx_files,
+            &nginx,
             settings.port,
             settings.activity_timeout,
             settings.pong_timeout,
+            settings.reverse_proxy,
         ));
-        findings.extend(check_nginx_client_address(&nginx_files, settings));
+        findings.extend(check_nginx_client_address(&nginx, settings));
         findings.extend(check_redis(settings).await);
         findings.extend(check_webhooks(settings).await);
         if !self.as_service {

@@ -27,6 +27,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
             idle: args.idle.map(std::time::Duration::from_secs),
         }),
         nginx_conf: args.nginx_conf.clone(),
+        nginx_main: args.nginx_main.clone(),
         unit: args.unit.clone(),
         user: args.user.clone(),
         source_args: sources.to_args(),

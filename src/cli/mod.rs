@@ -75,9 +75,16 @@ pub struct CheckArgs {
     /// With --live, then hold the connection idle for SECONDS (75 when not given) as a forum page's pusher-js would, to find a proxy that cuts idle websockets; implies --live.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "75", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub idle: Option<u64>,
-    /// Read these nginx configuration files for the proxy_read_timeout in front of flarum-ws, instead of /etc/nginx/nginx.conf, /etc/nginx/conf.d/*.conf, /etc/nginx/sites-enabled/* and the forum's .nginx.conf.
+    /// Read these nginx configuration files, each on its own, instead of asking nginx for the configuration it runs with (nginx -T).
     #[arg(long = "nginx-conf", value_name = "FILE")]
     pub nginx_conf: Vec<std::path::PathBuf>,
+    /// The main configuration file nginx runs with, when it is not nginx's default (nginx -T -c FILE).
+    #[arg(
+        long = "nginx-main",
+        value_name = "FILE",
+        conflicts_with = "nginx_conf"
+    )]
+    pub nginx_main: Option<std::path::PathBuf>,
     /// Judge as this systemd unit runs the server (its EnvironmentFile, Environment= and WorkingDirectory=), instead of the installed flarum-ws.service and its drop-ins.
     #[arg(long, value_name = "FILE")]
     pub unit: Option<std::path::PathBuf>,

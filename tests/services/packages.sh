@@ -31,8 +31,9 @@ case "$group" in
     ;;
   packaging)
     # lintian judges the .deb, man-db renders the man page, systemd verifies
-    # the installed unit, bash-completion gives completions their folder.
-    packages=(lintian man-db systemd bash-completion)
+    # the installed unit, bash-completion gives completions their folder, PHP
+    # evaluates the config.php files `check` judges as the service.
+    packages=(lintian man-db systemd bash-completion php-cli)
     ;;
   *)
     echo "usage: $0 [tests|packaging]" >&2

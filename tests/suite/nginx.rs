@@ -387,6 +387,82 @@ fn check_finds_a_proxy_that_cuts_idle_connections() {
     drop(server);
 }
 
+/// `check` asks nginx for the configuration it runs with (`nginx -T`): a
+/// `proxy_read_timeout` at `http` level in another file, and a
+/// `proxy_pass` to an `upstream` defined there, reach the forum's block in
+/// a third file. Reading the files each on its own found nothing to say;
+/// a real idle connection through that nginx is cut, and now `check` says
+/// why, naming both files.
+#[test]
+#[ignore = "needs nginx"]
+fn check_follows_nginx_s_includes_and_upstreams() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let forum = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let nginx_port = free_port();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let d = conf_dir.path().display();
+    std::fs::write(
+        conf_dir.path().join("forum-server.conf"),
+        tls_server_block(
+            nginx_port,
+            &leaf,
+            "  location /app/ {\n    proxy_pass http://flarum_ws;\n    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection 'upgrade';\n  }\n",
+        ),
+    )
+    .unwrap();
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &format!(
+            "proxy_read_timeout 9s;\nupstream flarum_ws {{ server 127.0.0.1:{ws_port}; }}\ninclude {d}/forum-server.conf;\n"
+        ),
+    );
+    let _nginx = Nginx::start(&conf, nginx_port);
+    let mut serve = flarum_ws(forum.path());
+    behind_nginx(&mut serve, ws_port).env("FLARUM_WS_ACTIVITY_TIMEOUT", "20");
+    let server = start(serve.arg("serve"));
+    let check = |args: &[&str]| {
+        let mut command = flarum_ws(forum.path());
+        behind_nginx(&mut command, ws_port)
+            .env("FLARUM_WS_ACTIVITY_TIMEOUT", "20")
+            .env("FLARUM_WS_APP_HOST", "localhost")
+            .env("SSL_CERT_FILE", &pki.root_pem);
+        common::checking::check_json(&mut command, args)
+    };
+    let via = format!("127.0.0.1:{nginx_port}");
+    let (_, findings) = check(&[
+        "--idle",
+        "12",
+        "--via",
+        &via,
+        "--nginx-main",
+        conf.to_str().unwrap(),
+    ]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "idle"),
+        "fail",
+        "an idle connection was cut after 9 s",
+        "",
+    );
+    let timeout = common::checking::finding(&findings, "proxy timeout");
+    common::checking::assert_finding(
+        timeout,
+        "warn",
+        &format!(
+            "{d}/forum-server.conf:7: the block that proxies to flarum-ws (port {ws_port}) has proxy_read_timeout 9 s (inherited from {d}/site.conf:1)"
+        ),
+        "set proxy_read_timeout 110s;",
+    );
+    let site = conf_dir.path().join("site.conf");
+    let (_, findings) = check(&["--nginx-conf", site.to_str().unwrap()]);
+    assert!(
+        findings.iter().all(|f| f["check"] != "proxy timeout"),
+        "the files read each on its own show no block: {findings:#?}"
+    );
+    drop(server);
+}
+
 /// A forum under a sub-path of a site that nginx already serves: the
 /// snippet is one `location ^~ /app/` block for that site's server block.
 /// With it pasted in, nginx accepts the file, the site (its `location /`
