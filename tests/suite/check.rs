@@ -1519,6 +1519,54 @@ async fn check_judges_with_the_units_environment_file() {
         "with no FLARUM_WS_ROOT: it will not find the forum",
         &format!("add FLARUM_WS_ROOT={}", forum.path().display()),
     );
+
+    // Read by systemd's rules, not a shell's: an `export` line is skipped
+    // (and named), a comment after a value is part of it.
+    std::fs::write(
+        &defaults,
+        format!("export FLARUM_WS_ROOT={}\n", forum.path().display()),
+    )
+    .unwrap();
+    let (code, findings) = run(elsewhere.path(), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let skipped = finding_with(&findings, "service environment", "fail");
+    assert_finding(
+        skipped,
+        "fail",
+        "`export FLARUM_WS_ROOT=`: systemd does not read `export` and ignores the line",
+        "write the line as NAME=value in",
+    );
+    assert_in_troubleshooting(skipped);
+    std::fs::write(
+        &defaults,
+        format!("FLARUM_WS_ROOT={} # the forum\n", forum.path().display()),
+    )
+    .unwrap();
+    let (code, findings) = run(elsewhere.path(), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    assert_finding(finding(&findings, "config.php"), "fail", "# the forum", "");
+
+    // Run from a second forum's folder: what is said is about the unit's.
+    let second = tempfile::tempdir().unwrap();
+    sqlite_forum(second.path(), "http://second.example", &rows).await;
+    std::fs::write(
+        &defaults,
+        format!("FLARUM_WS_ROOT={}\n", forum.path().display()),
+    )
+    .unwrap();
+    let (code, findings) = run(second.path(), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let other = finding(&findings, "forum");
+    assert_finding(
+        other,
+        "fail",
+        "nothing above is about this forum",
+        &format!(
+            "to judge this forum: flarum-ws check --root {}",
+            second.path().display()
+        ),
+    );
+    assert_in_troubleshooting(other);
 }
 
 /// Issue 25, false pass 2: a port below 1024 passed as root and with
