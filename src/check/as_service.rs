@@ -78,6 +78,60 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
+    /// `subcommand`'s command line as the unit would run it: its program
+    /// (and anything before `serve`), the subcommand, the unit's `serve`
+    /// flags (or `source_args` instead, when given), `extra`, and
+    /// `--as-service`; `None` when ExecStart does not run `serve` (a
+    /// wrapper script).
+    pub fn command_line(
+        &self,
+        subcommand: &str,
+        source_args: &[String],
+        extra: &[String],
+    ) -> Option<Vec<String>> {
+        let argv = &self.exec_start;
+        let serve = argv.iter().skip(1).position(|arg| arg == "serve")? + 1;
+        let mut line: Vec<String> = argv[..serve].to_vec();
+        line.push(subcommand.to_owned());
+        if source_args.is_empty() {
+            line.extend(argv[serve + 1..].iter().cloned());
+        } else {
+            line.extend(source_args.iter().cloned());
+        }
+        line.extend(extra.iter().cloned());
+        line.push("--as-service".into());
+        Some(line)
+    }
+
+    /// `systemd-run` starting `argv` in a transient unit with this unit's
+    /// user, environment, working directory, capabilities and sandbox,
+    /// waiting for it and connecting it to this process's standard streams.
+    pub fn transient(&self, what: &str, argv: &[String]) -> Command {
+        let mut command = Command::new("systemd-run");
+        command.args([
+            "--wait",
+            "--pipe",
+            "--collect",
+            "--quiet",
+            "--service-type=exec",
+        ]);
+        command.arg(format!("--description=flarum-ws {what}"));
+        for property in &self.properties {
+            command.arg(format!("--property={property}"));
+        }
+        for file in &self.environment_files {
+            command.arg(format!("--property=EnvironmentFile={file}"));
+        }
+        if let Some(dir) = &self.working_directory {
+            command.arg(format!("--property=WorkingDirectory={dir}"));
+        }
+        for variable in &self.environment {
+            command.arg(format!("--setenv={variable}"));
+        }
+        command.arg("--").args(argv);
+        command
+    }
+
     /// What systemd needs before it starts the program and does not find
     /// (its "resources" result, told only in the journal): a required
     /// environment file or working directory.
@@ -277,19 +331,9 @@ impl Judge<'_> {
     /// `serve` swapped for `check`; `None` when ExecStart does not run
     /// `serve` (a wrapper script).
     fn argv(&self) -> Option<Vec<String>> {
-        let argv = &self.view.exec_start;
-        let serve = argv.iter().skip(1).position(|arg| arg == "serve")? + 1;
-        let mut judged: Vec<String> = argv[..serve].to_vec();
-        judged.push("check".into());
-        if self.source_args.is_empty() {
-            judged.extend(argv[serve + 1..].iter().cloned());
-        } else {
-            judged.extend(self.source_args.iter().cloned());
-        }
-        judged.push("--as-service".into());
-        judged.push("--json".into());
-        judged.extend(self.check_args.iter().cloned());
-        Some(judged)
+        let mut extra = vec!["--json".to_owned()];
+        extra.extend(self.check_args.iter().cloned());
+        self.view.command_line("check", &self.source_args, &extra)
     }
 
     /// The judging process's findings, or why it could not run (the admin
@@ -317,28 +361,9 @@ impl Judge<'_> {
                 "only root may start a check as the service's user: run sudo flarum-ws check for systemd's own answers".into(),
             ));
         }
-        let mut command = Command::new("systemd-run");
-        command.args([
-            "--wait",
-            "--pipe",
-            "--collect",
-            "--quiet",
-            "--service-type=exec",
-            "--description=flarum-ws check, judging as flarum-ws.service runs",
-        ]);
-        for property in &self.view.properties {
-            command.arg(format!("--property={property}"));
-        }
-        for file in &self.view.environment_files {
-            command.arg(format!("--property=EnvironmentFile={file}"));
-        }
-        if let Some(dir) = &self.view.working_directory {
-            command.arg(format!("--property=WorkingDirectory={dir}"));
-        }
-        for variable in &self.view.environment {
-            command.arg(format!("--setenv={variable}"));
-        }
-        command.arg("--").args(&argv);
+        let mut command = self
+            .view
+            .transient("check, judging as flarum-ws.service runs", &argv);
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -451,9 +476,9 @@ mod tests {
                 "check",
                 "--root",
                 "/srv/forum",
-                "--as-service",
                 "--json",
-                "--live"
+                "--live",
+                "--as-service"
             ]
         );
         let wrapper = self::view(&["/usr/local/bin/start-realtime"]);

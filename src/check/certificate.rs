@@ -10,7 +10,10 @@ use super::Finding;
 use super::service_user::ServiceUser;
 use crate::access::can_read;
 use crate::config::Settings;
-use crate::tls::{TlsError, Validity, load_certified_key, order_chain, read_chain, validity};
+use crate::tls::{
+    TlsError, Validity, intermediate_concerns, load_certified_key, order_chain, read_chain,
+    validity,
+};
 
 /// Whether `pattern` (a SAN entry, maybe `*.example.com`) covers `host`.
 fn name_matches(pattern: &str, host: &str) -> bool {
@@ -112,6 +115,7 @@ pub fn check_certificate(
         self_signed,
     ));
     findings.push(expiry_finding(chain.first().and_then(validity)));
+    findings.extend(intermediate_expiry(&files.cert, chain));
     findings.push(names_finding(host, &covered_names(leaf)));
     findings.push(self_signed_finding(self_signed, settings.self_signed));
     findings
@@ -194,6 +198,48 @@ fn expiry_finding(validity: Option<Validity>) -> Finding {
             "replace the file with a valid PEM certificate",
         ),
     }
+}
+
+/// Every intermediate's dates, not only the server certificate's: a stale
+/// chain file keeps an expired intermediate while the leaf is renewed, and
+/// browsers refuse the chain although the leaf is valid.
+fn intermediate_expiry(
+    cert: &Path,
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+) -> Vec<Finding> {
+    let stale = "the chain file is stale: use the full chain your certificate authority issues now (Let's Encrypt: the current fullchain.pem, not a copy of an old one); flarum-ws picks up the new file by itself";
+    intermediate_concerns(chain)
+        .into_iter()
+        .filter_map(|(subject, concern)| {
+            Some(match concern {
+            Validity::Expired { on } => Finding::fail(
+                "expiry",
+                format!(
+                    "the intermediate certificate {subject} in {} expired on {on}; the server certificate itself is not the problem",
+                    cert.display()
+                ),
+                stale,
+            ),
+            Validity::NotYetValid { from } => Finding::fail(
+                "expiry",
+                format!(
+                    "the intermediate certificate {subject} in {} is valid only from {from}",
+                    cert.display()
+                ),
+                "check the server's clock",
+            ),
+            Validity::ExpiresSoon { days_left, on } => Finding::warn(
+                "expiry",
+                format!(
+                    "the intermediate certificate {subject} in {} expires in {days_left} day(s), on {on}",
+                    cert.display()
+                ),
+                stale,
+            ),
+            Validity::Valid { .. } => return None,
+            })
+        })
+        .collect()
 }
 
 /// The DNS names and IPv4 addresses the certificate is for.

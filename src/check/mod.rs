@@ -33,9 +33,10 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-pub use as_service::read_context;
+pub use as_service::{read_context, service_view};
 pub use live::LiveOptions;
 pub use setup::{CheckInput, Judging, Outcome, run_checks};
+pub use unit_env::service_environment;
 
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::Finding;
 use super::environment_file::EnvironmentFile;
-use super::unit::ServiceUnit;
+use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
 use crate::config::{is_known_variable, nearest_known_variable};
 use crate::forum::ForumConfig;
 
@@ -226,6 +226,28 @@ pub fn judge(
         cwd,
         findings,
     }
+}
+
+/// The environment and working directory flarum-ws.service gives its
+/// process, read from the installed unit's files (the fallback where
+/// systemd cannot run the command as the service): `None` when no unit is
+/// installed.
+pub fn service_environment(shell: Vec<(String, String)>, cwd: &Path) -> Option<ServiceEnvironment> {
+    let unit = ServiceUnit::read(&unit_files(&UNIT_DIRECTORIES, "flarum-ws.service"))?;
+    let judged = judge(&UnitEnvironment::read(&unit), shell, cwd, false, "");
+    Some(ServiceEnvironment {
+        environment: judged.environment,
+        cwd: judged.cwd,
+        unit: unit.unit,
+    })
+}
+
+/// What [`service_environment`] found.
+pub struct ServiceEnvironment {
+    pub environment: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// The unit file, named to the admin.
+    pub unit: PathBuf,
 }
 
 /// A line of an environment file that systemd skips.

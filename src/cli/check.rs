@@ -31,7 +31,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Failure> {
         unit: args.unit.clone(),
         user: args.user.clone(),
         source_args: sources.to_args(),
-        judging: if args.as_service {
+        judging: if sources.as_service {
             Judging::AsService(read_context())
         } else {
             Judging::Admin

@@ -3,14 +3,17 @@
 
 use std::io::Write;
 
-use super::load::{load, runtime};
+use super::load::{load_as_the_service, run_as_the_service, runtime};
 use super::{Exit, Failure, SourceArgs};
 
 /// Values longer than this get a line of their own.
 const MAX_VALUE_COLUMN: usize = 40;
 
 pub fn run(args: SourceArgs) -> Result<Exit, Failure> {
-    let loaded = runtime()?.block_on(load(&args))?;
+    if let Some(exit) = run_as_the_service("config", &args) {
+        return Ok(exit);
+    }
+    let loaded = runtime()?.block_on(load_as_the_service(&args))?;
     let resolved = &loaded.resolved;
     let mut out = std::io::stdout().lock();
     let mut print = |line: String| {

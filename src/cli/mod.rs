@@ -94,10 +94,6 @@ pub struct CheckArgs {
     /// Judge access to the certificate files as this account (default: User= of the installed flarum-ws.service, else the account running check).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Run as the judging process systemd starts as the service (reads the
-    /// admin's side on stdin, prints JSON); `check` passes it itself.
-    #[arg(long, hide = true)]
-    pub as_service: bool,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -193,6 +189,12 @@ pub struct SourceArgs {
     /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub redis_url: Option<String>,
+    /// Set by flarum-ws itself on a command it runs as flarum-ws.service
+    /// runs (through systemd-run): load settings as given, do not ask
+    /// systemd again; `check` then reads the admin's side on stdin and
+    /// prints JSON.
+    #[arg(long, hide = true)]
+    pub as_service: bool,
 }
 
 impl SourceArgs {

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::load::{Loaded, load, runtime};
+use super::load::{Loaded, load_as_the_service, run_as_the_service, runtime};
 use super::{Exit, Failure, ProxyFormat, SnippetArgs};
 use crate::forum::{Extension, realtime_client};
 
@@ -376,7 +376,10 @@ fn render(loaded: &Loaded, args: &SnippetArgs) -> String {
 }
 
 pub fn run(args: SnippetArgs) -> Result<Exit, Failure> {
-    let loaded = runtime()?.block_on(load(&args.sources))?;
+    if let Some(exit) = run_as_the_service("nginx-snippet", &args.sources) {
+        return Ok(exit);
+    }
+    let loaded = runtime()?.block_on(load_as_the_service(&args.sources))?;
     print!("{}", render(&loaded, &args));
     Ok(Exit::Success)
 }

@@ -5,7 +5,7 @@
 use anyhow::anyhow;
 use serde_json::json;
 
-use super::load::{Loaded, load, runtime};
+use super::load::{Loaded, load_as_the_service, run_as_the_service, runtime};
 use super::{Exit, Failure, TriggerArgs};
 use crate::probe::{SignedClient, Target, local_address};
 
@@ -29,8 +29,11 @@ pub fn local_target(loaded: &Loaded) -> Target {
 }
 
 pub fn run(args: TriggerArgs) -> Result<Exit, Failure> {
+    if let Some(exit) = run_as_the_service("trigger", &args.sources) {
+        return Ok(exit);
+    }
     runtime()?.block_on(async {
-        let loaded = load(&args.sources).await?;
+        let loaded = load_as_the_service(&args.sources).await?;
         let settings = &loaded.resolved.settings;
         let client = SignedClient {
             target: local_target(&loaded),

@@ -125,6 +125,26 @@ pub fn validity(der: &CertificateDer<'_>) -> Option<Validity> {
     })
 }
 
+/// The certificates after the first (the intermediates) that are expired,
+/// not valid yet or in their last weeks: (subject, validity). A chain file
+/// copied once and never refreshed keeps an intermediate its authority has
+/// since replaced, while the server certificate in it is renewed.
+pub fn intermediate_concerns(chain: &[CertificateDer<'_>]) -> Vec<(String, Validity)> {
+    chain
+        .iter()
+        .skip(1)
+        .filter_map(|der| {
+            let subject = X509Certificate::from_der(der.as_ref())
+                .ok()
+                .map(|(_, cert)| cert.subject().to_string())?;
+            match validity(der)? {
+                Validity::Valid { .. } => None,
+                concern => Some((subject, concern)),
+            }
+        })
+        .collect()
+}
+
 /// Logs what serving `chain` means for browsers: an error when the
 /// certificate has expired or is not valid yet, a warning in its last
 /// weeks, a warning when the file lists the chain out of order.
@@ -141,6 +161,20 @@ pub fn log_concerns(path: &std::path::Path, pair: &CertifiedPair) {
             "The certificate {shown} expires in {days_left} day(s), on {on}. Renew it (certbot renew); flarum-ws picks up the renewed file by itself"
         ),
         Some(Validity::Valid { .. }) | None => {}
+    }
+    for (subject, concern) in intermediate_concerns(&pair.certified.cert) {
+        match concern {
+            Validity::Expired { on } => tracing::error!(
+                "The intermediate certificate {subject} in {shown} expired on {on}: browsers that build the chain from it refuse the connection. The chain file is stale: use the full chain your certificate authority issues now (Let's Encrypt: fullchain.pem of the current certificate)"
+            ),
+            Validity::NotYetValid { from } => tracing::error!(
+                "The intermediate certificate {subject} in {shown} is valid only from {from}. Check this machine's clock"
+            ),
+            Validity::ExpiresSoon { days_left, on } => tracing::warn!(
+                "The intermediate certificate {subject} in {shown} expires in {days_left} day(s), on {on}: use the full chain your certificate authority issues now"
+            ),
+            Validity::Valid { .. } => {}
+        }
     }
     if let Some(file_order) = &pair.file_order {
         tracing::warn!(

@@ -6,7 +6,9 @@ mod chain;
 mod keys;
 mod store;
 
-pub use chain::{EXPIRY_WARNING_DAYS, Validity, log_concerns, order_chain, validity};
+pub use chain::{
+    EXPIRY_WARNING_DAYS, Validity, intermediate_concerns, log_concerns, order_chain, validity,
+};
 pub use keys::{CertifiedPair, TlsError, load_certified_key, read_chain};
 pub use store::{CertStore, watch_files};
 

@@ -943,6 +943,37 @@ fn serve_logs_an_expired_or_expiring_certificate_at_start_and_reload() {
     );
 }
 
+/// Issue 34, setup 8: a valid server certificate with an expired
+/// intermediate in its chain file. `check` named the leaf valid and the
+/// chain complete, `serve` logged nothing; now both name the intermediate
+/// and the stale chain file.
+#[test]
+fn an_expired_intermediate_is_named_by_check_and_serve() {
+    let pki = Pki::with_expired_intermediate();
+    let leaf = pki.leaf("forum", false);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (code, findings) = check(dir.path(), &tls_env(&leaf.full_chain, &leaf.key, port), &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let stale = finding_with(&findings, "expiry", "fail");
+    assert_finding(
+        stale,
+        "fail",
+        "the intermediate certificate CN=flarum-ws test intermediate in",
+        "the chain file is stale: use the full chain your certificate authority issues now",
+    );
+    assert_in_troubleshooting(stale);
+    let mut command = credentialed(dir.path(), &tls_env(&leaf.full_chain, &leaf.key, port));
+    let mut server = start(command.arg("serve"));
+    let log = server.stop_cleanly();
+    assert!(
+        log.iter().any(|l| l.contains("ERROR")
+            && l.contains("intermediate certificate CN=flarum-ws test intermediate")
+            && l.contains("expired on")),
+        "{log:#?}"
+    );
+}
+
 /// A self-signed certificate for localhost that expires in `days` days.
 fn expiring_in_days(pki: &Pki, days_left: i64) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();

@@ -33,12 +33,24 @@ fn ca_params(name: &str) -> CertificateParams {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::with_intermediate(ca_params("flarum-ws test intermediate"))
+    }
+
+    /// A PKI whose intermediate expired in 2021, as the one in a chain file
+    /// copied once and never refreshed.
+    pub fn with_expired_intermediate() -> Self {
+        let mut params = ca_params("flarum-ws test intermediate");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        Self::with_intermediate(params)
+    }
+
+    fn with_intermediate(intermediate_params: CertificateParams) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root_params = ca_params("flarum-ws test root");
         let root_key = KeyPair::generate().unwrap();
         let root = root_params.self_signed(&root_key).unwrap();
         let root_issuer = Issuer::new(root_params, root_key);
-        let intermediate_params = ca_params("flarum-ws test intermediate");
         let intermediate_key = KeyPair::generate().unwrap();
         let intermediate = intermediate_params
             .signed_by(&intermediate_key, &root_issuer)
