@@ -20,6 +20,7 @@ mod live;
 mod nginx_config;
 mod nginx_timeout;
 mod port;
+mod queue;
 mod redis;
 mod restarts;
 mod sandbox;

@@ -15,6 +15,7 @@ use super::live::{Browsers, LiveOptions, check_live};
 use super::nginx_config::{self, NginxConfig, NginxDump};
 use super::nginx_timeout::{check_nginx_client_address, check_nginx_timeouts, default_files};
 use super::port::check_port;
+use super::queue::check_queue;
 use super::redis::check_redis;
 use super::restarts::{check_restarts, socket_unit};
 use super::sandbox::{
@@ -419,6 +420,12 @@ async fn read_forum_database(
     })?;
     findings.push(Finding::pass("database", "reachable"));
     let read = read_forum_settings(&database, config).await;
+    if read
+        .as_ref()
+        .is_ok_and(|settings| settings.extension == Extension::Realtime)
+    {
+        findings.push(check_queue(&database, config).await);
+    }
     database.close().await;
     let settings = read.map_err(|error| {
         stop(

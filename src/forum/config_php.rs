@@ -62,6 +62,9 @@ pub struct ForumConfig {
     /// The `websocket` array, where flarum/realtime (Flarum 2) reads its
     /// overrides; `Null` when absent.
     pub websocket: Value,
+    /// Flarum 2's `queue.driver` (`sync` when absent; `database` keeps jobs
+    /// in `queue_jobs` for a worker).
+    pub queue_driver: Option<String>,
 }
 
 impl ForumConfig {
@@ -251,6 +254,7 @@ fn extract(path: &Path, config: &Value) -> Result<ForumConfig, ForumError> {
         debug: truthy(config.get("debug")),
         unset_variables: Vec::new(),
         websocket: config.get("websocket").cloned().unwrap_or(Value::Null),
+        queue_driver: text(config.get("queue").and_then(|queue| queue.get("driver"))),
     })
 }
 

@@ -509,6 +509,61 @@ async fn the_daemons_answers_on_the_wire() {
     assert_eq!(alice.answer("member_added")["member_added"], json!("2"));
 }
 
+/// Issue 34: Flarum 2's database queue. A realtime job that has waited in
+/// `queue_jobs` for more than a minute means no worker runs, and the
+/// forum's queued events never reach flarum-ws: `check` fails with the
+/// scheduler and worker to run. Taken by a worker, it passes.
+#[tokio::test]
+#[ignore = "needs php-cli"]
+async fn check_finds_realtime_jobs_no_worker_takes() {
+    let forum = forum2(Server::Sqlite, Some(json!({})), "username").await;
+    let config = forum.root.path().join("config.php");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "'url' =>",
+            "'queue' => array ('driver' => 'database'),\n  'url' =>",
+            1,
+        ),
+    )
+    .unwrap();
+    let (_, findings) = forum.check(&[]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "queue"),
+        "warn",
+        "no queue_jobs table",
+        "php flarum migrate",
+    );
+    let mut conn =
+        common::databases::admin(Server::Sqlite, &forum.db_name, forum.root.path()).await;
+    exec(&mut conn, "CREATE TABLE queue_jobs (id integer PRIMARY KEY AUTOINCREMENT, queue varchar(255) NOT NULL, payload text NOT NULL, attempts integer NOT NULL, reserved_at integer NULL, available_at integer NOT NULL, created_at integer NOT NULL)".into()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let waited = now - 300;
+    exec(&mut conn, format!(r#"INSERT INTO queue_jobs (queue, payload, attempts, available_at, created_at) VALUES ('default', '{{"displayName":"Flarum\\Realtime\\Job\\SendRealtimeEvent"}}', 0, {waited}, {waited})"#)).await;
+    let (code, findings) = forum.check(&[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let queue = common::checking::finding(&findings, "queue");
+    common::checking::assert_finding(
+        queue,
+        "fail",
+        "1 realtime job(s) have waited in queue_jobs for more than a minute",
+        "php flarum schedule:run",
+    );
+    common::checking::assert_in_troubleshooting(queue);
+    exec(&mut conn, "DELETE FROM queue_jobs".into()).await;
+    let (_, findings) = forum.check(&[]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "queue"),
+        "pass",
+        "no job has waited in queue_jobs for more than a minute",
+        "",
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs MariaDB from tests/services/start.sh, php-cli and the npm packages of tests/conformance"]
 async fn a_mariadb_flarum2_forum_with_a_websocket_array_is_served() {

@@ -8,6 +8,7 @@
 
 mod connection;
 mod permissions;
+mod queue;
 mod statistics;
 
 // Identifiers in the SQL of these files are the table prefix, checked to be
