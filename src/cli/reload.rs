@@ -159,10 +159,9 @@ async fn config_php_bytes(root: &std::path::Path) -> Option<Vec<u8>> {
 }
 
 /// For a Flarum 2 forum: every 10 s, takes a restart request from the
-/// forum's cache, notices extensions enabled or disabled, and notices an
-/// edited config.php (flarum/realtime's app secret is the md5 of the
-/// database password there, so rotating the password changes the secret
-/// the forum signs with at once); each reloads in place. When the reload needs a new listener, the server
+/// forum's cache and notices extensions enabled or disabled; each reloads
+/// in place (config.php is followed by [`follow_config_php`]). When the
+/// reload needs a new listener, the server
 /// stops (connections told to reconnect) and exits with
 /// [`RESTART_EXIT_CODE`] for systemd to start it again.
 pub async fn follow_the_forum(
@@ -208,19 +207,11 @@ pub async fn follow_the_forum(
             Ok(_) => {}
             Err(error) => tracing::debug!("cannot read extensions_enabled: {error}"),
         }
+        // config.php itself is followed by `follow_config_php`; here an
+        // edit only means the database connection may need its new password.
         let now = config_php_bytes(&root).await;
-        let edited = now.is_some() && now != config_php;
-        if edited {
+        if now.is_some() && now != config_php {
             config_php = now;
-            why = why.or(Some(
-                "config.php changed (with a new database password comes a new app secret)",
-            ));
-        }
-        let Some(why) = why else {
-            continue;
-        };
-        if edited {
-            // The old connections may hold a password no longer valid.
             match crate::forum::read_config_php(&root.join("config.php")) {
                 Ok(config) => match Database::connect(&config).await {
                     Ok(reconnected) => database = reconnected,
@@ -229,17 +220,72 @@ pub async fn follow_the_forum(
                 Err(error) => tracing::warn!("after config.php changed: {error}"),
             }
         }
-        if let Reloaded::Applied {
-            restart_needed: true,
-        } = reloader.reload(why).await
-        {
-            tracing::warn!(
-                "Restarting to listen where the forum now says (exit code {RESTART_EXIT_CODE}; systemd starts flarum-ws again)"
-            );
-            reloader.ctx.request_restart();
-            shutdown.cancel();
+        let Some(why) = why else {
+            continue;
+        };
+        if reload_or_restart(&reloader, why).await {
             return;
         }
+    }
+}
+
+/// Reloads; when the new settings need a new listener, stops the server to
+/// be started again and says `true`.
+async fn reload_or_restart(reloader: &Reloader, why: &str) -> bool {
+    if let Reloaded::Applied {
+        restart_needed: true,
+    } = reloader.reload(why).await
+    {
+        tracing::warn!(
+            "Restarting to listen where the forum now says (exit code {RESTART_EXIT_CODE}; systemd starts flarum-ws again)"
+        );
+        reloader.ctx.request_restart();
+        reloader.ctx.shutdown.cancel();
+        return true;
+    }
+    false
+}
+
+/// How often config.php is looked at, unless a request asks sooner.
+const CONFIG_PHP_POLL: Duration = Duration::from_secs(1);
+
+/// The least time between two looks, however many requests ask (a flood
+/// of wrong signatures reads the file four times a second at most).
+const CONFIG_PHP_MIN_GAP: Duration = Duration::from_millis(250);
+
+/// For a Flarum 2 forum: follows config.php, where flarum/realtime's app
+/// secret comes from (the md5 of the database password, or `app-secret`),
+/// once a second and whenever a request's signature fails (`watch`): an
+/// edit reloads at once, so a password rotation costs the forum's events
+/// nothing (those signed just before it pass on the previous secret).
+pub async fn follow_config_php(
+    reloader: Reloader,
+    root: std::path::PathBuf,
+    watch: Arc<crate::server::secret_rotation::SecretWatch>,
+) {
+    let shutdown = reloader.ctx.shutdown.clone();
+    let mut seen = config_php_bytes(&root).await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CONFIG_PHP_POLL) => {}
+            _ = watch.asked() => {}
+        }
+        let now = config_php_bytes(&root).await;
+        if now.is_some() && now != seen {
+            seen = now;
+            if reload_or_restart(
+                &reloader,
+                "config.php changed (with a new database password comes a new app secret)",
+            )
+            .await
+            {
+                watch.looked();
+                return;
+            }
+        }
+        watch.looked();
+        tokio::time::sleep(CONFIG_PHP_MIN_GAP).await;
     }
 }
 

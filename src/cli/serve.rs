@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::load::{Loaded, load};
-use super::reload::{Reloader, follow_the_forum, reload_on_hangup};
+use super::reload::{Reloader, follow_config_php, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
 use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::forum::{Database, Extension, Forum};
@@ -179,6 +179,9 @@ async fn start_forum_tasks(
                     .parent()
                     .map(std::path::Path::to_path_buf)
                     .unwrap_or_default();
+                let watch = Arc::new(crate::server::secret_rotation::SecretWatch::default());
+                let _ = ctx.secret_watch.set(watch.clone());
+                tokio::spawn(follow_config_php(reloader.clone(), root.clone(), watch));
                 tokio::spawn(follow_the_forum(
                     reloader.clone(),
                     database,

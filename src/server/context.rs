@@ -13,6 +13,7 @@ use super::admission::ConnectionSlots;
 use super::guesses::WrongTokens;
 use super::rate::{KeyedBuckets, RateWindow};
 use super::realtime::{RealtimeForum, SocketUsers};
+use super::secret_rotation::SecretWatch;
 use super::websocket::{
     CHANNEL_CREATION_ADDRESSES, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
 };
@@ -69,6 +70,9 @@ pub struct ServerContext {
     /// Set when the server stops to be started again (the forum wants a
     /// new listener).
     restart: std::sync::atomic::AtomicBool,
+    /// Where the app secret follows config.php (Flarum 2): asked to look
+    /// at it now when a request's signature fails.
+    pub secret_watch: std::sync::OnceLock<Arc<SecretWatch>>,
 }
 
 fn hub_limits(settings: &Settings) -> HubLimits {
@@ -109,6 +113,7 @@ impl ServerContext {
             realtime: ArcSwapOption::empty(),
             socket_users: SocketUsers::default(),
             restart: std::sync::atomic::AtomicBool::new(false),
+            secret_watch: std::sync::OnceLock::new(),
         }
     }
 

@@ -20,6 +20,7 @@ mod rate;
 pub mod realtime;
 mod response;
 mod router;
+pub mod secret_rotation;
 mod websocket;
 
 use std::io;
