@@ -271,6 +271,7 @@ pub async fn follow_config_php(
             _ = tokio::time::sleep(CONFIG_PHP_POLL) => {}
             _ = watch.asked() => {}
         }
+        let begun = watch.begin();
         let now = config_php_bytes(&root).await;
         if now.is_some() && now != seen {
             seen = now;
@@ -280,11 +281,11 @@ pub async fn follow_config_php(
             )
             .await
             {
-                watch.looked();
+                watch.looked(begun);
                 return;
             }
         }
-        watch.looked();
+        watch.looked(begun);
         tokio::time::sleep(CONFIG_PHP_MIN_GAP).await;
     }
 }

@@ -9,6 +9,7 @@
 //! read, as after any rotation: an admin rotating a leaked password wants
 //! it dead at once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -18,31 +19,42 @@ use tokio::sync::{Notify, watch};
 pub const LOOK_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the secret follows a file: a failing signature asks for a look,
-/// and the watcher says when it has looked (and reloaded, if it changed).
+/// and the watcher says which asks its last look answers, so that a request
+/// is answered only by a look that began after it asked (one that began
+/// before might have read the file before the edit).
 #[derive(Default)]
 pub struct SecretWatch {
-    asked: Notify,
-    looked: watch::Sender<u64>,
+    wake: Notify,
+    /// Asks made so far.
+    asks: AtomicU64,
+    /// The asks the last finished look began after.
+    answered: watch::Sender<u64>,
 }
 
 impl SecretWatch {
-    /// Asks for a look now and waits until one has finished (at most
-    /// [`LOOK_WAIT`]).
+    /// Asks for a look now and waits until one begun after this ask has
+    /// finished (at most [`LOOK_WAIT`]).
     pub async fn look_now(&self) {
-        let mut looked = self.looked.subscribe();
-        looked.mark_unchanged();
-        self.asked.notify_one();
-        let _ = tokio::time::timeout(LOOK_WAIT, looked.changed()).await;
+        let mut answered = self.answered.subscribe();
+        let ask = self.asks.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(LOOK_WAIT, answered.wait_for(|done| *done >= ask)).await;
     }
 
     /// The watcher's side: resolves when a look is asked for.
     pub async fn asked(&self) {
-        self.asked.notified().await;
+        self.wake.notified().await;
     }
 
-    /// The watcher's side: a look (and any reload it caused) is done.
-    pub fn looked(&self) {
-        self.looked.send_modify(|n| *n = n.wrapping_add(1));
+    /// The watcher's side, before it reads: the asks this look answers.
+    pub fn begin(&self) -> u64 {
+        self.asks.load(Ordering::SeqCst)
+    }
+
+    /// The watcher's side: the look begun at `begun` (and any reload it
+    /// caused) is done.
+    pub fn looked(&self, begun: u64) {
+        self.answered.send_modify(|done| *done = (*done).max(begun));
     }
 }
 
@@ -56,7 +68,8 @@ mod tests {
         let watcher = watch.clone();
         tokio::spawn(async move {
             watcher.asked().await;
-            watcher.looked();
+            let begun = watcher.begin();
+            watcher.looked(begun);
         });
         let started = std::time::Instant::now();
         watch.look_now().await;
