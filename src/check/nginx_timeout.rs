@@ -125,6 +125,16 @@ struct ProxyBlock {
     headers: Vec<(String, String)>,
 }
 
+/// Where nginx proxies to `port` on this machine (`file:line` of the first
+/// such `proxy_pass`), if it does.
+pub fn proxied_at(config: &NginxConfig, port: u16) -> Option<String> {
+    config.streams.iter().find_map(|stream| {
+        proxy_blocks(stream, port)
+            .first()
+            .map(|block| config.place(block.file, block.line))
+    })
+}
+
 /// A finding per configuration that proxies to `port` on this machine.
 /// Where nginx's own configuration has no such block, that is said (and is
 /// a warning in reverse-proxy mode, where browsers must come through a

@@ -13,7 +13,9 @@ use super::flarum2_keys::check_websocket_keys;
 use super::listening::{check_bind_address, check_connection_limits, check_privileged_port};
 use super::live::{Browsers, LiveOptions, check_live};
 use super::nginx_config::{self, NginxConfig, NginxDump};
-use super::nginx_timeout::{check_nginx_client_address, check_nginx_timeouts, default_files};
+use super::nginx_timeout::{
+    check_nginx_client_address, check_nginx_timeouts, default_files, proxied_at,
+};
 use super::port::check_port;
 use super::queue::check_queue;
 use super::redis::check_redis;
@@ -271,16 +273,7 @@ async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop
             findings.extend(judged.findings);
             (judged.environment, judged.cwd)
         }
-        None => {
-            if let Some(why) = &imitated {
-                findings.push(Finding::warn(
-                    "service",
-                    format!("judged without systemd ({why}), and no flarum-ws.service file was found to read"),
-                    "run the check as root where the service runs: sudo flarum-ws check",
-                ));
-            }
-            (input.environment, input.cwd)
-        }
+        None => (input.environment, input.cwd),
     };
     let gathered = gather(LoadInput {
         flags: input.flags,
@@ -317,11 +310,19 @@ async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop
         .app_host
         .clone()
         .or_else(|| forum.as_ref().and_then(ForumConfig::host));
+    let nginx = nginx_config(
+        &input.nginx_conf,
+        nginx_dump.as_ref(),
+        forum.as_ref(),
+        findings,
+    );
+    let proxied_at = proxied_at(&nginx, resolved.settings.port);
     let browsers = browsers(
         &resolved.settings,
         forum.as_ref(),
         extension.as_ref(),
         host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        proxied_at.is_some(),
     );
     let setup = Setup {
         resolved: &resolved,
@@ -331,8 +332,8 @@ async fn run_stages(input: CheckInput, outcome: &mut Outcome) -> Result<(), Stop
         host: host.as_deref(),
         user: &user,
         unit: unit.as_ref(),
-        nginx_conf: &input.nginx_conf,
-        nginx_dump: nginx_dump.as_ref(),
+        nginx: &nginx,
+        proxied_at: proxied_at.as_deref(),
         as_service,
     };
     findings.extend(setup.check().await);
@@ -495,36 +496,15 @@ struct Setup<'a> {
     host: Option<&'a str>,
     user: &'a Result<ServiceUser, String>,
     unit: Option<&'a ServiceUnit>,
-    nginx_conf: &'a [PathBuf],
-    /// What `nginx -T` printed (or why it could not), when no file is named.
-    nginx_dump: Option<&'a Result<NginxDump, String>>,
+    nginx: &'a NginxConfig,
+    /// Where nginx proxies to flarum-ws's port (`file:line`), if it does.
+    proxied_at: Option<&'a str>,
     /// Judging as the service (its capabilities are real: the port check's
     /// trial bind answers whether it may bind a low port).
     as_service: bool,
 }
 
 impl Setup<'_> {
-    /// nginx's configuration: the files `--nginx-conf` names, else nginx's
-    /// own (`nginx -T`), else the usual files each on its own (with a
-    /// warning when nginx refused to print it).
-    fn nginx_config(&self, findings: &mut Vec<Finding>) -> NginxConfig {
-        if !self.nginx_conf.is_empty() {
-            return NginxConfig::from_files(self.nginx_conf);
-        }
-        match self.nginx_dump {
-            Some(Ok(dump)) => return NginxConfig::from_dump(dump),
-            Some(Err(why)) => findings.push(Finding::warn(
-                "nginx",
-                format!(
-                    "{why}; its files were read each on its own instead (includes not followed)"
-                ),
-                "fix what nginx -t says, then systemctl reload nginx",
-            )),
-            None => {}
-        }
-        NginxConfig::from_files(&default_files(self.forum.and_then(|f| f.path.parent())))
-    }
-
     /// Every check of the setup; none stops the others.
     async fn check(&self) -> Vec<Finding> {
         let settings = &self.resolved.settings;
@@ -543,19 +523,24 @@ impl Setup<'_> {
             findings.extend(check_websocket_keys(config));
         }
         findings.push(check_bind_address(settings, realtime));
-        findings.extend(check_scheme(settings, self.forum, self.extension));
-        findings.extend(check_cloudflare(settings, self.browsers, realtime));
+        findings.extend(check_scheme(
+            settings,
+            self.forum,
+            self.extension,
+            self.proxied_at,
+        ));
+        findings.extend(check_cloudflare(settings, self.browsers, realtime).await);
         findings.push(check_origins(self.resolved));
         findings.push(check_connection_limits(settings));
-        let nginx = self.nginx_config(&mut findings);
+        let nginx = self.nginx;
         findings.extend(check_nginx_timeouts(
-            &nginx,
+            nginx,
             settings.port,
             settings.activity_timeout,
             settings.pong_timeout,
             settings.reverse_proxy,
         ));
-        findings.extend(check_nginx_client_address(&nginx, settings));
+        findings.extend(check_nginx_client_address(nginx, settings));
         findings.extend(check_redis(settings).await);
         findings.extend(check_webhooks(settings).await);
         if !self.as_service {
@@ -572,6 +557,30 @@ impl Setup<'_> {
     }
 }
 
+/// nginx's configuration: the files `--nginx-conf` names, else nginx's own
+/// (`nginx -T`), else the usual files each on its own (with a warning when
+/// nginx refused to print it).
+fn nginx_config(
+    named: &[PathBuf],
+    dump: Option<&Result<NginxDump, String>>,
+    forum: Option<&ForumConfig>,
+    findings: &mut Vec<Finding>,
+) -> NginxConfig {
+    if !named.is_empty() {
+        return NginxConfig::from_files(named);
+    }
+    match dump {
+        Some(Ok(dump)) => return NginxConfig::from_dump(dump),
+        Some(Err(why)) => findings.push(Finding::warn(
+            "nginx",
+            format!("{why}; its files were read each on its own instead (includes not followed)"),
+            "fix what nginx -t says, then systemctl reload nginx",
+        )),
+        None => {}
+    }
+    NginxConfig::from_files(&default_files(forum.and_then(|f| f.path.parent())))
+}
+
 /// What the forum's pages and its PHP side do: on Flarum 2 the
 /// `js-client-*` and `php-client-*` settings of config.php, on Flarum 1
 /// the extension's host and port (over TLS when the forum is https or
@@ -581,6 +590,7 @@ fn browsers(
     forum: Option<&ForumConfig>,
     extension: Option<&ForumSettings>,
     host: String,
+    proxied: bool,
 ) -> Browsers {
     let origin = forum
         .and_then(|f| f.url.as_deref())
@@ -597,7 +607,7 @@ fn browsers(
         }
         (Some(forum), Some(extension)) => Browsers {
             host,
-            port: kyrne_browser_port(settings, forum, extension),
+            port: kyrne_browser_port(settings, forum, extension, proxied),
             origin,
             php_side: None,
         },

@@ -1208,7 +1208,9 @@ async fn live_takes_the_forums_api_path_through_the_proxy() {
 }
 
 /// Cloudflare's ports are judged where browsers connect (js-client-port,
-/// the proxy's), not where flarum-ws listens behind the proxy.
+/// the proxy's), not where flarum-ws listens behind the proxy, and only
+/// where the browsers' host is Cloudflare's proxy (issue 34: the warning
+/// was on every Flarum 2 forum on 6001).
 #[tokio::test]
 #[ignore = "needs php-cli"]
 async fn cloudflare_is_judged_on_the_browsers_port() {
@@ -1227,8 +1229,23 @@ async fn cloudflare_is_judged_on_the_browsers_port() {
     let (_, findings) = on_6001.check(&[]);
     common::checking::assert_finding(
         common::checking::finding(&findings, "cloudflare"),
-        "warn",
-        "browsers connect to port 6001",
+        "pass",
+        "browsers connect to port 6001; forum.example does not resolve from this machine",
+        "",
+    );
+    // Browsers told to connect to an address of Cloudflare's proxy on 6001
+    // reach no one: that fails, naming the address.
+    let proxied = forum2(
+        Server::Sqlite,
+        Some(json!({"js-client-host": "104.16.0.1"})),
+        "username",
+    )
+    .await;
+    let (_, findings) = proxied.check(&[]);
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "cloudflare"),
+        "fail",
+        "104.16.0.1 is Cloudflare's proxy (104.16.0.1, in Cloudflare's published ranges), which does not pass port 6001",
         "js-client-port in config.php's 'websocket' array",
     );
 }

@@ -463,6 +463,68 @@ fn check_follows_nginx_s_includes_and_upstreams() {
     drop(server);
 }
 
+/// Issue 34: the Kyrne extension's README block (websockets routed to
+/// flarum-ws on 443) with "Reverse Proxy Support" left off. Tabs come
+/// through nginx and get their events, so `check` no longer says every tab
+/// fails nor skips `--live`: it warns about what is really wrong (the port
+/// open in plain ws:// on 0.0.0.0, nginx's address not trusted) with the
+/// switch to turn on, and the live round trip through nginx passes.
+#[tokio::test]
+#[ignore = "needs nginx"]
+async fn reverse_proxy_support_off_behind_the_kyrne_block_names_the_real_faults() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("forum", false);
+    let forum = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let nginx_port = free_port();
+    common::checking::kyrne_forum(
+        forum.path(),
+        "https://localhost",
+        ws_port,
+        &[
+            ("kyrne-websocket.reverse_proxy", "0"),
+            ("kyrne-websocket.app_host", "localhost"),
+        ],
+    )
+    .await;
+    let conf_dir = tempfile::tempdir().unwrap();
+    let kyrne = common::nginx::kyrne_readme_server(nginx_port, ws_port);
+    let (map, _) = kyrne.split_once("server {").unwrap();
+    let (_, locations) = kyrne.split_once("server_name localhost;\n").unwrap();
+    let locations = locations.trim_end().trim_end_matches('}');
+    let conf = nginx_conf(
+        conf_dir.path(),
+        &format!("{map}{}", tls_server_block(nginx_port, &leaf, locations)),
+    );
+    let _nginx = Nginx::start(&conf, nginx_port);
+    let server = start(flarum_ws(forum.path()).arg("serve"));
+    let via = format!("127.0.0.1:{nginx_port}");
+    let (code, findings) = common::checking::check_json(
+        flarum_ws(forum.path()).env("SSL_CERT_FILE", &pki.root_pem),
+        &[
+            "--live",
+            "--via",
+            &via,
+            "--nginx-main",
+            conf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{findings:#?}");
+    common::checking::assert_finding(
+        common::checking::finding(&findings, "https"),
+        "warn",
+        "\"Reverse Proxy Support\" is off: flarum-ws listens on 0.0.0.0",
+        "turn on \"Reverse Proxy Support\" on the extension's page",
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["check"] == "live" && f["status"] == "pass"),
+        "the round trip through nginx: {findings:#?}"
+    );
+    drop(server);
+}
+
 /// A forum under a sub-path of a site that nginx already serves: the
 /// snippet is one `location ^~ /app/` block for that site's server block.
 /// With it pasted in, nginx accepts the file, the site (its `location /`
