@@ -23,6 +23,7 @@ mod port;
 mod queue;
 mod redis;
 mod restarts;
+mod running;
 mod sandbox;
 mod service_user;
 mod setup;

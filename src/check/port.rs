@@ -108,6 +108,15 @@ async fn elsewhere(settings: &Settings, forum_root: Option<&Path>) -> Option<(u3
 /// What the flarum-ws on `port` of this machine says it serves (`/about`):
 /// its app id and key.
 async fn about(settings: &Settings, port: u16) -> Option<(String, String)> {
+    let about = about_json(settings, port).await?;
+    Some((
+        about["app_id"].as_str()?.to_owned(),
+        about["key"].as_str()?.to_owned(),
+    ))
+}
+
+/// All the flarum-ws on `port` of this machine says of itself (`/about`).
+pub(super) async fn about_json(settings: &Settings, port: u16) -> Option<Value> {
     let target = Target {
         address: local_address(&settings.host),
         port,
@@ -119,11 +128,7 @@ async fn about(settings: &Settings, port: u16) -> Option<(String, String)> {
         Ok((200, body)) => body,
         _ => return None,
     };
-    let about: Value = serde_json::from_str(&body).ok()?;
-    Some((
-        about["app_id"].as_str()?.to_owned(),
-        about["key"].as_str()?.to_owned(),
-    ))
+    serde_json::from_str(&body).ok()
 }
 
 /// The port is held by a flarum-ws: ask it (`/about`) which app it serves.

@@ -20,6 +20,7 @@ use super::port::check_port;
 use super::queue::check_queue;
 use super::redis::check_redis;
 use super::restarts::{check_restarts, socket_unit};
+use super::running::check_running;
 use super::sandbox::{
     check_hidden_root, check_sqlite_writable, check_sqlite_writable_here, hidden_from_service,
 };
@@ -541,6 +542,7 @@ impl Setup<'_> {
             settings.reverse_proxy,
         ));
         findings.extend(check_nginx_client_address(nginx, settings));
+        findings.extend(check_running(self.resolved).await);
         findings.extend(check_redis(settings).await);
         findings.extend(check_webhooks(settings).await);
         if !self.as_service {

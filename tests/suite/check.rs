@@ -980,6 +980,38 @@ fn an_expired_intermediate_is_named_by_check_and_serve() {
     );
 }
 
+/// Issue 34: the running server is asked what it loaded (`/about`), and a
+/// setting it runs with that differs from the one judged is named, with
+/// both sources: the edit is not in force until a reload.
+#[test]
+fn check_compares_the_running_server_with_what_it_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let server = start(credentialed(dir.path(), &[("FLARUM_WS_PORT", port.clone())]).arg("serve"));
+    let (_, findings) = check(dir.path(), &[("FLARUM_WS_PORT", port.clone())], &[]);
+    assert_finding(
+        finding(&findings, "running"),
+        "pass",
+        "serves with the settings judged here",
+        "",
+    );
+    let (_, findings) = check(
+        dir.path(),
+        &[
+            ("FLARUM_WS_PORT", port.clone()),
+            ("FLARUM_WS_ACTIVITY_TIMEOUT", "45".into()),
+        ],
+        &[],
+    );
+    assert_finding(
+        finding(&findings, "running"),
+        "warn",
+        "activity_timeout: running 30",
+        "systemctl reload flarum-ws",
+    );
+    drop(server);
+}
+
 /// A self-signed certificate for localhost that expires in `days` days.
 fn expiring_in_days(pki: &Pki, days_left: i64) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
