@@ -202,10 +202,7 @@ pub async fn subscribe_loop(
                 next = tokio::time::timeout(EXPIRY, messages.next()) => next,
             };
             match next {
-                Ok(Some(message)) => match message.get_payload::<String>() {
-                    Ok(payload) => cluster.receive(&payload),
-                    Err(error) => tracing::warn!("ignoring a Redis message: {error}"),
-                },
+                Ok(Some(message)) => cluster.receive(message.get_payload_bytes()),
                 Ok(None) => {
                     tracing::warn!(
                         "Lost the connection to Redis; serving local clients only, reconnecting"

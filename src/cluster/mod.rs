@@ -67,7 +67,21 @@ pub struct ClusterStatus {
     pub published: u64,
     pub received: u64,
     pub dropped: u64,
+    /// Messages from the bus this node could not read (not JSON, not a
+    /// message it knows, or over [`MAX_BUS_MESSAGE_BYTES`]), ignored.
+    pub ignored: u64,
 }
+
+/// The largest message a node accepts from the bus. A node's own largest
+/// is its presence snapshot (every member its clients hold, about 200 bytes
+/// each): 16 MiB holds some 80 000 members. Redis itself cuts a
+/// subscriber whose pending output passes 32 MB (its default
+/// `client-output-buffer-limit pubsub`), so nothing larger arrives whole.
+pub const MAX_BUS_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Warnings about ignored bus messages, once a minute at most.
+static IGNORED_WARNINGS: crate::throttle::Throttle =
+    crate::throttle::Throttle::new(std::time::Duration::from_secs(60));
 
 type PendingQueries = HashMap<u64, mpsc::UnboundedSender<Vec<(String, usize)>>>;
 
@@ -91,6 +105,7 @@ pub struct Cluster {
     published: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
+    ignored: AtomicU64,
 }
 
 impl Cluster {
@@ -111,6 +126,7 @@ impl Cluster {
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
         });
         tracing::info!(
             "Cluster node {} using Redis at {} (channel {}:bus)",
@@ -147,6 +163,7 @@ impl Cluster {
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
         }
     }
 
@@ -322,14 +339,30 @@ impl Cluster {
         self.redis_up.store(false, Ordering::Relaxed);
     }
 
+    /// Counts a message from the bus that cannot be applied, and says so
+    /// (once a minute at most: whoever can publish on the channel could
+    /// otherwise fill the log).
+    fn ignore(&self, why: &str) {
+        self.ignored.fetch_add(1, Ordering::Relaxed);
+        if let Some(held_back) = IGNORED_WARNINGS.ready() {
+            tracing::warn!(
+                "ignoring a message on the cluster's Redis channel: {why} ({held_back} more since the last such line; flarum_ws_redis_messages_ignored counts them all)"
+            );
+        }
+    }
+
     /// Applies one message from the bus.
-    fn receive(&self, payload: &str) {
-        let envelope: Envelope = match serde_json::from_str(payload) {
+    fn receive(&self, payload: &[u8]) {
+        if payload.len() > MAX_BUS_MESSAGE_BYTES {
+            return self.ignore(&format!(
+                "{} bytes, over the {} MiB a node ever sends",
+                payload.len(),
+                MAX_BUS_MESSAGE_BYTES >> 20
+            ));
+        }
+        let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!("ignoring an unreadable cluster message: {error}");
-                return;
-            }
+            Err(error) => return self.ignore(&format!("unreadable: {error}")),
         };
         if envelope.node == self.node {
             return;

@@ -229,6 +229,11 @@ pub static LIMITS: &[Limit] = &[
         bounds: "then 429 until the window ends",
     },
     Limit {
+        name: "cluster bus message",
+        amount: Amount::Fixed(|| bytes(crate::cluster::MAX_BUS_MESSAGE_BYTES)),
+        bounds: "a message read from the cluster's Redis channel; larger ones, and unreadable ones, are ignored and counted (one warning a minute)",
+    },
+    Limit {
         name: "shutdown grace",
         amount: Amount::Fixed(|| format!("{} s", SHUTDOWN_GRACE.as_secs())),
         bounds: "time connections get to close before the process exits",

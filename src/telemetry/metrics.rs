@@ -245,6 +245,8 @@ metrics! {
         "Messages from other nodes applied by this node";
     bus_dropped: Counter = Counter::default() => "flarum_ws_redis_messages_dropped" if cluster,
         "Messages for other nodes dropped because Redis was unreachable or slow";
+    bus_ignored: Counter = Counter::default() => "flarum_ws_redis_messages_ignored" if cluster,
+        "Messages on the cluster's channel this node could not read (not a node's message, or too large), ignored";
     resident_memory: Gauge = Gauge::default() => "process_resident_memory" [Bytes],
         "Resident memory of the process";
     open_fds: Gauge = Gauge::default() => "process_open_fds",
@@ -355,6 +357,7 @@ impl Metrics {
                 (&self.m.bus_published, cluster.published),
                 (&self.m.bus_received, cluster.received),
                 (&self.m.bus_dropped, cluster.dropped),
+                (&self.m.bus_ignored, cluster.ignored),
             ] {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }

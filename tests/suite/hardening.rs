@@ -1470,3 +1470,66 @@ async fn churn_on_one_node_loses_no_events_for_the_other() {
     }
     drop(churners);
 }
+
+/// Issue 37: what arrives over Redis is input too. 20 000 unreadable
+/// messages and one of 17 MiB on the cluster's channel are counted
+/// (`flarum_ws_redis_messages_ignored`), not logged one line each (the
+/// old build wrote 20 000 warnings), and the node goes on serving.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn garbage_on_the_bus_is_counted_not_logged_line_by_line() {
+    let redis = common::redis::RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = server(dir.path(), &[("FLARUM_WS_REDIS_URL", url.as_str())]);
+    let mut reader = subscriber(node.port, "news").await;
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut publisher = client.get_multiplexed_async_connection().await.unwrap();
+    // Wait until the node listens on the channel.
+    assert!(
+        within(Duration::from_secs(10), || {
+            metrics_blocking(node.port).contains("flarum_ws_redis_up 1")
+        })
+        .await
+    );
+    let mut pipe = ::redis::pipe();
+    for n in 0..20_000 {
+        pipe.publish("flarum-ws:bus", format!("not a message {n}"))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut publisher).await.unwrap();
+    let big = "x".repeat(17 << 20);
+    let _: i64 = ::redis::cmd("PUBLISH")
+        .arg("flarum-ws:bus")
+        .arg(&big)
+        .query_async(&mut publisher)
+        .await
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(20), || {
+            metrics_blocking(node.port).contains("flarum_ws_redis_messages_ignored_total 20001")
+        })
+        .await,
+        "{}",
+        metrics(node.port).await
+    );
+    assert_eq!(api(node.port).trigger("news", "post", "after").await.0, 200);
+    assert_eq!(reader.expect_event("post").await["data"], "after");
+    let log = node.stop_cleanly();
+    let warned = log
+        .iter()
+        .filter(|line| line.contains("ignoring a message on the cluster's Redis channel"))
+        .count();
+    assert!(warned <= 2, "{warned} warnings: {log:#?}");
+}
+
+/// `/metrics` as text, from a synchronous condition.
+fn metrics_blocking(port: u16) -> String {
+    let request = format!("GET /metrics HTTP/1.0\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
