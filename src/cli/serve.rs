@@ -53,16 +53,26 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         .context("systemd passed a listening socket flarum-ws cannot use (ListenStream= must be a TCP address:port)")
         .map_err(Failure::user)?;
     let activated = inherited.is_some();
+    let mut taken = None;
     let listener = match inherited {
         Some(listener) => tokio::net::TcpListener::from_std(listener)
             .context("cannot use the socket systemd passed")
             .map_err(Failure::unexpected)?,
-        None => server::bind(&settings).await.map_err(|error| {
-            Failure::user(anyhow::anyhow!(
-                "{error}\n  fix: {}",
-                error.fix(&port_source)
-            ))
-        })?,
+        None => match server::bind(&settings).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                let Some((listener, from)) = take_over_same_app(&settings, &error).await else {
+                    return Err(Failure::user(anyhow::anyhow!(
+                        "{error}\n  fix: {}",
+                        error.fix(&port_source)
+                    )));
+                };
+                taken = Some(from);
+                tokio::net::TcpListener::from_std(listener)
+                    .context("cannot use the socket taken over")
+                    .map_err(Failure::unexpected)?
+            }
+        },
     };
     let address = listener
         .local_addr()
@@ -144,6 +154,13 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     if let Some(forum) = &forum {
         start_forum_tasks(forum, &reloader, write_statistics, statistics_interval).await;
     }
+    server::handover::offer(&listener, address.port(), shutdown.clone());
+    if let Some(from) = taken {
+        tracing::info!(
+            "Took over the listening socket ({address}) from the flarum-ws serving this app: it now closes its connections with 4200, and they reconnect here"
+        );
+        from.accepting();
+    }
     let ctx_for_exit = ctx.clone();
     server::serve(listener, ctx)
         .await
@@ -154,6 +171,40 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         return Ok(Exit::Restart);
     }
     Ok(Exit::Success)
+}
+
+/// The port is taken: when a flarum-ws serving the same app holds it, its
+/// listening socket is asked for (`server::handover`), so that this process
+/// serves in its place without refusing a connection.
+async fn take_over_same_app(
+    settings: &crate::config::Settings,
+    error: &server::BindError,
+) -> Option<(std::net::TcpListener, server::handover::Taken)> {
+    if !error.address_in_use() {
+        return None;
+    }
+    let target = crate::probe::Target {
+        address: crate::probe::local_address(&settings.host),
+        port: settings.port,
+        tls: settings.tls.is_some(),
+        server_name: "localhost".into(),
+        insecure: true,
+    };
+    let (status, body) = crate::probe::request(&target, "GET", "/about", String::new())
+        .await
+        .ok()?;
+    let about: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let same = status == 200
+        && about["app_id"].as_str() == Some(settings.app.id.as_str())
+        && about["key"].as_str() == Some(settings.app.key.as_str());
+    if !same {
+        return None;
+    }
+    let port = settings.port;
+    tokio::task::spawn_blocking(move || server::handover::take_over(port))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What a forum adds to serving: for Flarum 2, following its restart

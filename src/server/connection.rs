@@ -75,6 +75,10 @@ enum FirstBytes {
     Nothing,
 }
 
+/// How long a connection accepted before shutdown still has to send its
+/// first bytes once shutdown begins.
+const DRAIN_FIRST_BYTES: Duration = Duration::from_secs(1);
+
 /// Waits for the first byte (no longer than `handshake_timeout`, then
 /// hyper times the rest of the head) and sorts the connection. A TLS
 /// handshake is told to the admin once at warn level, later ones at debug
@@ -85,9 +89,21 @@ async fn first_bytes(ctx: &ServerContext, stream: &TcpStream, peer: SocketAddr) 
     static TOLD: AtomicBool = AtomicBool::new(false);
     let mut first = [0u8; 1];
     let deadline = ctx.settings().limits.handshake_timeout;
-    let peeked = tokio::select! {
-        _ = ctx.shutdown.cancelled() => return FirstBytes::Nothing,
-        peeked = tokio::time::timeout(deadline, stream.peek(&mut first)) => peeked,
+    // A connection accepted just before shutdown is the forum's API call or
+    // a tab like any other: it gets a moment more to send its request
+    // (which it does right after connecting), then it is answered.
+    let peeked = {
+        let peek = tokio::time::timeout(deadline, stream.peek(&mut first));
+        tokio::pin!(peek);
+        tokio::select! {
+            peeked = &mut peek => peeked,
+            _ = ctx.shutdown.cancelled() => {
+                match tokio::time::timeout(DRAIN_FIRST_BYTES, peek).await {
+                    Ok(peeked) => peeked,
+                    Err(_) => return FirstBytes::Nothing,
+                }
+            }
+        }
     };
     let Ok(Ok(1)) = peeked else {
         // Silent for the whole handshake_timeout (or closed): the time it
@@ -176,7 +192,11 @@ async fn serve_http<S>(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
+    // The connection first: its request is in the socket's buffer (the
+    // first bytes were seen), and hyper must have begun it before a
+    // graceful shutdown, which closes only an idle connection at once.
     let result = tokio::select! {
+        biased;
         result = connection.as_mut() => result,
         _ = ctx.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();

@@ -11,6 +11,7 @@ mod connection;
 mod context;
 mod dashboard;
 mod guesses;
+pub mod handover;
 mod http_api;
 pub mod limits;
 mod memory;
@@ -213,6 +214,12 @@ pub enum BindError {
 }
 
 impl BindError {
+    /// Whether the port is taken (by another process, or a flarum-ws that
+    /// may hand its socket over).
+    pub fn address_in_use(&self) -> bool {
+        matches!(self, Self::Io { reason, .. } if reason.kind() == io::ErrorKind::AddrInUse)
+    }
+
     /// What to do; `port_source` says where the port was set
     /// (`Source::place_of`), since that is where to change it.
     pub fn fix(&self, port_source: &str) -> String {

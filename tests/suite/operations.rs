@@ -566,3 +566,90 @@ async fn a_request_refused_for_its_clock_is_logged_with_both_clocks() {
         "{told:?}"
     );
 }
+
+/// Issue 36, without systemd: a second `serve` on the same port while the
+/// first runs takes its listening socket over (the socket itself, one
+/// backlog), then the first closes its tabs with 4200 and exits. Through
+/// the handover, 200 triggers a second, each on a new connection as the
+/// forum's PHP makes them, are all answered 200; the tab's reconnection
+/// lands on the new process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_takes_the_socket_over_and_refuses_no_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let serve = || {
+        let mut command = flarum_ws(dir.path());
+        command.envs(crate::common::CREDENTIALS).args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ]);
+        command
+    };
+    let mut first = start(&mut serve());
+    let port = first.port;
+    let mut tab = crate::common::Client::connect(&format!(
+        "ws://127.0.0.1:{port}/app/{}?protocol=7",
+        crate::common::KEY
+    ))
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let triggers = tokio::spawn(async move {
+        // A new connection for each call, as the forum's PHP makes them.
+        let api = crate::common::Api {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        };
+        let (mut sent, mut failed) = (0u32, Vec::new());
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        while !*stopped.borrow() {
+            tick.tick().await;
+            sent += 1;
+            let (status, body) = api.trigger("news", "posted", "{}").await;
+            if status != 200 {
+                failed.push(format!("{status} {body}"));
+            }
+        }
+        (sent, failed)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut second = start(&mut serve());
+    assert_eq!(
+        tab.expect_close().await,
+        4200,
+        "the first process closes its tabs to reconnect"
+    );
+    let (code, log) = first.lines_until_exit();
+    assert_eq!(code, 0, "{log:#?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let (sent, failed) = triggers.await.unwrap();
+    assert!(sent > 200, "{sent} triggers sent");
+    eprintln!(
+        "{sent} triggers through the handover, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    let (_, about) = http_get(port, "/about");
+    let about: Value = serde_json::from_str(&about).unwrap();
+    assert_eq!(
+        about["pid"],
+        second.child.id(),
+        "new connections reach the second process"
+    );
+    let log = second.stop_cleanly();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Took over the listening socket")),
+        "{log:#?}"
+    );
+}

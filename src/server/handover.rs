@@ -1,0 +1,157 @@
+//! Handing the listening socket to a new `flarum-ws serve`, without
+//! systemd. A second `serve` started on the same port while the first runs
+//! (an upgrade by hand, a new configuration) asks the first for its
+//! listening socket over a local socket and gets the socket itself (the
+//! descriptor, `SCM_RIGHTS`), not a second one on the same port: one
+//! backlog, so no connection waiting in it is dropped. Once the new process
+//! accepts, it says so, and the first stops accepting and closes its
+//! connections with 4200, which reconnect to the new one.
+//!
+//! The local socket is in the abstract namespace (`flarum-ws-handover-PORT`,
+//! no file to clean up) and answers only a process of the same user (or
+//! root), checked with the kernel's `SO_PEERCRED`: the listening socket is
+//! the forum's, and nobody else may take it.
+
+use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::time::Duration;
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, recvmsg, sendmsg, sockopt,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long the first process waits for the new one to say it accepts.
+const ACCEPTING_WAIT: Duration = Duration::from_secs(30);
+
+/// The byte the new process sends once it accepts on the socket.
+const ACCEPTING: u8 = b'A';
+
+/// The local address processes serving `port` meet at.
+fn meeting_point(port: u16) -> std::io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("flarum-ws-handover-{port}"))
+}
+
+/// The first process's side: offers `listener` to the next `serve` on
+/// `port` until `shutdown`, and cancels `shutdown` once one has taken it
+/// and accepts (this process then closes its connections as on SIGTERM).
+/// Runs on a thread of its own; nothing happens when another process
+/// already offers on this port.
+pub fn offer(listener: &tokio::net::TcpListener, port: u16, shutdown: CancellationToken) {
+    let Ok(socket) = listener.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        // The process this one took the socket from still holds the
+        // meeting point until it exits: retried until then.
+        let meeting = loop {
+            match meeting_point(port).and_then(|address| UnixListener::bind_addr(&address)) {
+                Ok(meeting) => break meeting,
+                Err(error) if shutdown.is_cancelled() => {
+                    tracing::debug!("not offering the listening socket to a next serve: {error}");
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        };
+        for stream in meeting.incoming() {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let Ok(stream) = stream else { continue };
+            match hand_over(&stream, &socket) {
+                Ok(()) => {
+                    tracing::info!(
+                        "A new flarum-ws serve took over the listening socket and accepts: closing this process's connections with 4200 so that they reconnect to it"
+                    );
+                    shutdown.cancel();
+                    return;
+                }
+                Err(problem) => tracing::warn!("did not hand the listening socket over: {problem}"),
+            }
+        }
+    });
+}
+
+/// Sends `socket` to the process at the other end of `stream`, if it is
+/// this user's (or root's), and waits for it to accept on it.
+fn hand_over(stream: &UnixStream, socket: &OwnedFd) -> Result<(), String> {
+    let peer = sockopt::socket_peercred(stream).map_err(|e| format!("peer unknown: {e}"))?;
+    let ours = nix::unistd::Uid::effective().as_raw();
+    let theirs = peer.uid.as_raw();
+    if theirs != ours && theirs != 0 {
+        return Err(format!(
+            "a process of uid {theirs} asked for it; only uid {ours} or root may"
+        ));
+    }
+    let fds = [socket.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg(
+        stream,
+        &[IoSlice::new(b"L")],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .map_err(|e| format!("cannot send it: {e}"))?;
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(ACCEPTING_WAIT))
+        .map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 1];
+    match stream.read(&mut answer) {
+        Ok(1) if answer[0] == ACCEPTING => Ok(()),
+        Ok(_) => Err("the new process went away before accepting".into()),
+        Err(error) => Err(format!(
+            "the new process did not say it accepts within {} s: {error}",
+            ACCEPTING_WAIT.as_secs()
+        )),
+    }
+}
+
+/// The line to the process the listening socket was taken from.
+pub struct Taken {
+    stream: UnixStream,
+}
+
+impl Taken {
+    /// Tells the first process that this one accepts: it stops accepting
+    /// and closes its connections.
+    pub fn accepting(mut self) {
+        if let Err(error) = self.stream.write_all(&[ACCEPTING]) {
+            tracing::warn!("could not tell the previous flarum-ws that this one accepts: {error}");
+        }
+    }
+}
+
+/// Asks the process serving `port` for its listening socket: `None` when
+/// none offers it (no flarum-ws there, or one that does not hand over).
+pub fn take_over(port: u16) -> Option<(TcpListener, Taken)> {
+    let address = meeting_point(port).ok()?;
+    let stream = UnixStream::connect_addr(&address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    recvmsg(
+        &stream,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let socket: OwnedFd = control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    })?;
+    let listener = TcpListener::from(socket);
+    listener.local_addr().ok()?; // a TCP socket, not anything else
+    listener.set_nonblocking(true).ok()?;
+    Some((listener, Taken { stream }))
+}
