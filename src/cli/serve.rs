@@ -154,7 +154,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     if let Some(forum) = &forum {
         start_forum_tasks(forum, &reloader, write_statistics, statistics_interval).await;
     }
-    server::handover::offer(&listener, address.port(), shutdown.clone());
+    server::handover::offer(&listener, address.port(), ctx.clone());
     if let Some(from) = taken {
         tracing::info!(
             "Took over the listening socket ({address}) from the flarum-ws serving this app: it now closes its connections with 4200, and they reconnect here"

@@ -252,6 +252,13 @@ settings! {
     /// long a write may make no progress before a client that stopped
     /// reading is dropped (4100).
     pong_timeout: u64 = "FLARUM_WS_PONG_TIMEOUT" { default: 30, range: 1..=3600 } -> settings.pong_timeout,
+    /// Seconds over which a server handing its socket to a new `serve`
+    /// closes its websockets (4200, in 64 groups one after another), so
+    /// that their reconnections, and the channel authorizations each asks
+    /// of the forum, arrive spread instead of at once; 0: all at once. A
+    /// stop with no successor (SIGTERM, a restart under systemd) closes at
+    /// once whatever this says: nobody accepts the reconnections meanwhile.
+    close_spread: u64 = "FLARUM_WS_CLOSE_SPREAD" { default: 5, range: 0..=60 } -> settings.close_spread,
     /// Log every connection, subscription and message.
     verbose: bool = "FLARUM_WS_VERBOSE" { default: false } -> settings.verbose => restart,
     /// A TLS proxy (nginx) sits in front: serve plain HTTP, bind 127.0.0.1.

@@ -161,6 +161,9 @@ pub struct Settings {
     pub client_events: bool,
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
+    /// Over how long a server stepping aside for a new one closes its
+    /// websockets (`server::closing`).
+    pub close_spread: Duration,
     /// A TLS proxy in front terminates TLS; the server speaks plain HTTP.
     pub reverse_proxy: bool,
     /// Certificate and key when the server itself should serve TLS.

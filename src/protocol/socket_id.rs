@@ -19,6 +19,12 @@ impl SocketId {
         let low: u32 = rand::random_range(1..=u32::MAX);
         Self((u64::from(high) << 32) | u64::from(low))
     }
+
+    /// The id as one number (its two halves), to spread connections over
+    /// groups.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
 }
 
 impl fmt::Display for SocketId {

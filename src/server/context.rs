@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::ConnectionSlots;
+use super::closing::CloseSchedule;
 use super::guesses::WrongTokens;
 use super::rate::{KeyedBuckets, RateWindow};
 use super::realtime::{RealtimeForum, SocketUsers};
@@ -70,6 +71,11 @@ pub struct ServerContext {
     /// Set when the server stops to be started again (the forum wants a
     /// new listener).
     restart: std::sync::atomic::AtomicBool,
+    /// When each websocket is closed at shutdown (`server::closing`).
+    pub closing: CloseSchedule,
+    /// Set when a new `serve` took the listening socket over: the
+    /// websockets are then closed over `close_spread`.
+    handed_over: std::sync::atomic::AtomicBool,
     /// Where the app secret follows config.php (Flarum 2): asked to look
     /// at it now when a request's signature fails.
     pub secret_watch: std::sync::OnceLock<Arc<SecretWatch>>,
@@ -113,8 +119,23 @@ impl ServerContext {
             realtime: ArcSwapOption::empty(),
             socket_users: SocketUsers::default(),
             restart: std::sync::atomic::AtomicBool::new(false),
+            closing: CloseSchedule::default(),
+            handed_over: std::sync::atomic::AtomicBool::new(false),
             secret_watch: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A new `serve` accepts on the socket now: stop, closing the
+    /// websockets over `close_spread`.
+    pub fn hand_over(&self) {
+        self.handed_over
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shutdown.cancel();
+    }
+
+    /// Whether the stop is a handover to a new process.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Marks the coming stop as a restart.

@@ -24,7 +24,9 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, recvmsg, sendmsg, sockopt,
 };
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
+
+use super::ServerContext;
 
 /// How long the first process waits for the new one to say it accepts.
 const ACCEPTING_WAIT: Duration = Duration::from_secs(30);
@@ -38,11 +40,11 @@ fn meeting_point(port: u16) -> std::io::Result<SocketAddr> {
 }
 
 /// The first process's side: offers `listener` to the next `serve` on
-/// `port` until `shutdown`, and cancels `shutdown` once one has taken it
-/// and accepts (this process then closes its connections as on SIGTERM).
-/// Runs on a thread of its own; nothing happens when another process
-/// already offers on this port.
-pub fn offer(listener: &tokio::net::TcpListener, port: u16, shutdown: CancellationToken) {
+/// `port` until shutdown, and stops the server once one has taken it and
+/// accepts (this process then closes its connections over `close_spread`).
+/// Runs on a thread of its own.
+pub fn offer(listener: &tokio::net::TcpListener, port: u16, ctx: Arc<ServerContext>) {
+    let shutdown = ctx.shutdown.clone();
     let Ok(socket) = listener.as_fd().try_clone_to_owned() else {
         return;
     };
@@ -69,7 +71,7 @@ pub fn offer(listener: &tokio::net::TcpListener, port: u16, shutdown: Cancellati
                     tracing::info!(
                         "A new flarum-ws serve took over the listening socket and accepts: closing this process's connections with 4200 so that they reconnect to it"
                     );
-                    shutdown.cancel();
+                    ctx.hand_over();
                     return;
                 }
                 Err(problem) => tracing::warn!("did not hand the listening socket over: {problem}"),

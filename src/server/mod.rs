@@ -7,6 +7,7 @@
 pub mod activation;
 mod admin;
 pub mod admission;
+mod closing;
 mod connection;
 mod context;
 mod dashboard;
@@ -93,7 +94,20 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     budget_keeper.abort();
 
     let open = ctx.tracker.len();
-    tracing::info!("Shutting down: closing {open} connection(s) with 4200 (reconnect)");
+    let spread = if ctx.handed_over() {
+        ctx.settings().close_spread
+    } else {
+        Duration::ZERO
+    };
+    tracing::info!(
+        "Shutting down: closing {open} connection(s) with 4200 (reconnect){}",
+        if spread.is_zero() {
+            String::new()
+        } else {
+            format!(", spread over {} s (close_spread)", spread.as_secs())
+        }
+    );
+    ctx.closing.close(spread).await;
     ctx.tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, ctx.tracker.wait())
         .await

@@ -257,7 +257,7 @@ impl Session {
         let link = self.link.clone();
         let closed = link.close_requested();
         tokio::pin!(closed);
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = self.ctx.closing.token_for(self.link.id);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         let timer = sleep_until(Instant::now() + self.activity_timeout);
