@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("forum", &["access", "config"]),
     ("loading", &["config", "forum"]),
     ("hub", &["protocol"]),
-    ("cluster", &["hub", "protocol"]),
+    ("cluster", &["hub", "protocol", "throttle"]),
     (
         "webhooks",
         &["cluster", "config", "hub", "probe", "protocol", "throttle"],

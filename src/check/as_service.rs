@@ -300,8 +300,6 @@ pub struct Context {
     /// Names of the variables of the shell `check` was started from (no
     /// values): those the service lacks are pointed out.
     pub shell: Vec<String>,
-    /// The unit file and drop-ins, named in findings.
-    pub files: Vec<String>,
     /// nginx's configuration as `nginx -T` printed it here, as root (the
     /// service's user may not run it), or why it could not.
     pub nginx: Option<Result<NginxDump, String>>,

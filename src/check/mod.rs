@@ -11,6 +11,7 @@
 
 mod as_service;
 mod browsers;
+mod by_systemd;
 mod certificate;
 mod environment_file;
 mod flarum2_keys;
@@ -19,6 +20,7 @@ mod listening;
 mod live;
 mod nginx_config;
 mod nginx_timeout;
+mod other_forum;
 mod port;
 mod queue;
 mod redis;

@@ -1,14 +1,12 @@
 //! Running the checks in order; later checks run only when the earlier ones
 //! they depend on passed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::as_service::{
-    Context, Failed, Judge, NotAsked, ServiceView, judged_by_systemd, service_view,
-};
+use super::as_service::Context;
 use super::browsers::{check_cloudflare, check_origins, check_scheme, kyrne_browser_port};
+use super::by_systemd::judge_by_systemd;
 use super::certificate::check_certificate;
-use super::environment_file::EnvironmentFile;
 use super::flarum2_keys::check_websocket_keys;
 use super::listening::{check_bind_address, check_connection_limits, check_privileged_port};
 use super::live::{Browsers, LiveOptions, check_live};
@@ -16,19 +14,16 @@ use super::nginx_config::{self, NginxConfig, NginxDump};
 use super::nginx_timeout::{
     check_nginx_client_address, check_nginx_timeouts, default_files, proxied_at,
 };
+use super::other_forum::check_other_forum;
 use super::port::check_port;
 use super::queue::check_queue;
 use super::redis::check_redis;
 use super::restarts::{check_restarts, socket_unit};
 use super::running::check_running;
-use super::sandbox::{
-    check_hidden_root, check_sqlite_writable, check_sqlite_writable_here, hidden_from_service,
-};
+use super::sandbox::{check_hidden_root, check_sqlite_writable, check_sqlite_writable_here};
 use super::service_user::{ServiceUser, service_user};
 use super::unit::{ServiceUnit, UNIT_DIRECTORIES, unit_files};
-use super::unit_env::{
-    UnitEnvironment, check_config_variables, check_shell_only, ignored_line, judge,
-};
+use super::unit_env::{UnitEnvironment, check_config_variables, check_shell_only, judge};
 use super::webhooks::check_webhooks;
 use super::{Finding, Status};
 use crate::access::{Blocked, can_read};
@@ -93,129 +88,6 @@ pub async fn run_checks(input: CheckInput) -> Outcome {
             .extend(check_other_forum(&cwd, outcome.root.as_deref()));
     }
     outcome
-}
-
-/// `check` run in a forum's folder that the service does not serve (a
-/// second forum on the machine): saying "All good" there would judge the
-/// other forum.
-fn check_other_forum(cwd: &Path, served: Option<&Path>) -> Option<Finding> {
-    let here = cwd.join("config.php");
-    let served = served?;
-    if !here.is_file() {
-        return None;
-    }
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    if same(cwd, served) {
-        return None;
-    }
-    Some(Finding::fail(
-        "forum",
-        format!(
-            "this folder holds a forum ({}), but flarum-ws judged as configured serves {}: nothing above is about this forum",
-            here.display(),
-            served.display()
-        ),
-        format!(
-            "to judge this forum: flarum-ws check --root {}; to serve it too, run a second flarum-ws with its own port and FLARUM_WS_ROOT (docs/operations.md)",
-            cwd.display()
-        ),
-    ))
-}
-
-/// The lines of the service's environment files that systemd skipped: it
-/// judged without them, and says why only in its journal. Read by
-/// flarum-ws's imitation of systemd's rules, to point at the line.
-fn ignored_lines(view: &ServiceView) -> Vec<Finding> {
-    view.environment_files
-        .iter()
-        .map(|file| Path::new(file.trim_start_matches('-')))
-        .filter_map(|path| Some((path, std::fs::read_to_string(path).ok()?)))
-        .flat_map(|(path, text)| {
-            EnvironmentFile::parse(&text)
-                .ignored
-                .into_iter()
-                .map(move |why| ignored_line(path, &why))
-        })
-        .collect()
-}
-
-/// Asks systemd to run the judging part as flarum-ws.service runs, when it
-/// can: `Ok` with what it found, or `Err` with why the unit files are read
-/// instead (`None`: no service to judge as).
-fn judge_by_systemd(
-    input: &CheckInput,
-    findings: &mut Vec<Finding>,
-) -> Result<Option<PathBuf>, Option<String>> {
-    let view = match service_view() {
-        Ok(view) => view,
-        Err(NotAsked::NoService) => return Err(None),
-        Err(NotAsked::Imitated(why)) => return Err(Some(why)),
-    };
-    let mut check_args = Vec::new();
-    if let Some(live) = &input.live {
-        check_args.push("--live".to_owned());
-        if let Some(via) = &live.via {
-            check_args.extend(["--via".to_owned(), via.clone()]);
-        }
-        if let Some(proxy) = &live.proxy {
-            check_args.extend(["--proxy".to_owned(), proxy.clone()]);
-        }
-        if let Some(idle) = live.idle {
-            check_args.push(format!("--idle={}", idle.as_secs()));
-        }
-    }
-    for file in &input.nginx_conf {
-        check_args.push(format!("--nginx-conf={}", file.display()));
-    }
-    let judge = Judge {
-        view: &view,
-        check_args,
-        source_args: input.source_args.clone(),
-        context: Context {
-            shell: input
-                .environment
-                .iter()
-                .map(|(name, _)| name.clone())
-                .collect(),
-            files: view.files.clone(),
-            nginx: if input.nginx_conf.is_empty() {
-                nginx_config::dump(input.nginx_main.as_deref()).transpose()
-            } else {
-                None
-            },
-        },
-    };
-    match judge.run() {
-        Ok(mut report) => {
-            findings.push(judged_by_systemd(&view));
-            findings.extend(ignored_lines(&view));
-            // Seen from here, but not by the service: its sandbox hides it.
-            if let Some(root) = report
-                .root
-                .as_deref()
-                .filter(|root| root.join("config.php").is_file())
-            {
-                for finding in &mut report.checks {
-                    if finding.check == "config.php"
-                        && finding.status == Status::Fail
-                        && finding.message.starts_with("no config.php")
-                    {
-                        *finding = hidden_from_service(root, &view.properties);
-                    }
-                }
-            }
-            findings.extend(report.checks);
-            Ok(report.root)
-        }
-        Err(Failed::Broken(finding)) => {
-            findings.push(finding);
-            Ok(None)
-        }
-        Err(Failed::CannotAsk(why)) => Err(Some(why)),
-    }
 }
 
 /// A stage found a failure the later checks depend on.
