@@ -154,7 +154,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
     if let Some(forum) = &forum {
         start_forum_tasks(forum, &reloader, write_statistics, statistics_interval).await;
     }
-    server::handover::offer(&listener, address.port(), ctx.clone());
+    server::handover::offer(&listener, ctx.clone());
     if let Some(from) = taken {
         tracing::info!(
             "Took over the listening socket ({address}) from the flarum-ws serving this app: it now closes its connections with 4200, and they reconnect here"
@@ -200,8 +200,11 @@ async fn take_over_same_app(
     if !same {
         return None;
     }
-    let port = settings.port;
-    tokio::task::spawn_blocking(move || server::handover::take_over(port))
+    let server::BindError::Io { address, .. } = error else {
+        return None;
+    };
+    let listening = *address;
+    tokio::task::spawn_blocking(move || server::handover::take_over(listening))
         .await
         .ok()
         .flatten()

@@ -7,8 +7,8 @@
 //! accepts, it says so, and the first stops accepting and closes its
 //! connections with 4200, which reconnect to the new one.
 //!
-//! The local socket is in the abstract namespace (`flarum-ws-handover-PORT`,
-//! no file to clean up) and answers only a process of the same user (or
+//! The local socket is in the abstract namespace
+//! (`flarum-ws-handover-ADDRESS:PORT`, no file to clean up) and answers only a process of the same user (or
 //! root), checked with the kernel's `SO_PEERCRED`: the listening socket is
 //! the forum's, and nobody else may take it.
 
@@ -34,25 +34,27 @@ const ACCEPTING_WAIT: Duration = Duration::from_secs(30);
 /// The byte the new process sends once it accepts on the socket.
 const ACCEPTING: u8 = b'A';
 
-/// The local address processes serving `port` meet at.
-fn meeting_point(port: u16) -> std::io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("flarum-ws-handover-{port}"))
+/// The local address processes serving `listening` meet at.
+fn meeting_point(listening: std::net::SocketAddr) -> std::io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("flarum-ws-handover-{listening}"))
 }
 
-/// The first process's side: offers `listener` to the next `serve` on
-/// `port` until shutdown, and stops the server once one has taken it and
+/// The first process's side: offers `listener` to the next `serve` on its
+/// address until shutdown, and stops the server once one has taken it and
 /// accepts (this process then closes its connections over `close_spread`).
 /// Runs on a thread of its own.
-pub fn offer(listener: &tokio::net::TcpListener, port: u16, ctx: Arc<ServerContext>) {
+pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
     let shutdown = ctx.shutdown.clone();
-    let Ok(socket) = listener.as_fd().try_clone_to_owned() else {
+    let (Ok(socket), Ok(listening)) =
+        (listener.as_fd().try_clone_to_owned(), listener.local_addr())
+    else {
         return;
     };
     std::thread::spawn(move || {
         // The process this one took the socket from still holds the
         // meeting point until it exits: retried until then.
         let meeting = loop {
-            match meeting_point(port).and_then(|address| UnixListener::bind_addr(&address)) {
+            match meeting_point(listening).and_then(|address| UnixListener::bind_addr(&address)) {
                 Ok(meeting) => break meeting,
                 Err(error) if shutdown.is_cancelled() => {
                     tracing::debug!("not offering the listening socket to a next serve: {error}");
@@ -132,10 +134,10 @@ impl Taken {
     }
 }
 
-/// Asks the process serving `port` for its listening socket: `None` when
+/// Asks the process listening on `listening` for its socket: `None` when
 /// none offers it (no flarum-ws there, or one that does not hand over).
-pub fn take_over(port: u16) -> Option<(TcpListener, Taken)> {
-    let address = meeting_point(port).ok()?;
+pub fn take_over(listening: std::net::SocketAddr) -> Option<(TcpListener, Taken)> {
+    let address = meeting_point(listening).ok()?;
     let stream = UnixStream::connect_addr(&address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
