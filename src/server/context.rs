@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::admission::ConnectionSlots;
 use super::closing::CloseSchedule;
 use super::guesses::WrongTokens;
+use super::handover::Offered;
 use super::rate::{KeyedBuckets, RateWindow};
 use super::realtime::{RealtimeForum, SocketUsers};
 use super::secret_rotation::SecretWatch;
@@ -73,6 +74,8 @@ pub struct ServerContext {
     restart: std::sync::atomic::AtomicBool,
     /// When each websocket is closed at shutdown (`server::closing`).
     pub closing: CloseSchedule,
+    /// The listening socket as offered to a next `serve` (`handover`).
+    pub offered: Offered,
     /// Set when a new `serve` took the listening socket over: the
     /// websockets are then closed over `close_spread`.
     handed_over: std::sync::atomic::AtomicBool,
@@ -120,6 +123,7 @@ impl ServerContext {
             socket_users: SocketUsers::default(),
             restart: std::sync::atomic::AtomicBool::new(false),
             closing: CloseSchedule::default(),
+            offered: Offered::default(),
             handed_over: std::sync::atomic::AtomicBool::new(false),
             secret_watch: std::sync::OnceLock::new(),
         }

@@ -50,6 +50,7 @@ pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
     else {
         return;
     };
+    ctx.offered.hold(socket);
     std::thread::spawn(move || {
         // The process this one took the socket from still holds the
         // meeting point until it exits: retried until then.
@@ -68,6 +69,10 @@ pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
                 return;
             }
             let Ok(stream) = stream else { continue };
+            // A copy for this attempt: the server drops its own at shutdown.
+            let Some(socket) = ctx.offered.copy() else {
+                return;
+            };
             match hand_over(&stream, &socket) {
                 Ok(()) => {
                     tracing::info!(
@@ -80,6 +85,28 @@ pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
             }
         }
     });
+}
+
+/// The listening socket as offered: a copy of the server's, held until the
+/// server stops accepting, so that a stopping server's socket closes (and
+/// new connections are refused, not left waiting for nobody) as before.
+#[derive(Default)]
+pub struct Offered(std::sync::Mutex<Option<OwnedFd>>);
+
+impl Offered {
+    fn hold(&self, socket: OwnedFd) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(socket);
+    }
+
+    fn copy(&self) -> Option<OwnedFd> {
+        let held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref()?.try_clone().ok()
+    }
+
+    /// No more offers: the copy is closed.
+    pub fn withdraw(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// Sends `socket` to the process at the other end of `stream`, if it is

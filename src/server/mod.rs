@@ -89,6 +89,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
         }
     }
     drop(listener);
+    ctx.offered.withdraw();
     sweeper.abort();
     trimmer.abort();
     budget_keeper.abort();
