@@ -247,49 +247,53 @@ pub fn service_view() -> Result<ServiceView, NotAsked> {
 
 /// `systemctl show flarum-ws.service -p …` as (key, value) pairs.
 fn systemctl_show(properties: &[&str]) -> Result<Vec<(String, String)>, String> {
-    let mut command = Command::new("systemctl");
-    command.args(["show", SERVICE]);
-    for property in properties {
-        command.args(["-p", property]);
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "systemctl show {SERVICE} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(systemctl_show_text(SERVICE, properties)?
         .lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
 }
 
+/// What `systemctl show UNIT -p …` prints: `KEY=value` lines.
+pub(super) fn systemctl_show_text(unit: &str, properties: &[&str]) -> Result<String, String> {
+    let mut command = Command::new("systemctl");
+    command.args(["show", unit]);
+    for property in properties {
+        command.args(["-p", property]);
+    }
+    let stdout = output_of(command, &format!("systemctl show {unit}"))?;
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// The standard output of `command`, or what went wrong, with `what` it was.
+fn output_of(mut command: Command, what: &str) -> Result<Vec<u8>, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(output.stdout)
+}
+
 /// One property of the unit's `Service` interface, typed, from systemd's
 /// D-Bus API (`busctl --json`): `ExecStart`'s argv and the environment keep
 /// their spaces and quotes there, where `systemctl show` flattens them.
 fn dbus_property(name: &str) -> Result<Value, String> {
-    let output = Command::new("busctl")
-        .args([
-            "--json=short",
-            "get-property",
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1/unit/flarum_2dws_2eservice",
-            "org.freedesktop.systemd1.Service",
-            name,
-        ])
-        .output()
-        .map_err(|e| format!("cannot run busctl: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "busctl get-property {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let value: Value = serde_json::from_slice(&output.stdout)
+    let mut command = Command::new("busctl");
+    command.args([
+        "--json=short",
+        "get-property",
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1/unit/flarum_2dws_2eservice",
+        "org.freedesktop.systemd1.Service",
+        name,
+    ]);
+    let stdout = output_of(command, &format!("busctl get-property {name}"))?;
+    let value: Value = serde_json::from_slice(&stdout)
         .map_err(|e| format!("busctl printed no JSON for {name}: {e}"))?;
     Ok(value["data"].clone())
 }

@@ -5,9 +5,9 @@
 //! asked of systemd itself (`systemctl show`), never read from unit files.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use super::Finding;
+use super::as_service::systemctl_show_text;
 
 /// flarum-ws-listen.socket as systemd has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,22 +26,12 @@ pub fn socket_unit() -> Option<SocketUnit> {
     if !std::path::Path::new("/run/systemd/system").is_dir() {
         return None;
     }
-    let output = Command::new("systemctl")
-        .args([
-            "show",
-            "flarum-ws-listen.socket",
-            "-p",
-            "LoadState",
-            "-p",
-            "ActiveState",
-            "-p",
-            "UnitFileState",
-            "-p",
-            "Listen",
-        ])
-        .output()
-        .ok()?;
-    parse_show(&String::from_utf8_lossy(&output.stdout))
+    let text = systemctl_show_text(
+        "flarum-ws-listen.socket",
+        &["LoadState", "ActiveState", "UnitFileState", "Listen"],
+    )
+    .ok()?;
+    parse_show(&text)
 }
 
 /// `systemctl show`'s `KEY=value` lines as a [`SocketUnit`].
