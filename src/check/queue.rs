@@ -9,9 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Finding;
 use crate::forum::{Database, ForumConfig};
 
-/// A job older than this has been missed by the scheduler, which runs
-/// every minute when it runs at all.
-const WAITED_TOO_LONG_SECS: i64 = 60;
+/// A job older than this has been missed by the scheduler: it runs every
+/// minute when it runs at all, so a healthy forum's job may wait a minute
+/// and the time its turn takes; three minutes is past any of that.
+const WAITED_TOO_LONG_SECS: i64 = 180;
 
 /// What to run, worded for the admin of the forum at `root`.
 fn worker_fix(root: &str) -> String {
@@ -55,7 +56,7 @@ pub async fn check_queue(database: &Database, config: &ForumConfig) -> Finding {
         Ok(Some(waiting)) if waiting.realtime > 0 => Finding::fail(
             "queue",
             format!(
-                "{} realtime job(s) have waited in queue_jobs for more than a minute (the oldest {} s): no queue worker runs, so the forum's events sent through the queue never reach flarum-ws",
+                "{} realtime job(s) have waited in queue_jobs for more than three minutes (the oldest {} s): no queue worker runs, so the forum's events sent through the queue never reach flarum-ws",
                 waiting.realtime, waiting.oldest_secs
             ),
             worker_fix(&root),
@@ -63,14 +64,14 @@ pub async fn check_queue(database: &Database, config: &ForumConfig) -> Finding {
         Ok(Some(waiting)) if waiting.all > 0 => Finding::warn(
             "queue",
             format!(
-                "{} job(s) have waited in queue_jobs for more than a minute (the oldest {} s): no queue worker seems to run, and realtime pushes sent through the queue would wait too",
+                "{} job(s) have waited in queue_jobs for more than three minutes (the oldest {} s): no queue worker seems to run, and realtime pushes sent through the queue would wait too",
                 waiting.all, waiting.oldest_secs
             ),
             worker_fix(&root),
         ),
         Ok(Some(_)) => Finding::pass(
             "queue",
-            "database queue: no job has waited in queue_jobs for more than a minute (a worker takes them)",
+            "database queue: no job has waited in queue_jobs for more than three minutes (a worker takes them)",
         ),
         Err(error) => Finding::warn("queue", error.to_string(), "see the message"),
     }

@@ -510,7 +510,7 @@ async fn the_daemons_answers_on_the_wire() {
 }
 
 /// Issue 34: Flarum 2's database queue. A realtime job that has waited in
-/// `queue_jobs` for more than a minute means no worker runs, and the
+/// `queue_jobs` for more than three minutes means no worker runs, and the
 /// forum's queued events never reach flarum-ws: `check` fails with the
 /// scheduler and worker to run. Taken by a worker, it passes.
 #[tokio::test]
@@ -550,7 +550,7 @@ async fn check_finds_realtime_jobs_no_worker_takes() {
     common::checking::assert_finding(
         queue,
         "fail",
-        "1 realtime job(s) have waited in queue_jobs for more than a minute",
+        "1 realtime job(s) have waited in queue_jobs for more than three minutes",
         "php flarum schedule:run",
     );
     common::checking::assert_in_troubleshooting(queue);
@@ -559,7 +559,7 @@ async fn check_finds_realtime_jobs_no_worker_takes() {
     common::checking::assert_finding(
         common::checking::finding(&findings, "queue"),
         "pass",
-        "no job has waited in queue_jobs for more than a minute",
+        "no job has waited in queue_jobs for more than three minutes",
         "",
     );
 }
