@@ -140,6 +140,23 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The server's side of a failed test: the lines before the
+            // failure are what tells a crash from a slow client.
+            const LAST_LINES: usize = 200;
+            std::thread::sleep(Duration::from_millis(100));
+            let mut lines = std::mem::take(&mut self.startup);
+            lines.extend(self.log.try_iter());
+            let skipped = lines.len().saturating_sub(LAST_LINES);
+            eprintln!(
+                "server (pid {}) log, last {} line(s):",
+                self.child.id(),
+                lines.len() - skipped
+            );
+            for line in &lines[skipped..] {
+                eprintln!("  {line}");
+            }
+        }
     }
 }
 
