@@ -73,12 +73,23 @@ pub enum Message {
         id: u64,
         channels: Vec<(String, usize)>,
     },
+    /// "Node `to`: publish your events from number `from` on again" (the
+    /// sender missed some while its link to Redis was down).
+    Resend {
+        to: String,
+        from: u64,
+    },
 }
 
 /// A [`Message`] with the node that sent it, as it crosses Redis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub node: String,
+    /// The number of an event or termination among the sender's (1, 2,
+    /// 3…, in the order published): receivers deliver each once and ask
+    /// again for those that did not arrive. Other messages have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     #[serde(flatten)]
     pub message: Message,
 }
@@ -91,6 +102,7 @@ mod tests {
     fn round_trips_as_tagged_json() {
         let envelope = Envelope {
             node: "n1".into(),
+            seq: Some(3),
             message: Message::Event {
                 channel: "public".into(),
                 frame: r#"{"event":"x"}"#.into(),

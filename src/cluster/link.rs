@@ -1,14 +1,14 @@
 //! The two Redis connections of a node: one publishing the bus messages in
 //! the order they were queued, one subscribed to the bus. Both reconnect
-//! with back-off for as long as the server runs; while Redis is away the
-//! node serves its own clients and what it would have published is dropped
-//! (and counted).
+//! with back-off (a second at most, so that nodes come back together) for
+//! as long as the server runs; while Redis is away the node serves its own
+//! clients and its events for the others wait in the outbox.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::outbox::Lanes;
+use super::outbox::Batch;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Cluster, ClusterConfig, EXPIRY};
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+const LAST_RETRY: Duration = Duration::from_secs(1);
 
 /// Time allowed for connecting and for each command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,11 +72,12 @@ async fn connect_publisher(client: &redis::Client) -> redis::RedisResult<Connect
 
 /// Publishes what waits in the outbox, a batch per round trip (a Redis
 /// pipeline), events before anything else; within a lane, other nodes see
-/// messages in the order this node produced them.
+/// messages in the order this node produced them. Events that cannot be
+/// published stay in the log and are offered again after the back-off;
+/// state that cannot be is replaced by a snapshot once publishing works.
 pub async fn publish_loop(
     cluster: Arc<Cluster>,
     config: ClusterConfig,
-    mut lanes: Lanes,
     shutdown: CancellationToken,
 ) {
     let Some(client) = open_client(&config, "publisher") else {
@@ -86,69 +87,76 @@ pub async fn publish_loop(
     let mut connection: Option<ConnectionManager> = None;
     let mut delay = FIRST_RETRY;
     let mut failing = false;
-    // A message that cannot be published is dropped and counted; the log
-    // says so once per outage, and once when publishing works again.
-    let dropped = |failing: &mut bool, lost: usize, problem: String| {
-        cluster.dropped.fetch_add(lost as u64, Ordering::Relaxed);
-        if !std::mem::replace(failing, true) {
-            tracing::warn!("{problem}; messages to other nodes are dropped until it answers");
-        }
-    };
     loop {
         let count_message =
             |channel, count| cluster.envelope(super::bus::Message::Count { channel, count });
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
-            next = lanes.next_batch(&cluster.outbox, count_message) => match next {
-                Some(batch) if batch.is_empty() => continue,
-                Some(batch) => batch,
-                None => return,
+            batch = cluster.outbox.next_batch(count_message) => batch,
+        };
+        if batch.len() == 0 {
+            continue;
+        }
+        let published = match connection.as_mut() {
+            Some(manager) => publish(manager, &channel, &batch).await,
+            None => match connect_publisher(&client).await {
+                Ok(mut manager) => {
+                    let published = publish(&mut manager, &channel, &batch).await;
+                    connection = Some(manager);
+                    published
+                }
+                Err(error) => Err(error),
             },
         };
-        if connection.is_none() {
-            match connect_publisher(&client).await {
-                Ok(manager) => {
-                    connection = Some(manager);
-                    delay = FIRST_RETRY;
-                }
-                Err(error) => {
-                    dropped(
-                        &mut failing,
-                        batch.len(),
-                        format!("cannot publish to Redis ({error})"),
-                    );
-                    if !back_off(&mut delay, &shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(manager) = connection.as_mut() else {
-            continue;
-        };
-        let mut pipeline = redis::pipe();
-        for payload in &batch {
-            pipeline.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
-        }
-        let published: redis::RedisResult<()> = pipeline.query_async(manager).await;
         match published {
             Ok(()) => {
                 cluster
                     .published
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if failing {
-                    tracing::info!("Publishing to Redis works again");
-                    failing = false;
+                if let Batch::Events { first, last, .. } = batch {
+                    cluster.outbox.published(first, last);
+                }
+                delay = FIRST_RETRY;
+                if std::mem::take(&mut failing) {
+                    let waiting = cluster.outbox.status().waiting;
+                    tracing::info!(
+                        "Publishing to Redis works again; {waiting} held event(s) still to go out"
+                    );
+                }
+                if cluster.outbox.take_resync() {
+                    cluster.resync();
                 }
             }
-            Err(error) => dropped(
-                &mut failing,
-                batch.len(),
-                format!("publishing to Redis failed ({error})"),
-            ),
+            Err(error) => {
+                if !matches!(batch, Batch::Events { .. }) {
+                    cluster.outbox.owe_resync();
+                }
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(
+                        "cannot publish to Redis ({error}); events for other nodes are held (up to {} s and {} MiB) until it answers",
+                        super::REPLAY_WINDOW.as_secs(),
+                        super::MAX_EVENT_LOG_BYTES >> 20
+                    );
+                }
+                if !back_off(&mut delay, &shutdown).await {
+                    return;
+                }
+            }
         }
     }
+}
+
+/// Publishes `batch` on `channel` in one round trip.
+async fn publish(
+    manager: &mut ConnectionManager,
+    channel: &str,
+    batch: &Batch,
+) -> redis::RedisResult<()> {
+    let mut pipeline = redis::pipe();
+    for payload in batch.texts() {
+        pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+    }
+    pipeline.query_async(manager).await
 }
 
 /// Listens to the bus, reconnecting with back-off. A connection that

@@ -12,32 +12,41 @@
 //! and the leader ([`Cluster::is_leader`]) sends each webhook once.
 //!
 //! Nodes say they are alive every [`HEARTBEAT`]; one silent for [`EXPIRY`]
-//! is forgotten (its members leave). When Redis is unreachable each node
-//! keeps serving its own clients, reconnects with back-off, and on
-//! reconnecting says hello and its own state, which every node answers with
-//! theirs: presence resynchronises. Messages published during the outage
-//! are lost.
+//! while this node hears its own messages is forgotten (its members leave).
+//!
+//! When Redis is unreachable or paused, each node keeps serving its own
+//! clients and reconnects every second at most. Nobody is forgotten
+//! meanwhile (silence proves nothing while one's own link is down), so
+//! presence lists do not flap. Events for other nodes wait in the node's
+//! log ([`outbox`]) and are published when Redis answers; a node that
+//! missed some asks for them by number ([`Message::Resend`]) and gets each
+//! once ([`sequence`]). On reconnecting, a node says hello and its own
+//! state, which every node answers with theirs: presence is reconciled
+//! (members who came or went meanwhile, no ghosts).
 
 pub mod bus;
 mod counts;
 mod link;
 mod outbox;
 mod peers;
+mod sequence;
 
 pub use link::{check_url, describe as describe_url, probe};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::bus::{Envelope, MemberEntry, Message};
 use self::counts::RemoteCounts;
-use self::outbox::{Lane, Outbox};
+use self::outbox::Outbox;
+pub use self::outbox::{MAX_EVENT_LOG_BYTES, MAX_STATE_BYTES, REPLAY_WINDOW};
 use self::peers::Peers;
+use self::sequence::Arrival;
 use crate::hub::{Frame, Hub, Notice};
 use crate::protocol::{ChannelName, SocketId};
 
@@ -47,6 +56,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node not heard from for this long is forgotten: a node killed outright
 /// has its members removed within `EXPIRY + HEARTBEAT` (6 s).
 pub const EXPIRY: Duration = Duration::from_secs(5);
+
+/// How recently a node must have heard one of its own messages for its
+/// link to count as working (a few heartbeats).
+const ECHO_PROVES_LINK: Duration = Duration::from_millis(2_500);
 
 /// How long an HTTP API request waits for the other nodes' counts.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -66,10 +79,18 @@ pub struct ClusterStatus {
     pub other_nodes: usize,
     pub published: u64,
     pub received: u64,
+    /// Events for other nodes that left the log unpublished (Redis away
+    /// for longer than [`REPLAY_WINDOW`], or past [`MAX_EVENT_LOG_BYTES`]).
     pub dropped: u64,
     /// Messages from the bus this node could not read (not JSON, not a
     /// message it knows, or over [`MAX_BUS_MESSAGE_BYTES`]), ignored.
     pub ignored: u64,
+    /// Events of other nodes that never arrived here, even when asked again.
+    pub lost: u64,
+    /// Events published again because another node missed them.
+    pub replayed: u64,
+    /// Bytes of events in the log (published within the window, or waiting).
+    pub log_bytes: usize,
 }
 
 /// The largest message a node accepts from the bus. A node's own largest
@@ -91,7 +112,7 @@ pub struct Cluster {
     node: String,
     hub: Hub,
     /// What waits to be published (events first; counts coalesced).
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
     /// Level 0 of the lock contract in `hub/mod.rs`: held while the hub's
     /// lock is taken, never taken under it.
     peers: Mutex<Peers>,
@@ -104,15 +125,19 @@ pub struct Cluster {
     redis_up: AtomicBool,
     published: AtomicU64,
     received: AtomicU64,
-    dropped: AtomicU64,
     ignored: AtomicU64,
+    lost: AtomicU64,
+    /// When this node last heard one of its own messages back, in
+    /// milliseconds since `started`: proof that its link works.
+    echo_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Cluster {
     /// Starts the adapter: the Redis connections (retried until `shutdown`),
     /// heartbeats, expiry and the mirroring of `hub`'s changes.
     pub fn start(config: ClusterConfig, hub: Hub, shutdown: CancellationToken) -> Arc<Self> {
-        let (outbox, lanes) = Outbox::new();
+        let outbox = Arc::new(Outbox::new());
         let node = hex::encode(rand::random::<[u8; 6]>());
         let cluster = Arc::new(Self {
             node,
@@ -125,8 +150,10 @@ impl Cluster {
             redis_up: AtomicBool::new(false),
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            echo_ms: AtomicU64::new(0),
+            started: Instant::now(),
         });
         tracing::info!(
             "Cluster node {} using Redis at {} (channel {}:bus)",
@@ -138,7 +165,6 @@ impl Cluster {
         tokio::spawn(link::publish_loop(
             cluster.clone(),
             config.clone(),
-            lanes,
             shutdown.clone(),
         ));
         tokio::spawn(link::subscribe_loop(
@@ -157,14 +183,31 @@ impl Cluster {
 
     /// Whether Redis answers, and how many other nodes were heard from.
     pub fn status(&self) -> ClusterStatus {
+        let log = self.outbox.status();
         ClusterStatus {
             redis_up: self.redis_up.load(Ordering::Relaxed),
             other_nodes: self.lock_peers().count(),
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped: log.dropped,
             ignored: self.ignored.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            replayed: log.replayed,
+            log_bytes: log.bytes,
         }
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether this node heard one of its own messages within the last
+    /// [`ECHO_PROVES_LINK`]: then its link works, and another node's
+    /// silence is that node's.
+    fn link_works(&self) -> bool {
+        let echo = self.echo_ms.load(Ordering::Relaxed);
+        echo > 0
+            && self.millis_since_start().saturating_sub(echo) <= ECHO_PROVES_LINK.as_millis() as u64
     }
 
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, Peers> {
@@ -206,25 +249,40 @@ impl Cluster {
     }
 
     fn send(&self, message: Message) {
-        let lane = match message {
-            Message::Event { .. } | Message::Terminate { .. } => Lane::Events,
-            _ => Lane::State,
-        };
-        let Some(text) = self.envelope(message) else {
-            return;
-        };
-        if !self.outbox.push(lane, text) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if matches!(message, Message::Event { .. } | Message::Terminate { .. }) {
+            self.outbox
+                .push_event(|seq| self.envelope_numbered(Some(seq), message));
+        } else if let Some(text) = self.envelope(message) {
+            self.outbox.push_state(text);
         }
     }
 
     /// `message` from this node, as published.
     fn envelope(&self, message: Message) -> Option<String> {
+        self.envelope_numbered(None, message)
+    }
+
+    fn envelope_numbered(&self, seq: Option<u64>, message: Message) -> Option<String> {
         serde_json::to_string(&Envelope {
             node: self.node.clone(),
+            seq,
             message,
         })
         .ok()
+    }
+
+    /// Tells the others this node's whole state again (some of what it
+    /// said was not published).
+    fn resync(&self) {
+        self.send(self.snapshot());
+    }
+
+    /// Asks `node` for its events from `from` on.
+    fn ask_again(&self, node: &str, from: u64) {
+        self.send(Message::Resend {
+            to: node.to_owned(),
+            from,
+        });
     }
 
     /// Has every other node deliver `frame` to its subscribers of `channel`.
@@ -328,11 +386,21 @@ impl Cluster {
         }
     }
 
-    /// Called by the link once subscribed to the bus (again).
+    /// Called by the link once subscribed to the bus (again): everyone is
+    /// given a full expiry to be heard, told this node's state, and asked
+    /// for the events this node may have missed.
     fn connected(&self) {
         self.redis_up.store(true, Ordering::Relaxed);
+        let missing = {
+            let mut peers = self.lock_peers();
+            peers.touch_all();
+            peers.all_lowest_missing()
+        };
         self.send(Message::Hello);
         self.send(self.snapshot());
+        for (node, from) in missing {
+            self.ask_again(&node, from);
+        }
     }
 
     fn disconnected(&self) {
@@ -365,14 +433,33 @@ impl Cluster {
             Err(error) => return self.ignore(&format!("unreadable: {error}")),
         };
         if envelope.node == self.node {
+            self.echo_ms
+                .store(self.millis_since_start().max(1), Ordering::Relaxed);
             return;
         }
-        self.received.fetch_add(1, Ordering::Relaxed);
         let node = envelope.node.as_str();
-        let newcomer = self.lock_peers().seen(node);
+        let (newcomer, arrival) = {
+            let mut peers = self.lock_peers();
+            let newcomer = peers.seen(node);
+            let arrival = envelope
+                .seq
+                .map(|seq| peers.arrive(node, seq, Instant::now()));
+            (newcomer, arrival)
+        };
         if newcomer {
             tracing::info!("Cluster node {node} joined");
         }
+        match arrival {
+            Some(Arrival::Duplicate) => return,
+            Some(Arrival::AfterGap { missing_from }) => {
+                tracing::debug!(
+                    "events of node {node} from {missing_from} on did not arrive; asking again"
+                );
+                self.ask_again(node, missing_from);
+            }
+            Some(Arrival::New) | None => {}
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
         let hub = &self.hub;
         match envelope.message {
             Message::Event {
@@ -403,7 +490,24 @@ impl Cluster {
                 }
             }
             Message::Heartbeat => {}
-            Message::Hello => self.send(self.snapshot()),
+            Message::Hello => {
+                self.send(self.snapshot());
+                // It may have published events this node missed.
+                let missing = self.lock_peers().lowest_missing(node);
+                if let Some(from) = missing {
+                    self.ask_again(node, from);
+                }
+            }
+            Message::Resend { to, from } => {
+                if to == self.node {
+                    let again = self.outbox.replay_from(from);
+                    if again > 0 {
+                        tracing::info!(
+                            "Publishing {again} event(s) again for node {node}, which missed them"
+                        );
+                    }
+                }
+            }
             Message::Snapshot {
                 members,
                 signins,
@@ -487,7 +591,18 @@ impl Cluster {
             if self.redis_up.load(Ordering::Relaxed) {
                 self.send(Message::Heartbeat);
             }
-            let gone = self.lock_peers().expire(&self.hub, EXPIRY);
+            let lost = self
+                .lock_peers()
+                .give_up_missing(REPLAY_WINDOW, Instant::now());
+            if lost > 0 {
+                self.lost.fetch_add(lost, Ordering::Relaxed);
+                tracing::warn!(
+                    "{lost} event(s) of other nodes never reached this node's clients (missing for {} s; flarum_ws_redis_events_lost counts them)",
+                    REPLAY_WINDOW.as_secs()
+                );
+            }
+            let link_works = self.link_works();
+            let gone = self.lock_peers().expire(&self.hub, EXPIRY, link_works);
             for (node, members) in gone {
                 self.lock_counts().forget(&node);
                 tracing::warn!(

@@ -1,84 +1,220 @@
-//! What a node has to tell the others, waiting to be published, in two
-//! lanes and a map, so that what other nodes are owed is never lost to
-//! bookkeeping:
+//! What a node has to tell the others, waiting to be published, kept so
+//! that what other nodes are owed survives a Redis outage:
 //!
 //! - **events** (events and terminations, which reach users on the other
-//!   nodes) go first, always;
+//!   nodes) are numbered and kept in a log for [`REPLAY_WINDOW`], published
+//!   or not, up to [`MAX_EVENT_LOG_BYTES`]. While Redis is away they wait
+//!   there, in order, and go out when it answers again; a node that missed
+//!   some (its own link was down) asks for them again by number and they
+//!   are published once more ([`Outbox::replay_from`]). Only an event that
+//!   leaves the log unpublished (too old, or pushed out by newer ones) is
+//!   lost, and counted.
 //! - **state** (presence joins and leaves, sign-ins, heartbeats, snapshots,
-//!   queries) after them, in the order produced;
+//!   queries) goes after the events, in the order produced, up to
+//!   [`MAX_STATE_BYTES`]. What cannot be published is not kept: a fresh
+//!   snapshot replaces it once publishing works ([`Outbox::take_resync`]).
 //! - **counts** (subscriber counts per channel, for webhooks) are not
 //!   queued at all: only the latest count of each channel waits, so a client
 //!   churning subscriptions makes one message per channel per publishing
 //!   round, not one per change.
-//!
-//! Each lane is bounded; when one is full its new messages are dropped and
-//! counted, and the other lane is not affected.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-/// Messages one lane holds before new ones are dropped.
-const LANE_CAPACITY: usize = 65_536;
+/// How long an event stays in the log: the longest Redis outage whose
+/// events are still delivered afterwards, and how long a node that missed
+/// some may ask for them again.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Bytes of events the log holds at most (published or waiting).
+pub const MAX_EVENT_LOG_BYTES: usize = 32 << 20;
+
+/// Bytes of state messages waiting at most; past it they are dropped and a
+/// snapshot is owed instead.
+pub const MAX_STATE_BYTES: usize = 8 << 20;
 
 /// Messages published in one round trip at most.
 pub const BATCH: usize = 128;
 
-/// Which lane a message takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Events,
-    State,
+/// One numbered event, as published.
+struct Logged {
+    seq: u64,
+    at: Instant,
+    text: Arc<str>,
 }
 
-/// The producing side, shared by everything on the node.
+/// The events of this node, oldest first, numbered without gaps.
+struct EventLog {
+    entries: VecDeque<Logged>,
+    bytes: usize,
+    /// The number the next event gets.
+    next_seq: u64,
+    /// The first event not yet published (`next_seq` when all were).
+    cursor: u64,
+    /// Events that left the log unpublished.
+    dropped: u64,
+    /// Events published again because another node asked.
+    replayed: u64,
+}
+
+impl EventLog {
+    fn new() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            cursor: 1,
+            dropped: 0,
+            replayed: 0,
+        }
+    }
+
+    /// Lets go of events past the window or the byte budget, oldest first;
+    /// one not yet published is counted as dropped.
+    fn trim(&mut self, now: Instant) {
+        while let Some(oldest) = self.entries.front() {
+            let too_old = now.duration_since(oldest.at) > REPLAY_WINDOW;
+            if !too_old && self.bytes <= MAX_EVENT_LOG_BYTES {
+                break;
+            }
+            let seq = oldest.seq;
+            self.bytes -= oldest.text.len();
+            self.entries.pop_front();
+            if seq >= self.cursor {
+                self.dropped += 1;
+                self.cursor = seq + 1;
+            }
+        }
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.entries
+            .front()
+            .map_or(self.next_seq, |entry| entry.seq)
+    }
+}
+
+/// The state lane: messages in the order produced, bounded in bytes.
+#[derive(Default)]
+struct StateLane {
+    messages: VecDeque<String>,
+    bytes: usize,
+}
+
+/// What the publisher takes next.
+#[derive(Debug, PartialEq)]
+pub enum Batch {
+    /// Events `first..=last`, in order.
+    Events {
+        first: u64,
+        last: u64,
+        texts: Vec<Arc<str>>,
+    },
+    /// State messages, or count messages.
+    Other(Vec<String>),
+}
+
+impl Batch {
+    pub fn texts(&self) -> Vec<&str> {
+        match self {
+            Batch::Events { texts, .. } => texts.iter().map(|text| &**text).collect(),
+            Batch::Other(texts) => texts.iter().map(String::as_str).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Events { texts, .. } => texts.len(),
+            Batch::Other(texts) => texts.len(),
+        }
+    }
+}
+
+/// The totals of the event log, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStatus {
+    pub dropped: u64,
+    pub replayed: u64,
+    /// Bytes of events published or waiting in the log.
+    pub bytes: usize,
+    /// Events waiting to be published.
+    pub waiting: u64,
+}
+
+/// Shared by everything on the node that has something to tell the others.
 pub struct Outbox {
-    events: mpsc::Sender<String>,
-    state: mpsc::Sender<String>,
+    events: Mutex<EventLog>,
+    state: Mutex<StateLane>,
     /// The latest count of each channel whose count changed since the
-    /// publisher last looked. A leaf lock of the contract in `hub/mod.rs`.
+    /// publisher last looked.
     counts: Mutex<HashMap<String, usize>>,
-    counts_ready: Notify,
+    /// Set when state was lost (not published, or over the budget): the
+    /// others need this node's snapshot.
+    resync: AtomicBool,
+    ready: Notify,
 }
 
-/// The publisher's side of the lanes.
-pub struct Lanes {
-    events: mpsc::Receiver<String>,
-    state: mpsc::Receiver<String>,
+/// A leaf lock: nothing is taken under it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Outbox {
-    pub fn new() -> (Self, Lanes) {
-        let (events, events_rx) = mpsc::channel(LANE_CAPACITY);
-        let (state, state_rx) = mpsc::channel(LANE_CAPACITY);
-        let outbox = Self {
-            events,
-            state,
+    pub fn new() -> Self {
+        Self {
+            events: Mutex::new(EventLog::new()),
+            state: Mutex::new(StateLane::default()),
             counts: Mutex::new(HashMap::new()),
-            counts_ready: Notify::new(),
-        };
-        (
-            outbox,
-            Lanes {
-                events: events_rx,
-                state: state_rx,
-            },
-        )
+            resync: AtomicBool::new(false),
+            ready: Notify::new(),
+        }
     }
 
-    /// Queues `text` in `lane`; false when the lane is full (dropped).
-    pub fn push(&self, lane: Lane, text: String) -> bool {
-        let sender = match lane {
-            Lane::Events => &self.events,
-            Lane::State => &self.state,
+    /// Logs an event: `text_for` gets its number and writes it as
+    /// published. Nothing is logged when it gives `None`.
+    pub fn push_event(&self, text_for: impl FnOnce(u64) -> Option<String>) {
+        let mut log = lock(&self.events);
+        let seq = log.next_seq;
+        let Some(text) = text_for(seq) else {
+            return;
         };
-        sender.try_send(text).is_ok()
+        log.next_seq += 1;
+        log.bytes += text.len();
+        log.entries.push_back(Logged {
+            seq,
+            at: Instant::now(),
+            text: text.into(),
+        });
+        log.trim(Instant::now());
+        drop(log);
+        self.ready.notify_one();
+    }
+
+    /// Queues a state message; past [`MAX_STATE_BYTES`] it is dropped and
+    /// a snapshot is owed instead (false).
+    pub fn push_state(&self, text: String) -> bool {
+        let mut lane = lock(&self.state);
+        if lane.bytes + text.len() > MAX_STATE_BYTES {
+            drop(lane);
+            self.owe_resync();
+            return false;
+        }
+        lane.bytes += text.len();
+        lane.messages.push_back(text);
+        drop(lane);
+        self.ready.notify_one();
+        true
     }
 
     /// Records `channel`'s latest count for the next round.
     pub fn set_count(&self, channel: &str, count: usize) {
-        let mut counts = self.lock_counts();
+        let mut counts = lock(&self.counts);
         match counts.get_mut(channel) {
             Some(pending) => *pending = count,
             None => {
@@ -86,67 +222,113 @@ impl Outbox {
             }
         }
         drop(counts);
-        self.counts_ready.notify_one();
+        self.ready.notify_one();
     }
 
-    fn lock_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    /// Publishes the logged events from `seq` on again (another node missed
+    /// them); those already gone from the log cannot be. Returns how many
+    /// will be published again.
+    pub fn replay_from(&self, seq: u64) -> u64 {
+        let mut log = lock(&self.events);
+        let from = seq.max(log.first_seq());
+        if from >= log.cursor {
+            return 0;
+        }
+        let again = log.cursor - from;
+        log.replayed += again;
+        log.cursor = from;
+        drop(log);
+        self.ready.notify_one();
+        again
     }
-}
 
-impl Lanes {
+    /// Events `first..=last` went out: the publisher moves past them,
+    /// unless a replay moved it back meanwhile.
+    pub fn published(&self, first: u64, last: u64) {
+        let mut log = lock(&self.events);
+        if (first..=last).contains(&log.cursor) {
+            log.cursor = last + 1;
+        }
+    }
+
+    /// Something this node had to say about its state was lost.
+    pub fn owe_resync(&self) {
+        self.resync.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a snapshot is owed (and no longer, once asked).
+    pub fn take_resync(&self) -> bool {
+        self.resync.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> LogStatus {
+        let log = lock(&self.events);
+        LogStatus {
+            dropped: log.dropped,
+            replayed: log.replayed,
+            bytes: log.bytes,
+            waiting: log.next_seq - log.cursor,
+        }
+    }
+
     /// The next batch to publish, events first, then state, then counts;
-    /// `None` once every producer is gone.
+    /// waits until there is one.
     pub async fn next_batch(
-        &mut self,
-        outbox: &Outbox,
+        &self,
         count_message: impl Fn(String, usize) -> Option<String>,
-    ) -> Option<Vec<String>> {
+    ) -> Batch {
         loop {
-            if let Some(batch) = Self::drain(&mut self.events) {
-                return Some(batch);
+            if let Some(batch) = self.take_events() {
+                return batch;
             }
-            if let Some(batch) = Self::drain(&mut self.state) {
-                return Some(batch);
+            if let Some(batch) = self.take_state() {
+                return batch;
             }
-            let counts = std::mem::take(&mut *outbox.lock_counts());
+            let counts = std::mem::take(&mut *lock(&self.counts));
             if !counts.is_empty() {
-                return Some(
+                return Batch::Other(
                     counts
                         .into_iter()
                         .filter_map(|(channel, count)| count_message(channel, count))
                         .collect(),
                 );
             }
-            tokio::select! {
-                biased;
-                first = self.events.recv() => {
-                    let first = first?;
-                    return Some(Self::with_rest(first, &mut self.events));
-                }
-                first = self.state.recv() => {
-                    let first = first?;
-                    return Some(Self::with_rest(first, &mut self.state));
-                }
-                () = outbox.counts_ready.notified() => {}
-            }
+            // One consumer: a push made since the checks left a permit.
+            self.ready.notified().await;
         }
     }
 
-    fn drain(lane: &mut mpsc::Receiver<String>) -> Option<Vec<String>> {
-        let first = lane.try_recv().ok()?;
-        Some(Self::with_rest(first, lane))
+    fn take_state(&self) -> Option<Batch> {
+        let mut lane = lock(&self.state);
+        if lane.messages.is_empty() {
+            return None;
+        }
+        let take = lane.messages.len().min(BATCH);
+        let batch: Vec<String> = lane.messages.drain(..take).collect();
+        lane.bytes -= batch.iter().map(String::len).sum::<usize>();
+        Some(Batch::Other(batch))
     }
 
-    fn with_rest(first: String, lane: &mut mpsc::Receiver<String>) -> Vec<String> {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match lane.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+    fn take_events(&self) -> Option<Batch> {
+        let mut log = lock(&self.events);
+        log.trim(Instant::now());
+        if log.cursor >= log.next_seq {
+            return None;
         }
-        batch
+        let skip = (log.cursor - log.first_seq()) as usize;
+        let texts: Vec<Arc<str>> = log
+            .entries
+            .iter()
+            .skip(skip)
+            .take(BATCH)
+            .map(|entry| entry.text.clone())
+            .collect();
+        let first = log.cursor;
+        Some(Batch::Events {
+            first,
+            last: first + texts.len() as u64 - 1,
+            texts,
+        })
     }
 }
 
@@ -158,31 +340,90 @@ mod tests {
         Some(format!("{channel}={count}"))
     }
 
+    fn event(outbox: &Outbox, name: &str) {
+        let name = name.to_owned();
+        outbox.push_event(move |seq| Some(format!("{seq}:{name}")));
+    }
+
     #[tokio::test]
     async fn events_go_first_and_counts_are_coalesced() {
-        let (outbox, mut lanes) = Outbox::new();
+        let outbox = Outbox::new();
         for n in 0..10_000 {
             outbox.set_count(&format!("c{}", n % 3), n);
         }
-        assert!(outbox.push(Lane::State, "joined".into()));
-        assert!(outbox.push(Lane::Events, "event".into()));
-        assert_eq!(lanes.next_batch(&outbox, count).await.unwrap(), ["event"]);
-        assert_eq!(lanes.next_batch(&outbox, count).await.unwrap(), ["joined"]);
-        let mut counts = lanes.next_batch(&outbox, count).await.unwrap();
+        assert!(outbox.push_state("joined".into()));
+        event(&outbox, "event");
+        let batch = outbox.next_batch(count).await;
+        assert_eq!(batch.texts(), ["1:event"]);
+        outbox.published(1, 1);
+        assert_eq!(outbox.next_batch(count).await.texts(), ["joined"]);
+        let batch = outbox.next_batch(count).await;
+        let mut counts = batch.texts();
         counts.sort();
         assert_eq!(counts, ["c0=9999", "c1=9997", "c2=9998"]);
     }
 
     #[tokio::test]
-    async fn a_full_state_lane_leaves_room_for_events() {
-        let (outbox, mut lanes) = Outbox::new();
-        while outbox.push(Lane::State, "joined".into()) {}
-        assert!(
-            outbox.push(Lane::Events, "event".into()),
-            "events have their own lane"
+    async fn an_event_not_published_is_offered_again_in_order() {
+        let outbox = Outbox::new();
+        for name in ["a", "b", "c"] {
+            event(&outbox, name);
+        }
+        let first_try = outbox.next_batch(count).await;
+        assert_eq!(first_try.texts(), ["1:a", "2:b", "3:c"]);
+        // Redis did not answer: nothing was marked published.
+        event(&outbox, "d");
+        let second_try = outbox.next_batch(count).await;
+        assert_eq!(second_try.texts(), ["1:a", "2:b", "3:c", "4:d"]);
+        outbox.published(1, 4);
+        assert_eq!(outbox.status().waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn a_replay_publishes_from_the_asked_number_on() {
+        let outbox = Outbox::new();
+        for name in ["a", "b", "c"] {
+            event(&outbox, name);
+        }
+        outbox.published(1, 3);
+        assert_eq!(outbox.replay_from(2), 2);
+        let again = outbox.next_batch(count).await;
+        assert_eq!(again.texts(), ["2:b", "3:c"]);
+        // A replay asked while a batch was out is not skipped by its ack.
+        assert_eq!(outbox.replay_from(1), 1);
+        outbox.published(2, 3);
+        assert_eq!(
+            outbox.next_batch(count).await.texts(),
+            ["1:a", "2:b", "3:c"]
         );
-        assert_eq!(lanes.next_batch(&outbox, count).await.unwrap(), ["event"]);
-        let batch = lanes.next_batch(&outbox, count).await.unwrap();
-        assert_eq!(batch.len(), BATCH);
+        // Nothing to replay past what was published.
+        outbox.published(1, 3);
+        assert_eq!(outbox.replay_from(4), 0);
+        assert_eq!(outbox.status().replayed, 3);
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes_and_counts_what_it_drops() {
+        let outbox = Outbox::new();
+        let big = "x".repeat(1 << 20);
+        for _ in 0..40 {
+            let big = big.clone();
+            outbox.push_event(move |_| Some(big));
+        }
+        let status = outbox.status();
+        assert!(status.bytes <= MAX_EVENT_LOG_BYTES, "{status:?}");
+        assert_eq!(status.dropped, 40 - status.waiting);
+        assert_eq!(status.dropped, 40 - (MAX_EVENT_LOG_BYTES >> 20) as u64);
+    }
+
+    #[test]
+    fn a_full_state_lane_owes_a_snapshot_and_leaves_room_for_events() {
+        let outbox = Outbox::new();
+        let chunk = "j".repeat(64 << 10);
+        while outbox.push_state(chunk.clone()) {}
+        assert!(outbox.take_resync(), "a snapshot is owed");
+        assert!(!outbox.take_resync(), "once");
+        event(&outbox, "event");
+        assert_eq!(outbox.status().waiting, 1, "events have their own budget");
     }
 }

@@ -1,14 +1,16 @@
 //! What this node knows of the other nodes: their presence members and
 //! signed-in users (mirrored into the hub so presence and watchlists are
 //! cluster-wide) and when each was last heard from. A node silent for
-//! longer than the expiry is forgotten: its members leave (with
-//! `member_removed` where they were the user's last socket) and its
-//! signed-in users go offline.
+//! longer than the expiry while this node's own link works is forgotten:
+//! its members leave (with `member_removed` where they were the user's
+//! last socket) and its signed-in users go offline. While this node's own
+//! link is down, silence proves nothing and nobody is forgotten.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::bus::MemberEntry;
+use super::sequence::{Arrival, Sequence};
 use crate::hub::Hub;
 use crate::protocol::ChannelName;
 use crate::protocol::messages::PresenceMember;
@@ -20,6 +22,8 @@ struct Peer {
     members: HashMap<(String, String), MemberEntry>,
     /// socket → user id.
     signins: HashMap<String, String>,
+    /// Its numbered events seen here, from the first one heard.
+    events: Option<Sequence>,
 }
 
 impl Peer {
@@ -28,6 +32,7 @@ impl Peer {
             last_seen: Instant::now(),
             members: HashMap::new(),
             signins: HashMap::new(),
+            events: None,
         }
     }
 }
@@ -68,6 +73,55 @@ impl Peers {
 
     pub fn count(&self) -> usize {
         self.by_node.len()
+    }
+
+    /// Event `seq` of `node` arrived: whether to deliver it.
+    pub fn arrive(&mut self, node: &str, seq: u64, now: Instant) -> Arrival {
+        let peer = self
+            .by_node
+            .entry(node.to_owned())
+            .or_insert_with(Peer::new);
+        match &mut peer.events {
+            Some(sequence) => sequence.arrive(seq, now),
+            None => {
+                peer.events = Some(Sequence::starting_at(seq));
+                Arrival::New
+            }
+        }
+    }
+
+    /// Where `node`'s replay for this node must start, if any of its
+    /// events were heard.
+    pub fn lowest_missing(&self, node: &str) -> Option<u64> {
+        let events = self.by_node.get(node)?.events.as_ref()?;
+        Some(events.lowest_missing())
+    }
+
+    /// [`Self::lowest_missing`] of every node.
+    pub fn all_lowest_missing(&self) -> Vec<(String, u64)> {
+        self.by_node
+            .keys()
+            .filter_map(|node| Some((node.clone(), self.lowest_missing(node)?)))
+            .collect()
+    }
+
+    /// Gives up on events missing for longer than `window`; returns how
+    /// many were newly given up on.
+    pub fn give_up_missing(&mut self, window: Duration, now: Instant) -> u64 {
+        self.by_node
+            .values_mut()
+            .filter_map(|peer| peer.events.as_mut())
+            .map(|events| events.give_up_older_than(window, now))
+            .sum()
+    }
+
+    /// This node's link is back: every node gets a full expiry from now to
+    /// be heard again before it is forgotten.
+    pub fn touch_all(&mut self) {
+        let now = Instant::now();
+        for peer in self.by_node.values_mut() {
+            peer.last_seen = now;
+        }
     }
 
     /// The ids of the nodes heard from lately.
@@ -163,9 +217,18 @@ impl Peers {
         peer.signins = fresh;
     }
 
-    /// Forgets nodes not heard from within `expiry`; returns their ids and
-    /// how many members each had.
-    pub fn expire(&mut self, hub: &Hub, expiry: Duration) -> Vec<(String, usize)> {
+    /// Forgets nodes not heard from within `expiry`, if this node's own
+    /// link works (`link_works`); returns their ids and how many members
+    /// each had.
+    pub fn expire(
+        &mut self,
+        hub: &Hub,
+        expiry: Duration,
+        link_works: bool,
+    ) -> Vec<(String, usize)> {
+        if !link_works {
+            return Vec::new();
+        }
         let silent: Vec<String> = self
             .by_node
             .iter()
@@ -293,9 +356,16 @@ mod tests {
         // A duplicate announcement counts once.
         peers.joined(&hub, "n2", entry("presence-room", "a", "2"));
         assert_eq!(events(&mut rx), ["pusher_internal:member_added 2"]);
-        assert!(peers.expire(&hub, Duration::from_secs(60)).is_empty());
+        assert!(peers.expire(&hub, Duration::from_secs(60), true).is_empty());
         std::thread::sleep(Duration::from_millis(20));
-        let gone = peers.expire(&hub, Duration::from_millis(10));
+        assert!(
+            peers
+                .expire(&hub, Duration::from_millis(10), false)
+                .is_empty(),
+            "not while this node's own link is down"
+        );
+        assert!(events(&mut rx).is_empty());
+        let gone = peers.expire(&hub, Duration::from_millis(10), true);
         assert_eq!(gone, [("n2".to_owned(), 1)]);
         assert_eq!(events(&mut rx), ["pusher_internal:member_removed 2"]);
         assert_eq!(peers.count(), 0);

@@ -234,6 +234,22 @@ pub static LIMITS: &[Limit] = &[
         bounds: "a message read from the cluster's Redis channel; larger ones, and unreadable ones, are ignored and counted (one warning a minute)",
     },
     Limit {
+        name: "cluster event log",
+        amount: Amount::Fixed(|| {
+            format!(
+                "{} and {} s",
+                bytes(crate::cluster::MAX_EVENT_LOG_BYTES),
+                crate::cluster::REPLAY_WINDOW.as_secs()
+            )
+        }),
+        bounds: "a node's events for the other nodes, held while Redis is away and kept after publishing for a node that missed them; older ones, or those past the bytes, are dropped (flarum_ws_redis_messages_dropped when never published)",
+    },
+    Limit {
+        name: "cluster state queue",
+        amount: Amount::Fixed(|| bytes(crate::cluster::MAX_STATE_BYTES)),
+        bounds: "presence and sign-in changes waiting to be published; past it they are dropped and the node's whole state is published instead",
+    },
+    Limit {
         name: "shutdown grace",
         amount: Amount::Fixed(|| format!("{} s", SHUTDOWN_GRACE.as_secs())),
         bounds: "time connections get to close before the process exits",

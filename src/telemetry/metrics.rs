@@ -244,7 +244,13 @@ metrics! {
     bus_received: Counter = Counter::default() => "flarum_ws_redis_messages_received" if cluster,
         "Messages from other nodes applied by this node";
     bus_dropped: Counter = Counter::default() => "flarum_ws_redis_messages_dropped" if cluster,
-        "Messages for other nodes dropped because Redis was unreachable or slow";
+        "Events for other nodes never published: Redis was away for longer than they are held (60 s), or they were pushed out of the 32 MiB log";
+    bus_lost: Counter = Counter::default() => "flarum_ws_redis_events_lost" if cluster,
+        "Events of other nodes that never reached this node, even when asked for again";
+    bus_replayed: Counter = Counter::default() => "flarum_ws_redis_events_replayed" if cluster,
+        "Events this node published again because another node missed them";
+    bus_log_bytes: Gauge = Gauge::default() => "flarum_ws_redis_event_log" [Bytes] if cluster,
+        "Bytes of this node's events held for the other nodes (waiting while Redis is away, or published within the last 60 s)";
     bus_ignored: Counter = Counter::default() => "flarum_ws_redis_messages_ignored" if cluster,
         "Messages on the cluster's channel this node could not read (not a node's message, or too large), ignored";
     resident_memory: Gauge = Gauge::default() => "process_resident_memory" [Bytes],
@@ -352,12 +358,15 @@ impl Metrics {
         if let Some(cluster) = snapshot.cluster {
             self.m.redis_up.set(i64::from(cluster.redis_up));
             self.m.cluster_nodes.set(cluster.other_nodes as i64 + 1);
+            self.m.bus_log_bytes.set(cluster.log_bytes as i64);
             // The adapter keeps the totals; bring the counters up to them.
             for (counter, total) in [
                 (&self.m.bus_published, cluster.published),
                 (&self.m.bus_received, cluster.received),
                 (&self.m.bus_dropped, cluster.dropped),
                 (&self.m.bus_ignored, cluster.ignored),
+                (&self.m.bus_lost, cluster.lost),
+                (&self.m.bus_replayed, cluster.replayed),
             ] {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }

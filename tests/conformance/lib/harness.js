@@ -8,6 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const net = require('node:net');
+const assert = require('node:assert/strict');
 
 const BIN = process.env.TEST_FLARUM_WS_BIN || path.resolve(__dirname, '../../../target/debug/flarum-ws');
 const APP = { appId: '4242', key: 'conformance-key', secret: 'conformance-secret' };
@@ -245,6 +246,20 @@ function startRedis(port) {
   });
 }
 
+/** `server`'s metrics as { name: value } (the app secret is a bearer token for them). */
+async function metrics(server) {
+  const response = await fetch(`http://127.0.0.1:${server.port}/metrics`, {
+    headers: { authorization: `Bearer ${APP.secret}` },
+  });
+  assert.equal(response.status, 200, 'metrics');
+  const values = {};
+  for (const line of (await response.text()).split('\n')) {
+    const match = /^([a-z_]+) (\S+)$/.exec(line);
+    if (match) values[match[1]] = Number(match[2]);
+  }
+  return values;
+}
+
 /** Waits until `check()` is truthy, polling. */
 async function eventually(check, ms = 5000, what = 'condition') {
   const deadline = Date.now() + ms;
@@ -277,5 +292,6 @@ module.exports = {
   sleep,
   freePort,
   startRedis,
+  metrics,
   eventually,
 };
