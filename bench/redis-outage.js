@@ -160,6 +160,7 @@ async function main() {
   const outage = (async () => {
     await sleep(FAULT_AT_MS);
     phase = 'during';
+    faultAt = Date.now();
     if (fault === 'kill') {
       redis.kill('SIGKILL');
       await new Promise((done) => redis.once('exit', done));
@@ -173,15 +174,20 @@ async function main() {
     backAt = Date.now();
   })();
   const pending = [];
+  const triggeredAt = [];
+  let faultAt = 0;
   while (Date.now() - started < RUN_MS) {
     const n = ++triggered;
+    triggeredAt[n] = Date.now();
     pending.push(
       sdks[n % NODES].trigger('news', 'post', { n }).then(
         (response) => (response.status === 200 ? accepted++ : refused.push(response.status)),
         (error) => refused.push(String(error.message || error)),
       ),
     );
-    await sleep(1000 / RATE);
+    // On schedule: n events by n / RATE seconds.
+    const due = started + (n * 1000) / RATE - Date.now();
+    if (due > 0) await sleep(due);
   }
   await outage;
   await Promise.all(pending);
@@ -199,7 +205,16 @@ async function main() {
     lost += triggered - got.size;
     for (const count of got.values()) duplicated += count - 1;
   }
-  const lastDelivery = Math.max(...deliveredAt.filter(Boolean));
+  // Recovery: from Redis's return until every event triggered while it
+  // was away had reached every subscriber.
+  let held = 0;
+  let recovered = backAt;
+  triggeredAt.forEach((at, n) => {
+    if (at >= faultAt && at <= backAt) {
+      held++;
+      recovered = Math.max(recovered, deliveredAt[n] || Infinity);
+    }
+  });
   const members = await Promise.all(
     sdks.map((sdk) => sdk.get({ path: '/channels/presence-outage/users' }).then((r) => r.json())),
   );
@@ -224,7 +239,8 @@ async function main() {
       deliveries_expected: triggered * received.length,
       lost,
       duplicated,
-      last_delivery_after_redis_back_ms: lastDelivery - backAt,
+      events_during_outage: held,
+      all_delivered_after_redis_back_ms: recovered - backAt,
       presence_removals_seen: removals.length,
       presence_off_by_after_10s: ghostsOrMissing,
       dropped_metric: counter('flarum_ws_redis_messages_dropped_total'),

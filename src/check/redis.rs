@@ -2,32 +2,37 @@
 //! many nodes listen on it.
 
 use super::Finding;
-use crate::cluster;
+use crate::cluster::{self, ClusterConfig};
 use crate::config::Settings;
 
 /// With `redis_url`: whether Redis answers, and how many nodes listen.
 pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
-    let url = settings.redis_url.as_ref()?.expose();
-    let shown = cluster::describe_url(url);
-    if let Err(problem) = cluster::check_url(url) {
+    let config = ClusterConfig::from_settings(settings)?;
+    let shown = cluster::describe_url(&config.redis_url);
+    if let Err(problem) = cluster::check_client(&config) {
         return Some(Finding::fail(
             "redis",
             problem,
-            "write it as redis://[:password@]host:port[/db]",
+            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS); the TLS files as PEM",
         ));
     }
-    Some(match cluster::probe(url, &settings.redis_prefix).await {
+    let over_tls = if config.redis_url.starts_with("rediss://") {
+        ", over TLS (certificate verified)"
+    } else {
+        ""
+    };
+    Some(match cluster::probe(&config).await {
         Ok(nodes) => Finding::pass(
             "redis",
             format!(
-                "Redis at {shown} answers; {nodes} flarum-ws node(s) listen on {}:bus",
+                "Redis at {shown} answers{over_tls}; {nodes} flarum-ws node(s) listen on {}:bus",
                 settings.redis_prefix
             ),
         ),
         Err(problem) => Finding::fail(
             "redis",
-            format!("Redis at {shown} does not answer: {problem}"),
-            "start Redis (systemctl start redis-server) or fix redis_url; without it the nodes serve only their own clients",
+            format!("cannot use the cluster's Redis: {problem}"),
+            "start Redis (systemctl start redis-server) or fix redis_url (and the redis_ TLS files); without it the nodes serve only their own clients",
         ),
     })
 }

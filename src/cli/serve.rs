@@ -97,12 +97,8 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         tokio::spawn(tls::watch_files(certs.clone(), files, shutdown.clone()));
         store = Some(certs);
     }
-    if let Some(url) = ctx.settings().redis_url.clone() {
-        cluster::check_url(url.expose()).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
-        let config = ClusterConfig {
-            redis_url: url.expose().to_owned(),
-            prefix: ctx.settings().redis_prefix.clone(),
-        };
+    if let Some(config) = ClusterConfig::from_settings(&ctx.settings()) {
+        cluster::check_client(&config).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
         let cluster = Cluster::start(config, ctx.hub.clone(), shutdown.clone());
         ctx = ctx.with_cluster(cluster);
     }

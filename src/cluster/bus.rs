@@ -73,6 +73,9 @@ pub enum Message {
         id: u64,
         channels: Vec<(String, usize)>,
     },
+    /// `flarum-ws check` showing that its Redis user may publish here;
+    /// nodes ignore it.
+    Probe,
     /// "Node `to`: publish your events from number `from` on again" (the
     /// sender missed some while its link to Redis was down).
     Resend {

@@ -13,40 +13,20 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::redis_client::{self, COMMAND_TIMEOUT};
 use super::{Cluster, ClusterConfig, EXPIRY};
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(1);
 
-/// Time allowed for connecting and for each command.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-
 fn bus_channel(config: &ClusterConfig) -> String {
     format!("{}:bus", config.prefix)
 }
 
-/// The Redis URL without its password, for logs.
-pub fn describe(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://<credentials>@{host}"),
-            None => format!("{scheme}://{rest}"),
-        },
-        None => url.to_owned(),
-    }
-}
-
-/// Whether `url` is a Redis URL the client accepts; the error says why not.
-pub fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|error| format!("invalid redis_url {}: {error}", describe(url)))
-}
-
-/// The Redis client for `role`; `None` (logged) when the URL is unusable,
+/// The Redis client for `role`; `None` (logged) when it cannot be built,
 /// which startup has already ruled out.
 fn open_client(config: &ClusterConfig, role: &str) -> Option<redis::Client> {
-    redis::Client::open(config.redis_url.as_str())
+    redis_client::client(config)
         .inspect_err(|error| tracing::error!("Redis {role} not started: {error}"))
         .ok()
 }
@@ -107,7 +87,8 @@ pub async fn publish_loop(
                 }
                 Err(error) => Err(error),
             },
-        };
+        }
+        .map_err(|error| redis_client::explain(&error, &config));
         match published {
             Ok(()) => {
                 cluster
@@ -184,12 +165,15 @@ pub async fn subscribe_loop(
             outcome => {
                 if !reported {
                     let reason = match outcome {
-                        Ok(Err(error)) => error.to_string(),
-                        _ => "no answer".to_owned(),
+                        Ok(Err(error)) => redis_client::explain(&error, &config),
+                        _ => format!(
+                            "Redis at {}: no answer within {} s",
+                            redis_client::describe(&config.redis_url),
+                            COMMAND_TIMEOUT.as_secs()
+                        ),
                     };
                     tracing::warn!(
-                        "cannot subscribe to Redis at {} ({reason}); serving local clients only, retrying",
-                        describe(&config.redis_url)
+                        "cannot subscribe to the cluster's channel ({reason}); serving local clients only, retrying"
                     );
                     reported = true;
                 }
@@ -227,25 +211,5 @@ pub async fn subscribe_loop(
             }
         }
         cluster.disconnected();
-    }
-}
-
-/// Connects to Redis and answers how many nodes listen on the cluster's
-/// channel (for `flarum-ws check`).
-pub async fn probe(url: &str, prefix: &str) -> Result<usize, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let query = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
-        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(format!("{prefix}:bus"))
-            .query_async(&mut connection)
-            .await?;
-        Ok::<_, redis::RedisError>(counts.first().map_or(0, |(_, n)| *n))
-    };
-    match tokio::time::timeout(COMMAND_TIMEOUT, query).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", COMMAND_TIMEOUT.as_secs())),
     }
 }

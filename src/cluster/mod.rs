@@ -29,9 +29,10 @@ mod counts;
 mod link;
 mod outbox;
 mod peers;
+mod redis_client;
 mod sequence;
 
-pub use link::{check_url, describe as describe_url, probe};
+pub use redis_client::{RedisTls, client as check_client, describe as describe_url, probe};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +71,19 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// Prefix of the pub/sub channel, so several forums can share a Redis.
     pub prefix: String,
+    /// TLS files for a `rediss://` Redis.
+    pub tls: RedisTls,
+}
+
+impl ClusterConfig {
+    /// The cluster's settings; `None` without `redis_url` (one node).
+    pub fn from_settings(settings: &crate::config::Settings) -> Option<Self> {
+        Some(Self {
+            redis_url: settings.redis_url.as_ref()?.expose().to_owned(),
+            prefix: settings.redis_prefix.clone(),
+            tls: RedisTls::from_settings(settings),
+        })
+    }
 }
 
 /// The adapter's health, for metrics, `/ready` and the dashboard.
@@ -158,7 +172,7 @@ impl Cluster {
         tracing::info!(
             "Cluster node {} using Redis at {} (channel {}:bus)",
             cluster.node,
-            link::describe(&config.redis_url),
+            redis_client::describe(&config.redis_url),
             config.prefix
         );
         let notices = hub.watch_changes();
@@ -432,6 +446,9 @@ impl Cluster {
             Ok(envelope) => envelope,
             Err(error) => return self.ignore(&format!("unreadable: {error}")),
         };
+        if envelope.message == Message::Probe {
+            return;
+        }
         if envelope.node == self.node {
             self.echo_ms
                 .store(self.millis_since_start().max(1), Ordering::Relaxed);
@@ -489,7 +506,7 @@ impl Cluster {
                     );
                 }
             }
-            Message::Heartbeat => {}
+            Message::Heartbeat | Message::Probe => {}
             Message::Hello => {
                 self.send(self.snapshot());
                 // It may have published events this node missed.

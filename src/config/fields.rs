@@ -348,6 +348,13 @@ settings! {
     redis_url: Secret = "FLARUM_WS_REDIS_URL" -> settings.redis_url => restart,
     /// Prefix of the Redis channel, so several forums can share one Redis.
     redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() } -> settings.redis_prefix => restart,
+    /// CA certificate (PEM) that signed a `rediss://` Redis's certificate,
+    /// trusted instead of the system's roots (a private CA).
+    redis_ca_file: String = "FLARUM_WS_REDIS_CA_FILE" -> settings.redis_ca_file => restart,
+    /// Client certificate (PEM) for a `rediss://` Redis that asks for one.
+    redis_client_cert: String = "FLARUM_WS_REDIS_CLIENT_CERT" -> settings.redis_client_cert => restart,
+    /// Private key (PEM) of `redis_client_cert`.
+    redis_client_key: String = "FLARUM_WS_REDIS_CLIENT_KEY" -> settings.redis_client_key => restart,
     /// Flarum 2 forums that cache in Redis (fof/redis): that Redis, e.g.
     /// `redis://127.0.0.1:6379/1`, where flarum/realtime's restart requests
     /// are then kept (unset: the forum's file cache).

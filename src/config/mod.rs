@@ -194,6 +194,10 @@ pub struct Settings {
     /// Redis for a cluster of nodes (may hold a password, hence secret).
     pub redis_url: Option<Secret>,
     pub redis_prefix: String,
+    /// TLS to Redis (`rediss://`): a private CA, and a client certificate.
+    pub redis_ca_file: Option<String>,
+    pub redis_client_cert: Option<String>,
+    pub redis_client_key: Option<String>,
     /// The Redis a Flarum 2 forum caches in, for its restart requests.
     pub forum_cache_redis_url: Option<Secret>,
     /// fof/redis's cache key prefix.

@@ -302,6 +302,93 @@ fn reports_whether_redis_answers() {
     assert_eq!(finding(&findings, "redis")["status"], "fail");
 }
 
+/// Issue 37: a managed Redis speaks TLS with a private CA, and has ACL
+/// users. `check` passes the right settings and names each way they go
+/// wrong: no CA for the certificate, a wrong password, `rediss://` on the
+/// plain port, a user without pub/sub, a half-given client certificate.
+#[test]
+#[ignore = "needs redis-server"]
+fn judges_a_tls_redis_and_names_each_way_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let leaf = pki.leaf("redis", false);
+    let redis = RedisServer::start_tls(&pki, &leaf, "s3cret", false);
+    let tls_port = redis.tls_port.unwrap();
+    let ca = (
+        "FLARUM_WS_REDIS_CA_FILE",
+        pki.root_pem.display().to_string(),
+    );
+    let url = |auth: &str, port: u16| {
+        (
+            "FLARUM_WS_REDIS_URL",
+            format!("rediss://{auth}@127.0.0.1:{port}"),
+        )
+    };
+    let judged = |envs: &[(&str, String)]| {
+        let (_, findings) = check(dir.path(), envs, &[]);
+        let found = finding(&findings, "redis").clone();
+        (
+            found["status"].as_str().unwrap().to_owned(),
+            found["message"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    let (status, message) = judged(&[url(":s3cret", tls_port), ca.clone()]);
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.contains("over TLS (certificate verified)"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("s3cret"),
+        "the password is not shown: {message}"
+    );
+
+    let (status, message) = judged(&[url(":s3cret", tls_port)]);
+    assert_eq!(status, "fail");
+    assert!(
+        message.contains("set redis_ca_file to the CA that signed it"),
+        "{message}"
+    );
+
+    let (status, message) = judged(&[url(":wrong", tls_port), ca.clone()]);
+    assert_eq!(status, "fail");
+    assert!(
+        message.contains("refused the user name or password"),
+        "{message}"
+    );
+
+    let (status, message) = judged(&[url(":s3cret", redis.port), ca.clone()]);
+    assert_eq!(status, "fail");
+    assert!(message.contains("speaks plain Redis, not TLS"), "{message}");
+
+    // An ACL user who may PING but not use pub/sub.
+    assert_eq!(
+        redis.command(
+            Some("s3cret"),
+            &["ACL", "SETUSER", "pinger", "on", ">pw", "+ping", "+pubsub"]
+        ),
+        "OK"
+    );
+    let (status, message) = judged(&[url("pinger:pw", tls_port), ca.clone()]);
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("may not run what a node needs"),
+        "{message}"
+    );
+
+    let (status, message) = judged(&[
+        url(":s3cret", tls_port),
+        ca,
+        (
+            "FLARUM_WS_REDIS_CLIENT_CERT",
+            leaf.cert_only.display().to_string(),
+        ),
+    ]);
+    assert_eq!(status, "fail");
+    assert!(message.contains("go together"), "{message}");
+}
+
 /// `--redis-url` is read by `check` as by `serve` (it was once accepted and
 /// ignored): a flag naming a port where nothing listens fails the check.
 #[test]

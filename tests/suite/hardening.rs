@@ -1471,6 +1471,48 @@ async fn churn_on_one_node_loses_no_events_for_the_other() {
     drop(churners);
 }
 
+/// Issue 37: the nodes of a cluster on a Redis that speaks only TLS, with
+/// a private CA and client certificates (as managed Redis offerings and
+/// hardened installs do): an event triggered on one node reaches a tab on
+/// the other.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn nodes_meet_over_a_tls_redis_with_client_certificates() {
+    let pki = common::pki::Pki::new();
+    let redis_leaf = pki.leaf("redis", false);
+    let node_leaf = pki.leaf("node", false);
+    let redis = common::redis::RedisServer::start_tls(&pki, &redis_leaf, "s3cret", true);
+    let url = format!("rediss://:s3cret@localhost:{}", redis.tls_port.unwrap());
+    let path = |p: &Path| p.display().to_string();
+    let (ca, cert, key) = (
+        path(&pki.root_pem),
+        path(&node_leaf.full_chain),
+        path(&node_leaf.key),
+    );
+    let envs = [
+        ("FLARUM_WS_REDIS_URL", url.as_str()),
+        ("FLARUM_WS_REDIS_CA_FILE", ca.as_str()),
+        ("FLARUM_WS_REDIS_CLIENT_CERT", cert.as_str()),
+        ("FLARUM_WS_REDIS_CLIENT_KEY", key.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let a = server(dir.path(), &envs);
+    let b = server(dir.path(), &envs);
+    for node in [&a, &b] {
+        assert!(
+            within(Duration::from_secs(10), || {
+                metrics_blocking(node.port).contains("flarum_ws_cluster_nodes 2")
+            })
+            .await,
+            "the nodes meet over TLS"
+        );
+    }
+    let mut reader = subscriber(b.port, "news").await;
+    assert_eq!(api(a.port).trigger("news", "post", "over TLS").await.0, 200);
+    assert_eq!(reader.expect_event("post").await["data"], "over TLS");
+    drop(redis);
+}
+
 /// Issue 37: what arrives over Redis is input too. 20 000 unreadable
 /// messages and one of 17 MiB on the cluster's channel are counted
 /// (`flarum_ws_redis_messages_ignored`), not logged one line each (the

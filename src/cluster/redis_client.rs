@@ -1,0 +1,266 @@
+//! How a node reaches its Redis: the URL (`redis://` or `rediss://`, with
+//! an ACL user and password), a private CA and a client certificate for
+//! TLS, and what each way of failing means for the admin. `serve` and
+//! `check` build their client here, so they fail alike and say the same.
+
+use std::time::Duration;
+
+use redis::{ClientTlsConfig, ErrorKind, RedisError, TlsCertificates};
+
+use super::ClusterConfig;
+use crate::config::Settings;
+
+/// Time allowed for connecting and for each command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The TLS files for a `rediss://` Redis, as configured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisTls {
+    /// PEM CA certificate trusted instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// PEM client certificate and its key, for a Redis that asks for one.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+impl RedisTls {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            ca_file: settings.redis_ca_file.clone(),
+            client_cert: settings.redis_client_cert.clone(),
+            client_key: settings.redis_client_key.clone(),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
+}
+
+/// The Redis URL without its password, for logs.
+pub fn describe(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<credentials>@{host}"),
+            None => format!("{scheme}://{rest}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn read_pem(path: &str, setting: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|error| format!("cannot read {setting} {path}: {error}"))
+}
+
+/// The Redis client for `config`; the error names the setting to fix.
+pub fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
+    let url = config.redis_url.as_str();
+    let invalid = |error: RedisError| format!("invalid redis_url {}: {error}", describe(url));
+    if !config.tls.is_set() {
+        return redis::Client::open(url).map_err(invalid);
+    }
+    if !url.starts_with("rediss://") {
+        return Err(format!(
+            "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url {} is not rediss://",
+            describe(url)
+        ));
+    }
+    let tls = &config.tls;
+    let client_tls = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_pem(cert, "redis_client_cert")?,
+            client_key: read_pem(key, "redis_client_key")?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "redis_client_cert and redis_client_key go together: set both or neither".into(),
+            );
+        }
+    };
+    let root_cert = match &tls.ca_file {
+        Some(path) => Some(read_pem(path, "redis_ca_file")?),
+        None => None,
+    };
+    redis::Client::build_with_tls(
+        url,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|error| match error.kind() {
+        ErrorKind::InvalidClientConfig => format!(
+            "the TLS files for Redis are not usable (redis_ca_file, redis_client_cert, redis_client_key: PEM expected): {error}"
+        ),
+        _ => invalid(error),
+    })
+}
+
+const PLAIN_PORT: &str = "the port in redis_url speaks plain Redis, not TLS: use redis://, or Redis's TLS port (tls-port in redis.conf)";
+const MAYBE_PLAIN_PORT: &str =
+    "if that port speaks plain Redis, use redis://, or Redis's TLS port (tls-port in redis.conf)";
+
+/// What a failure to reach or use Redis means, in the admin's words.
+pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
+    let shown = describe(&config.redis_url);
+    let text = error.to_string();
+    let tls = config.redis_url.starts_with("rediss://");
+    let hint = if error.kind() == ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("invalid username-password")
+    {
+        "Redis refused the user name or password in redis_url (WRONGPASS): fix them in the URL (rediss://user:password@host:port)".to_owned()
+    } else if text.contains("NOAUTH") {
+        "Redis asks for a password: put it in redis_url (redis://:password@host:port, or user:password for an ACL user)".to_owned()
+    } else if text.to_ascii_lowercase().contains("noperm") {
+        format!(
+            "the Redis user in redis_url may not run what a node needs ({text}): allow PING, PUBLISH, SUBSCRIBE and PUBSUB on the cluster's channel in its ACL (+ping +publish +subscribe +pubsub &{}:bus)",
+            config.prefix
+        )
+    } else if tls && (text.contains("UnknownIssuer") || text.contains("invalid peer certificate")) {
+        format!(
+            "Redis's TLS certificate is not trusted ({text}): set redis_ca_file to the CA that signed it{}",
+            if config.tls.ca_file.is_some() {
+                " (the one set did not)"
+            } else {
+                ""
+            }
+        )
+    } else if tls && (text.contains("NotValidForName") || text.contains("CertNotValidForName")) {
+        format!(
+            "Redis's TLS certificate is not for the host in redis_url ({text}): use the name it was issued for"
+        )
+    } else if tls
+        && (text.contains("InvalidContentType")
+            || text.contains("corrupt message")
+            || text.contains("received corrupt"))
+    {
+        PLAIN_PORT.to_owned()
+    } else if tls && text.contains("timed out") {
+        format!("no TLS answer ({text}); {MAYBE_PLAIN_PORT}")
+    } else if !tls
+        && (text.contains("reset by peer")
+            || text.contains("broken pipe")
+            || text.contains("Connection reset"))
+    {
+        format!(
+            "the connection was cut at once ({text}): if that port is Redis's TLS port, write rediss://"
+        )
+    } else if text.contains("CertificateRequired") || text.contains("certificate required") {
+        "Redis asks for a client certificate: set redis_client_cert and redis_client_key".to_owned()
+    } else {
+        text
+    };
+    format!("Redis at {shown}: {hint}")
+}
+
+/// Connects to Redis as a node would and answers how many nodes listen on
+/// the cluster's channel (for `flarum-ws check`): PING, PUBSUB NUMSUB, then
+/// SUBSCRIBE and PUBLISH (a probe the nodes ignore) on the channel, so a
+/// user whose ACL forbids what a node does is found here, not by `serve`.
+pub async fn probe(config: &ClusterConfig) -> Result<usize, String> {
+    let client = client(config)?;
+    let channel = format!("{}:bus", config.prefix);
+    let query = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut connection)
+            .await?;
+        let mut listener = client.get_async_pubsub().await?;
+        listener.subscribe(&channel).await?;
+        let probe = super::bus::Envelope {
+            node: "check".into(),
+            seq: None,
+            message: super::bus::Message::Probe,
+        };
+        let probe = serde_json::to_string(&probe).unwrap_or_default();
+        let _: usize = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(probe)
+            .query_async(&mut connection)
+            .await?;
+        Ok::<_, RedisError>(counts.first().map_or(0, |(_, n)| *n))
+    };
+    let failed = match tokio::time::timeout(COMMAND_TIMEOUT, query).await {
+        Ok(Ok(nodes)) => return Ok(nodes),
+        Ok(Err(error)) => explain(&error, config),
+        Err(_) => format!(
+            "Redis at {}: no answer within {} s",
+            describe(&config.redis_url),
+            COMMAND_TIMEOUT.as_secs()
+        ),
+    };
+    // TLS failed: ask the port itself whether it speaks plain Redis.
+    if let Some(plain) = config.redis_url.strip_prefix("rediss://")
+        && answers_plain(&format!("redis://{plain}")).await
+    {
+        return Err(format!(
+            "Redis at {}: {PLAIN_PORT}",
+            describe(&config.redis_url)
+        ));
+    }
+    Err(failed)
+}
+
+/// Whether `url` answers a plain PING (or refuses it as Redis does: a
+/// password wanted is an answer too).
+async fn answers_plain(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let ping = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(COMMAND_TIMEOUT, ping).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => error.kind() == ErrorKind::AuthenticationFailed || error.code().is_some(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            describe("rediss://ws:hunter2@redis.example:6380/0"),
+            "rediss://<credentials>@redis.example:6380/0"
+        );
+        assert_eq!(describe("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn tls_files_need_rediss_and_go_in_pairs() {
+        let config = |url: &str, tls: RedisTls| ClusterConfig {
+            redis_url: url.into(),
+            prefix: "p".into(),
+            tls,
+        };
+        let ca = RedisTls {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..RedisTls::default()
+        };
+        let error = client(&config("redis://127.0.0.1:6379", ca.clone())).unwrap_err();
+        assert!(error.contains("is not rediss://"), "{error}");
+        let error = client(&config("rediss://127.0.0.1:6379", ca)).unwrap_err();
+        assert!(
+            error.contains("cannot read redis_ca_file /nonexistent/ca.pem"),
+            "{error}"
+        );
+        let half = RedisTls {
+            client_cert: Some("/x".into()),
+            ..RedisTls::default()
+        };
+        let error = client(&config("rediss://127.0.0.1:6379", half)).unwrap_err();
+        assert!(error.contains("go together"), "{error}");
+    }
+}
