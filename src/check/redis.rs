@@ -9,11 +9,11 @@ use crate::config::Settings;
 pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
     let config = ClusterConfig::from_settings(settings)?;
     let shown = cluster::describe_url(&config.redis_url);
-    if let Err(problem) = cluster::check_client(&config) {
+    if let Err(problem) = cluster::check_target(&config) {
         return Some(Finding::fail(
             "redis",
             problem,
-            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS); the TLS files as PEM",
+            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS, redis+sentinel://host:port,.../master for Sentinel); the TLS files as PEM",
         ));
     }
     let over_tls = if config.redis_url.starts_with("rediss://") {
@@ -22,13 +22,19 @@ pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
         ""
     };
     Some(match cluster::probe(&config).await {
-        Ok(nodes) => Finding::pass(
-            "redis",
-            format!(
-                "Redis at {shown} answers{over_tls}; {nodes} flarum-ws node(s) listen on {}:bus",
-                settings.redis_prefix
-            ),
-        ),
+        Ok(probed) => {
+            let master = probed
+                .master
+                .map(|master| format!(": the sentinels name master {master}, which"))
+                .unwrap_or_default();
+            Finding::pass(
+                "redis",
+                format!(
+                    "Redis at {shown}{master} answers{over_tls}; {} flarum-ws node(s) listen on {}:bus",
+                    probed.nodes, settings.redis_prefix
+                ),
+            )
+        }
         Err(problem) => Finding::fail(
             "redis",
             format!("cannot use the cluster's Redis: {problem}"),

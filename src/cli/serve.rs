@@ -98,7 +98,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         store = Some(certs);
     }
     if let Some(config) = ClusterConfig::from_settings(&ctx.settings()) {
-        cluster::check_client(&config).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
+        cluster::check_target(&config).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
         let cluster = Cluster::start(config, ctx.hub.clone(), shutdown.clone());
         ctx = ctx.with_cluster(cluster);
     }

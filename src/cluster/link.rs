@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::redis_client::{self, COMMAND_TIMEOUT};
+use super::redis_client::{self, COMMAND_TIMEOUT, Target};
 use super::{Cluster, ClusterConfig, EXPIRY};
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
@@ -23,10 +23,10 @@ fn bus_channel(config: &ClusterConfig) -> String {
     format!("{}:bus", config.prefix)
 }
 
-/// The Redis client for `role`; `None` (logged) when it cannot be built,
-/// which startup has already ruled out.
-fn open_client(config: &ClusterConfig, role: &str) -> Option<redis::Client> {
-    redis_client::client(config)
+/// Where `role` connects; `None` (logged) when it cannot be built, which
+/// startup has already ruled out.
+fn open_target(config: &ClusterConfig, role: &str) -> Option<Target> {
+    redis_client::target(config)
         .inspect_err(|error| tracing::error!("Redis {role} not started: {error}"))
         .ok()
 }
@@ -41,7 +41,8 @@ async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     true
 }
 
-async fn connect_publisher(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+async fn connect_publisher(target: &Target) -> redis::RedisResult<ConnectionManager> {
+    let client = target.client().await?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -60,7 +61,7 @@ pub async fn publish_loop(
     config: ClusterConfig,
     shutdown: CancellationToken,
 ) {
-    let Some(client) = open_client(&config, "publisher") else {
+    let Some(target) = open_target(&config, "publisher") else {
         return;
     };
     let channel = bus_channel(&config);
@@ -79,7 +80,7 @@ pub async fn publish_loop(
         }
         let published = match connection.as_mut() {
             Some(manager) => publish(manager, &channel, &batch).await,
-            None => match connect_publisher(&client).await {
+            None => match connect_publisher(&target).await {
                 Ok(mut manager) => {
                     let published = publish(&mut manager, &channel, &batch).await;
                     connection = Some(manager);
@@ -112,6 +113,9 @@ pub async fn publish_loop(
                 if !matches!(batch, Batch::Events { .. }) {
                     cluster.outbox.owe_resync();
                 }
+                // The next attempt connects afresh: with Sentinel, to
+                // whichever server is master by then.
+                connection = None;
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(
                         "cannot publish to Redis ({error}); events for other nodes are held (up to {} s and {} MiB) until it answers",
@@ -148,7 +152,7 @@ pub async fn subscribe_loop(
     config: ClusterConfig,
     shutdown: CancellationToken,
 ) {
-    let Some(client) = open_client(&config, "subscriber") else {
+    let Some(target) = open_target(&config, "subscriber") else {
         return;
     };
     let channel = bus_channel(&config);
@@ -156,7 +160,7 @@ pub async fn subscribe_loop(
     let mut reported = false;
     loop {
         let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = target.client().await?.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

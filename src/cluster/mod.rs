@@ -32,7 +32,7 @@ mod peers;
 mod redis_client;
 mod sequence;
 
-pub use redis_client::{RedisTls, client as check_client, describe as describe_url, probe};
+pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

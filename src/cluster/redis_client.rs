@@ -1,11 +1,13 @@
 //! How a node reaches its Redis: the URL (`redis://` or `rediss://`, with
-//! an ACL user and password), a private CA and a client certificate for
-//! TLS, and what each way of failing means for the admin. `serve` and
-//! `check` build their client here, so they fail alike and say the same.
+//! an ACL user and password, or `redis+sentinel://` naming the sentinels
+//! and the master), a private CA and a client certificate for TLS, and
+//! what each way of failing means for the admin. `serve` and `check` build
+//! their [`Target`] here, so they fail alike and say the same.
 
 use std::time::Duration;
 
-use redis::{ClientTlsConfig, ErrorKind, RedisError, TlsCertificates};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates};
 
 use super::ClusterConfig;
 use crate::config::Settings;
@@ -52,8 +54,106 @@ fn read_pem(path: &str, setting: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|error| format!("cannot read {setting} {path}: {error}"))
 }
 
-/// The Redis client for `config`; the error names the setting to fix.
-pub fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
+/// Where a node's Redis connections go: one server, or whichever server
+/// the sentinels name master at the time of connecting (so that after a
+/// failover the next connection goes to the new master).
+pub enum Target {
+    Direct(redis::Client),
+    Sentinel {
+        sentinels: tokio::sync::Mutex<SentinelClient>,
+        master: String,
+    },
+}
+
+impl Target {
+    /// A client for the server to connect to now.
+    pub async fn client(&self) -> redis::RedisResult<redis::Client> {
+        match self {
+            Target::Direct(client) => Ok(client.clone()),
+            Target::Sentinel { sentinels, .. } => sentinels.lock().await.async_get_client().await,
+        }
+    }
+
+    /// The master's name, for a sentinel setup.
+    pub fn master_name(&self) -> Option<&str> {
+        match self {
+            Target::Direct(_) => None,
+            Target::Sentinel { master, .. } => Some(master),
+        }
+    }
+}
+
+/// `redis+sentinel://[[user]:password@]host:port[,host:port…]/master[/db]`:
+/// the sentinels' addresses, the master's name, and the master's
+/// credentials and database. The sentinels themselves are asked without a
+/// password.
+fn sentinel_target(url: &str) -> Result<Target, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid redis_url {}: {why}; write redis+sentinel://[:password@]host:port[,host:port...]/master-name[/db]",
+            describe(url)
+        )
+    };
+    let rest = url
+        .strip_prefix("redis+sentinel://")
+        .ok_or_else(|| bad("not redis+sentinel://"))?;
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (Some(credentials), rest),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest.split_once('/').ok_or_else(|| bad("no master name"))?;
+    let mut path = path.split('/');
+    let master = path
+        .next()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| bad("no master name"))?;
+    let db = path.next().unwrap_or("0");
+    let sentinels: Vec<String> = hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("redis://{host}"))
+        .collect();
+    if sentinels.is_empty() {
+        return Err(bad("no sentinel address"));
+    }
+    // The master's settings, read by the URL parser the plain form uses.
+    let auth = credentials.map(|c| format!("{c}@")).unwrap_or_default();
+    let master_info = format!("redis://{auth}sentinel-master/{db}")
+        .into_connection_info()
+        .map_err(|error| bad(&error.to_string()))?;
+    let node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(master_info.redis_settings().clone());
+    let sentinels =
+        SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)
+            .map_err(|error| bad(&error.to_string()))?;
+    Ok(Target::Sentinel {
+        sentinels: tokio::sync::Mutex::new(sentinels),
+        master: master.to_owned(),
+    })
+}
+
+/// Where `config`'s Redis is; the error names the setting to fix.
+pub fn target(config: &ClusterConfig) -> Result<Target, String> {
+    let url = config.redis_url.as_str();
+    if url.starts_with("rediss+sentinel://") {
+        return Err(format!(
+            "redis_url {}: Sentinel over TLS is not supported yet; use redis+sentinel:// on a private network, or rediss:// to one server",
+            describe(url)
+        ));
+    }
+    if url.starts_with("redis+sentinel://") {
+        if config.tls.is_set() {
+            return Err(
+                "redis_ca_file, redis_client_cert and redis_client_key are for rediss://, not redis+sentinel://".into(),
+            );
+        }
+        return sentinel_target(url);
+    }
+    client(config).map(Target::Direct)
+}
+
+/// The Redis client for one server; the error names the setting to fix.
+fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
     let url = config.redis_url.as_str();
     let invalid = |error: RedisError| format!("invalid redis_url {}: {error}", describe(url));
     if !config.tls.is_set() {
@@ -106,7 +206,14 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
     let shown = describe(&config.redis_url);
     let text = error.to_string();
     let tls = config.redis_url.starts_with("rediss://");
-    let hint = if error.kind() == ErrorKind::AuthenticationFailed
+    let hint = if matches!(
+        error.kind(),
+        ErrorKind::MasterNameNotFoundBySentinel | ErrorKind::EmptySentinelList
+    ) {
+        format!(
+            "no sentinel answered with a master of that name ({text}): check the sentinels' addresses and the master's name after the last / in redis_url (sentinel monitor NAME in sentinel.conf)"
+        )
+    } else if error.kind() == ErrorKind::AuthenticationFailed
         || text.contains("WRONGPASS")
         || text.contains("invalid username-password")
     {
@@ -155,14 +262,27 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
     format!("Redis at {shown}: {hint}")
 }
 
+/// What `check` learnt of the cluster's Redis.
+#[derive(Debug)]
+pub struct Probed {
+    /// Nodes listening on the cluster's channel.
+    pub nodes: usize,
+    /// With Sentinel: the master's name and where the sentinels say it is.
+    pub master: Option<String>,
+}
+
 /// Connects to Redis as a node would and answers how many nodes listen on
 /// the cluster's channel (for `flarum-ws check`): PING, PUBSUB NUMSUB, then
 /// SUBSCRIBE and PUBLISH (a probe the nodes ignore) on the channel, so a
 /// user whose ACL forbids what a node does is found here, not by `serve`.
-pub async fn probe(config: &ClusterConfig) -> Result<usize, String> {
-    let client = client(config)?;
+pub async fn probe(config: &ClusterConfig) -> Result<Probed, String> {
+    let target = target(config)?;
     let channel = format!("{}:bus", config.prefix);
     let query = async {
+        let client = target.client().await?;
+        let master = target
+            .master_name()
+            .map(|name| format!("{name} at {}", client.get_connection_info().addr()));
         let mut connection = client.get_multiplexed_async_connection().await?;
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
         let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
@@ -183,10 +303,13 @@ pub async fn probe(config: &ClusterConfig) -> Result<usize, String> {
             .arg(probe)
             .query_async(&mut connection)
             .await?;
-        Ok::<_, RedisError>(counts.first().map_or(0, |(_, n)| *n))
+        Ok::<_, RedisError>(Probed {
+            nodes: counts.first().map_or(0, |(_, n)| *n),
+            master,
+        })
     };
     let failed = match tokio::time::timeout(COMMAND_TIMEOUT, query).await {
-        Ok(Ok(nodes)) => return Ok(nodes),
+        Ok(Ok(probed)) => return Ok(probed),
         Ok(Err(error)) => explain(&error, config),
         Err(_) => format!(
             "Redis at {}: no answer within {} s",
@@ -250,6 +373,17 @@ mod tests {
             ..RedisTls::default()
         };
         let error = client(&config("redis://127.0.0.1:6379", ca.clone())).unwrap_err();
+        let error_of = |url: &str| match target(&config(url, RedisTls::default())) {
+            Ok(_) => String::new(),
+            Err(error) => error,
+        };
+        assert!(error_of("redis+sentinel://127.0.0.1:26379").contains("no master name"));
+        assert!(error_of("redis+sentinel:///mymaster").contains("no sentinel address"));
+        assert_eq!(
+            error_of("redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/2"),
+            ""
+        );
+        assert!(error_of("rediss+sentinel://127.0.0.1:26379/m").contains("not supported yet"));
         assert!(error.contains("is not rediss://"), "{error}");
         let error = client(&config("rediss://127.0.0.1:6379", ca)).unwrap_err();
         assert!(

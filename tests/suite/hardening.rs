@@ -1513,6 +1513,75 @@ async fn nodes_meet_over_a_tls_redis_with_client_certificates() {
     drop(redis);
 }
 
+/// Issue 37: a Sentinel trio watching a master and its replica. Two nodes
+/// find the master through the sentinels; the master is killed while node
+/// A takes the forum's events; the sentinels promote the replica, both
+/// nodes move to it without a restart, and the tab on node B gets every
+/// event once.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
+    use common::redis::{RedisServer, Sentinels};
+    let mut master = RedisServer::start();
+    let replica = RedisServer::start_replica_of(master.port);
+    let sentinels = Sentinels::start(master.port);
+    assert!(
+        within(Duration::from_secs(15), || sentinels.know_a_replica()).await,
+        "the sentinels see the replica"
+    );
+    let url = sentinels.url();
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [("FLARUM_WS_REDIS_URL", url.as_str())];
+    let a = server(dir.path(), &envs);
+    let b = server(dir.path(), &envs);
+    for node in [&a, &b] {
+        assert!(
+            within(Duration::from_secs(10), || {
+                metrics_blocking(node.port).contains("flarum_ws_cluster_nodes 2")
+            })
+            .await,
+            "the nodes meet through the master the sentinels name"
+        );
+    }
+    let mut reader = subscriber(b.port, "news").await;
+    let api = api(a.port);
+    assert_eq!(api.trigger("news", "post", "0").await.0, 200);
+    assert_eq!(reader.expect_event("post").await["data"], "0");
+
+    master.kill();
+    const DURING: usize = 30;
+    for n in 1..=DURING {
+        assert_eq!(api.trigger("news", "post", &n.to_string()).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        within(Duration::from_secs(30), || sentinels.master_port()
+            == Some(replica.port))
+        .await,
+        "the sentinels promote the replica"
+    );
+    let mut seen = Vec::new();
+    for _ in 0..DURING {
+        let event = reader.expect_event("post").await;
+        seen.push(event["data"].as_str().unwrap().parse::<usize>().unwrap());
+    }
+    reader.expect_silence(Duration::from_secs(1)).await;
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=DURING).collect::<Vec<_>>(), "each event once");
+
+    // `check` asks the sentinels too, and names the master they chose.
+    let output = flarum_ws(dir.path())
+        .envs(CREDENTIALS)
+        .envs(envs)
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    let promoted = format!("the sentinels name master mymaster at 127.0.0.1:{}", replica.port);
+    assert!(report.contains(&promoted), "{report}");
+    assert!(report.contains("2 flarum-ws node(s) listen"), "{report}");
+}
+
 /// Issue 37: what arrives over Redis is input too. 20 000 unreadable
 /// messages and one of 17 MiB on the cluster's channel are counted
 /// (`flarum_ws_redis_messages_ignored`), not logged one line each (the

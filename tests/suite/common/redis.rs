@@ -99,3 +99,119 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// Three Redis Sentinels (Debian's redis-server in sentinel mode) watching
+/// the master at `master_port` as `mymaster`, agreeing with a quorum of 2
+/// and declaring it down after 1 s of silence; killed when dropped.
+pub struct Sentinels {
+    children: Vec<std::process::Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    pub fn start(master_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for n in 0..3 {
+            let port = free_port();
+            // Sentinel rewrites its file as it learns: one each, writable.
+            let file = dir.path().join(format!("sentinel-{n}.conf"));
+            std::fs::write(
+                &file,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n"
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&file)
+                .arg("--sentinel")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (in sentinel mode)");
+            children.push(child);
+            ports.push(port);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for &port in &ports {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a sentinel did not start"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Self {
+            children,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// `redis+sentinel://` naming the three and the master.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+    }
+
+    /// Whether the first sentinel has found a replica of the master.
+    pub fn know_a_replica(&self) -> bool {
+        Command::new("redis-cli")
+            .args(["-p", &self.ports[0].to_string()])
+            .args(["SENTINEL", "replicas", "mymaster"])
+            .output()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("slave"))
+    }
+
+    /// The port the sentinels name master now.
+    pub fn master_port(&self) -> Option<u16> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.ports[0].to_string()])
+            .args(["SENTINEL", "get-master-addr-by-name", "mymaster"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl RedisServer {
+    /// A replica of the Redis at `master_port`.
+    pub fn start_replica_of(master_port: u16) -> Self {
+        Self::start_with(
+            &[
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                master_port.to_string(),
+            ],
+            None,
+        )
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
