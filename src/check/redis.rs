@@ -2,12 +2,12 @@
 //! many nodes listen on it.
 
 use super::Finding;
-use crate::cluster::{self, ClusterConfig};
+use crate::cluster;
 use crate::config::Settings;
 
 /// With `redis_url`: whether Redis answers, and how many nodes listen.
 pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
-    let config = ClusterConfig::from_settings(settings)?;
+    let config = crate::server::cluster_config(settings)?;
     let shown = cluster::describe_url(&config.redis_url);
     if let Err(problem) = cluster::check_target(&config) {
         return Some(Finding::fail(

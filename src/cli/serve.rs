@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::load::{Loaded, load};
 use super::reload::{Reloader, follow_config_php, follow_the_forum, reload_on_hangup};
 use super::{Exit, Failure, ServeArgs, SourceArgs};
-use crate::cluster::{self, Cluster, ClusterConfig};
+use crate::cluster::{self, Cluster};
 use crate::forum::{Database, Extension, Forum};
 use crate::server::{self, ServerContext, activation};
 use crate::telemetry::systemd;
@@ -97,7 +97,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         tokio::spawn(tls::watch_files(certs.clone(), files, shutdown.clone()));
         store = Some(certs);
     }
-    if let Some(config) = ClusterConfig::from_settings(&ctx.settings()) {
+    if let Some(config) = crate::server::cluster_config(&ctx.settings()) {
         cluster::check_target(&config).map_err(|e| Failure::user(anyhow::anyhow!(e)))?;
         let cluster = Cluster::start(config, ctx.hub.clone(), shutdown.clone());
         ctx = ctx.with_cluster(cluster);

@@ -75,17 +75,6 @@ pub struct ClusterConfig {
     pub tls: RedisTls,
 }
 
-impl ClusterConfig {
-    /// The cluster's settings; `None` without `redis_url` (one node).
-    pub fn from_settings(settings: &crate::config::Settings) -> Option<Self> {
-        Some(Self {
-            redis_url: settings.redis_url.as_ref()?.expose().to_owned(),
-            prefix: settings.redis_prefix.clone(),
-            tls: RedisTls::from_settings(settings),
-        })
-    }
-}
-
 /// The adapter's health, for metrics, `/ready` and the dashboard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterStatus {

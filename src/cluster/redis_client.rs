@@ -10,7 +10,6 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates};
 
 use super::ClusterConfig;
-use crate::config::Settings;
 
 /// Time allowed for connecting and for each command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,14 +25,6 @@ pub struct RedisTls {
 }
 
 impl RedisTls {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            ca_file: settings.redis_ca_file.clone(),
-            client_cert: settings.redis_client_cert.clone(),
-            client_key: settings.redis_client_key.clone(),
-        }
-    }
-
     fn is_set(&self) -> bool {
         self.ca_file.is_some() || self.client_cert.is_some() || self.client_key.is_some()
     }

@@ -44,6 +44,19 @@ use crate::config::Settings;
 use crate::hub::{MAX_QUEUED_BYTES_PER_ADDRESS, MAX_QUEUED_BYTES_TOTAL};
 use crate::throttle::Throttle;
 
+/// The cluster's settings; `None` without `redis_url` (one node).
+pub fn cluster_config(settings: &Settings) -> Option<crate::cluster::ClusterConfig> {
+    Some(crate::cluster::ClusterConfig {
+        redis_url: settings.redis_url.as_ref()?.expose().to_owned(),
+        prefix: settings.redis_prefix.clone(),
+        tls: crate::cluster::RedisTls {
+            ca_file: settings.redis_ca_file.clone(),
+            client_cert: settings.redis_client_cert.clone(),
+            client_key: settings.redis_client_key.clone(),
+        },
+    })
+}
+
 /// How long shutdown waits for connections to say goodbye before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 

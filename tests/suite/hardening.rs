@@ -1577,7 +1577,10 @@ async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
-    let promoted = format!("the sentinels name master mymaster at 127.0.0.1:{}", replica.port);
+    let promoted = format!(
+        "the sentinels name master mymaster at 127.0.0.1:{}",
+        replica.port
+    );
     assert!(report.contains(&promoted), "{report}");
     assert!(report.contains("2 flarum-ws node(s) listen"), "{report}");
 }
