@@ -42,7 +42,15 @@ async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
 }
 
 async fn connect_publisher(target: &Target) -> redis::RedisResult<ConnectionManager> {
-    let client = target.client().await?;
+    // Asking the sentinels has no timeout of its own.
+    let client = tokio::time::timeout(COMMAND_TIMEOUT, target.client())
+        .await
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no sentinel named a master in time",
+            ))
+        })??;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))
