@@ -93,8 +93,20 @@ pub struct Envelope {
     /// again for those that did not arrive. Other messages have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Published before and again now, because a node missed it: a node
+    /// that had not heard from the sender before ignores it (it is older
+    /// than that node's acquaintance).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
     #[serde(flatten)]
     pub message: Message,
+}
+
+/// `text` (an [`Envelope`] as published) marked as a replay.
+pub fn as_replay(text: &str) -> Option<String> {
+    let mut envelope: Envelope = serde_json::from_str(text).ok()?;
+    envelope.replay = true;
+    serde_json::to_string(&envelope).ok()
 }
 
 #[cfg(test)]
@@ -106,6 +118,7 @@ mod tests {
         let envelope = Envelope {
             node: "n1".into(),
             seq: Some(3),
+            replay: false,
             message: Message::Event {
                 channel: "public".into(),
                 frame: r#"{"event":"x"}"#.into(),
@@ -115,6 +128,10 @@ mod tests {
         };
         let text = serde_json::to_string(&envelope).unwrap();
         assert!(text.contains(r#""type":"event""#), "{text}");
+        assert!(!text.contains("replay"), "{text}");
         assert_eq!(serde_json::from_str::<Envelope>(&text).unwrap(), envelope);
+        let again: Envelope = serde_json::from_str(&as_replay(&text).unwrap()).unwrap();
+        assert!(again.replay);
+        assert_eq!(again.message, envelope.message);
     }
 }

@@ -146,8 +146,26 @@ async fn publish(
     batch: &Batch,
 ) -> redis::RedisResult<()> {
     let mut pipeline = redis::pipe();
-    for payload in batch.texts() {
-        pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+    match batch {
+        Batch::Events {
+            first,
+            fresh_from,
+            texts,
+            ..
+        } => {
+            for (seq, text) in (*first..).zip(texts) {
+                let replay = (seq < *fresh_from)
+                    .then(|| super::bus::as_replay(text))
+                    .flatten();
+                let payload = replay.as_deref().unwrap_or(text);
+                pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            }
+        }
+        Batch::Other(texts) => {
+            for text in texts {
+                pipeline.cmd("PUBLISH").arg(channel).arg(text).ignore();
+            }
+        }
     }
     pipeline.query_async(manager).await
 }

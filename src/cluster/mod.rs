@@ -269,6 +269,7 @@ impl Cluster {
         serde_json::to_string(&Envelope {
             node: self.node.clone(),
             seq,
+            replay: false,
             message,
         })
         .ok()
@@ -449,7 +450,7 @@ impl Cluster {
             let newcomer = peers.seen(node);
             let arrival = envelope
                 .seq
-                .map(|seq| peers.arrive(node, seq, Instant::now()));
+                .map(|seq| peers.arrive(node, seq, envelope.replay, Instant::now()));
             (newcomer, arrival)
         };
         if newcomer {

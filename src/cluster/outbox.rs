@@ -53,8 +53,12 @@ struct EventLog {
     bytes: usize,
     /// The number the next event gets.
     next_seq: u64,
-    /// The first event not yet published (`next_seq` when all were).
+    /// The next event to publish (`next_seq` when all were; moved back
+    /// by a replay).
     cursor: u64,
+    /// The first event never published yet: those below it that go out
+    /// again are replays.
+    fresh_from: u64,
     /// Events that left the log unpublished.
     dropped: u64,
     /// Events published again because another node asked.
@@ -68,6 +72,7 @@ impl EventLog {
             bytes: 0,
             next_seq: 1,
             cursor: 1,
+            fresh_from: 1,
             dropped: 0,
             replayed: 0,
         }
@@ -84,9 +89,10 @@ impl EventLog {
             let seq = oldest.seq;
             self.bytes -= oldest.text.len();
             self.entries.pop_front();
-            if seq >= self.cursor {
+            self.cursor = self.cursor.max(seq + 1);
+            if seq >= self.fresh_from {
                 self.dropped += 1;
-                self.cursor = seq + 1;
+                self.fresh_from = seq + 1;
             }
         }
     }
@@ -108,10 +114,12 @@ struct StateLane {
 /// What the publisher takes next.
 #[derive(Debug, PartialEq)]
 pub enum Batch {
-    /// Events `first..=last`, in order.
+    /// Events `first..=last`, in order; those below `fresh_from` were
+    /// published before and go out again as replays.
     Events {
         first: u64,
         last: u64,
+        fresh_from: u64,
         texts: Vec<Arc<str>>,
     },
     /// State messages, or count messages.
@@ -119,6 +127,7 @@ pub enum Batch {
 }
 
 impl Batch {
+    #[cfg(test)]
     pub fn texts(&self) -> Vec<&str> {
         match self {
             Batch::Events { texts, .. } => texts.iter().map(|text| &**text).collect(),
@@ -249,6 +258,7 @@ impl Outbox {
         if (first..=last).contains(&log.cursor) {
             log.cursor = last + 1;
         }
+        log.fresh_from = log.fresh_from.max(last + 1);
     }
 
     /// Something this node had to say about its state was lost.
@@ -327,6 +337,7 @@ impl Outbox {
         Some(Batch::Events {
             first,
             last: first + texts.len() as u64 - 1,
+            fresh_from: log.fresh_from,
             texts,
         })
     }
@@ -389,6 +400,10 @@ mod tests {
         assert_eq!(outbox.replay_from(2), 2);
         let again = outbox.next_batch(count).await;
         assert_eq!(again.texts(), ["2:b", "3:c"]);
+        assert!(
+            matches!(again, Batch::Events { fresh_from: 4, .. }),
+            "replays"
+        );
         // A replay asked while a batch was out is not skipped by its ack.
         assert_eq!(outbox.replay_from(1), 1);
         outbox.published(2, 3);

@@ -75,14 +75,18 @@ impl Peers {
         self.by_node.len()
     }
 
-    /// Event `seq` of `node` arrived: whether to deliver it.
-    pub fn arrive(&mut self, node: &str, seq: u64, now: Instant) -> Arrival {
+    /// Event `seq` of `node` arrived (`replay`: published again for a node
+    /// that missed it): whether to deliver it. The first event heard from
+    /// a node starts its sequence, unless it is a replay, which is older
+    /// than this node's acquaintance with it and not delivered.
+    pub fn arrive(&mut self, node: &str, seq: u64, replay: bool, now: Instant) -> Arrival {
         let peer = self
             .by_node
             .entry(node.to_owned())
             .or_insert_with(Peer::new);
         match &mut peer.events {
             Some(sequence) => sequence.arrive(seq, now),
+            None if replay => Arrival::Duplicate,
             None => {
                 peer.events = Some(Sequence::starting_at(seq));
                 Arrival::New
@@ -346,6 +350,16 @@ mod tests {
                 "pusher_internal:member_removed 3"
             ]
         );
+    }
+
+    #[test]
+    fn a_replay_from_a_node_not_heard_before_is_not_delivered() {
+        let mut peers = Peers::default();
+        let now = Instant::now();
+        assert_eq!(peers.arrive("n2", 5, true, now), Arrival::Duplicate);
+        assert_eq!(peers.arrive("n2", 9, false, now), Arrival::New);
+        assert_eq!(peers.arrive("n2", 7, true, now), Arrival::Duplicate);
+        assert_eq!(peers.lowest_missing("n2"), Some(10));
     }
 
     #[test]

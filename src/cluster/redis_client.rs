@@ -286,6 +286,7 @@ pub async fn probe(config: &ClusterConfig) -> Result<Probed, String> {
         let probe = super::bus::Envelope {
             node: "check".into(),
             seq: None,
+            replay: false,
             message: super::bus::Message::Probe,
         };
         let probe = serde_json::to_string(&probe).unwrap_or_default();

@@ -321,6 +321,15 @@ async fn a_reload_holds_every_restart_setting_and_names_its_source() {
         ("log_format", "log_format: json".into()),
         ("redis_url", "redis_url: redis://127.0.0.1:1".into()),
         ("redis_prefix", "redis_prefix: other".into()),
+        ("redis_ca_file", "redis_ca_file: /nowhere/ca.pem".into()),
+        (
+            "redis_client_cert",
+            "redis_client_cert: /nowhere/client.pem".into(),
+        ),
+        (
+            "redis_client_key",
+            "redis_client_key: /nowhere/client.key".into(),
+        ),
         ("webhook_url", "webhook_url: http://127.0.0.1:9/hook".into()),
         (
             "webhooks",
