@@ -56,6 +56,12 @@ pub enum Message {
         /// Subscriber counts per channel, sent while webhooks need them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         counts: Option<Vec<(String, usize)>>,
+        /// A large snapshot goes in parts `0..parts` (see `snapshot.rs`);
+        /// 0 and 1 both mean whole.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        part: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        parts: u32,
     },
     /// The sender's subscriber count of `channel` changed (webhooks).
     Count {
@@ -82,6 +88,10 @@ pub enum Message {
         to: String,
         from: u64,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A [`Message`] with the node that sent it, as it crosses Redis.

@@ -31,6 +31,7 @@ mod outbox;
 mod peers;
 mod redis_client;
 mod sequence;
+mod snapshot;
 
 pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
 
@@ -45,9 +46,11 @@ use tokio_util::sync::CancellationToken;
 use self::bus::{Envelope, MemberEntry, Message};
 use self::counts::RemoteCounts;
 use self::outbox::Outbox;
-pub use self::outbox::{MAX_EVENT_LOG_BYTES, MAX_STATE_BYTES, REPLAY_WINDOW};
+pub use self::outbox::{MAX_CONTROL_BYTES, MAX_EVENT_LOG_BYTES, MAX_STATE_BYTES, REPLAY_WINDOW};
 use self::peers::Peers;
 use self::sequence::Arrival;
+use self::snapshot::{Assembled, Assemblies, Piece};
+pub use self::snapshot::{MAX_PARTS as MAX_SNAPSHOT_PARTS, PART_BYTES as SNAPSHOT_PART_BYTES};
 use crate::hub::{Frame, Hub, Notice};
 use crate::protocol::{ChannelName, SocketId};
 
@@ -124,6 +127,8 @@ pub struct Cluster {
     counts: Mutex<RemoteCounts>,
     /// A leaf: nothing is taken under it.
     pending: Mutex<PendingQueries>,
+    /// Other nodes' snapshots arriving in parts. A leaf.
+    assemblies: Mutex<Assemblies>,
     next_query: AtomicU64,
     redis_up: AtomicBool,
     published: AtomicU64,
@@ -149,6 +154,7 @@ impl Cluster {
             peers: Mutex::new(Peers::default()),
             counts: Mutex::new(RemoteCounts::default()),
             pending: Mutex::new(HashMap::new()),
+            assemblies: Mutex::new(Assemblies::default()),
             next_query: AtomicU64::new(1),
             redis_up: AtomicBool::new(false),
             published: AtomicU64::new(0),
@@ -227,7 +233,7 @@ impl Cluster {
     pub fn watch_counts(&self) -> mpsc::UnboundedReceiver<String> {
         let receiver = self.lock_counts().watch();
         self.send(Message::Hello);
-        self.send(self.snapshot());
+        self.send_snapshot();
         receiver
     }
 
@@ -252,11 +258,30 @@ impl Cluster {
     }
 
     fn send(&self, message: Message) {
-        if matches!(message, Message::Event { .. } | Message::Terminate { .. }) {
-            self.outbox
-                .push_event(|seq| self.envelope_numbered(Some(seq), message));
-        } else if let Some(text) = self.envelope(message) {
-            self.outbox.push_state(text);
+        match message {
+            Message::Event { .. } | Message::Terminate { .. } => self
+                .outbox
+                .push_event(|seq| self.envelope_numbered(Some(seq), message)),
+            Message::Heartbeat
+            | Message::Hello
+            | Message::Resend { .. }
+            | Message::Query { .. }
+            | Message::Counts { .. }
+            | Message::Probe => {
+                if let Some(text) = self.envelope(message) {
+                    self.outbox.push_control(text);
+                }
+            }
+            Message::Joined(_)
+            | Message::Left { .. }
+            | Message::SignedIn { .. }
+            | Message::SignedOut { .. }
+            | Message::Snapshot { .. }
+            | Message::Count { .. } => {
+                if let Some(text) = self.envelope(message) {
+                    self.outbox.push_state(text);
+                }
+            }
         }
     }
 
@@ -278,7 +303,7 @@ impl Cluster {
     /// Tells the others this node's whole state again (some of what it
     /// said was not published).
     fn resync(&self) {
-        self.send(self.snapshot());
+        self.send_snapshot();
     }
 
     /// Asks `node` for its events from `from` on.
@@ -356,8 +381,22 @@ impl Cluster {
         totals
     }
 
+    /// Publishes this node's snapshot, in parts when it is large.
+    fn send_snapshot(&self) {
+        let (parts, left_out) = snapshot::split(self.snapshot());
+        if left_out > 0 {
+            tracing::error!(
+                "{left_out} presence membership(s) of this node's clients do not fit in its snapshot ({} MiB at most) and are not shared with the other nodes",
+                (snapshot::MAX_PARTS as usize * snapshot::PART_BYTES) >> 20
+            );
+        }
+        for part in parts {
+            self.send(part);
+        }
+    }
+
     /// This node's own contribution to shared state.
-    fn snapshot(&self) -> Message {
+    fn snapshot(&self) -> Piece {
         let members = self
             .hub
             .local_members()
@@ -383,7 +422,7 @@ impl Cluster {
                 .map(|summary| (summary.name, summary.subscription_count))
                 .collect()
         });
-        Message::Snapshot {
+        Piece {
             members,
             signins,
             counts,
@@ -401,7 +440,7 @@ impl Cluster {
             peers.all_lowest_missing()
         };
         self.send(Message::Hello);
-        self.send(self.snapshot());
+        self.send_snapshot();
         for (node, from) in missing {
             self.ask_again(&node, from);
         }
@@ -468,6 +507,7 @@ impl Cluster {
         }
         self.received.fetch_add(1, Ordering::Relaxed);
         let hub = &self.hub;
+        let tells_its_state = matches!(envelope.message, Message::Hello | Message::Snapshot { .. });
         match envelope.message {
             Message::Event {
                 channel,
@@ -498,7 +538,7 @@ impl Cluster {
             }
             Message::Heartbeat | Message::Probe => {}
             Message::Hello => {
-                self.send(self.snapshot());
+                self.send_snapshot();
                 // It may have published events this node missed.
                 let missing = self.lock_peers().lowest_missing(node);
                 if let Some(from) = missing {
@@ -519,10 +559,31 @@ impl Cluster {
                 members,
                 signins,
                 counts,
+                part,
+                parts,
             } => {
-                self.lock_peers().snapshot(hub, node, members, signins);
-                if let Some(counts) = counts {
-                    self.lock_counts().replace(node, counts);
+                let piece = Piece {
+                    members,
+                    signins,
+                    counts,
+                };
+                let assembled = self
+                    .assemblies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(node, part, parts, piece);
+                match assembled {
+                    Assembled::Whole(whole) => {
+                        self.lock_peers()
+                            .snapshot(hub, node, whole.members, whole.signins);
+                        if let Some(counts) = whole.counts {
+                            self.lock_counts().replace(node, counts);
+                        }
+                    }
+                    Assembled::Waiting => {}
+                    Assembled::Refused => {
+                        self.ignore(&format!("snapshot part {part} of {parts} from node {node}"))
+                    }
                 }
             }
             Message::Count { channel, count } => self.lock_counts().set(node, &channel, count),
@@ -550,8 +611,9 @@ impl Cluster {
                 }
             }
         }
-        // A node we did not know may hold members: ask for its state.
-        if newcomer {
+        // A node we did not know may hold members: ask for its state,
+        // unless it is telling it already (a hello comes with a snapshot).
+        if newcomer && !tells_its_state {
             self.send(Message::Hello);
         }
     }
@@ -612,6 +674,10 @@ impl Cluster {
             let gone = self.lock_peers().expire(&self.hub, EXPIRY, link_works);
             for (node, members) in gone {
                 self.lock_counts().forget(&node);
+                self.assemblies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forget(&node);
                 tracing::warn!(
                     "Cluster node {node} was silent for {} s; removed its {members} presence member socket(s)",
                     EXPIRY.as_secs()

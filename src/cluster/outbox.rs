@@ -9,10 +9,14 @@
 //!   are published once more ([`Outbox::replay_from`]). Only an event that
 //!   leaves the log unpublished (too old, or pushed out by newer ones) is
 //!   lost, and counted.
-//! - **state** (presence joins and leaves, sign-ins, heartbeats, snapshots,
-//!   queries) goes after the events, in the order produced, up to
-//!   [`MAX_STATE_BYTES`]. What cannot be published is not kept: a fresh
-//!   snapshot replaces it once publishing works ([`Outbox::take_resync`]).
+//! - **control** (heartbeats, hellos, requests to resend, channel count
+//!   queries and answers) goes first of all: small, and what tells the
+//!   other nodes this one is alive, so that a large snapshot never delays
+//!   it into an expiry. Up to [`MAX_CONTROL_BYTES`]; past it, dropped.
+//! - **state** (presence joins and leaves, sign-ins, snapshots) goes after
+//!   the events, in the order produced, up to [`MAX_STATE_BYTES`]. What
+//!   cannot be published is not kept: a fresh snapshot replaces it once
+//!   publishing works ([`Outbox::take_resync`]).
 //! - **counts** (subscriber counts per channel, for webhooks) are not
 //!   queued at all: only the latest count of each channel waits, so a client
 //!   churning subscriptions makes one message per channel per publishing
@@ -34,11 +38,19 @@ pub const REPLAY_WINDOW: Duration = Duration::from_secs(60);
 pub const MAX_EVENT_LOG_BYTES: usize = 32 << 20;
 
 /// Bytes of state messages waiting at most; past it they are dropped and a
-/// snapshot is owed instead.
-pub const MAX_STATE_BYTES: usize = 8 << 20;
+/// snapshot is owed instead. It holds the largest snapshot a node sends
+/// (48 MiB, queued at once) with room to spare.
+pub const MAX_STATE_BYTES: usize = 64 << 20;
 
-/// Messages published in one round trip at most.
+/// Bytes of control messages waiting at most.
+pub const MAX_CONTROL_BYTES: usize = 4 << 20;
+
+/// Messages published in one round trip at most...
 pub const BATCH: usize = 128;
+
+/// ...and bytes, past the first message: a snapshot's parts go one round
+/// trip each, with control messages between them.
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// One numbered event, as published.
 struct Logged {
@@ -104,11 +116,38 @@ impl EventLog {
     }
 }
 
-/// The state lane: messages in the order produced, bounded in bytes.
+/// A lane of messages in the order produced, bounded in bytes.
 #[derive(Default)]
-struct StateLane {
+struct Lane {
     messages: VecDeque<String>,
     bytes: usize,
+}
+
+impl Lane {
+    /// Queues `text`; false (not queued) past `max` bytes.
+    fn push(&mut self, text: String, max: usize) -> bool {
+        if self.bytes + text.len() > max {
+            return false;
+        }
+        self.bytes += text.len();
+        self.messages.push_back(text);
+        true
+    }
+
+    /// The next batch: [`BATCH`] messages or [`BATCH_BYTES`] at most.
+    fn take(&mut self) -> Option<Batch> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < BATCH && (batch.is_empty() || bytes < BATCH_BYTES) {
+            let Some(text) = self.messages.pop_front() else {
+                break;
+            };
+            bytes += text.len();
+            batch.push(text);
+        }
+        self.bytes -= bytes;
+        (!batch.is_empty()).then_some(Batch::Other(batch))
+    }
 }
 
 /// What the publisher takes next.
@@ -157,7 +196,8 @@ pub struct LogStatus {
 /// Shared by everything on the node that has something to tell the others.
 pub struct Outbox {
     events: Mutex<EventLog>,
-    state: Mutex<StateLane>,
+    control: Mutex<Lane>,
+    state: Mutex<Lane>,
     /// The latest count of each channel whose count changed since the
     /// publisher last looked.
     counts: Mutex<HashMap<String, usize>>,
@@ -178,7 +218,8 @@ impl Outbox {
     pub fn new() -> Self {
         Self {
             events: Mutex::new(EventLog::new()),
-            state: Mutex::new(StateLane::default()),
+            control: Mutex::new(Lane::default()),
+            state: Mutex::new(Lane::default()),
             counts: Mutex::new(HashMap::new()),
             resync: AtomicBool::new(false),
             ready: Notify::new(),
@@ -208,17 +249,23 @@ impl Outbox {
     /// Queues a state message; past [`MAX_STATE_BYTES`] it is dropped and
     /// a snapshot is owed instead (false).
     pub fn push_state(&self, text: String) -> bool {
-        let mut lane = lock(&self.state);
-        if lane.bytes + text.len() > MAX_STATE_BYTES {
-            drop(lane);
+        let queued = lock(&self.state).push(text, MAX_STATE_BYTES);
+        if queued {
+            self.ready.notify_one();
+        } else {
             self.owe_resync();
-            return false;
         }
-        lane.bytes += text.len();
-        lane.messages.push_back(text);
-        drop(lane);
-        self.ready.notify_one();
-        true
+        queued
+    }
+
+    /// Queues a control message; past [`MAX_CONTROL_BYTES`] it is dropped
+    /// (false): each is asked or said again.
+    pub fn push_control(&self, text: String) -> bool {
+        let queued = lock(&self.control).push(text, MAX_CONTROL_BYTES);
+        if queued {
+            self.ready.notify_one();
+        }
+        queued
     }
 
     /// Records `channel`'s latest count for the next round.
@@ -281,17 +328,20 @@ impl Outbox {
         }
     }
 
-    /// The next batch to publish, events first, then state, then counts;
+    /// The next batch to publish: control, events, state, then counts;
     /// waits until there is one.
     pub async fn next_batch(
         &self,
         count_message: impl Fn(String, usize) -> Option<String>,
     ) -> Batch {
         loop {
+            if let Some(batch) = lock(&self.control).take() {
+                return batch;
+            }
             if let Some(batch) = self.take_events() {
                 return batch;
             }
-            if let Some(batch) = self.take_state() {
+            if let Some(batch) = lock(&self.state).take() {
                 return batch;
             }
             let counts = std::mem::take(&mut *lock(&self.counts));
@@ -308,17 +358,6 @@ impl Outbox {
         }
     }
 
-    fn take_state(&self) -> Option<Batch> {
-        let mut lane = lock(&self.state);
-        if lane.messages.is_empty() {
-            return None;
-        }
-        let take = lane.messages.len().min(BATCH);
-        let batch: Vec<String> = lane.messages.drain(..take).collect();
-        lane.bytes -= batch.iter().map(String::len).sum::<usize>();
-        Some(Batch::Other(batch))
-    }
-
     fn take_events(&self) -> Option<Batch> {
         let mut log = lock(&self.events);
         log.trim(Instant::now());
@@ -326,11 +365,17 @@ impl Outbox {
             return None;
         }
         let skip = (log.cursor - log.first_seq()) as usize;
+        let mut bytes = 0;
         let texts: Vec<Arc<str>> = log
             .entries
             .iter()
             .skip(skip)
             .take(BATCH)
+            .take_while(|entry| {
+                let room = bytes == 0 || bytes < BATCH_BYTES;
+                bytes += entry.text.len();
+                room
+            })
             .map(|entry| entry.text.clone())
             .collect();
         let first = log.cursor;

@@ -245,6 +245,22 @@ pub static LIMITS: &[Limit] = &[
         bounds: "a node's events for the other nodes, held while Redis is away and kept after publishing for a node that missed them; older ones, or those past the bytes, are dropped (flarum_ws_redis_messages_dropped when never published)",
     },
     Limit {
+        name: "cluster snapshot",
+        amount: Amount::Fixed(|| {
+            format!(
+                "{} parts of {}",
+                crate::cluster::MAX_SNAPSHOT_PARTS,
+                bytes(crate::cluster::SNAPSHOT_PART_BYTES)
+            )
+        }),
+        bounds: "a node's presence members and signed-in users as told to the other nodes, in parts each far below the bus message limit; members past it are not shared (an error is logged)",
+    },
+    Limit {
+        name: "cluster control queue",
+        amount: Amount::Fixed(|| bytes(crate::cluster::MAX_CONTROL_BYTES)),
+        bounds: "heartbeats, hellos, resend requests and channel count queries waiting to be published, ahead of everything else; past it they are dropped (each is said or asked again)",
+    },
+    Limit {
         name: "cluster state queue",
         amount: Amount::Fixed(|| bytes(crate::cluster::MAX_STATE_BYTES)),
         bounds: "presence and sign-in changes waiting to be published; past it they are dropped and the node's whole state is published instead",

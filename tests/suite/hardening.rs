@@ -1585,6 +1585,75 @@ async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
     assert!(report.contains("2 flarum-ws node(s) listen"), "{report}");
 }
 
+/// Issue 37: a node's snapshot larger than a bus message may be (16 MiB:
+/// here 2 000 presence memberships of 10 kB each, 20 MB) reaches a node
+/// that joins later, in parts, and that node answers for every member.
+/// Each membership is alone in its channel, so no member is told of the
+/// others (that would be gigabytes to clients that do not read).
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_snapshot_over_the_bus_limit_arrives_in_parts() {
+    let _heavy = HEAVY.lock().await;
+    const CLIENTS: usize = 200;
+    const CHANNELS: usize = 10;
+    let redis = common::redis::RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let envs = [
+        ("FLARUM_WS_REDIS_URL", url.as_str()),
+        ("FLARUM_WS_MAX_PRESENCE_USER_INFO_BYTES", "12000"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let a = server(dir.path(), &envs);
+    let bio = "x".repeat(10_000);
+    let mut members = Vec::new();
+    for n in 0..CLIENTS {
+        // One visitor per address: new channels are limited per address.
+        let from = std::net::Ipv4Addr::new(127, 2, (n / 250) as u8, (n % 250) as u8 + 1);
+        let mut client = Client::connect_from(a.port, from).await;
+        let data = json!({"user_id": format!("u{n}"), "user_info": {"bio": bio}}).to_string();
+        for c in 0..CHANNELS {
+            let answer = client
+                .subscribe_presence(&format!("presence-big-{n}-{c}"), &data)
+                .await;
+            assert_eq!(
+                answer["event"], "pusher_internal:subscription_succeeded",
+                "{answer}"
+            );
+        }
+        members.push(client);
+    }
+    let b = server(dir.path(), &envs);
+    let occupied_on_b = || async {
+        let (status, body) = api(b.port)
+            .get(
+                &format!("/apps/{APP_ID}/channels"),
+                &[
+                    ("filter_by_prefix", "presence-big-"),
+                    ("info", "user_count"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["channels"].as_object().map_or(0, |channels| {
+            channels.values().filter(|c| c["user_count"] == 1).count()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupied_on_b().await < CLIENTS * CHANNELS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        occupied_on_b().await,
+        CLIENTS * CHANNELS,
+        "every membership of node A, on node B"
+    );
+    assert!(
+        metrics_blocking(b.port).contains("flarum_ws_redis_messages_ignored_total 0"),
+        "no part was refused"
+    );
+    drop(members);
+}
+
 /// Issue 37: what arrives over Redis is input too. 20 000 unreadable
 /// messages and one of 17 MiB on the cluster's channel are counted
 /// (`flarum_ws_redis_messages_ignored`), not logged one line each (the
