@@ -12,8 +12,8 @@
 const path = require('path');
 const http = require('http');
 const crypto = require('crypto');
-const { spawn } = require('child_process');
 const WebSocket = require(path.join(__dirname, '../tests/conformance/node_modules/ws'));
+const { serve: serveOn } = require('./lib/serve');
 
 const [binary, tabsArg, spreadArg] = process.argv.slice(2);
 const TABS = Number(tabsArg || 10000);
@@ -30,17 +30,7 @@ const env = {
   FLARUM_WS_STATISTICS: 'false',
 };
 
-function serve() {
-  const child = spawn(binary, ['serve', '--host', '127.0.0.1', '--port', String(PORT)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    child.stderr.on('data', (chunk) => {
-      seen += chunk;
-      if (seen.includes('Listening on')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`flarum-ws exited ${code}: ${seen}`)));
-  });
-}
+const serve = () => serveOn(binary, PORT, env);
 
 // The forum's auth endpoint: counts requests, signs socket_id:channel.
 const auths = [];

@@ -20,6 +20,7 @@ const { spawn } = require('child_process');
 const modules = path.join(__dirname, '../tests/conformance/node_modules');
 const WebSocket = require(path.join(modules, 'ws'));
 const Pusher = require(path.join(modules, 'pusher'));
+const { serve: serveOn } = require('./lib/serve');
 
 const [binary, fault = 'stop', subscribersArg, rateArg, presenceArg] = process.argv.slice(2);
 const NODES = 3;
@@ -46,7 +47,7 @@ function startRedis() {
 }
 
 function serve(port) {
-  const env = {
+  return serveOn(binary, port, {
     PATH: process.env.PATH,
     FLARUM_WS_APP_ID: APP.appId,
     FLARUM_WS_APP_KEY: APP.key,
@@ -55,15 +56,6 @@ function serve(port) {
     FLARUM_WS_MAX_CONNECTIONS_PER_IP: '100000',
     FLARUM_WS_API_REQUESTS_PER_SECOND: '100000',
     FLARUM_WS_STATISTICS: 'false',
-  };
-  const child = spawn(binary, ['serve', '--host', '127.0.0.1', '--port', String(port)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    child.stderr.on('data', (chunk) => {
-      seen += chunk;
-      if (seen.includes('Listening on')) resolve(child);
-    });
-    child.on('exit', (code) => reject(new Error(`flarum-ws exited ${code}: ${seen}`)));
   });
 }
 

@@ -555,37 +555,7 @@ impl Cluster {
                     }
                 }
             }
-            Message::Snapshot {
-                members,
-                signins,
-                counts,
-                part,
-                parts,
-            } => {
-                let piece = Piece {
-                    members,
-                    signins,
-                    counts,
-                };
-                let assembled = self
-                    .assemblies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add(node, part, parts, piece);
-                match assembled {
-                    Assembled::Whole(whole) => {
-                        self.lock_peers()
-                            .snapshot(hub, node, whole.members, whole.signins);
-                        if let Some(counts) = whole.counts {
-                            self.lock_counts().replace(node, counts);
-                        }
-                    }
-                    Assembled::Waiting => {}
-                    Assembled::Refused => {
-                        self.ignore(&format!("snapshot part {part} of {parts} from node {node}"))
-                    }
-                }
-            }
+            snapshot @ Message::Snapshot { .. } => self.assemble(hub, node, snapshot),
             Message::Count { channel, count } => self.lock_counts().set(node, &channel, count),
             Message::Query { id, prefix } => {
                 let channels = hub
@@ -615,6 +585,31 @@ impl Cluster {
         // unless it is telling it already (a hello comes with a snapshot).
         if newcomer && !tells_its_state {
             self.send(Message::Hello);
+        }
+    }
+
+    /// Applies `node`'s snapshot once all its parts are here.
+    fn assemble(&self, hub: &Hub, node: &str, message: Message) {
+        let Some((part, parts, piece)) = snapshot::unpack(message) else {
+            return;
+        };
+        let assembled = self
+            .assemblies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(node, part, parts, piece);
+        match assembled {
+            Assembled::Whole(whole) => {
+                self.lock_peers()
+                    .snapshot(hub, node, whole.members, whole.signins);
+                if let Some(counts) = whole.counts {
+                    self.lock_counts().replace(node, counts);
+                }
+            }
+            Assembled::Waiting => {}
+            Assembled::Refused => {
+                self.ignore(&format!("snapshot part {part} of {parts} from node {node}"))
+            }
         }
     }
 

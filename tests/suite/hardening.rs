@@ -1477,6 +1477,19 @@ async fn churn_on_one_node_loses_no_events_for_the_other() {
     drop(churners);
 }
 
+/// Waits (10 s at most) until nodes `a` and `b` count each other.
+async fn both_nodes_meet(a: &Running, b: &Running, why: &str) {
+    for node in [a, b] {
+        assert!(
+            within(Duration::from_secs(10), || {
+                metrics_blocking(node.port).contains("flarum_ws_cluster_nodes 2")
+            })
+            .await,
+            "{why}"
+        );
+    }
+}
+
 /// Issue 37: the nodes of a cluster on a Redis that speaks only TLS, with
 /// a private CA and client certificates (as managed Redis offerings and
 /// hardened installs do): an event triggered on one node reaches a tab on
@@ -1504,15 +1517,7 @@ async fn nodes_meet_over_a_tls_redis_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let a = server(dir.path(), &envs);
     let b = server(dir.path(), &envs);
-    for node in [&a, &b] {
-        assert!(
-            within(Duration::from_secs(10), || {
-                metrics_blocking(node.port).contains("flarum_ws_cluster_nodes 2")
-            })
-            .await,
-            "the nodes meet over TLS"
-        );
-    }
+    both_nodes_meet(&a, &b, "the nodes meet over TLS").await;
     let mut reader = subscriber(b.port, "news").await;
     assert_eq!(api(a.port).trigger("news", "post", "over TLS").await.0, 200);
     assert_eq!(reader.expect_event("post").await["data"], "over TLS");
@@ -1540,15 +1545,12 @@ async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
     let envs = [("FLARUM_WS_REDIS_URL", url.as_str())];
     let a = server(dir.path(), &envs);
     let b = server(dir.path(), &envs);
-    for node in [&a, &b] {
-        assert!(
-            within(Duration::from_secs(10), || {
-                metrics_blocking(node.port).contains("flarum_ws_cluster_nodes 2")
-            })
-            .await,
-            "the nodes meet through the master the sentinels name"
-        );
-    }
+    both_nodes_meet(
+        &a,
+        &b,
+        "the nodes meet through the master the sentinels name",
+    )
+    .await;
     let mut reader = subscriber(b.port, "news").await;
     let api = api(a.port);
     assert_eq!(api.trigger("news", "post", "0").await.0, 200);

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// An nginx.conf around `server_config` with every path in `dir`.
 pub fn nginx_conf(dir: &Path, server_config: &str) -> std::path::PathBuf {
@@ -40,11 +39,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx is installed");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::process::wait_until_listening(&[port], "nginx");
         Self(child)
     }
 }

@@ -160,6 +160,18 @@ impl Drop for Running {
     }
 }
 
+/// Waits (10 s at most) until something accepts connections on each of
+/// `ports` on loopback: a server `what` just started.
+pub fn wait_until_listening(ports: &[u16], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{what} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

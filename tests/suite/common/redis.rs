@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::process::free_port;
+use super::process::{free_port, wait_until_listening};
 
 /// A redis-server on a free loopback port, killed when dropped.
 pub struct RedisServer {
@@ -64,16 +64,8 @@ impl RedisServer {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is needed (apt-get install redis-server)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        for listening in std::iter::once(port).chain(tls_port) {
-            while std::net::TcpStream::connect(("127.0.0.1", listening)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
+        let ports: Vec<u16> = std::iter::once(port).chain(tls_port).collect();
+        wait_until_listening(&ports, "redis-server");
         Self {
             child,
             port,
@@ -135,16 +127,7 @@ impl Sentinels {
             children.push(child);
             ports.push(port);
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        for &port in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "a sentinel did not start"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
+        wait_until_listening(&ports, "a sentinel");
         Self {
             children,
             ports,
