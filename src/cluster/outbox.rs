@@ -42,8 +42,10 @@ pub const MAX_EVENT_LOG_BYTES: usize = 32 << 20;
 /// (48 MiB, queued at once) with room to spare.
 pub const MAX_STATE_BYTES: usize = 64 << 20;
 
-/// Bytes of control messages waiting at most.
-pub const MAX_CONTROL_BYTES: usize = 4 << 20;
+/// Bytes of control messages waiting at most: as much as one message a
+/// receiver accepts, so that a node's channel count answer on a forum with
+/// very many channels is never the one dropped.
+pub const MAX_CONTROL_BYTES: usize = super::MAX_BUS_MESSAGE_BYTES;
 
 /// Messages published in one round trip at most...
 pub const BATCH: usize = 128;
