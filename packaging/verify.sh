@@ -241,18 +241,20 @@ verdict() { # verdict [DIR [NAME=value...]]: check's JSON findings, run from DIR
   local dir="${1:-/}"
   inside env -C "$dir" "${@:2}" flarum-ws check --json 2>>"$older/check-stderr.log" || true
 }
-finding() { # finding CHECK STATUS TEXT <json: prints "yes" when a finding of CHECK has STATUS and TEXT
+finding() { # finding CHECK STATUS TEXT <json: prints "yes: " and the findings of CHECK with STATUS and TEXT, or all findings
   python3 -c 'import json,sys
 text = sys.stdin.read()
 try:
     checks = json.loads(text)["checks"]
 except ValueError:
     sys.exit(print("not JSON: " + text) or 0)
-print("yes" if any(c["check"] == sys.argv[1] and c["status"] == sys.argv[2] and sys.argv[3] in c["message"] + " " + c.get("fix", "") for c in checks) else json.dumps(checks, indent=1))' "$@"
+found = [c for c in checks if c["check"] == sys.argv[1] and c["status"] == sys.argv[2] and sys.argv[3] in c["message"] + " " + c.get("fix", "")]
+said = lambda c: c["status"] + " " + c["check"] + ": " + c["message"] + (" | fix: " + c["fix"] if c.get("fix") else "")
+print("yes: " + "\n     ".join(map(said, found)) if found else json.dumps(checks, indent=1))' "$@"
 }
-expect() { # expect DESCRIPTION CHECK STATUS TEXT <json
+expect() { # expect DESCRIPTION CHECK STATUS TEXT <json: passes when the finding is there, and prints it
   local said; said="$(finding "$2" "$3" "$4")"
-  [ "$said" = yes ] && pass "$1" || fail "$1: no $3 $2 finding with \"$4\" in $said"
+  [[ "$said" == "yes: "* ]] && pass "$1"$'\n'"   check said: ${said#yes: }" || fail "$1: no $3 $2 finding with \"$4\" in $said"
 }
 reload_units() { inside systemctl daemon-reload; }
 second=/var/lib/flarum-ws-verify2
