@@ -155,7 +155,7 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         tracing::info!(
             "Took over the listening socket ({address}) from the flarum-ws serving this app: it now closes its connections with 4200, and they reconnect here"
         );
-        from.accepting();
+        from.accepting(ctx.clone());
     }
     let ctx_for_exit = ctx.clone();
     server::serve(listener, ctx)

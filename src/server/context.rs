@@ -15,6 +15,7 @@ use super::guesses::WrongTokens;
 use super::handover::Offered;
 use super::rate::{KeyedBuckets, RateWindow};
 use super::realtime::{RealtimeForum, SocketUsers};
+use super::relay::Relay;
 use super::secret_rotation::SecretWatch;
 use super::websocket::{
     CHANNEL_CREATION_ADDRESSES, CHANNEL_CREATION_BURST, CHANNEL_CREATIONS_PER_SECOND,
@@ -79,6 +80,9 @@ pub struct ServerContext {
     /// Set when a new `serve` took the listening socket over: the
     /// websockets are then closed over `close_spread`.
     handed_over: std::sync::atomic::AtomicBool,
+    /// Set while a handover's other process runs (`relay`): what this one
+    /// publishes is passed to it too.
+    pub relay: ArcSwapOption<Relay>,
     /// Where the app secret follows config.php (Flarum 2): asked to look
     /// at it now when a request's signature fails.
     pub secret_watch: std::sync::OnceLock<Arc<SecretWatch>>,
@@ -125,6 +129,7 @@ impl ServerContext {
             closing: CloseSchedule::default(),
             offered: Offered::default(),
             handed_over: std::sync::atomic::AtomicBool::new(false),
+            relay: ArcSwapOption::empty(),
             secret_watch: std::sync::OnceLock::new(),
         }
     }
@@ -191,7 +196,8 @@ impl ServerContext {
     }
 
     /// Publishes one event frame on `channel`: to this node's subscribers
-    /// but `except`, to the other nodes when clustered, into the fan-out
+    /// but `except`, to the other nodes when clustered, to the other
+    /// process of a handover while it runs (`relay`), into the fan-out
     /// metric and the dashboard's feed (`seen`). Every publisher (the HTTP
     /// API, client events) goes through here, so none can forget a part.
     pub fn publish(
@@ -207,6 +213,9 @@ impl ServerContext {
         let took = started.elapsed();
         if let Some(cluster) = &self.cluster {
             cluster.broadcast_event(channel, &frame, except, cache);
+        }
+        if let Some(relay) = &*self.relay.load() {
+            relay.event(channel, &frame, except.as_slice(), cache);
         }
         self.telemetry.published(took, seen);
     }
@@ -227,6 +236,9 @@ impl ServerContext {
         let took = started.elapsed();
         if let Some(cluster) = &self.cluster {
             cluster.broadcast_event(channel, &frame, except.first().copied(), false);
+        }
+        if let Some(relay) = &*self.relay.load() {
+            relay.event(channel, &frame, except, false);
         }
         self.telemetry.published(took, seen);
     }

@@ -5,7 +5,9 @@
 //! descriptor, `SCM_RIGHTS`), not a second one on the same port: one
 //! backlog, so no connection waiting in it is dropped. Once the new process
 //! accepts, it says so, and the first stops accepting and closes its
-//! connections with 4200, which reconnect to the new one.
+//! connections with 4200, which reconnect to the new one. Until the first
+//! exits, the two pass each other what they publish over the same local
+//! socket (`relay`), so its remaining tabs miss nothing.
 //!
 //! The local socket is in the abstract namespace
 //! (`flarum-ws-handover-ADDRESS:PORT`, no file to clean up) and answers only a process of the same user (or
@@ -51,6 +53,7 @@ pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
         return;
     };
     ctx.offered.hold(socket);
+    let runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         // The process this one took the socket from still holds the
         // meeting point until it exits: retried until then.
@@ -78,6 +81,10 @@ pub fn offer(listener: &tokio::net::TcpListener, ctx: Arc<ServerContext>) {
                     tracing::info!(
                         "A new flarum-ws serve took over the listening socket and accepts: closing this process's connections with 4200 so that they reconnect to it"
                     );
+                    // Before this one stops accepting: what it still
+                    // publishes is passed on too.
+                    let _entered = runtime.enter();
+                    super::relay::start(stream, ctx.clone(), super::relay::Side::Old);
                     ctx.hand_over();
                     return;
                 }
@@ -153,11 +160,15 @@ pub struct Taken {
 
 impl Taken {
     /// Tells the first process that this one accepts: it stops accepting
-    /// and closes its connections.
-    pub fn accepting(mut self) {
+    /// and closes its connections. From then on the two relay what they
+    /// publish to each other over this line until the first exits
+    /// (`relay`).
+    pub fn accepting(mut self, ctx: Arc<ServerContext>) {
         if let Err(error) = self.stream.write_all(&[ACCEPTING]) {
             tracing::warn!("could not tell the previous flarum-ws that this one accepts: {error}");
+            return;
         }
+        super::relay::start(self.stream, ctx, super::relay::Side::New);
     }
 }
 

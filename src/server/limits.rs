@@ -229,6 +229,11 @@ pub static LIMITS: &[Limit] = &[
         bounds: "then 429 until the window ends",
     },
     Limit {
+        name: "handover relay",
+        amount: Amount::Fixed(|| bytes(super::relay::MAX_RELAY_BYTES)),
+        bounds: "events waiting to be passed between the old and the new process of a handover (each way), so the old one's last tabs miss nothing; past it an event is not passed on, and a warning says so (once a second at most); a message over the same size from the other process ends the relay",
+    },
+    Limit {
         name: "cluster bus message",
         amount: Amount::Fixed(|| bytes(crate::cluster::MAX_BUS_MESSAGE_BYTES)),
         bounds: "a message read from the cluster's Redis channel; larger ones, and unreadable ones, are ignored and counted (one warning a minute)",

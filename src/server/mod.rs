@@ -20,6 +20,7 @@ mod ops;
 mod port_holder;
 mod rate;
 pub mod realtime;
+pub mod relay;
 mod response;
 mod router;
 pub mod secret_rotation;

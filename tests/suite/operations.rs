@@ -653,3 +653,222 @@ async fn a_second_serve_takes_the_socket_over_and_refuses_no_trigger() {
         "{log:#?}"
     );
 }
+
+/// Issue 36: while the first process closes its tabs over `close_spread`,
+/// the forum's triggers reach the second one only. The two relay what they
+/// publish to each other until the first exits, so every tab gets every
+/// event until its own close: none of the numbered events is missing, and
+/// the tabs closed last got those triggered seconds after the handover
+/// (without the relay they stopped at the handover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_waiting_for_their_close_get_the_new_process_s_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let serve = || {
+        let mut command = flarum_ws(dir.path());
+        command
+            .envs(crate::common::CREDENTIALS)
+            .env("FLARUM_WS_CLOSE_SPREAD", "4")
+            .args(["serve", "--host", "127.0.0.1", "--port", &port]);
+        command
+    };
+    let mut first = start(&mut serve());
+    let port = first.port;
+    let mut tabs = Vec::new();
+    for _ in 0..32 {
+        let mut tab = crate::common::Client::connect(&format!(
+            "ws://127.0.0.1:{port}/app/{}?protocol=7",
+            crate::common::KEY
+        ))
+        .await;
+        tab.subscribe("news").await;
+        tabs.push(tokio::spawn(async move {
+            // The event numbers this tab got before its close.
+            let mut got = Vec::new();
+            loop {
+                match futures_util::StreamExt::next(&mut tab.ws).await {
+                    Some(Ok(Message::Text(text))) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        if frame["event"] == "posted" {
+                            got.push(frame["data"].as_str().unwrap().parse::<u32>().unwrap());
+                        }
+                    }
+                    Some(Ok(Message::Close(close))) => {
+                        return (got, close.map(|c| u16::from(c.code)));
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return (got, None),
+                }
+            }
+        }));
+    }
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let triggers = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            let api = crate::common::Api {
+                base: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap(),
+            };
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !*stopped.borrow() {
+                tick.tick().await;
+                let n = sent.load(std::sync::atomic::Ordering::SeqCst) + 1;
+                let (status, body) = api.trigger("news", "posted", &n.to_string()).await;
+                assert_eq!(status, 200, "{body}");
+                sent.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut second = start(&mut serve());
+    let at_handover = sent.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, log) = first.lines_until_exit();
+    assert_eq!(code, 0, "{log:#?}");
+    stop.send(true).unwrap();
+    triggers.await.unwrap();
+    let mut last_seen = 0;
+    for tab in tabs {
+        let (got, close) = tab.await.unwrap();
+        assert_eq!(close, Some(4200), "{got:?}");
+        let expected: Vec<u32> = (1..=got.last().copied().unwrap_or(0)).collect();
+        assert_eq!(got, expected, "a tab missed events before its close");
+        last_seen = last_seen.max(got.len() as u32);
+    }
+    assert!(
+        last_seen >= at_handover + 40,
+        "the tabs closed last got events up to {last_seen}; {at_handover} were sent before the handover"
+    );
+    let log = second.stop_cleanly();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("The previous flarum-ws of the handover has gone: relayed")),
+        "{log:#?}"
+    );
+}
+
+/// Issue 36, presence through a handover: 16 members on the first
+/// process, each tab reconnecting to the second on its 4200 as pusher-js
+/// does. Nobody sees anyone leave or arrive: the tabs waiting for their
+/// close keep every member, each tab that moved finds the whole list on
+/// the new process, and after the old one has gone the list is still
+/// whole. (Without the relay, tabs on the old process saw each member
+/// leave as they moved, and the early movers found a partial list.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_members_move_to_the_new_process_unannounced() {
+    const MEMBERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let serve = || {
+        let mut command = flarum_ws(dir.path());
+        command
+            .envs(crate::common::CREDENTIALS)
+            .env("FLARUM_WS_CLOSE_SPREAD", "2")
+            .args(["serve", "--host", "127.0.0.1", "--port", &port]);
+        command
+    };
+    let mut first = start(&mut serve());
+    let port = first.port;
+    let url = format!(
+        "ws://127.0.0.1:{port}/app/{}?protocol=7",
+        crate::common::KEY
+    );
+    // Joins and returns how many members the subscription listed.
+    async fn join(url: &str, user: usize) -> (crate::common::Client, u64) {
+        let mut tab = crate::common::Client::connect(url).await;
+        let answer = tab
+            .subscribe_presence("presence-room", &format!(r#"{{"user_id":"{user}"}}"#))
+            .await;
+        assert_eq!(
+            answer["event"], "pusher_internal:subscription_succeeded",
+            "{answer}"
+        );
+        let data: Value = serde_json::from_str(answer["data"].as_str().unwrap()).unwrap();
+        (tab, data["presence"]["count"].as_u64().unwrap())
+    }
+    let mut tabs = Vec::new();
+    for user in 0..MEMBERS {
+        tabs.push(join(&url, user).await.0);
+    }
+    // Each tab first hears of those who joined after it.
+    for (user, tab) in tabs.iter_mut().enumerate() {
+        for _ in user + 1..MEMBERS {
+            tab.expect_event("pusher_internal:member_added").await;
+        }
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut moving = Vec::new();
+    for (user, mut tab) in tabs.into_iter().enumerate() {
+        let url = url.clone();
+        let mut stopped = stopped.clone();
+        moving.push(tokio::spawn(async move {
+            // Member events seen, and the list found on the new process.
+            let mut seen = Vec::new();
+            let mut listed_after_move = None;
+            loop {
+                let frame = tokio::select! {
+                    _ = stopped.changed() => return (seen, listed_after_move, tab),
+                    frame = futures_util::StreamExt::next(&mut tab.ws) => frame,
+                };
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        let event = frame["event"].as_str().unwrap_or_default();
+                        if event.starts_with("pusher_internal:member_") {
+                            seen.push(format!("{event} {}", frame["data"]));
+                        }
+                    }
+                    Some(Ok(Message::Close(close))) => {
+                        let code = close.map(|c| u16::from(c.code));
+                        assert_eq!(code, Some(4200), "user {user}");
+                        assert!(listed_after_move.is_none(), "user {user} closed twice");
+                        let (new_tab, listed) = join(&url, user).await;
+                        tab = new_tab;
+                        listed_after_move = Some(listed);
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("user {user}: {other:?}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = start(&mut serve());
+    let (code, log) = first.lines_until_exit();
+    assert_eq!(code, 0, "{log:#?}");
+    // Past the grace in which the old process's leaves take effect.
+    tokio::time::sleep(flarum_ws::server::relay::MOVE_GRACE + Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let mut open = Vec::new();
+    for (user, tab) in moving.into_iter().enumerate() {
+        let (seen, listed, tab) = tab.await.unwrap();
+        open.push(tab);
+        assert_eq!(
+            listed,
+            Some(MEMBERS as u64),
+            "user {user} found a partial list"
+        );
+        assert!(seen.is_empty(), "user {user} saw {seen:?}");
+    }
+    let api = crate::common::Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let (status, users) = api
+        .get(
+            &format!(
+                "/apps/{}/channels/presence-room/users",
+                crate::common::APP_ID
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(users["users"].as_array().unwrap().len(), MEMBERS, "{users}");
+    drop(open);
+    second.stop_cleanly();
+}

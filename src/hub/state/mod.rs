@@ -90,6 +90,10 @@ pub(super) struct State {
     /// Where channel counts, membership changes and cache misses are told
     /// (the webhooks), when watched.
     changes: Option<ChangeFeed>,
+    /// Set while this process hands its tabs to a new one: presence
+    /// memberships of closed sockets (channel, member key, when) are kept
+    /// a while (`Hub::hold_leaves`).
+    held_leaves: Option<Vec<(String, String, Instant)>>,
 }
 
 impl State {
@@ -135,6 +139,7 @@ impl Hub {
                 limits,
                 notices: None,
                 changes: None,
+                held_leaves: None,
             })),
             budget: Arc::new(QueueBudget::default()),
         }
@@ -348,7 +353,9 @@ impl Hub {
                     socket,
                 });
             }
-            if let Some(member) = entry.members.leave(&key) {
+            if let Some(held) = &mut state.held_leaves {
+                held.push((channel.to_owned(), key, Instant::now()));
+            } else if let Some(member) = entry.members.leave(&key) {
                 entry.announce_removed(channel, &member.user_id);
                 if let Some(feed) = &state.changes {
                     feed.tell(ChannelChange::Member {
@@ -382,6 +389,30 @@ impl Hub {
     /// to `feed` from now on (the webhooks).
     pub fn watch_channels(&self, feed: ChangeFeed) {
         self.write().changes = Some(feed);
+    }
+
+    /// From now on, a presence member whose socket leaves stays listed
+    /// until [`Hub::release_held_leaves`]: this process is handing its tabs
+    /// to a new one, and a member whose tab moves there comes back (as a
+    /// remote member) before anyone needs to hear they left.
+    pub fn hold_leaves(&self) {
+        self.write().held_leaves.get_or_insert_with(Vec::new);
+    }
+
+    /// Lets the leaves held since before `before` take effect: a member
+    /// with no other socket here or mirrored is removed (`member_removed`).
+    pub fn release_held_leaves(&self, before: Instant) {
+        let mut state = self.write();
+        let Some(held) = &mut state.held_leaves else {
+            return;
+        };
+        let due: Vec<(String, String)> = held
+            .extract_if(.., |(_, _, at)| *at < before)
+            .map(|(channel, key, _)| (channel, key))
+            .collect();
+        for (channel, key) in due {
+            Self::leave_member(&mut state, &channel, &key);
+        }
     }
 
     /// Forgets a closed socket: its subscriptions (given by the session,

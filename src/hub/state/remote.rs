@@ -51,7 +51,12 @@ impl Hub {
 
     /// A member's socket on another node left `channel`.
     pub fn remote_leave(&self, channel: &str, key: &str) {
-        let mut state = self.write();
+        Self::leave_member(&mut self.write(), channel, key);
+    }
+
+    /// One membership of `key` in `channel` ends; the member is removed
+    /// (and `member_removed` sent) when it was their last.
+    pub(super) fn leave_member(state: &mut super::State, channel: &str, key: &str) {
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };

@@ -14,6 +14,9 @@ pub fn terminate(ctx: &ServerContext, user_id: &str) -> Result<Value, ApiError> 
     if let Some(cluster) = &ctx.cluster {
         cluster.terminate_user(user_id);
     }
+    if let Some(relay) = &*ctx.relay.load() {
+        relay.terminate_user(user_id);
+    }
     tracing::info!("Terminating {closed} connection(s) of user {user_id} on the app's request");
     Ok(json!({}))
 }
