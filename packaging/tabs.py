@@ -4,14 +4,15 @@ packaging/verify.sh: each tab subscribes to a private channel of its own,
 and when the server closes it (4200 at a restart) it connects again at once
 and subscribes again, as pusher-js does. Each subscription is a channel
 authorization the forum's PHP would answer; the tabs count them per second.
-Prints one JSON line at the end: the tabs, how many were open at the end,
-reconnections, the most authorizations in one second, how long the last
-restart took to bring every tab back, and the errors met.
+Runs until SIGUSR1 (or SECONDS at most), then waits up to 30 s for every
+tab to be subscribed again, and prints one JSON line: the tabs, how many
+were open at the end, reconnections, the most authorizations in one second,
+how long after the last close every tab was back, and the errors met.
 
 Only Debian's python3 is there inside the booted systemd, so this speaks
 the websocket protocol itself (RFC 6455, the little a tab needs).
 
-    tabs.py PORT KEY SECRET TABS SECONDS
+    tabs.py PORT KEY SECRET TABS SECONDS      (then kill -USR1 it)
 """
 import asyncio
 import base64
@@ -20,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -107,20 +109,16 @@ async def session(port, key, secret, channel, counters, state):
         writer.close()
 
 
-async def tab(number, port, key, secret, deadline, counters):
+async def tab(number, port, key, secret, counters):
     channel = f"private-tab-{number}"
     first = True
-    while time.monotonic() < deadline:
+    while True:
         if not first:
             counters.reconnects += 1
         first = False
         state = {"open": False}
         try:
-            code = await asyncio.wait_for(
-                session(port, key, secret, channel, counters, state), deadline - time.monotonic()
-            )
-        except asyncio.TimeoutError:
-            return
+            code = await session(port, key, secret, channel, counters, state)
         except (OSError, asyncio.IncompleteReadError) as error:
             counters.errors[type(error).__name__] += 1
             code = None
@@ -132,9 +130,9 @@ async def tab(number, port, key, secret, deadline, counters):
             await asyncio.sleep(1)
 
 
-async def watch_back(tabs, deadline, counters):
+async def watch_back(tabs, counters):
     """How long after the last close every tab was subscribed again."""
-    while time.monotonic() < deadline:
+    while True:
         await asyncio.sleep(0.05)
         if counters.last_close and counters.open >= tabs and counters.all_back_after is None:
             counters.all_back_after = round(time.monotonic() - counters.last_close, 2)
@@ -147,14 +145,27 @@ async def main():
     tabs, seconds = int(sys.argv[4]), float(sys.argv[5])
     counters = Counters()
     deadline = time.monotonic() + seconds
+    told = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, told.set)
     tasks = []
     # Opened 500 at a time, as visitors arrive over a morning, not at once.
     for number in range(tabs):
-        tasks.append(asyncio.create_task(tab(number, port, key, secret, deadline, counters)))
+        tasks.append(asyncio.create_task(tab(number, port, key, secret, counters)))
         if number % 500 == 499:
             await asyncio.sleep(0.2)
-    tasks.append(asyncio.create_task(watch_back(tabs, deadline, counters)))
-    await asyncio.gather(*tasks)
+    watcher = asyncio.create_task(watch_back(tabs, counters))
+    try:
+        await asyncio.wait_for(told.wait(), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        pass
+    # Told to finish: time for the last restart's tabs to come back.
+    settle = time.monotonic() + 30
+    while time.monotonic() < settle and counters.open < tabs:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)
+    watcher.cancel()
+    for task in tasks:
+        task.cancel()
     print(
         json.dumps(
             {
