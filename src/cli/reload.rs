@@ -90,6 +90,17 @@ impl Reloader {
         *serving = applied;
         drop(serving);
         tracing::info!("Settings reloaded; open connections were kept");
+        self.ctx.telemetry.mark(
+            "reload",
+            if held.is_empty() {
+                "Settings reloaded".to_owned()
+            } else {
+                format!(
+                    "Settings reloaded; waiting for a restart: {}",
+                    held.iter().map(|h| h.key).collect::<Vec<_>>().join(", ")
+                )
+            },
+        );
         systemd::ready("settings reloaded");
         Reloaded::Applied {
             restart_needed: !held.is_empty(),

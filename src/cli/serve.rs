@@ -155,6 +155,10 @@ async fn serve(args: SourceArgs) -> Result<Exit, Failure> {
         tracing::info!(
             "Took over the listening socket ({address}) from the flarum-ws serving this app: it now closes its connections with 4200, and they reconnect here"
         );
+        ctx.telemetry.mark(
+            "handover",
+            "Took over the listening socket from the previous process",
+        );
         from.accepting(ctx.clone());
     }
     let ctx_for_exit = ctx.clone();

@@ -243,6 +243,22 @@ impl ServerContext {
         self.telemetry.published(took, seen);
     }
 
+    /// Samples the server's state into the dashboard's history.
+    pub fn sample_history(&self) {
+        let webhooks = self.webhooks.as_ref().map(|webhooks| webhooks.status());
+        self.telemetry.sample(crate::telemetry::history::Reading {
+            subscriptions: self.hub.totals().subscriptions as u64,
+            webhooks_sent: webhooks.as_ref().map_or(0, |w| w.sent),
+            webhooks_failed: webhooks.as_ref().map_or(0, |w| w.failed),
+            webhooks_dropped: webhooks.as_ref().map_or(0, |w| w.dropped),
+            cluster: self.cluster.as_ref().map(|cluster| {
+                let status = cluster.status();
+                (status.redis_up, status.other_nodes as u64 + 1)
+            }),
+            ..Default::default()
+        });
+    }
+
     /// The metrics as text, with the hub's and connections' state read now.
     pub fn render_metrics(&self) -> String {
         let totals = self.hub.totals();

@@ -222,6 +222,19 @@ pub static LIMITS: &[Limit] = &[
         bounds: "request line and headers",
     },
     Limit {
+        name: "dashboard history",
+        amount: Amount::Fixed(|| {
+            format!(
+                "{} in all: a sample every {} s for an hour, every {} min for a day, {} marks",
+                bytes(crate::telemetry::history::MAX_BYTES),
+                crate::telemetry::history::FINE_STEP.as_secs(),
+                crate::telemetry::history::COARSE_STEP.as_secs() / 60,
+                crate::telemetry::history::MAX_MARKS
+            )
+        }),
+        bounds: "the dashboard's graphs and timeline marks, kept in rings of fixed size whatever happens; the oldest go first",
+    },
+    Limit {
         name: "dashboard tokens",
         amount: Amount::Fixed(|| {
             format!("{MAX_WRONG} wrong per {} s per address", WINDOW.as_secs())

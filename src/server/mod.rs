@@ -82,6 +82,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     let sweeper = tokio::spawn(sweep_cache(ctx.clone()));
     let trimmer = tokio::spawn(memory::give_back_memory(ctx.clone()));
     let budget_keeper = tokio::spawn(keep_queue_budget(ctx.clone()));
+    let historian = tokio::spawn(sample_history(ctx.clone()));
 
     loop {
         tokio::select! {
@@ -107,6 +108,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
     sweeper.abort();
     trimmer.abort();
     budget_keeper.abort();
+    historian.abort();
 
     let open = ctx.tracker.len();
     let spread = if ctx.handed_over() {
@@ -135,6 +137,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) -> io::Result
         );
     }
     Ok(())
+}
+
+/// Samples the dashboard's history every step, from the start.
+async fn sample_history(ctx: Arc<ServerContext>) {
+    let mut tick = tokio::time::interval(crate::telemetry::history::FINE_STEP);
+    loop {
+        tick.tick().await;
+        ctx.sample_history();
+    }
 }
 
 /// Refusals of connections over the per-address limit, logged at most once a minute.

@@ -51,6 +51,18 @@ pub struct Traffic {
     pub api_events: u64,
 }
 
+/// The reasons of `flarum_ws_refusals_total`, as its help names them.
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "server_full",
+    "address_share",
+    "tcp_address_share",
+    "subscriptions",
+    "channel_churn",
+    "client_events",
+    "queued_bytes",
+    "frames_throttled",
+];
+
 /// What kind of metric a row describes, as OpenMetrics names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

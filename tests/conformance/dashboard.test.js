@@ -1,8 +1,11 @@
 // The live dashboard in a real browser: Debian's Chromium driven by
 // playwright-core. Signs in with the token the server printed, watches a
 // pusher-js tab appear with its channels and presence member, sends a test
-// event from the form and sees the tab receive it. Saves a screenshot to
-// target/artifacts/dashboard.png.
+// event from the form and sees the tab receive it; then, after traffic, a
+// refused connection and a reload, the graphs hold points and the timeline
+// marks the start, the reload and the refusals. Saves screenshots to
+// target/artifacts/ (dashboard.png, dashboard-history-light.png and
+// dashboard-history-dark.png).
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -10,7 +13,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
-const { startServer, browser, connected, subscribed, next } = require('./lib/harness');
+const { startServer, browser, connected, subscribed, next, serverSdk, eventually, nextErrorCode } = require('./lib/harness');
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(__dirname, '../../target/artifacts');
@@ -99,5 +102,61 @@ test('shows live connections, channels and members, and sends a test event', asy
   } finally {
     tab.disconnect();
     await page.close();
+  }
+});
+
+test('graphs the last hour and marks the start, a reload and refusals', async () => {
+  const token = printedDashboardUrl().searchParams.get('token');
+  const tab = browser('8', server.port, { user: { id: 8, info: { name: 'Bob' } } });
+  let refused;
+  try {
+    await connected(tab);
+    const news = await subscribed(tab, 'public');
+    const sdk = serverSdk(server.port);
+    for (let n = 0; n < 20; n++) {
+      const got = next(news, 'graphed');
+      await sdk.trigger('public', 'graphed', { n });
+      await got;
+    }
+    refused = browser('8', server.port, { key: 'not-this-app-key' });
+    assert.equal(await nextErrorCode(refused), 4001, 'a tab with the wrong key is refused');
+    server.child.kill('SIGHUP');
+    await eventually(() => server.logs.some((l) => l.includes('Settings reloaded')), 5000, 'the reload');
+
+    const page = await chrome.newPage({ viewport: { width: 1280, height: 1400 } });
+    await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
+    await page.fill('#token', token);
+    await page.click('#sign-in');
+    // A sample every 5 s: three of them hold the traffic, the refusal and the reload.
+    await page.waitForFunction(async () => {
+      const response = await fetch('/dashboard/history', { credentials: 'same-origin' });
+      const history = await response.json();
+      return history.points.length >= 3 && history.marks.some((m) => m.kind === 'refusals');
+    }, null, { timeout: 30000, polling: 1000 });
+    await page.click('#range-day');
+    await page.click('#range-hour');
+    await page.waitForSelector('#marks li[data-kind="refusals"]');
+    const points = await page.$eval('polyline[data-series="connections"]', (line) => line.getAttribute('points').trim().split(' ').length);
+    assert.ok(points >= 3, `the connections graph has ${points} points`);
+    const sent = await page.$eval('polyline[data-series="messages_out"]', (line) => line.getAttribute('points'));
+    assert.ok(sent.split(' ').some((point) => Number(point.split(',')[1]) < 130), `messages out rose above zero: ${sent}`);
+    const kinds = await page.$$eval('#marks li', (items) => items.map((item) => item.dataset.kind));
+    for (const kind of ['start', 'reload', 'refusals']) assert.ok(kinds.includes(kind), `a ${kind} mark in ${kinds}`);
+    assert.ok(await page.$('svg line.mark[data-kind="reload"]'), 'the reload is drawn on the graphs');
+    const label = await page.$eval('figure.chart svg', (picture) => picture.getAttribute('aria-label'));
+    assert.match(label, /open connections now 1, peak [12]/);
+    const refusals = await page.textContent('#marks li[data-kind="refusals"]');
+    assert.match(refusals, /Refusals began: 1 websockets refused/);
+    const numbers = await page.$$eval('details.numbers td', (cells) => cells.map((c) => c.textContent).join(' '));
+    assert.match(numbers, /open connections/);
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-history-light.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-history-dark.png'), fullPage: true });
+    await page.close();
+  } finally {
+    refused?.disconnect();
+    tab.disconnect();
   }
 });

@@ -91,6 +91,11 @@ async fn route(
     }
     let answer = match (&method, path.as_str()) {
         (&Method::GET, "/dashboard/state") => response::json(StatusCode::OK, &state(ctx)),
+        (&Method::GET, "/dashboard/history") => {
+            let day = query_param(&request, "range").as_deref() == Some("day");
+            let view = serde_json::to_value(ctx.telemetry.history_view(day)).unwrap_or_default();
+            response::json(StatusCode::OK, &view)
+        }
         (&Method::GET, "/dashboard/feed") => {
             let after = query_param(&request, "after")
                 .and_then(|v| v.parse().ok())
