@@ -81,6 +81,8 @@ for completion in /usr/share/bash-completion/completions/flarum-ws \
 done
 [ -f /usr/share/doc/flarum-ws/examples/flarum-ws.example.yaml ] && [ -f /usr/share/doc/flarum-ws/copyright ] \
   && pass "docs and copyright in /usr/share/doc/flarum-ws" || fail "docs under /usr/share/doc/flarum-ws"
+python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["panels"] else 1)' /usr/share/doc/flarum-ws/examples/grafana-dashboard.json \
+  && pass "the Grafana board in /usr/share/doc/flarum-ws/examples" || fail "no Grafana board under /usr/share/doc/flarum-ws/examples"
 
 # write_forum ROOT PORT: a Flarum 1 forum on SQLite with the Kyrne
 # extension's settings, serving on PORT.
@@ -445,7 +447,7 @@ echo "== tarball $tarball"
 unpacked="$(mktemp -d)"
 tar -C "$unpacked" -xzf "$tarball"
 top="$unpacked/$(basename "$tarball" .tar.gz)"
-for file in flarum-ws INSTALL README.md LICENSE CHANGELOG.md flarum-ws.example.yaml \
+for file in flarum-ws INSTALL README.md LICENSE CHANGELOG.md flarum-ws.example.yaml grafana-dashboard.json \
   systemd/flarum-ws.service systemd/flarum-ws-listen.socket systemd/flarum-ws.default man/flarum-ws.1 \
   completions/flarum-ws.bash completions/_flarum-ws completions/flarum-ws.fish; do
   [ -f "$top/$file" ] || fail "the tarball lacks $file"

@@ -11,6 +11,7 @@ mod cli;
 mod docs;
 mod flarum2;
 mod forum;
+mod grafana;
 mod hardening;
 mod http_api;
 mod limits;
