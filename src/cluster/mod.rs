@@ -82,6 +82,8 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterStatus {
     pub redis_up: bool,
+    /// Times the link to Redis was lost after working.
+    pub link_drops: u64,
     pub other_nodes: usize,
     pub published: u64,
     pub received: u64,
@@ -131,6 +133,8 @@ pub struct Cluster {
     assemblies: Mutex<Assemblies>,
     next_query: AtomicU64,
     redis_up: AtomicBool,
+    /// Times the link was lost after working (the dashboard marks them).
+    link_drops: AtomicU64,
     published: AtomicU64,
     received: AtomicU64,
     ignored: AtomicU64,
@@ -157,6 +161,7 @@ impl Cluster {
             assemblies: Mutex::new(Assemblies::default()),
             next_query: AtomicU64::new(1),
             redis_up: AtomicBool::new(false),
+            link_drops: AtomicU64::new(0),
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
@@ -195,6 +200,7 @@ impl Cluster {
         let log = self.outbox.status();
         ClusterStatus {
             redis_up: self.redis_up.load(Ordering::Relaxed),
+            link_drops: self.link_drops.load(Ordering::Relaxed),
             other_nodes: self.lock_peers().count(),
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
@@ -447,7 +453,9 @@ impl Cluster {
     }
 
     fn disconnected(&self) {
-        self.redis_up.store(false, Ordering::Relaxed);
+        if self.redis_up.swap(false, Ordering::Relaxed) {
+            self.link_drops.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a message from the bus that cannot be applied, and says so

@@ -253,7 +253,11 @@ impl ServerContext {
             webhooks_dropped: webhooks.as_ref().map_or(0, |w| w.dropped),
             cluster: self.cluster.as_ref().map(|cluster| {
                 let status = cluster.status();
-                (status.redis_up, status.other_nodes as u64 + 1)
+                (
+                    status.redis_up,
+                    status.other_nodes as u64 + 1,
+                    status.link_drops,
+                )
             }),
             ..Default::default()
         });

@@ -101,8 +101,9 @@ pub struct Reading {
     pub webhooks_sent: u64,
     pub webhooks_failed: u64,
     pub webhooks_dropped: u64,
-    /// On a cluster: whether the Redis link is up, and the nodes.
-    pub cluster: Option<(bool, u64)>,
+    /// On a cluster: whether the Redis link is up, the nodes, and how many
+    /// times the link was lost so far (a drop between two samples counts).
+    pub cluster: Option<(bool, u64, u64)>,
 }
 
 /// One point of every series.
@@ -185,7 +186,7 @@ impl History {
         let mut values = [0.0f32; SERIES_COUNT];
         values[0] = reading.connections as f32;
         values[1] = reading.subscriptions as f32;
-        if let Some((redis_up, nodes)) = reading.cluster {
+        if let Some((redis_up, nodes, _)) = reading.cluster {
             values[17] = f32::from(u8::from(redis_up));
             values[18] = nodes as f32;
         }
@@ -227,14 +228,16 @@ impl History {
                 }
                 self.last_refusal = Some(at);
             }
-            match (previous.cluster, reading.cluster) {
-                (Some((true, _)), Some((false, _))) => {
+            if let (Some((was_up, _, drops_before)), Some((up, _, drops))) =
+                (previous.cluster, reading.cluster)
+            {
+                let dropped = drops > drops_before;
+                if dropped {
                     self.mark_at(at, "redis_down", "The Redis link dropped".into());
                 }
-                (Some((false, _)), Some((true, _))) => {
+                if up && drops > 0 && (dropped || !was_up) {
                     self.mark_at(at, "redis_up", "The Redis link is back".into());
                 }
-                _ => {}
             }
         }
         self.last = Some((reading, now));
@@ -393,19 +396,34 @@ mod tests {
     fn marks_for_refusals_after_quiet_and_for_the_redis_link() {
         let mut history = History::default();
         let mut reading = Reading {
-            cluster: Some((true, 2)),
+            cluster: Some((false, 1, 0)),
             ..Reading::default()
         };
         history.sample(reading, at(0));
-        reading.refusals[0] = 3;
-        reading.cluster = Some((false, 2));
+        reading.cluster = Some((true, 2, 0));
         history.sample(reading, at(5));
-        reading.refusals[0] = 4;
+        reading.refusals[0] = 3;
+        reading.cluster = Some((false, 2, 1));
         history.sample(reading, at(10));
-        reading.cluster = Some((true, 2));
+        reading.refusals[0] = 4;
         history.sample(reading, at(15));
+        reading.cluster = Some((true, 2, 1));
+        history.sample(reading, at(20));
+        // Dropped and back between two samples.
+        reading.cluster = Some((true, 2, 2));
+        history.sample(reading, at(25));
         let kinds: Vec<&str> = history.marks.iter().map(|m| m.kind).collect();
-        assert_eq!(kinds, ["refusals", "redis_down", "redis_up"]);
+        assert_eq!(
+            kinds,
+            [
+                "refusals",
+                "redis_down",
+                "redis_up",
+                "redis_down",
+                "redis_up"
+            ],
+            "the first connection is no mark"
+        );
         assert_eq!(history.marks[0].text, "Refusals began: 3 server full");
     }
 
