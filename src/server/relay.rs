@@ -176,7 +176,7 @@ impl Relay {
         let missed = self.not_sent.fetch_add(1, Ordering::Relaxed) + 1;
         if NOT_RELAYED.ready().is_some() {
             tracing::warn!(
-                "An event was not passed to the other flarum-ws of the handover ({} MiB already wait, or it has gone): its remaining tabs miss it ({missed} so far)",
+                "An event or presence change was not passed to the other flarum-ws of the handover ({} MiB already wait, or it has gone): its tabs miss it ({missed} so far)",
                 MAX_RELAY_BYTES / (1024 * 1024)
             );
         }
@@ -259,7 +259,7 @@ pub fn start(stream: std::os::unix::net::UnixStream, ctx: Arc<ServerContext>, si
             leave(&ctx, side, channel, key);
         }
         tracing::info!(
-            "The {other} flarum-ws of the handover has gone: relayed {} event(s) to it, {} not (no room), and applied {received} from it",
+            "The {other} flarum-ws of the handover has gone: passed it {} event(s) and presence change(s), {} not (no room), and applied {received} from it",
             relay.sent.load(Ordering::Relaxed),
             relay.not_sent.load(Ordering::Relaxed)
         );

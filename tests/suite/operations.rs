@@ -746,7 +746,7 @@ async fn tabs_waiting_for_their_close_get_the_new_process_s_events() {
     let log = second.stop_cleanly();
     assert!(
         log.iter()
-            .any(|l| l.contains("The previous flarum-ws of the handover has gone: relayed")),
+            .any(|l| l.contains("The previous flarum-ws of the handover has gone: passed it")),
         "{log:#?}"
     );
 }
