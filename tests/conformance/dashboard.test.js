@@ -60,6 +60,8 @@ test('without the token the browser gets only the sign-in form', async () => {
   await page.waitForSelector('#problem:has-text("not right")');
   const state = await page.goto(`http://127.0.0.1:${server.port}/dashboard/state`);
   assert.equal(state.status(), 401);
+  const history = await page.goto(`http://127.0.0.1:${server.port}/dashboard/history`);
+  assert.equal(history.status(), 401, 'the graphs stay behind the token too');
   await page.close();
 });
 
