@@ -39,8 +39,11 @@ fn query(metric: &str, template: &str, legend: &str) -> (String, String) {
     )
 }
 
-/// The panels: (title, unit, queries), two to a row.
-fn panels() -> Vec<(&'static str, &'static str, Vec<(String, String)>)> {
+/// A panel: its title, the unit of its values, and its (query, legend)s.
+type Panel = (&'static str, &'static str, Vec<(String, String)>);
+
+/// The panels, two to a row.
+fn panels() -> Vec<Panel> {
     vec![
         (
             "Open connections",
