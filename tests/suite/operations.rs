@@ -567,6 +567,40 @@ async fn a_request_refused_for_its_clock_is_logged_with_both_clocks() {
     );
 }
 
+/// `flarum-ws serve` of the test app on 127.0.0.1:`port` in `dir`, closing
+/// its tabs over `close_spread` seconds when it hands over (the default
+/// when `None`).
+fn serving_on(dir: &Path, port: &str, close_spread: Option<&str>) -> Command {
+    let mut command = flarum_ws(dir);
+    command
+        .envs(crate::common::CREDENTIALS)
+        .args(["serve", "--host", "127.0.0.1", "--port", port]);
+    if let Some(spread) = close_spread {
+        command.env("FLARUM_WS_CLOSE_SPREAD", spread);
+    }
+    command
+}
+
+/// Where a tab of the test app connects on 127.0.0.1:`port`.
+fn tab_url(port: u16) -> String {
+    format!(
+        "ws://127.0.0.1:{port}/app/{}?protocol=7",
+        crate::common::KEY
+    )
+}
+
+/// The forum's PHP side: a new connection for each call, as
+/// pusher-php-server's curl makes them.
+fn forum_api(port: u16) -> crate::common::Api {
+    crate::common::Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
+    }
+}
+
 /// Issue 36, without systemd: a second `serve` on the same port while the
 /// first runs takes its listening socket over (the socket itself, one
 /// backlog), then the first closes its tabs with 4200 and exits. Through
@@ -577,34 +611,13 @@ async fn a_request_refused_for_its_clock_is_logged_with_both_clocks() {
 async fn a_second_serve_takes_the_socket_over_and_refuses_no_trigger() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
-    let serve = || {
-        let mut command = flarum_ws(dir.path());
-        command.envs(crate::common::CREDENTIALS).args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-        ]);
-        command
-    };
+    let serve = || serving_on(dir.path(), &port, None);
     let mut first = start(&mut serve());
     let port = first.port;
-    let mut tab = crate::common::Client::connect(&format!(
-        "ws://127.0.0.1:{port}/app/{}?protocol=7",
-        crate::common::KEY
-    ))
-    .await;
+    let mut tab = crate::common::Client::connect(&tab_url(port)).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let triggers = tokio::spawn(async move {
-        // A new connection for each call, as the forum's PHP makes them.
-        let api = crate::common::Api {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        };
+        let api = forum_api(port);
         let (mut sent, mut failed) = (0u32, Vec::new());
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         while !*stopped.borrow() {
@@ -664,23 +677,12 @@ async fn a_second_serve_takes_the_socket_over_and_refuses_no_trigger() {
 async fn tabs_waiting_for_their_close_get_the_new_process_s_events() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
-    let serve = || {
-        let mut command = flarum_ws(dir.path());
-        command
-            .envs(crate::common::CREDENTIALS)
-            .env("FLARUM_WS_CLOSE_SPREAD", "4")
-            .args(["serve", "--host", "127.0.0.1", "--port", &port]);
-        command
-    };
+    let serve = || serving_on(dir.path(), &port, Some("4"));
     let mut first = start(&mut serve());
     let port = first.port;
     let mut tabs = Vec::new();
     for _ in 0..32 {
-        let mut tab = crate::common::Client::connect(&format!(
-            "ws://127.0.0.1:{port}/app/{}?protocol=7",
-            crate::common::KEY
-        ))
-        .await;
+        let mut tab = crate::common::Client::connect(&tab_url(port)).await;
         tab.subscribe("news").await;
         tabs.push(tokio::spawn(async move {
             // The event numbers this tab got before its close.
@@ -707,13 +709,7 @@ async fn tabs_waiting_for_their_close_get_the_new_process_s_events() {
     let triggers = tokio::spawn({
         let sent = sent.clone();
         async move {
-            let api = crate::common::Api {
-                base: format!("http://127.0.0.1:{port}"),
-                http: reqwest::Client::builder()
-                    .pool_max_idle_per_host(0)
-                    .build()
-                    .unwrap(),
-            };
+            let api = forum_api(port);
             let mut tick = tokio::time::interval(Duration::from_millis(50));
             while !*stopped.borrow() {
                 tick.tick().await;
@@ -763,20 +759,10 @@ async fn presence_members_move_to_the_new_process_unannounced() {
     const MEMBERS: usize = 16;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
-    let serve = || {
-        let mut command = flarum_ws(dir.path());
-        command
-            .envs(crate::common::CREDENTIALS)
-            .env("FLARUM_WS_CLOSE_SPREAD", "2")
-            .args(["serve", "--host", "127.0.0.1", "--port", &port]);
-        command
-    };
+    let serve = || serving_on(dir.path(), &port, Some("2"));
     let mut first = start(&mut serve());
     let port = first.port;
-    let url = format!(
-        "ws://127.0.0.1:{port}/app/{}?protocol=7",
-        crate::common::KEY
-    );
+    let url = tab_url(port);
     // Joins and returns how many members the subscription listed.
     async fn join(url: &str, user: usize) -> (crate::common::Client, u64) {
         let mut tab = crate::common::Client::connect(url).await;
