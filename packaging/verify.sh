@@ -377,7 +377,8 @@ echo "== restarts and upgrades with flarum-ws-listen.socket: the forum's calls w
 loop() { inside python3 "$PWD/packaging/trigger-loop.py" 36184 4242 packagekey0123456789abcdefghijkl packagesecret0123456789abcdefghi 200 "$1"; }
 tabs_for() { inside python3 "$PWD/packaging/tabs.py" 36184 packagekey0123456789abcdefghijkl packagesecret0123456789abcdefghi 10000 120; }
 # Told to finish, the tabs wait up to 30 s for every tab to be back.
-finish_tabs() { pkill -USR1 -f "$PWD/packaging/tabs.py" || true; wait "$holding"; }
+# Only the Python process (the nsenter around it would die of the signal).
+finish_tabs() { pkill -USR1 -f "^python3 $PWD/packaging/tabs.py" || true; wait "$holding"; }
 failed_of() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$1"; }
 all_back() { python3 -c 'import json,sys; t = json.loads(sys.argv[1]); sys.exit(0 if t["open_at_end"] == t["tabs"] else 1)' "$1"; }
 tabs_for >"$older/without-socket-tabs.json" & holding=$!
