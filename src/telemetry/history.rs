@@ -76,8 +76,14 @@ const END_REFUSALS: usize = 14;
 /// Whether a series is a level (kept at its highest when coarsened) rather
 /// than a rate (averaged).
 fn is_level(series: usize) -> bool {
-    matches!(series, 0 | 1 | 17 | 18)
+    matches!(series, CONNECTIONS | SUBSCRIPTIONS | REDIS_UP | NODES)
 }
+
+/// Where the levels are in [`SERIES`].
+const CONNECTIONS: usize = 0;
+const SUBSCRIPTIONS: usize = 1;
+const REDIS_UP: usize = 17;
+const NODES: usize = 18;
 
 /// The bytes the history can hold at most.
 pub const MAX_BYTES: usize = (FINE_SAMPLES + COARSE_SAMPLES + FINE_PER_COARSE)
@@ -184,11 +190,11 @@ impl History {
     pub fn sample(&mut self, reading: Reading, now: SystemTime) {
         let at = unix(now);
         let mut values = [0.0f32; SERIES_COUNT];
-        values[0] = reading.connections as f32;
-        values[1] = reading.subscriptions as f32;
+        values[CONNECTIONS] = reading.connections as f32;
+        values[SUBSCRIPTIONS] = reading.subscriptions as f32;
         if let Some((redis_up, nodes, _)) = reading.cluster {
-            values[17] = f32::from(u8::from(redis_up));
-            values[18] = nodes as f32;
+            values[REDIS_UP] = f32::from(u8::from(redis_up));
+            values[NODES] = nodes as f32;
         }
         if let Some((previous, then)) = self.last {
             let seconds = now
@@ -436,6 +442,11 @@ mod tests {
             assert_eq!(SERIES[FIRST_REFUSAL + n].0, format!("refused_{reason}"));
         }
         assert_eq!(SERIES[END_REFUSALS - 1].0, "refused_upgrades");
+        let named = |n: usize| SERIES[n].0;
+        assert_eq!(
+            [CONNECTIONS, SUBSCRIPTIONS, REDIS_UP, NODES].map(named),
+            ["connections", "subscriptions", "redis_up", "cluster_nodes"]
+        );
     }
 
     #[test]
