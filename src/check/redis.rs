@@ -13,7 +13,7 @@ pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
         return Some(Finding::fail(
             "redis",
             problem,
-            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS, redis+sentinel://host:port,.../master for Sentinel); the TLS files as PEM",
+            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS, redis+sentinel://host:port,.../master for Sentinel, redis+cluster://host:port,... for a Redis Cluster); the TLS files as PEM",
         ));
     }
     let over_tls = if config.redis_url.starts_with("rediss://") {
@@ -26,14 +26,18 @@ pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
             let master = probed
                 .master
                 .map(|master| format!(": the sentinels name master {master}, which"))
+                .or(probed.topology.map(|topology| format!(", {topology},")))
                 .unwrap_or_default();
-            Finding::pass(
-                "redis",
-                format!(
-                    "Redis at {shown}{master} answers{over_tls}; {} flarum-ws node(s) listen on {}:bus",
-                    probed.nodes, settings.redis_prefix
-                ),
-            )
+            let found = format!(
+                "Redis at {shown}{master} answers{over_tls}; {} flarum-ws node(s) listen on {}",
+                probed.nodes, probed.channels
+            );
+            match probed.warning {
+                Some((warning, fix)) => {
+                    Finding::warn("redis", format!("{found}, but {warning}"), fix)
+                }
+                None => Finding::pass("redis", found),
+            }
         }
         Err(problem) => Finding::fail(
             "redis",

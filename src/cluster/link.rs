@@ -1,8 +1,9 @@
 //! The two Redis connections of a node: one publishing the bus messages in
-//! the order they were queued, one subscribed to the bus. Both reconnect
-//! with back-off (a second at most, so that nodes come back together) for
-//! as long as the server runs; while Redis is away the node serves its own
-//! clients and its events for the others wait in the outbox.
+//! the order they were queued, one subscribed to the bus (to one channel on
+//! one server, to every lane on a Redis Cluster: see [`super::channels`]).
+//! Both reconnect with back-off (a second at most, so that nodes come back
+//! together) for as long as the server runs; while Redis is away the node
+//! serves its own clients and its events for the others wait in the outbox.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,14 +15,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::redis_client::{self, COMMAND_TIMEOUT, Target};
-use super::{Cluster, ClusterConfig, EXPIRY};
+use super::sharded::{self, Heard};
+use super::{Cluster, ClusterConfig, EXPIRY, channels};
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(1);
-
-fn bus_channel(config: &ClusterConfig) -> String {
-    format!("{}:bus", config.prefix)
-}
 
 /// Where `role` connects; `None` (logged) when it cannot be built, which
 /// startup has already ruled out.
@@ -41,7 +39,37 @@ async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     true
 }
 
-async fn connect_publisher(target: &Target) -> redis::RedisResult<ConnectionManager> {
+/// The publishing connection: to one server, or to a Redis Cluster.
+enum Publisher {
+    Server(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Publisher {
+    async fn connect(target: &Target) -> redis::RedisResult<Self> {
+        if target.is_cluster() {
+            return sharded::connect_publisher(target)
+                .await
+                .map(Publisher::Cluster);
+        }
+        connect_server(target).await.map(Publisher::Server)
+    }
+
+    /// Publishes `batch` on `channel` in one round trip (a pipeline).
+    async fn publish(&mut self, channel: &str, batch: &Batch) -> redis::RedisResult<()> {
+        let command = match self {
+            Publisher::Server(_) => "PUBLISH",
+            Publisher::Cluster(_) => "SPUBLISH",
+        };
+        let pipeline = pipeline_of(command, channel, batch);
+        match self {
+            Publisher::Server(manager) => pipeline.query_async(manager).await,
+            Publisher::Cluster(connection) => pipeline.query_async(connection).await,
+        }
+    }
+}
+
+async fn connect_server(target: &Target) -> redis::RedisResult<ConnectionManager> {
     // Asking the sentinels has no timeout of its own.
     let client = tokio::time::timeout(COMMAND_TIMEOUT, target.client())
         .await
@@ -72,8 +100,12 @@ pub async fn publish_loop(
     let Some(target) = open_target(&config, "publisher") else {
         return;
     };
-    let channel = bus_channel(&config);
-    let mut connection: Option<ConnectionManager> = None;
+    let channel = if target.is_cluster() {
+        channels::lane(&config.prefix, channels::lane_of(cluster.node_id()))
+    } else {
+        channels::single(&config.prefix)
+    };
+    let mut connection: Option<Publisher> = None;
     let mut delay = FIRST_RETRY;
     let mut failing = false;
     loop {
@@ -87,11 +119,11 @@ pub async fn publish_loop(
             continue;
         }
         let published = match connection.as_mut() {
-            Some(manager) => publish(manager, &channel, &batch).await,
-            None => match connect_publisher(&target).await {
-                Ok(mut manager) => {
-                    let published = publish(&mut manager, &channel, &batch).await;
-                    connection = Some(manager);
+            Some(publisher) => publisher.publish(&channel, &batch).await,
+            None => match Publisher::connect(&target).await {
+                Ok(mut publisher) => {
+                    let published = publisher.publish(&channel, &batch).await;
+                    connection = Some(publisher);
                     published
                 }
                 Err(error) => Err(error),
@@ -139,12 +171,9 @@ pub async fn publish_loop(
     }
 }
 
-/// Publishes `batch` on `channel` in one round trip.
-async fn publish(
-    manager: &mut ConnectionManager,
-    channel: &str,
-    batch: &Batch,
-) -> redis::RedisResult<()> {
+/// A pipeline of one `command` (PUBLISH or SPUBLISH) on `channel` for each
+/// message of `batch`.
+fn pipeline_of(command: &str, channel: &str, batch: &Batch) -> redis::Pipeline {
     let mut pipeline = redis::pipe();
     match batch {
         Batch::Events {
@@ -158,16 +187,47 @@ async fn publish(
                     .then(|| super::bus::as_replay(text))
                     .flatten();
                 let payload = replay.as_deref().unwrap_or(text);
-                pipeline.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                pipeline.cmd(command).arg(channel).arg(payload).ignore();
             }
         }
         Batch::Other(texts) => {
             for text in texts {
-                pipeline.cmd("PUBLISH").arg(channel).arg(text).ignore();
+                pipeline.cmd(command).arg(channel).arg(text).ignore();
             }
         }
     }
-    pipeline.query_async(manager).await
+    pipeline
+}
+
+/// The listening connection: to one server, or to every lane of a Redis
+/// Cluster.
+enum Listener {
+    Server(std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>),
+    Cluster(sharded::Listener),
+}
+
+impl Listener {
+    async fn subscribe(target: &Target, config: &ClusterConfig) -> redis::RedisResult<Self> {
+        if target.is_cluster() {
+            let lanes = channels::lanes(&config.prefix);
+            return sharded::Listener::subscribe(target, &lanes)
+                .await
+                .map(Listener::Cluster);
+        }
+        let mut pubsub = target.client().await?.get_async_pubsub().await?;
+        pubsub.subscribe(channels::single(&config.prefix)).await?;
+        Ok(Listener::Server(Box::pin(pubsub.into_on_message())))
+    }
+
+    async fn next(&mut self) -> Heard {
+        match self {
+            Listener::Server(messages) => match messages.next().await {
+                Some(message) => Heard::Message(message.get_payload_bytes().to_vec()),
+                None => Heard::Lost("the connection ended"),
+            },
+            Listener::Cluster(listener) => listener.next().await,
+        }
+    }
 }
 
 /// Listens to the bus, reconnecting with back-off. A connection that
@@ -181,17 +241,12 @@ pub async fn subscribe_loop(
     let Some(target) = open_target(&config, "subscriber") else {
         return;
     };
-    let channel = bus_channel(&config);
     let mut delay = FIRST_RETRY;
     let mut reported = false;
     loop {
-        let subscribed = async {
-            let mut pubsub = target.client().await?.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = match tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await {
-            Ok(Ok(pubsub)) => pubsub,
+        let subscribed = Listener::subscribe(&target, &config);
+        let mut listener = match tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await {
+            Ok(Ok(listener)) => listener,
             outcome => {
                 if !reported {
                     let reason = match outcome {
@@ -217,17 +272,16 @@ pub async fn subscribe_loop(
         reported = false;
         delay = FIRST_RETRY;
         cluster.connected();
-        let mut messages = pubsub.into_on_message();
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                next = tokio::time::timeout(EXPIRY, messages.next()) => next,
+                next = tokio::time::timeout(EXPIRY, listener.next()) => next,
             };
             match next {
-                Ok(Some(message)) => cluster.receive(message.get_payload_bytes()),
-                Ok(None) => {
+                Ok(Heard::Message(payload)) => cluster.receive(&payload),
+                Ok(Heard::Lost(why)) => {
                     tracing::warn!(
-                        "Lost the connection to Redis; serving local clients only, reconnecting"
+                        "Lost the connection to Redis ({why}); serving local clients only, reconnecting"
                     );
                     break;
                 }

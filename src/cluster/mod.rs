@@ -25,12 +25,14 @@
 //! (members who came or went meanwhile, no ghosts).
 
 pub mod bus;
+mod channels;
 mod counts;
 mod link;
 mod outbox;
 mod peers;
 mod redis_client;
 mod sequence;
+mod sharded;
 mod snapshot;
 
 pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
@@ -169,11 +171,19 @@ impl Cluster {
             echo_ms: AtomicU64::new(0),
             started: Instant::now(),
         });
+        let channel = if config.redis_url.starts_with("redis+cluster://") {
+            format!(
+                "sharded: publishing on {}, listening to all {} lanes",
+                channels::lane(&config.prefix, channels::lane_of(&cluster.node)),
+                channels::LANES
+            )
+        } else {
+            channels::single(&config.prefix)
+        };
         tracing::info!(
-            "Cluster node {} using Redis at {} (channel {}:bus)",
+            "Cluster node {} using Redis at {} (channel {channel})",
             cluster.node,
             redis_client::describe(&config.redis_url),
-            config.prefix
         );
         let notices = hub.watch_changes();
         tokio::spawn(link::publish_loop(

@@ -1,11 +1,13 @@
 //! How a node reaches its Redis: the URL (`redis://` or `rediss://`, with
-//! an ACL user and password, or `redis+sentinel://` naming the sentinels
-//! and the master), a private CA and a client certificate for TLS, and
-//! what each way of failing means for the admin. `serve` and `check` build
-//! their [`Target`] here, so they fail alike and say the same.
+//! an ACL user and password, `redis+sentinel://` naming the sentinels and
+//! the master, or `redis+cluster://` naming some nodes of a Redis Cluster),
+//! a private CA and a client certificate for TLS, and what each way of
+//! failing means for the admin. `serve` and `check` build their [`Target`]
+//! here, so they fail alike and say the same.
 
 use std::time::Duration;
 
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates};
 
@@ -45,30 +47,65 @@ fn read_pem(path: &str, setting: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|error| format!("cannot read {setting} {path}: {error}"))
 }
 
-/// Where a node's Redis connections go: one server, or whichever server
-/// the sentinels name master at the time of connecting (so that after a
-/// failover the next connection goes to the new master).
+/// Where a node's Redis connections go: one server, whichever server the
+/// sentinels name master at the time of connecting (so that after a
+/// failover the next connection goes to the new master), or a Redis
+/// Cluster, whose client follows the shards' masters itself.
 pub enum Target {
     Direct(redis::Client),
     Sentinel {
         sentinels: tokio::sync::Mutex<SentinelClient>,
         master: String,
     },
+    /// The cluster nodes named in the URL (`redis://[credentials@]host:port`
+    /// each); the client learns the others from them.
+    Cluster {
+        seeds: Vec<String>,
+    },
 }
 
 impl Target {
-    /// A client for the server to connect to now.
+    /// A client for the server to connect to now (not for a Redis
+    /// Cluster: see [`Target::cluster_client`]).
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Target::Direct(client) => Ok(client.clone()),
             Target::Sentinel { sentinels, .. } => sentinels.lock().await.async_get_client().await,
+            Target::Cluster { .. } => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a Redis Cluster has no single server to connect to",
+            ))),
         }
+    }
+
+    /// Whether this is a Redis Cluster (sharded pub/sub).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster { .. })
+    }
+
+    /// A Redis Cluster client, `customise`d (RESP3 and a push sender for
+    /// the subscriber), with this module's timeouts.
+    pub fn cluster_client(
+        &self,
+        customise: impl FnOnce(ClusterClientBuilder) -> ClusterClientBuilder,
+    ) -> redis::RedisResult<ClusterClient> {
+        let Target::Cluster { seeds } = self else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "not a Redis Cluster",
+            )));
+        };
+        let builder = ClusterClient::builder(seeds.iter().map(String::as_str))
+            .connection_timeout(COMMAND_TIMEOUT)
+            .response_timeout(COMMAND_TIMEOUT)
+            .retries(1);
+        customise(builder).build()
     }
 
     /// The master's name, for a sentinel setup.
     pub fn master_name(&self) -> Option<&str> {
         match self {
-            Target::Direct(_) => None,
+            Target::Direct(_) | Target::Cluster { .. } => None,
             Target::Sentinel { master, .. } => Some(master),
         }
     }
@@ -123,9 +160,63 @@ fn sentinel_target(url: &str) -> Result<Target, String> {
     })
 }
 
+/// `redis+cluster://[[user]:password@]host:port[,host:port…]`: some nodes
+/// of a Redis Cluster (one is enough; more are tried in turn), and the
+/// credentials every node takes.
+fn cluster_target(url: &str) -> Result<Target, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid redis_url {}: {why}; write redis+cluster://[user:password@]host:port[,host:port...]",
+            describe(url)
+        )
+    };
+    let rest = url
+        .strip_prefix("redis+cluster://")
+        .ok_or_else(|| bad("not redis+cluster://"))?;
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (Some(credentials), hosts),
+        None => (None, rest),
+    };
+    let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+    if hosts.contains('/') {
+        return Err(bad(
+            "a Redis Cluster has only database 0: leave the /db off",
+        ));
+    }
+    let auth = credentials.map(|c| format!("{c}@")).unwrap_or_default();
+    let seeds: Vec<String> = hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("redis://{auth}{host}"))
+        .collect();
+    if seeds.is_empty() {
+        return Err(bad("no node address"));
+    }
+    for seed in &seeds {
+        seed.as_str()
+            .into_connection_info()
+            .map_err(|error| bad(&error.to_string()))?;
+    }
+    Ok(Target::Cluster { seeds })
+}
+
 /// Where `config`'s Redis is; the error names the setting to fix.
 pub fn target(config: &ClusterConfig) -> Result<Target, String> {
     let url = config.redis_url.as_str();
+    if url.starts_with("rediss+cluster://") {
+        return Err(format!(
+            "redis_url {}: a Redis Cluster over TLS is not supported yet; use redis+cluster:// on a private network",
+            describe(url)
+        ));
+    }
+    if url.starts_with("redis+cluster://") {
+        if config.tls.is_set() {
+            return Err(
+                "redis_ca_file, redis_client_cert and redis_client_key are for rediss://, not redis+cluster://".into(),
+            );
+        }
+        return cluster_target(url);
+    }
     if url.starts_with("rediss+sentinel://") {
         return Err(format!(
             "redis_url {}: Sentinel over TLS is not supported yet; use redis+sentinel:// on a private network, or rediss:// to one server",
@@ -211,6 +302,13 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
         "Redis refused the user name or password in redis_url (WRONGPASS): fix them in the URL (rediss://user:password@host:port)".to_owned()
     } else if text.contains("NOAUTH") {
         "Redis asks for a password: put it in redis_url (redis://:password@host:port, or user:password for an ACL user)".to_owned()
+    } else if text.to_ascii_lowercase().contains("noperm")
+        && config.redis_url.starts_with("redis+cluster://")
+    {
+        format!(
+            "the Redis user in redis_url may not run what a node needs ({text}): allow the sharded pub/sub commands and the cluster's lanes in its ACL (+ping +cluster|info +cluster|nodes +cluster|slots +cluster|shards +spublish +ssubscribe +pubsub &{}:bus:*)",
+            config.prefix
+        )
     } else if text.to_ascii_lowercase().contains("noperm") {
         format!(
             "the Redis user in redis_url may not run what a node needs ({text}): allow PING, PUBLISH, SUBSCRIBE and PUBSUB on the cluster's channel in its ACL (+ping +publish +subscribe +pubsub &{}:bus)",
@@ -254,22 +352,44 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
 }
 
 /// What `check` learnt of the cluster's Redis.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Probed {
     /// Nodes listening on the cluster's channel.
     pub nodes: usize,
     /// With Sentinel: the master's name and where the sentinels say it is.
     pub master: Option<String>,
+    /// With a Redis Cluster: its shards and state, as it reports them.
+    pub topology: Option<String>,
+    /// The channels the nodes talk on.
+    pub channels: String,
+    /// Works, but not as the admin likely meant: what, and the fix.
+    pub warning: Option<(String, String)>,
+}
+
+/// The probe message: the nodes ignore it.
+pub(super) fn probe_message() -> String {
+    let probe = super::bus::Envelope {
+        node: "check".into(),
+        seq: None,
+        replay: false,
+        message: super::bus::Message::Probe,
+    };
+    serde_json::to_string(&probe).unwrap_or_default()
 }
 
 /// Connects to Redis as a node would and answers how many nodes listen on
 /// the cluster's channel (for `flarum-ws check`): PING, PUBSUB NUMSUB, then
 /// SUBSCRIBE and PUBLISH (a probe the nodes ignore) on the channel, so a
 /// user whose ACL forbids what a node does is found here, not by `serve`.
+/// A Redis Cluster is asked its own state and shards, and the same with
+/// the sharded commands on every lane.
 pub async fn probe(config: &ClusterConfig) -> Result<Probed, String> {
     let target = target(config)?;
-    let channel = format!("{}:bus", config.prefix);
+    let channel = super::channels::single(&config.prefix);
     let query = async {
+        if target.is_cluster() {
+            return super::sharded::probe(&target, &config.prefix).await;
+        }
         let client = target.client().await?;
         let master = target
             .master_name()
@@ -283,21 +403,29 @@ pub async fn probe(config: &ClusterConfig) -> Result<Probed, String> {
             .await?;
         let mut listener = client.get_async_pubsub().await?;
         listener.subscribe(&channel).await?;
-        let probe = super::bus::Envelope {
-            node: "check".into(),
-            seq: None,
-            replay: false,
-            message: super::bus::Message::Probe,
-        };
-        let probe = serde_json::to_string(&probe).unwrap_or_default();
         let _: usize = redis::cmd("PUBLISH")
             .arg(&channel)
-            .arg(probe)
+            .arg(probe_message())
             .query_async(&mut connection)
             .await?;
+        // A node of a Redis Cluster answers all of this too.
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_default();
+        let warning = info.contains("cluster_enabled:1").then(|| {
+            (
+                "this Redis is a node of a Redis Cluster: with redis:// every flarum-ws node must use this one server, its pub/sub is copied to every cluster node, and a failover of this server stops the bus".to_owned(),
+                "write redis_url as redis+cluster://host:port[,host:port...] to spread the bus over the shards and follow failovers".to_owned(),
+            )
+        });
         Ok::<_, RedisError>(Probed {
             nodes: counts.first().map_or(0, |(_, n)| *n),
             master,
+            topology: None,
+            channels: channel.clone(),
+            warning,
         })
     };
     let failed = match tokio::time::timeout(COMMAND_TIMEOUT, query).await {

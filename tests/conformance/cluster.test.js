@@ -1,12 +1,16 @@
-// Three flarum-ws nodes on one real redis-server (Debian's), pusher-js 8
-// tabs spread across them and the npm `pusher` SDK talking to one node at a
-// time: the nodes must behave as one server, survive a node being killed
-// and Redis restarting.
+// Three flarum-ws nodes on each kind of Redis operators run (one server, a
+// Sentinel-watched master, a Redis Cluster with sharded pub/sub; all
+// Debian's redis-server), pusher-js 8 tabs spread across them and the npm
+// `pusher` SDK talking to one node at a time: the nodes must behave as one
+// server, survive a node being killed and Redis going down (restarted, or
+// failed over to a replica). REDIS_KINDS=plain,sentinel,cluster picks kinds.
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const h = require('./lib/harness');
+const kinds = require('./lib/redis-kinds');
 
 const NODE_EXPIRY_MS = 7000; // heartbeat expiry 5 s + 1 s heartbeat + slack
 
@@ -17,9 +21,9 @@ function collect(emitter, event) {
   return seen;
 }
 
-describe('several nodes on one Redis', () => {
+for (const kind of kinds.selected()) describe(`several nodes on Redis (${kind.name})`, () => {
   let redis;
-  let redisPort;
+  let prefix;
   const nodes = [];
   const tabs = [];
   const sdks = [];
@@ -30,10 +34,11 @@ describe('several nodes on one Redis', () => {
   };
 
   before(async () => {
-    redisPort = await h.freePort();
-    redis = await h.startRedis(redisPort);
+    redis = await kind.start();
+    // The Redis Cluster is shared between runs: a channel prefix of its own.
+    prefix = `cluster-test-${crypto.randomBytes(4).toString('hex')}`;
     for (let i = 0; i < 3; i++) {
-      const node = await h.startServer({ env: { FLARUM_WS_REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLARUM_WS_REDIS_PREFIX: 'cluster-test' } });
+      const node = await h.startServer({ env: { FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix } });
       nodes.push(node);
       sdks.push(h.serverSdk(node.port));
     }
@@ -46,6 +51,18 @@ describe('several nodes on one Redis', () => {
     await Promise.all(nodes.map((node) => (node.child.exitCode === null ? node.stop() : null)));
     await redis?.stop();
   });
+
+  if (kind.name === 'cluster') {
+    it('spreads the bus over every shard, each node listening to every lane', () => {
+      const masters = redis.lanes(prefix);
+      assert.equal(masters.length, 3, JSON.stringify(masters));
+      for (const master of masters) {
+        assert.ok(master.lanes > 0, `the shard master on ${master.port} carries no lane: ${JSON.stringify(masters)}`);
+        assert.ok(master.subscribers.every((n) => n === 3), `every lane has the 3 nodes: ${JSON.stringify(masters)}`);
+      }
+      assert.equal(masters.reduce((sum, master) => sum + master.lanes, 0), 16);
+    });
+  }
 
   it('delivers an event triggered on one node to subscribers on every node, once and in order', async () => {
     const onA = tab(0);
@@ -160,13 +177,13 @@ describe('several nodes on one Redis', () => {
     assert.deepEqual((await offline).user_ids, ['101']);
   });
 
-  it('keeps serving through a Redis restart and resynchronises presence', async () => {
+  it('keeps serving through a Redis outage and resynchronises presence', async () => {
     const local = tab(0);
     const localChannel = await h.subscribed(local, 'during-outage');
     const watcher = tab(0, { user: { id: 30 } });
     const room = await h.subscribed(watcher, 'presence-outage');
 
-    await redis.stop();
+    const restore = await redis.outage();
     await h.eventually(() => nodes[0].logs.some((l) => l.includes('Lost the connection to Redis')), 5000, 'the outage to be noticed');
     // Local delivery goes on.
     const heard = h.next(localChannel, 'local');
@@ -176,7 +193,7 @@ describe('several nodes on one Redis', () => {
     const joiner = tab(1, { user: { id: 31 } });
     await h.subscribed(joiner, 'presence-outage');
 
-    redis = await h.startRedis(redisPort);
+    await restore();
     await h.eventually(() => nodes.every((n) => n.logs.filter((l) => l.includes('Connected to Redis')).length >= 2), 10000, 'every node to reconnect');
     await h.eventually(() => room.members.count === 2, 8000, 'the member who joined during the outage');
     const crossing = tab(2);

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Starts the real database servers the forum tests need, as plain processes
-# on loopback in a scratch directory: MariaDB and PostgreSQL, each with a user
-# `flarum` (password `fl@rum pass`, special characters on purpose) allowed to
-# create databases. Prints the variables the tests read; `source` its output
-# or let tests/run-all.sh do it (a server that fails to start stops the run
-# with the end of its log). Stop them with tests/services/stop.sh.
+# Starts the real servers the tests share, as plain processes on loopback in
+# a scratch directory: MariaDB and PostgreSQL, each with a user `flarum`
+# (password `fl@rum pass`, special characters on purpose) allowed to create
+# databases, and a Redis Cluster of three masters and three replicas (the
+# cluster tests give each run its own channel prefix). Prints the variables
+# the tests read; `source` its output or let tests/run-all.sh do it (a server
+# that fails to start stops the run with the end of its log). Stop them with
+# tests/services/stop.sh.
 set -euo pipefail
 
 DIR="${TEST_SERVICES_DIR:-/tmp/flarum-ws-services}"
 MYSQL_PORT="${TEST_DB_MYSQL_PORT:-33061}"
 PG_PORT="${TEST_DB_PG_PORT:-54321}"
 PASSWORD='fl@rum pass'
+# Six Redis Cluster ports; each also takes its port + 10000 (the cluster bus).
+CLUSTER_PORTS="${TEST_REDIS_CLUSTER_PORTS:-7101 7102 7103 7104 7105 7106}"
 
 command -v mariadbd >/dev/null || { echo "mariadb-server is not installed (tests/services/packages.sh installs it)" >&2; exit 1; }
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
@@ -59,9 +63,53 @@ done
 PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U flarum -d postgres -c 'SELECT 1' >/dev/null 2>&1 \
   || fail "PostgreSQL" "$DIR/pg/server.log"
 
+# A Redis Cluster: six redis-servers, joined by redis-cli as three masters
+# with a replica each. A master silent for 2 s is failed over (operators
+# usually keep Redis's 15 s; the failover tests would only wait longer).
+command -v redis-cli >/dev/null || { echo "redis-server is not installed (tests/services/packages.sh installs it)" >&2; exit 1; }
+cluster_nodes=()
+for port in $CLUSTER_PORTS; do
+  node="$DIR/redis-cluster/$port"
+  mkdir -p "$node"
+  # A file of its own, so a test that kills it can start it again as it was
+  # (redis-server "$node/redis.conf"); nodes.conf keeps its cluster identity.
+  cat >"$node/redis.conf" <<CONF
+port $port
+bind 127.0.0.1
+save ""
+appendonly no
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 2000
+daemonize yes
+dir $node
+pidfile $node/redis.pid
+logfile $node/redis.log
+CONF
+  redis-server "$node/redis.conf" || fail "redis-server (cluster port $port)" "$node/redis.log"
+  cluster_nodes+=("127.0.0.1:$port")
+done
+for port in $CLUSTER_PORTS; do
+  for _ in $(seq 1 40); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.25
+  done
+done
+redis-cli --cluster create "${cluster_nodes[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/redis-cluster/create.log" 2>&1 \
+  || fail "redis-cli --cluster create" "$DIR/redis-cluster/create.log"
+for port in $CLUSTER_PORTS; do
+  for _ in $(seq 1 80); do
+    redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.25
+  done
+  redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' || fail "the Redis Cluster (port $port)" "$DIR/redis-cluster/$port/redis.log"
+done
+
 cat <<VARS
 export TEST_DB_MYSQL_PORT=$MYSQL_PORT
 export TEST_DB_MYSQL_SOCKET=$DIR/mysql.sock
 export TEST_DB_PG_PORT=$PG_PORT
 export TEST_DB_PASSWORD='$PASSWORD'
+export TEST_REDIS_CLUSTER=$(IFS=,; echo "${cluster_nodes[*]}")
+export TEST_REDIS_CLUSTER_DIR=$DIR/redis-cluster
 VARS

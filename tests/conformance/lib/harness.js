@@ -222,9 +222,9 @@ function freePort() {
 }
 
 /** Debian's redis-server on `port`, no persistence; resolves when it accepts connections. */
-function startRedis(port) {
+function startRedis(port, extraArgs = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
