@@ -36,6 +36,8 @@ async function plain() {
         redis = await h.startRedis(port);
       };
     },
+    pause: () => redis.child.kill('SIGSTOP'),
+    resume: () => redis.child.kill('SIGCONT'),
     stop: () => redis.stop(),
   };
 }
