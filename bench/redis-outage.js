@@ -1,16 +1,22 @@
-// A Redis outage under load (issue 37): three flarum-ws nodes on one
-// Debian redis-server, SUBSCRIBERS websocket clients per node, each on one
-// of CHANNELS discussion channels (and churning a channel of its own every
-// second), PRESENCE members per node in one presence channel, and the
-// forum's events (the npm `pusher` SDK) at RATE a second spread over the
-// nodes and the channels (one client process cannot read every event on
-// 3 000 sockets; this way each gets RATE / CHANNELS a second). After 5 s Redis
-// is paused for 10 s (FAULT=stop: SIGSTOP, then SIGCONT) or killed and
-// started again 3 s later (FAULT=kill). Measured: events accepted, lost
-// and duplicated per subscriber, the time from Redis's return until the
-// last held event was delivered everywhere, presence members removed
-// during the run and ghosts 10 s after it, and each node's peak resident
-// memory before and during the outage. One JSON line on stdout.
+// A Redis outage under load (issue 37): three flarum-ws nodes on Redis,
+// SUBSCRIBERS websocket clients per node, each on one of CHANNELS
+// discussion channels (and churning a channel of its own every second),
+// PRESENCE members per node in one presence channel, and the forum's
+// events (the npm `pusher` SDK) at RATE a second spread over the nodes and
+// the channels (one client process cannot read every event on 3 000
+// sockets; this way each gets RATE / CHANNELS a second). After 5 s:
+//   FAULT=stop      one redis-server paused for 10 s (SIGSTOP, SIGCONT);
+//   FAULT=kill      one redis-server killed and started again 3 s later;
+//   FAULT=sentinel  the master of a Sentinel trio killed (SIGKILL), a
+//                   replica promoted, the old master back as a replica;
+//   FAULT=cluster   a shard master of the Redis Cluster that
+//                   tests/services/start.sh starts (TEST_REDIS_CLUSTER)
+//                   killed, its replica promoted, the old master back.
+// Measured: events accepted, lost and duplicated per subscriber, the time
+// from the fault and from Redis's return until the last held event was
+// delivered everywhere, presence members removed during the run and ghosts
+// 10 s after it, and each node's peak resident memory before and during
+// the outage. One JSON line on stdout.
 //
 //   node bench/redis-outage.js BINARY FAULT [SUBSCRIBERS] [RATE] [PRESENCE]
 'use strict';
@@ -21,6 +27,7 @@ const modules = path.join(__dirname, '../tests/conformance/node_modules');
 const WebSocket = require(path.join(modules, 'ws'));
 const Pusher = require(path.join(modules, 'pusher'));
 const { serve: serveOn } = require('./lib/serve');
+const kinds = require('../tests/conformance/lib/redis-kinds');
 
 const [binary, fault = 'stop', subscribersArg, rateArg, presenceArg] = process.argv.slice(2);
 const NODES = 3;
@@ -46,13 +53,52 @@ function startRedis() {
   });
 }
 
+/** The Redis of FAULT: { url, fault() resolving when it is back }. */
+async function startKind() {
+  if (fault === 'stop' || fault === 'kill') {
+    let redis = await startRedis();
+    return {
+      url: `redis://127.0.0.1:${REDIS_PORT}`,
+      async fault() {
+        if (fault === 'kill') {
+          redis.kill('SIGKILL');
+          await new Promise((done) => redis.once('exit', done));
+          await sleep(3000);
+          redis = await startRedis();
+        } else {
+          redis.kill('SIGSTOP');
+          await sleep(10000);
+          redis.kill('SIGCONT');
+        }
+      },
+      stop: () => redis.kill('SIGKILL'),
+    };
+  }
+  const kind = kinds.selected().find((k) => k.name === fault);
+  if (!kind) throw new Error(`FAULT is stop, kill, sentinel or cluster, not ${fault}`);
+  const redis = await kind.start();
+  return {
+    url: redis.url,
+    // Resolves once a replica has taken over; the old master then rejoins.
+    fault: async () => {
+      const restore = await redis.outage();
+      restoring = restore();
+    },
+    stop: () => redis.stop(),
+  };
+}
+let restoring = null;
+let redisUrl = '';
+const PREFIX = `bench-${process.pid}`;
+
 function serve(port) {
   return serveOn(binary, port, {
     PATH: process.env.PATH,
     FLARUM_WS_APP_ID: APP.appId,
     FLARUM_WS_APP_KEY: APP.key,
     FLARUM_WS_APP_SECRET: APP.secret,
-    FLARUM_WS_REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`,
+    FLARUM_WS_REDIS_URL: redisUrl,
+    FLARUM_WS_REDIS_PREFIX: PREFIX,
     FLARUM_WS_MAX_CONNECTIONS_PER_IP: '100000',
     FLARUM_WS_API_REQUESTS_PER_SECOND: '100000',
     FLARUM_WS_STATISTICS: 'false',
@@ -88,7 +134,8 @@ function subscribe(ws, channel, auth) {
 }
 
 async function main() {
-  let redis = await startRedis();
+  const redis = await startKind();
+  redisUrl = redis.url;
   const nodes = [];
   for (const port of PORTS) nodes.push(await serve(port));
   await sleep(2000);
@@ -158,16 +205,7 @@ async function main() {
     await sleep(FAULT_AT_MS);
     phase = 'during';
     faultAt = Date.now();
-    if (fault === 'kill') {
-      redis.kill('SIGKILL');
-      await new Promise((done) => redis.once('exit', done));
-      await sleep(3000);
-      redis = await startRedis();
-    } else {
-      redis.kill('SIGSTOP');
-      await sleep(10000);
-      redis.kill('SIGCONT');
-    }
+    await redis.fault();
     backAt = Date.now();
   })();
   const pending = [];
@@ -187,6 +225,7 @@ async function main() {
     if (due > 0) await sleep(due);
   }
   await outage;
+  await restoring;
   await Promise.all(pending);
   // Wait (at most 60 s) for every subscriber to have every event.
   const owed = (got) => [...accepted].filter((n) => n % CHANNELS === got.channel);
@@ -210,10 +249,12 @@ async function main() {
   // was away had reached every subscriber.
   let held = 0;
   let recovered = backAt;
+  let sinceFault = faultAt;
   triggeredAt.forEach((at, n) => {
     if (at >= faultAt && at <= backAt) {
       held++;
       if (accepted.has(n)) recovered = Math.max(recovered, deliveredAt[n] || Infinity);
+      if (accepted.has(n)) sinceFault = Math.max(sinceFault, deliveredAt[n] || Infinity);
     }
   });
   const members = await Promise.all(
@@ -242,7 +283,9 @@ async function main() {
       lost,
       duplicated,
       events_during_outage: held,
+      redis_back_after_fault_ms: backAt - faultAt,
       all_delivered_after_redis_back_ms: recovered === Infinity ? 'never' : recovered - backAt,
+      all_delivered_after_fault_ms: sinceFault === Infinity ? 'never' : sinceFault - faultAt,
       presence_removals_seen: removals.length,
       presence_off_by_after_10s: ghostsOrMissing,
       dropped_metric: counter('flarum_ws_redis_messages_dropped_total'),
@@ -254,7 +297,7 @@ async function main() {
   );
   [...sockets, ...presence].forEach((ws) => ws.terminate());
   nodes.forEach((child) => child.kill('SIGTERM'));
-  redis.kill('SIGKILL');
+  await redis.stop();
 }
 
 main().catch((error) => {
