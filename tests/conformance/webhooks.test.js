@@ -6,7 +6,9 @@
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
+const crypto = require('node:crypto');
 const h = require('./lib/harness');
+const kinds = require('./lib/redis-kinds');
 
 const ADMIN_TOKEN = 'webhook-test-admin-token';
 const SETTLE_MS = 3000; // flarum-ws waits this long before member_removed / channel_vacated
@@ -196,12 +198,13 @@ describe('webhooks', () => {
     assert.ok(p99 < 500, `p99 delivery latency ${p99} ms with a hanging receiver`);
   });
 
-  it('sends each cluster-wide webhook once from two nodes on one Redis', async () => {
-    const redisPort = await h.freePort();
-    const redis = await h.startRedis(redisPort);
+  for (const kind of kinds.selected()) it(`sends each cluster-wide webhook once from two nodes on Redis (${kind.name})`, async () => {
+    const redis = await kind.start();
     cleanups.push(() => redis.stop());
     const receiver = await receiverWith();
-    const env = { FLARUM_WS_REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLARUM_WS_REDIS_PREFIX: 'webhook-test' };
+    // The Redis Cluster is shared between runs: a channel prefix of its own.
+    const prefix = `webhook-test-${crypto.randomBytes(4).toString('hex')}`;
+    const env = { FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix };
     const nodes = [await serverWith(receiver, env), await serverWith(receiver, env)];
     await h.eventually(() => nodes.every((n) => n.logs.some((l) => l.includes('Cluster node') && l.includes('joined'))), 5000, 'nodes to meet');
 
