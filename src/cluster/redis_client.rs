@@ -314,6 +314,10 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
             "the Redis user in redis_url may not run what a node needs ({text}): allow PING, PUBLISH, SUBSCRIBE and PUBSUB on the cluster's channel in its ACL (+ping +publish +subscribe +pubsub &{}:bus)",
             config.prefix
         )
+    } else if tls && (text.contains("NotValidForName") || text.contains("not valid for name")) {
+        format!(
+            "Redis's TLS certificate is not for the host in redis_url ({text}): use the name it was issued for"
+        )
     } else if tls && (text.contains("UnknownIssuer") || text.contains("invalid peer certificate")) {
         format!(
             "Redis's TLS certificate is not trusted ({text}): set redis_ca_file to the CA that signed it{}",
@@ -322,10 +326,6 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
             } else {
                 ""
             }
-        )
-    } else if tls && (text.contains("NotValidForName") || text.contains("CertNotValidForName")) {
-        format!(
-            "Redis's TLS certificate is not for the host in redis_url ({text}): use the name it was issued for"
         )
     } else if tls
         && (text.contains("InvalidContentType")
@@ -343,6 +343,8 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
         format!(
             "the connection was cut at once ({text}): if that port is Redis's TLS port, write rediss://"
         )
+    } else if tls && text.contains("fatal alert: UnknownCA") {
+        "Redis did not accept the client certificate in redis_client_cert: it must be signed by a CA in Redis's tls-ca-cert-file, with any intermediate certificates in the same file after it".to_owned()
     } else if text.contains("CertificateRequired") || text.contains("certificate required") {
         "Redis asks for a client certificate: set redis_client_cert and redis_client_key".to_owned()
     } else {

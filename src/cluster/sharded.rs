@@ -263,10 +263,14 @@ impl Topology {
 
 impl std::fmt::Display for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         write!(
             f,
-            "a Redis Cluster of {} shard(s) ({} master(s) with slots, {} replica(s)), cluster_state:ok",
-            self.masters, self.masters, self.replicas
+            "a Redis Cluster of {} ({}, {}), cluster_state:ok",
+            plural(self.masters, "shard", "shards"),
+            plural(self.masters, "master", "masters"),
+            plural(self.replicas, "replica", "replicas"),
         )
     }
 }

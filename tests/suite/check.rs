@@ -389,6 +389,134 @@ fn judges_a_tls_redis_and_names_each_way_it_fails() {
     assert!(message.contains("go together"), "{message}");
 }
 
+/// The hints `check` gives for the other ways a Redis connection fails, each
+/// produced by a real redis-server (or sentinel) refusing for that reason.
+#[test]
+#[ignore = "needs redis-server"]
+fn names_a_missing_password_a_wrong_host_name_a_missing_client_certificate_and_an_unknown_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let judged = |envs: &[(&str, String)]| {
+        let (_, findings) = check(dir.path(), envs, &[]);
+        let found = finding(&findings, "redis").clone();
+        (
+            found["status"].as_str().unwrap().to_owned(),
+            found["message"].as_str().unwrap().to_owned(),
+        )
+    };
+    let ca = (
+        "FLARUM_WS_REDIS_CA_FILE",
+        pki.root_pem.display().to_string(),
+    );
+
+    // A password asked for, none given (NOAUTH).
+    let leaf = pki.leaf("redis", false);
+    let redis = RedisServer::start_tls(&pki, &leaf, "s3cret", true);
+    let (status, message) = judged(&[(
+        "FLARUM_WS_REDIS_URL",
+        format!("redis://127.0.0.1:{}", redis.port),
+    )]);
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("Redis asks for a password"), "{message}");
+
+    // A client certificate asked for (tls-auth-clients yes), none given.
+    let tls_url = format!("rediss://:s3cret@127.0.0.1:{}", redis.tls_port.unwrap());
+    let (status, message) = judged(&[("FLARUM_WS_REDIS_URL", tls_url.clone()), ca.clone()]);
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("asks for a client certificate"),
+        "{message}"
+    );
+    // One without the intermediate that signed it: Redis cannot verify it.
+    let with_client_cert = |cert: &Path| {
+        judged(&[
+            ("FLARUM_WS_REDIS_URL", tls_url.clone()),
+            ca.clone(),
+            ("FLARUM_WS_REDIS_CLIENT_CERT", cert.display().to_string()),
+            ("FLARUM_WS_REDIS_CLIENT_KEY", leaf.key.display().to_string()),
+        ])
+    };
+    let (status, message) = with_client_cert(&leaf.cert_only);
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("did not accept the client certificate"),
+        "{message}"
+    );
+    // With its chain, it passes.
+    let (status, message) = with_client_cert(&leaf.full_chain);
+    assert_eq!(status, "pass", "{message}");
+
+    // A certificate for another host name.
+    let elsewhere = pki.leaf_for("redis-elsewhere", &["redis.example"], false);
+    let other = RedisServer::start_tls(&pki, &elsewhere, "s3cret", false);
+    let (status, message) = judged(&[
+        (
+            "FLARUM_WS_REDIS_URL",
+            format!("rediss://:s3cret@127.0.0.1:{}", other.tls_port.unwrap()),
+        ),
+        ca,
+    ]);
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("not for the host in redis_url"),
+        "{message}"
+    );
+
+    // Sentinels that watch no master of the name given.
+    let master = RedisServer::start();
+    let sentinels = common::redis::Sentinels::start(master.port);
+    let url = sentinels.url().replace("/mymaster", "/othermaster");
+    let (status, message) = judged(&[("FLARUM_WS_REDIS_URL", url)]);
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.contains("no sentinel answered with a master of that name"),
+        "{message}"
+    );
+}
+
+/// A Redis Cluster is judged by asking it: its state and shards, the nodes
+/// listening on its shard channels; `redis://` to one of its nodes works
+/// but is named as not sharded.
+#[test]
+#[ignore = "needs the shared Redis Cluster (tests/services/start.sh)"]
+fn judges_a_redis_cluster_by_asking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = common::databases::service_var("TEST_REDIS_CLUSTER");
+    let judged = |url: String| {
+        let (_, findings) = check(dir.path(), &[("FLARUM_WS_REDIS_URL", url)], &[]);
+        let found = finding(&findings, "redis").clone();
+        (
+            found["status"].as_str().unwrap().to_owned(),
+            found["message"].as_str().unwrap().to_owned(),
+            found["fix"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    let (status, message, _) = judged(format!("redis+cluster://{seeds}"));
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.contains("a Redis Cluster of 3 shards (3 masters, 3 replicas), cluster_state:ok"),
+        "{message}"
+    );
+    assert!(
+        message.contains("listen on its 16 shard channels flarum-ws:bus:0 to flarum-ws:bus:15"),
+        "{message}"
+    );
+
+    let one = seeds.split(',').next().unwrap();
+    let (status, message, fix) = judged(format!("redis://{one}"));
+    assert_eq!(status, "warn", "{message}");
+    assert!(message.contains("a node of a Redis Cluster"), "{message}");
+    assert!(fix.contains("redis+cluster://"), "{fix}");
+
+    let closed = free_port();
+    let (status, message, _) = judged(format!("redis+cluster://127.0.0.1:{closed}"));
+    assert_eq!(status, "fail", "{message}");
+    let (status, message, _) = judged(format!("redis+cluster://{one}/2"));
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("only database 0"), "{message}");
+}
+
 /// `--redis-url` is read by `check` as by `serve` (it was once accepted and
 /// ignored): a flag naming a port where nothing listens fails the check.
 #[test]

@@ -73,8 +73,18 @@ impl Pki {
     /// A leaf for localhost and 127.0.0.1 named `name`; `expired` puts its
     /// validity in the past.
     pub fn leaf(&self, name: &str, expired: bool) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        self.leaf_for(name, &["localhost", "127.0.0.1"], expired)
+    }
+
+    /// A leaf certificate valid for `hosts` only.
+    pub fn leaf_for(&self, name: &str, hosts: &[&str], expired: bool) -> Leaf {
+        let mut params = CertificateParams::new(
+            hosts
+                .iter()
+                .map(|host| host.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
