@@ -84,7 +84,7 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
 }
 
 /// The next JSON frame (a close becomes `{"event":"close"}`), or `None`.
-async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Value>
+pub(super) async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Value>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -109,7 +109,7 @@ where
 
 /// A frame as an admin reads it: Pusher's error with its code, a close
 /// with its code, or the frame's JSON (cut short).
-fn describe(frame: Option<&Value>) -> String {
+pub(super) fn describe(frame: Option<&Value>) -> String {
     let Some(frame) = frame else {
         return format!(
             "nothing within {} s (the connection closed or stayed silent)",
@@ -464,7 +464,11 @@ pub async fn check_live(
         Ok(connected) => connected,
         Err(findings) => return findings,
     };
-    let channel = format!("flarum-ws-check-{}", rand::random_range(0..u32::MAX));
+    let channel = format!(
+        "{}{}",
+        crate::cluster::bus::CHECK_CHANNEL_PREFIX,
+        rand::random_range(0..u32::MAX)
+    );
     let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel}}).to_string();
     if !matches!(
         within(ws.send(Message::text(subscribe))).await,
@@ -483,38 +487,8 @@ pub async fn check_live(
         key: settings.app.key.clone(),
         secret: settings.app.secret.expose().to_owned(),
     };
-    let body =
-        json!({"name": "check", "channel": channel, "data": "{\"from\":\"flarum-ws check\"}"})
-            .to_string();
-    let events = format!(
-        "{}://{}:{}/apps/{}/events",
-        api.target.scheme("https", "http"),
-        api.target.server_name,
-        api.target.port,
-        api.app_id
-    );
-    match api.post("/events", body).await {
-        Ok((200, _)) => {}
-        Ok((status, answer)) => {
-            let fix = if status == 404 && browsers.php_side.is_some() {
-                "the proxy there sends only the browsers' /app/ to flarum-ws: send /apps/ to it too (flarum-ws nginx-snippet prints a server block for both), or point php-client-host, php-client-port and php-client-secure in config.php's 'websocket' array at flarum-ws itself"
-            } else {
-                "the forum's app id, key and secret must match the server's"
-            };
-            return fail(
-                format!(
-                    "the forum posts its events to {events}, which answered {status}: {}",
-                    first_line(&answer)
-                ),
-                fix,
-            );
-        }
-        Err(error) => {
-            return fail(
-                format!("the forum posts its events to {events}, which is unreachable: {error}"),
-                &error.fix(),
-            );
-        }
+    if let Err(findings) = trigger(&api, browsers, &channel, "check").await {
+        return findings;
     }
     match next_frame(&mut ws).await {
         Some(frame) if frame["event"] == "check" => {
@@ -522,6 +496,14 @@ pub async fn check_live(
                 "live",
                 format!("a browser at {url} received an event triggered through the HTTP API"),
             )];
+            if let Some(cluster) = crate::server::cluster_config(settings) {
+                findings.push(
+                    super::live_cluster::across_nodes(
+                        &cluster, &mut ws, &url, &api, browsers, &channel,
+                    )
+                    .await,
+                );
+            }
             if let Some(idle) = options.idle {
                 findings.push(
                     hold_idle(&mut ws, &url, activity_timeout, settings.pong_timeout, idle).await,
@@ -537,6 +519,51 @@ pub async fn check_live(
             "check the server log with --verbose",
         ),
     }
+}
+
+/// Triggers `event` on `channel` through the HTTP API as the forum does;
+/// the findings say why it was not accepted.
+pub(super) async fn trigger(
+    api: &SignedClient,
+    browsers: &Browsers,
+    channel: &str,
+    event: &str,
+) -> Result<(), Vec<Finding>> {
+    let body = json!({"name": event, "channel": channel, "data": "{\"from\":\"flarum-ws check\"}"})
+        .to_string();
+    let events = events_url(api);
+    match api.post("/events", body).await {
+        Ok((200, _)) => Ok(()),
+        Ok((status, answer)) => {
+            let fix = if status == 404 && browsers.php_side.is_some() {
+                "the proxy there sends only the browsers' /app/ to flarum-ws: send /apps/ to it too (flarum-ws nginx-snippet prints a server block for both), or point php-client-host, php-client-port and php-client-secure in config.php's 'websocket' array at flarum-ws itself"
+            } else {
+                "the forum's app id, key and secret must match the server's"
+            };
+            Err(fail(
+                format!(
+                    "the forum posts its events to {events}, which answered {status}: {}",
+                    first_line(&answer)
+                ),
+                fix,
+            ))
+        }
+        Err(error) => Err(fail(
+            format!("the forum posts its events to {events}, which is unreachable: {error}"),
+            &error.fix(),
+        )),
+    }
+}
+
+/// Where the forum posts its events.
+pub(super) fn events_url(api: &SignedClient) -> String {
+    format!(
+        "{}://{}:{}/apps/{}/events",
+        api.target.scheme("https", "http"),
+        api.target.server_name,
+        api.target.port,
+        api.app_id
+    )
 }
 
 #[cfg(test)]

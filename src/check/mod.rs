@@ -18,6 +18,7 @@ mod flarum2_keys;
 mod idle;
 mod listening;
 mod live;
+mod live_cluster;
 mod nginx_config;
 mod nginx_timeout;
 mod other_forum;

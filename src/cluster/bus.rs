@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The channels `flarum-ws check --live` subscribes its browser to.
+pub const CHECK_CHANNEL_PREFIX: &str = "flarum-ws-check-";
+
 /// A presence membership of one socket, as mirrored between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberEntry {
@@ -82,6 +85,13 @@ pub enum Message {
     /// `flarum-ws check` showing that its Redis user may publish here;
     /// nodes ignore it.
     Probe,
+    /// An event from `flarum-ws check --live` standing in for another node:
+    /// delivered to this node's subscribers of `channel` if it is a check
+    /// channel ([`CHECK_CHANNEL_PREFIX`]); nothing is kept of the sender.
+    CheckEvent {
+        channel: String,
+        frame: String,
+    },
     /// "Node `to`: publish your events from number `from` on again" (the
     /// sender missed some while its link to Redis was down).
     Resend {

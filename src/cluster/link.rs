@@ -40,13 +40,13 @@ async fn back_off(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
 }
 
 /// The publishing connection: to one server, or to a Redis Cluster.
-enum Publisher {
+pub(super) enum Publisher {
     Server(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl Publisher {
-    async fn connect(target: &Target) -> redis::RedisResult<Self> {
+    pub(super) async fn connect(target: &Target) -> redis::RedisResult<Self> {
         if target.is_cluster() {
             return sharded::connect_publisher(target)
                 .await
@@ -56,7 +56,7 @@ impl Publisher {
     }
 
     /// Publishes `batch` on `channel` in one round trip (a pipeline).
-    async fn publish(&mut self, channel: &str, batch: &Batch) -> redis::RedisResult<()> {
+    pub(super) async fn publish(&mut self, channel: &str, batch: &Batch) -> redis::RedisResult<()> {
         let command = match self {
             Publisher::Server(_) => "PUBLISH",
             Publisher::Cluster(_) => "SPUBLISH",
@@ -201,13 +201,16 @@ fn pipeline_of(command: &str, channel: &str, batch: &Batch) -> redis::Pipeline {
 
 /// The listening connection: to one server, or to every lane of a Redis
 /// Cluster.
-enum Listener {
+pub(super) enum Listener {
     Server(std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>),
     Cluster(sharded::Listener),
 }
 
 impl Listener {
-    async fn subscribe(target: &Target, config: &ClusterConfig) -> redis::RedisResult<Self> {
+    pub(super) async fn subscribe(
+        target: &Target,
+        config: &ClusterConfig,
+    ) -> redis::RedisResult<Self> {
         if target.is_cluster() {
             let lanes = channels::lanes(&config.prefix);
             return sharded::Listener::subscribe(target, &lanes)
@@ -219,7 +222,7 @@ impl Listener {
         Ok(Listener::Server(Box::pin(pubsub.into_on_message())))
     }
 
-    async fn next(&mut self) -> Heard {
+    pub(super) async fn next(&mut self) -> Heard {
         match self {
             Listener::Server(messages) => match messages.next().await {
                 Some(message) => Heard::Message(message.get_payload_bytes().to_vec()),

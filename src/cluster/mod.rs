@@ -26,6 +26,7 @@
 
 pub mod bus;
 mod channels;
+mod check_node;
 mod counts;
 mod link;
 mod outbox;
@@ -35,6 +36,7 @@ mod sequence;
 mod sharded;
 mod snapshot;
 
+pub use check_node::CheckNode;
 pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
 
 use std::collections::HashMap;
@@ -283,7 +285,8 @@ impl Cluster {
             | Message::Resend { .. }
             | Message::Query { .. }
             | Message::Counts { .. }
-            | Message::Probe => {
+            | Message::Probe
+            | Message::CheckEvent { .. } => {
                 if let Some(text) = self.envelope(message) {
                     self.outbox.push_control(text);
                 }
@@ -480,6 +483,17 @@ impl Cluster {
         }
     }
 
+    /// Delivers `check --live`'s event to this node's subscribers of its
+    /// check channel (another channel is not check's to send to).
+    fn deliver_check_event(&self, channel: String, frame: String) {
+        if !channel.starts_with(bus::CHECK_CHANNEL_PREFIX) {
+            return self.ignore(&format!("a check event for {channel}, not a check channel"));
+        }
+        if let Ok(channel) = ChannelName::parse(&channel, usize::MAX) {
+            self.hub.publish(&channel, Frame::from(frame), None, false);
+        }
+    }
+
     /// Applies one message from the bus.
     fn receive(&self, payload: &[u8]) {
         if payload.len() > MAX_BUS_MESSAGE_BYTES {
@@ -493,8 +507,12 @@ impl Cluster {
             Ok(envelope) => envelope,
             Err(error) => return self.ignore(&format!("unreadable: {error}")),
         };
-        if envelope.message == Message::Probe {
-            return;
+        match envelope.message {
+            Message::Probe => return,
+            Message::CheckEvent { channel, frame } => {
+                return self.deliver_check_event(channel, frame);
+            }
+            _ => {}
         }
         if envelope.node == self.node {
             self.echo_ms
@@ -554,7 +572,7 @@ impl Cluster {
                     );
                 }
             }
-            Message::Heartbeat | Message::Probe => {}
+            Message::Heartbeat | Message::Probe | Message::CheckEvent { .. } => {}
             Message::Hello => {
                 self.send_snapshot();
                 // It may have published events this node missed.

@@ -517,6 +517,59 @@ fn judges_a_redis_cluster_by_asking_it() {
     assert!(message.contains("only database 0"), "{message}");
 }
 
+/// `check --live` on a cluster stands in for another node on its Redis: the
+/// browser's node must deliver what check publishes there, and the node the
+/// forum reached must publish the forum's event there; on one Redis server
+/// and on the shared Redis Cluster. A node on another channel prefix hears
+/// neither, and check says so.
+#[test]
+#[ignore = "needs redis-server and the shared Redis Cluster (tests/services/start.sh)"]
+fn live_on_a_cluster_shows_both_directions_through_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = RedisServer::start();
+    let seeds = common::databases::service_var("TEST_REDIS_CLUSTER");
+    let prefix = format!("live-check-{}", std::process::id());
+    for url in [
+        format!("redis://127.0.0.1:{}", plain.port),
+        format!("redis+cluster://{seeds}"),
+    ] {
+        let port = free_port();
+        let envs = |prefix: &str| {
+            vec![
+                ("FLARUM_WS_PORT", port.to_string()),
+                ("FLARUM_WS_REDIS_URL", url.clone()),
+                ("FLARUM_WS_REDIS_PREFIX", prefix.to_owned()),
+            ]
+        };
+        let mut node = start(credentialed(dir.path(), &envs(&prefix)).args(["serve"]));
+        node.wait_for_line("Connected to Redis", std::time::Duration::from_secs(10));
+        let (code, findings) = check(dir.path(), &envs(&prefix), &["--live"]);
+        let across = finding(&findings, "live cluster");
+        assert_eq!(across["status"], "pass", "{url}: {findings:?}");
+        assert!(
+            across["message"]
+                .as_str()
+                .unwrap()
+                .contains("published the forum's event there for them"),
+            "{across}"
+        );
+        assert_eq!(code, 0, "{url}: {findings:?}");
+
+        let (code, findings) = check(dir.path(), &envs("another-forum"), &["--live"]);
+        assert_eq!(code, 1, "{url}: {findings:?}");
+        let across = finding(&findings, "live cluster");
+        assert_eq!(across["status"], "fail", "{url}: {across}");
+        assert!(
+            across["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not reach the browser"),
+            "{across}"
+        );
+        node.stop_cleanly();
+    }
+}
+
 /// `--redis-url` is read by `check` as by `serve` (it was once accepted and
 /// ignored): a flag naming a port where nothing listens fails the check.
 #[test]

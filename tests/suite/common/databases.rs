@@ -18,7 +18,7 @@ pub enum Server {
 
 pub fn service_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the test databases with `source <(tests/services/start.sh)` (tests/run-all.sh does this)")
+        panic!("{name} is not set: start the test services with `source <(tests/services/start.sh)` (tests/run-all.sh does this)")
     })
 }
 
