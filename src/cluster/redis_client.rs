@@ -8,8 +8,13 @@
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates};
+use redis::sentinel::{
+    SentinelClient, SentinelClientBuilder, SentinelNodeConnectionInfo, SentinelServerType,
+};
+use redis::{
+    ClientTlsConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates,
+    TlsMode,
+};
 
 use super::ClusterConfig;
 
@@ -114,17 +119,20 @@ impl Target {
 /// `redis+sentinel://[[user]:password@]host:port[,host:port…]/master[/db]`:
 /// the sentinels' addresses, the master's name, and the master's
 /// credentials and database. The sentinels themselves are asked without a
-/// password.
-fn sentinel_target(url: &str) -> Result<Target, String> {
+/// password. `rediss+sentinel://` speaks TLS to the sentinels and to the
+/// master, checked against `tls` (or the system's roots).
+fn sentinel_target(url: &str, tls: &RedisTls) -> Result<Target, String> {
     let bad = |why: &str| {
         format!(
-            "invalid redis_url {}: {why}; write redis+sentinel://[:password@]host:port[,host:port...]/master-name[/db]",
+            "invalid redis_url {}: {why}; write redis+sentinel://[:password@]host:port[,host:port...]/master-name[/db] (rediss+sentinel:// for TLS)",
             describe(url)
         )
     };
-    let rest = url
-        .strip_prefix("redis+sentinel://")
-        .ok_or_else(|| bad("not redis+sentinel://"))?;
+    let (over_tls, rest) = match url.split_once("://") {
+        Some(("redis+sentinel", rest)) => (false, rest),
+        Some(("rediss+sentinel", rest)) => (true, rest),
+        _ => return Err(bad("not redis+sentinel://")),
+    };
     let (credentials, rest) = match rest.rsplit_once('@') {
         Some((credentials, rest)) => (Some(credentials), rest),
         None => (None, rest),
@@ -136,12 +144,8 @@ fn sentinel_target(url: &str) -> Result<Target, String> {
         .filter(|name| !name.is_empty())
         .ok_or_else(|| bad("no master name"))?;
     let db = path.next().unwrap_or("0");
-    let sentinels: Vec<String> = hosts
-        .split(',')
-        .filter(|host| !host.is_empty())
-        .map(|host| format!("redis://{host}"))
-        .collect();
-    if sentinels.is_empty() {
+    let hosts: Vec<&str> = hosts.split(',').filter(|host| !host.is_empty()).collect();
+    if hosts.is_empty() {
         return Err(bad("no sentinel address"));
     }
     // The master's settings, read by the URL parser the plain form uses.
@@ -149,14 +153,66 @@ fn sentinel_target(url: &str) -> Result<Target, String> {
     let master_info = format!("redis://{auth}sentinel-master/{db}")
         .into_connection_info()
         .map_err(|error| bad(&error.to_string()))?;
-    let node = SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(master_info.redis_settings().clone());
-    let sentinels =
-        SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)
-            .map_err(|error| bad(&error.to_string()))?;
+    let sentinels = if over_tls {
+        tls_sentinels(&hosts, master, master_info.redis_settings(), tls)
+            .map_err(|error| bad(&error))?
+    } else {
+        let node = SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(master_info.redis_settings().clone());
+        let addresses = hosts.iter().map(|host| format!("redis://{host}")).collect();
+        SentinelClient::build(addresses, master, Some(node), SentinelServerType::Master)
+            .map_err(|error| bad(&error.to_string()))?
+    };
     Ok(Target::Sentinel {
         sentinels: tokio::sync::Mutex::new(sentinels),
         master: master.to_owned(),
+    })
+}
+
+/// Sentinels at `hosts` reached over TLS, naming a master reached over TLS
+/// with `redis`'s credentials and database; both checked against `tls`.
+fn tls_sentinels(
+    hosts: &[&str],
+    master: &str,
+    redis: &redis::RedisConnectionInfo,
+    tls: &RedisTls,
+) -> Result<SentinelClient, String> {
+    let mut addresses = Vec::new();
+    for host in hosts {
+        let (name, port) = host
+            .rsplit_once(':')
+            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("{host} is not host:port"))?;
+        addresses.push(ConnectionAddr::TcpTls {
+            host: name.trim_matches(['[', ']']).to_owned(),
+            port,
+            insecure: false,
+            tls_params: None,
+        });
+    }
+    let mut builder = SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)
+        .map_err(|error| error.to_string())?
+        .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+        .set_client_to_redis_tls_mode(TlsMode::Secure)
+        .set_client_to_redis_db(redis.db());
+    if let Some(user) = redis.username() {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = redis.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    // One set of files for both: the sentinels and the master they name.
+    if let Some(certificates) = tls_certificates(tls)? {
+        builder = builder.set_client_to_sentinel_certificates(certificates);
+    }
+    if let Some(certificates) = tls_certificates(tls)? {
+        builder = builder.set_client_to_redis_certificates(certificates);
+    }
+    builder.build().map_err(|error| match error.kind() {
+        ErrorKind::InvalidClientConfig => format!(
+            "the TLS files for Redis are not usable (redis_ca_file, redis_client_cert, redis_client_key: PEM expected): {error}"
+        ),
+        _ => error.to_string(),
     })
 }
 
@@ -218,36 +274,24 @@ pub fn target(config: &ClusterConfig) -> Result<Target, String> {
         return cluster_target(url);
     }
     if url.starts_with("rediss+sentinel://") {
-        return Err(format!(
-            "redis_url {}: Sentinel over TLS is not supported yet; use redis+sentinel:// on a private network, or rediss:// to one server",
-            describe(url)
-        ));
+        return sentinel_target(url, &config.tls);
     }
     if url.starts_with("redis+sentinel://") {
         if config.tls.is_set() {
             return Err(
-                "redis_ca_file, redis_client_cert and redis_client_key are for rediss://, not redis+sentinel://".into(),
+                "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url is redis+sentinel://: write rediss+sentinel://".into(),
             );
         }
-        return sentinel_target(url);
+        return sentinel_target(url, &config.tls);
     }
     client(config).map(Target::Direct)
 }
 
-/// The Redis client for one server; the error names the setting to fix.
-fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
-    let url = config.redis_url.as_str();
-    let invalid = |error: RedisError| format!("invalid redis_url {}: {error}", describe(url));
-    if !config.tls.is_set() {
-        return redis::Client::open(url).map_err(invalid);
+/// The configured TLS files, read; `None` when none is set.
+fn tls_certificates(tls: &RedisTls) -> Result<Option<TlsCertificates>, String> {
+    if !tls.is_set() {
+        return Ok(None);
     }
-    if !url.starts_with("rediss://") {
-        return Err(format!(
-            "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url {} is not rediss://",
-            describe(url)
-        ));
-    }
-    let tls = &config.tls;
     let client_tls = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
             client_cert: read_pem(cert, "redis_client_cert")?,
@@ -264,13 +308,30 @@ fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
         Some(path) => Some(read_pem(path, "redis_ca_file")?),
         None => None,
     };
-    redis::Client::build_with_tls(
-        url,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
+/// The Redis client for one server; the error names the setting to fix.
+fn client(config: &ClusterConfig) -> Result<redis::Client, String> {
+    let url = config.redis_url.as_str();
+    let invalid = |error: RedisError| format!("invalid redis_url {}: {error}", describe(url));
+    if !config.tls.is_set() {
+        return redis::Client::open(url).map_err(invalid);
+    }
+    if !url.starts_with("rediss://") {
+        return Err(format!(
+            "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url {} is not rediss://",
+            describe(url)
+        ));
+    }
+    let certificates = tls_certificates(&config.tls)?.unwrap_or(TlsCertificates {
+        client_tls: None,
+        root_cert: None,
+    });
+    redis::Client::build_with_tls(url, certificates)
     .map_err(|error| match error.kind() {
         ErrorKind::InvalidClientConfig => format!(
             "the TLS files for Redis are not usable (redis_ca_file, redis_client_cert, redis_client_key: PEM expected): {error}"
@@ -287,7 +348,7 @@ const MAYBE_PLAIN_PORT: &str =
 pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
     let shown = describe(&config.redis_url);
     let text = error.to_string();
-    let tls = config.redis_url.starts_with("rediss://");
+    let tls = config.redis_url.starts_with("rediss");
     let hint = if matches!(
         error.kind(),
         ErrorKind::MasterNameNotFoundBySentinel | ErrorKind::EmptySentinelList
@@ -505,7 +566,8 @@ mod tests {
             error_of("redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/2"),
             ""
         );
-        assert!(error_of("rediss+sentinel://127.0.0.1:26379/m").contains("not supported yet"));
+        assert_eq!(error_of("rediss+sentinel://127.0.0.1:26379/m"), "");
+        assert!(error_of("rediss+sentinel://127.0.0.1/m").contains("is not host:port"));
         assert!(error.contains("is not rediss://"), "{error}");
         let error = client(&config("rediss://127.0.0.1:6379", ca)).unwrap_err();
         assert!(

@@ -1533,16 +1533,48 @@ async fn nodes_meet_over_a_tls_redis_with_client_certificates() {
 #[ignore = "needs redis-server"]
 async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
     use common::redis::{RedisServer, Sentinels};
-    let mut master = RedisServer::start();
+    let master = RedisServer::start();
     let replica = RedisServer::start_replica_of(master.port);
     let sentinels = Sentinels::start(master.port);
+    follow_a_sentinel_failover(master, replica, sentinels, &[]).await;
+}
+
+/// The same over TLS (`rediss+sentinel://`): the sentinels, the master and
+/// its replica speak only TLS and ask for client certificates, which the
+/// nodes give from one set of files for the sentinels and the master.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn nodes_follow_a_sentinel_failover_over_tls() {
+    use common::redis::{RedisServer, Sentinels, TlsFiles};
+    let pki = common::pki::Pki::new();
+    let tls = TlsFiles::new(&pki, &pki.leaf("redis", false));
+    let master = RedisServer::start_tls_only(&tls, None);
+    let replica = RedisServer::start_tls_only(&tls, Some(master.port));
+    let sentinels = Sentinels::start_tls(master.port, &tls);
+    let node = pki.leaf("node", false);
+    let path = |p: &Path| p.display().to_string();
+    let files = [
+        ("FLARUM_WS_REDIS_CA_FILE", path(&pki.root_pem)),
+        ("FLARUM_WS_REDIS_CLIENT_CERT", path(&node.full_chain)),
+        ("FLARUM_WS_REDIS_CLIENT_KEY", path(&node.key)),
+    ];
+    follow_a_sentinel_failover(master, replica, sentinels, &files).await;
+}
+
+async fn follow_a_sentinel_failover(
+    mut master: common::redis::RedisServer,
+    replica: common::redis::RedisServer,
+    sentinels: common::redis::Sentinels,
+    files: &[(&str, String)],
+) {
     assert!(
         within(Duration::from_secs(15), || sentinels.know_a_replica()).await,
         "the sentinels see the replica"
     );
     let url = sentinels.url();
     let dir = tempfile::tempdir().unwrap();
-    let envs = [("FLARUM_WS_REDIS_URL", url.as_str())];
+    let mut envs = vec![("FLARUM_WS_REDIS_URL", url.as_str())];
+    envs.extend(files.iter().map(|(name, value)| (*name, value.as_str())));
     let a = server(dir.path(), &envs);
     let b = server(dir.path(), &envs);
     both_nodes_meet(
@@ -1580,7 +1612,7 @@ async fn nodes_follow_a_sentinel_failover_and_lose_no_event() {
     // `check` asks the sentinels too, and names the master they chose.
     let output = flarum_ws(dir.path())
         .envs(CREDENTIALS)
-        .envs(envs)
+        .envs(envs.iter().copied())
         .args(["check", "--json"])
         .output()
         .unwrap();

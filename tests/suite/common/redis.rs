@@ -98,22 +98,39 @@ impl Drop for RedisServer {
 pub struct Sentinels {
     children: Vec<std::process::Child>,
     pub ports: Vec<u16>,
+    /// redis-cli's flags to reach them (TLS).
+    cli: Vec<String>,
+    scheme: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl Sentinels {
     pub fn start(master_port: u16) -> Self {
+        Self::start_with(master_port, None)
+    }
+
+    /// Sentinels that speak only TLS, to their clients and to the master
+    /// (`tls-replication yes`), as `tls` says.
+    pub fn start_tls(master_port: u16, tls: &TlsFiles) -> Self {
+        Self::start_with(master_port, Some(tls))
+    }
+
+    fn start_with(master_port: u16, tls: Option<&TlsFiles>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
         let mut ports = Vec::new();
         for n in 0..3 {
             let port = free_port();
+            let listen = match tls {
+                Some(tls) => format!("port 0\ntls-port {port}\n{}", tls.config_lines()),
+                None => format!("port {port}\n"),
+            };
             // Sentinel rewrites its file as it learns: one each, writable.
             let file = dir.path().join(format!("sentinel-{n}.conf"));
             std::fs::write(
                 &file,
                 format!(
-                    "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                    "{listen}bind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n"
                 ),
             )
@@ -131,42 +148,47 @@ impl Sentinels {
         Self {
             children,
             ports,
+            cli: tls.map(TlsFiles::cli_args).unwrap_or_default(),
+            scheme: if tls.is_some() {
+                "rediss+sentinel"
+            } else {
+                "redis+sentinel"
+            },
             _dir: dir,
         }
     }
 
-    /// `redis+sentinel://` naming the three and the master.
+    /// `redis+sentinel://` (`rediss+sentinel://`) naming the three and the
+    /// master.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+        format!("{}://{}/mymaster", self.scheme, hosts.join(","))
+    }
+
+    fn ask(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(&self.cli)
+            .args(["-p", &self.ports[0].to_string()])
+            .args(args)
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     /// Whether the first sentinel has found a replica of the master.
     pub fn know_a_replica(&self) -> bool {
-        Command::new("redis-cli")
-            .args(["-p", &self.ports[0].to_string()])
-            .args(["SENTINEL", "replicas", "mymaster"])
-            .output()
-            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("slave"))
+        self.ask(&["SENTINEL", "replicas", "mymaster"])
+            .contains("slave")
     }
 
     /// The port the sentinels name master now.
     pub fn master_port(&self) -> Option<u16> {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.ports[0].to_string()])
-            .args(["SENTINEL", "get-master-addr-by-name", "mymaster"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .nth(1)?
-            .trim()
-            .parse()
-            .ok()
+        let output = self.ask(&["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+        output.lines().nth(1)?.trim().parse().ok()
     }
 }
 
@@ -179,7 +201,68 @@ impl Drop for Sentinels {
     }
 }
 
+/// The files of a Redis that speaks only TLS and asks its clients (and
+/// replicas, and sentinels) for a certificate from the same CA.
+pub struct TlsFiles {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+impl TlsFiles {
+    /// `leaf` (with its chain) as the server's and its own client
+    /// certificate, `pki`'s root as the CA.
+    pub fn new(pki: &super::pki::Pki, leaf: &super::pki::Leaf) -> Self {
+        Self {
+            cert: leaf.full_chain.display().to_string(),
+            key: leaf.key.display().to_string(),
+            ca: pki.root_pem.display().to_string(),
+        }
+    }
+
+    fn config_lines(&self) -> String {
+        format!(
+            "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
+            self.cert, self.key, self.ca
+        )
+    }
+
+    fn cli_args(&self) -> Vec<String> {
+        [
+            "--tls", "--cacert", &self.ca, "--cert", &self.cert, "--key", &self.key,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
 impl RedisServer {
+    /// A redis-server speaking only TLS on `port` (its plain port closed),
+    /// a replica of the TLS port `replica_of` when given.
+    pub fn start_tls_only(tls: &TlsFiles, replica_of: Option<u16>) -> Self {
+        let port = free_port();
+        let mut command = Command::new("redis-server");
+        command.args(["--port", "0", "--tls-port", &port.to_string()]);
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        for line in tls.config_lines().lines() {
+            let (name, value) = line.split_once(' ').unwrap();
+            command.args([format!("--{name}"), value.to_owned()]);
+        }
+        if let Some(master) = replica_of {
+            command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed (apt-get install redis-server)");
+        wait_until_listening(&[port], "redis-server (TLS only)");
+        Self {
+            child,
+            port,
+            tls_port: Some(port),
+        }
+    }
+
     /// A replica of the Redis at `master_port`.
     pub fn start_replica_of(master_port: u16) -> Self {
         Self::start_with(
