@@ -37,6 +37,7 @@ mod sharded;
 mod snapshot;
 
 pub use check_node::CheckNode;
+pub use sharded::MAX_RECEIVED_BYTES;
 pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
 
 use std::collections::HashMap;

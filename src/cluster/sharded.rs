@@ -70,8 +70,8 @@ impl AsyncPushSender for BoundedPushes {
 
 /// The listening side: subscribed to every lane.
 pub struct Listener {
-    /// Kept open: the pushes arrive through it.
-    _connection: ClusterConnection,
+    /// Kept open: the pushes arrive through it (none in unit tests).
+    _connection: Option<ClusterConnection>,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     queued: Arc<AtomicUsize>,
     overflowed: Arc<AtomicBool>,
@@ -99,7 +99,7 @@ impl Listener {
             connection.ssubscribe(lane).await?;
         }
         Ok(Self {
-            _connection: connection,
+            _connection: Some(connection),
             pushes,
             queued,
             overflowed,
@@ -288,6 +288,42 @@ b1 127.0.0.1:7104@17104 slave a1 0 1 1 connected
 b2 127.0.0.1:7105@17105 slave a2 0 1 2 connected
 b3 127.0.0.1:7106@17106 slave,fail a3 0 1 3 disconnected
 ";
+
+    /// Pushes past the byte budget are not queued; the listener then asks
+    /// for a fresh connection instead of holding them.
+    #[tokio::test]
+    async fn received_messages_wait_within_their_byte_budget() {
+        let (sender, pushes) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let bounded = BoundedPushes {
+            sender,
+            queued: queued.clone(),
+            overflowed: overflowed.clone(),
+        };
+        let message = |bytes: usize| PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![
+                Value::BulkString(b"forum:bus:3".to_vec()),
+                Value::BulkString(vec![b'x'; bytes]),
+            ],
+        };
+        let part = MAX_RECEIVED_BYTES / 4;
+        for _ in 0..3 {
+            bounded.send(message(part)).unwrap();
+        }
+        assert!(!overflowed.load(Ordering::Relaxed));
+        bounded.send(message(part)).unwrap();
+        assert!(overflowed.load(Ordering::Relaxed), "the fourth is past it");
+        assert!(queued.load(Ordering::Relaxed) <= MAX_RECEIVED_BYTES);
+        let mut listener = Listener {
+            _connection: None,
+            pushes,
+            queued,
+            overflowed,
+        };
+        assert!(matches!(listener.next().await, Heard::Lost(_)));
+    }
 
     #[test]
     fn topology_counts_shards_and_names_what_is_at_risk() {

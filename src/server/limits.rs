@@ -284,6 +284,11 @@ pub static LIMITS: &[Limit] = &[
         bounds: "presence and sign-in changes waiting to be published; past it they are dropped and the node's whole state is published instead",
     },
     Limit {
+        name: "Redis Cluster receive queue",
+        amount: Amount::Fixed(|| bytes(crate::cluster::MAX_RECEIVED_BYTES)),
+        bounds: "bus messages a node has received from a Redis Cluster and not yet applied; past it the node drops its connection and makes it again, asking the others for what it missed (their events by number, their state as snapshots)",
+    },
+    Limit {
         name: "shutdown grace",
         amount: Amount::Fixed(|| format!("{} s", SHUTDOWN_GRACE.as_secs())),
         bounds: "time connections get to close before the process exits",
