@@ -186,7 +186,9 @@ pub struct SourceArgs {
     /// Log lines as text or json (FLARUM_WS_LOG_FORMAT; default text).
     #[arg(long, value_name = "text|json", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
-    /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL).
+    /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL):
+    /// redis:// or rediss:// (TLS), redis+sentinel://SENTINELS/MASTER,
+    /// redis+cluster://NODES for a Redis Cluster.
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub redis_url: Option<String>,
     /// Set by flarum-ws itself on a command it runs as flarum-ws.service
