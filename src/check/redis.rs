@@ -13,7 +13,7 @@ pub(super) async fn check_redis(settings: &Settings) -> Option<Finding> {
         return Some(Finding::fail(
             "redis",
             problem,
-            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS, redis+sentinel://host:port,.../master for Sentinel, rediss+sentinel:// for Sentinel over TLS, redis+cluster://host:port,... for a Redis Cluster); the TLS files as PEM",
+            "write redis_url as redis://[user:password@]host:port[/db] (rediss:// for TLS, redis+sentinel://host:port,.../master for Sentinel, rediss+sentinel:// for Sentinel over TLS, redis+cluster://host:port,... for a Redis Cluster, rediss+cluster:// over TLS); the TLS files as PEM",
         ));
     }
     let over_tls = if config.redis_url.starts_with("rediss") {

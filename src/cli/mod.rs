@@ -187,8 +187,8 @@ pub struct SourceArgs {
     #[arg(long, value_name = "text|json", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
     /// Redis shared by several nodes serving as one (FLARUM_WS_REDIS_URL):
-    /// redis:// or rediss:// (TLS), redis+sentinel://SENTINELS/MASTER,
-    /// redis+cluster://NODES for a Redis Cluster.
+    /// redis:// or rediss:// (TLS), redis+sentinel://SENTINELS/MASTER or
+    /// redis+cluster://NODES for a Redis Cluster (rediss+ for TLS).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub redis_url: Option<String>,
     /// Set by flarum-ws itself on a command it runs as flarum-ws.service

@@ -37,8 +37,8 @@ mod sharded;
 mod snapshot;
 
 pub use check_node::CheckNode;
-pub use sharded::MAX_RECEIVED_BYTES;
 pub use redis_client::{Probed, RedisTls, describe as describe_url, probe, target as check_target};
+pub use sharded::MAX_RECEIVED_BYTES;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,7 +174,7 @@ impl Cluster {
             echo_ms: AtomicU64::new(0),
             started: Instant::now(),
         });
-        let channel = if config.redis_url.starts_with("redis+cluster://") {
+        let channel = if config.redis_url.contains("+cluster://") {
             format!(
                 "sharded: publishing on {}, listening to all {} lanes",
                 channels::lane(&config.prefix, channels::lane_of(&cluster.node)),

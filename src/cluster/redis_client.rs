@@ -63,9 +63,11 @@ pub enum Target {
         master: String,
     },
     /// The cluster nodes named in the URL (`redis://[credentials@]host:port`
-    /// each); the client learns the others from them.
+    /// each, `rediss://` over TLS); the client learns the others from them.
     Cluster {
         seeds: Vec<String>,
+        /// The CA and client certificate files.
+        tls: RedisTls,
     },
 }
 
@@ -94,16 +96,22 @@ impl Target {
         &self,
         customise: impl FnOnce(ClusterClientBuilder) -> ClusterClientBuilder,
     ) -> redis::RedisResult<ClusterClient> {
-        let Target::Cluster { seeds } = self else {
+        let Target::Cluster { seeds, tls } = self else {
             return Err(RedisError::from((
                 ErrorKind::InvalidClientConfig,
                 "not a Redis Cluster",
             )));
         };
-        let builder = ClusterClient::builder(seeds.iter().map(String::as_str))
+        let mut builder = ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(COMMAND_TIMEOUT)
             .response_timeout(COMMAND_TIMEOUT)
             .retries(1);
+        let certificates = tls_certificates(tls).map_err(|error| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "TLS files", error))
+        })?;
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates);
+        }
         customise(builder).build()
     }
 
@@ -218,17 +226,20 @@ fn tls_sentinels(
 
 /// `redis+cluster://[[user]:password@]host:port[,host:port…]`: some nodes
 /// of a Redis Cluster (one is enough; more are tried in turn), and the
-/// credentials every node takes.
-fn cluster_target(url: &str) -> Result<Target, String> {
+/// credentials every node takes; `rediss+cluster://` over TLS, checked
+/// against `tls` (or the system's roots).
+fn cluster_target(url: &str, tls: &RedisTls) -> Result<Target, String> {
     let bad = |why: &str| {
         format!(
-            "invalid redis_url {}: {why}; write redis+cluster://[user:password@]host:port[,host:port...]",
+            "invalid redis_url {}: {why}; write redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for TLS)",
             describe(url)
         )
     };
-    let rest = url
-        .strip_prefix("redis+cluster://")
-        .ok_or_else(|| bad("not redis+cluster://"))?;
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("redis+cluster", rest)) => ("redis", rest),
+        Some(("rediss+cluster", rest)) => ("rediss", rest),
+        _ => return Err(bad("not redis+cluster://")),
+    };
     let (credentials, hosts) = match rest.rsplit_once('@') {
         Some((credentials, hosts)) => (Some(credentials), hosts),
         None => (None, rest),
@@ -243,7 +254,7 @@ fn cluster_target(url: &str) -> Result<Target, String> {
     let seeds: Vec<String> = hosts
         .split(',')
         .filter(|host| !host.is_empty())
-        .map(|host| format!("redis://{auth}{host}"))
+        .map(|host| format!("{scheme}://{auth}{host}"))
         .collect();
     if seeds.is_empty() {
         return Err(bad("no node address"));
@@ -253,25 +264,27 @@ fn cluster_target(url: &str) -> Result<Target, String> {
             .into_connection_info()
             .map_err(|error| bad(&error.to_string()))?;
     }
-    Ok(Target::Cluster { seeds })
+    // Read now, so that a missing or unreadable file is named at startup.
+    tls_certificates(tls)?;
+    Ok(Target::Cluster {
+        seeds,
+        tls: tls.clone(),
+    })
 }
 
 /// Where `config`'s Redis is; the error names the setting to fix.
 pub fn target(config: &ClusterConfig) -> Result<Target, String> {
     let url = config.redis_url.as_str();
     if url.starts_with("rediss+cluster://") {
-        return Err(format!(
-            "redis_url {}: a Redis Cluster over TLS is not supported yet; use redis+cluster:// on a private network",
-            describe(url)
-        ));
+        return cluster_target(url, &config.tls);
     }
     if url.starts_with("redis+cluster://") {
         if config.tls.is_set() {
             return Err(
-                "redis_ca_file, redis_client_cert and redis_client_key are for rediss://, not redis+cluster://".into(),
+                "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url is redis+cluster://: write rediss+cluster://".into(),
             );
         }
-        return cluster_target(url);
+        return cluster_target(url, &config.tls);
     }
     if url.starts_with("rediss+sentinel://") {
         return sentinel_target(url, &config.tls);
@@ -364,7 +377,7 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
     } else if text.contains("NOAUTH") {
         "Redis asks for a password: put it in redis_url (redis://:password@host:port, or user:password for an ACL user)".to_owned()
     } else if text.to_ascii_lowercase().contains("noperm")
-        && config.redis_url.starts_with("redis+cluster://")
+        && config.redis_url.contains("+cluster://")
     {
         format!(
             "the Redis user in redis_url may not run what a node needs ({text}): allow the sharded pub/sub commands and the cluster's lanes in its ACL (+ping +cluster|info +cluster|nodes +cluster|slots +cluster|shards +spublish +ssubscribe +pubsub &{}:bus:*)",

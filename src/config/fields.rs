@@ -344,7 +344,7 @@ settings! {
     metrics_listen: String = "FLARUM_WS_METRICS_LISTEN" => restart,
     /// Log lines as `text` (for people) or `json` (for log shippers).
     log_format: String = "FLARUM_WS_LOG_FORMAT" { default: "text".to_owned() } => restart,
-    /// Redis for running several nodes as one server (unset: one node): `redis://`, `rediss://` (TLS), `redis+sentinel://` or `rediss+sentinel://` (Sentinel), `redis+cluster://` (Redis Cluster); see docs/operations.md.
+    /// Redis for running several nodes as one server (unset: one node): `redis://`, `rediss://` (TLS), `redis+sentinel://` or `rediss+sentinel://` (Sentinel), `redis+cluster://` or `rediss+cluster://` (Redis Cluster); see docs/operations.md.
     redis_url: Secret = "FLARUM_WS_REDIS_URL" -> settings.redis_url => restart,
     /// Prefix of the Redis channel, so several forums can share one Redis.
     redis_prefix: String = "FLARUM_WS_REDIS_PREFIX" { default: "flarum-ws".to_owned() } -> settings.redis_prefix => restart,

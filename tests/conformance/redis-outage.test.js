@@ -27,7 +27,7 @@ for (const kind of kinds.selected()) describe(`an outage of Redis (${kind.name})
     // The Redis Cluster is shared between runs: a channel prefix of its own.
     const prefix = `outage-test-${crypto.randomBytes(4).toString('hex')}`;
     for (let i = 0; i < NODES; i++) {
-      const node = await h.startServer({ env: { FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix } });
+      const node = await h.startServer({ env: { ...redis.env, FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix } });
       nodes.push(node);
       sdks.push(h.serverSdk(node.port));
     }

@@ -204,7 +204,7 @@ describe('webhooks', () => {
     const receiver = await receiverWith();
     // The Redis Cluster is shared between runs: a channel prefix of its own.
     const prefix = `webhook-test-${crypto.randomBytes(4).toString('hex')}`;
-    const env = { FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix };
+    const env = { ...redis.env, FLARUM_WS_REDIS_URL: redis.url, FLARUM_WS_REDIS_PREFIX: prefix };
     const nodes = [await serverWith(receiver, env), await serverWith(receiver, env)];
     await h.eventually(() => nodes.every((n) => n.logs.some((l) => l.includes('Cluster node') && l.includes('joined'))), 5000, 'nodes to meet');
 

@@ -66,8 +66,20 @@ PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U flarum -d postgres -c 
 # A Redis Cluster: six redis-servers, joined by redis-cli as three masters
 # with a replica each. A master silent for 2 s is failed over (operators
 # usually keep Redis's 15 s; the failover tests would only wait longer).
+# Each node also speaks TLS on its port + 100, asking TLS clients for a
+# certificate of the same test CA, and the nodes talk TLS among themselves
+# (tls-cluster): a TLS client is told the TLS ports of the others.
 command -v redis-cli >/dev/null || { echo "redis-server is not installed (tests/services/packages.sh installs it)" >&2; exit 1; }
+tls="$DIR/redis-cluster/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 30 -subj "/CN=flarum-ws test CA" 2>/dev/null
+for name in redis client; do
+  openssl req -newkey rsa:2048 -nodes -keyout "$tls/$name.key" -out "$tls/$name.csr" -subj "/CN=$name" 2>/dev/null
+  openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 30 \
+    -out "$tls/$name.pem" -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n') 2>/dev/null
+done
 cluster_nodes=()
+tls_nodes=()
 for port in $CLUSTER_PORTS; do
   node="$DIR/redis-cluster/$port"
   mkdir -p "$node"
@@ -81,6 +93,13 @@ appendonly no
 cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout 2000
+tls-port $((port + 100))
+tls-cert-file $tls/redis.pem
+tls-key-file $tls/redis.key
+tls-ca-cert-file $tls/ca.pem
+tls-auth-clients yes
+tls-cluster yes
+tls-replication yes
 daemonize yes
 dir $node
 pidfile $node/redis.pid
@@ -88,6 +107,7 @@ logfile $node/redis.log
 CONF
   redis-server "$node/redis.conf" || fail "redis-server (cluster port $port)" "$node/redis.log"
   cluster_nodes+=("127.0.0.1:$port")
+  tls_nodes+=("127.0.0.1:$((port + 100))")
 done
 for port in $CLUSTER_PORTS; do
   for _ in $(seq 1 40); do
@@ -112,4 +132,5 @@ export TEST_DB_PG_PORT=$PG_PORT
 export TEST_DB_PASSWORD='$PASSWORD'
 export TEST_REDIS_CLUSTER=$(IFS=,; echo "${cluster_nodes[*]}")
 export TEST_REDIS_CLUSTER_DIR=$DIR/redis-cluster
+export TEST_REDIS_CLUSTER_TLS=$(IFS=,; echo "${tls_nodes[*]}")
 VARS

@@ -475,8 +475,8 @@ fn names_a_missing_password_a_wrong_host_name_a_missing_client_certificate_and_a
 }
 
 /// A Redis Cluster is judged by asking it: its state and shards, the nodes
-/// listening on its shard channels; `redis://` to one of its nodes works
-/// but is named as not sharded.
+/// listening on its shard channels, plainly and over TLS; `redis://` to one
+/// of its nodes works but is named as not sharded.
 #[test]
 #[ignore = "needs the shared Redis Cluster (tests/services/start.sh)"]
 fn judges_a_redis_cluster_by_asking_it() {
@@ -508,6 +508,44 @@ fn judges_a_redis_cluster_by_asking_it() {
     assert_eq!(status, "warn", "{message}");
     assert!(message.contains("a node of a Redis Cluster"), "{message}");
     assert!(fix.contains("redis+cluster://"), "{fix}");
+
+    // Over TLS, its nodes asking for a client certificate.
+    let tls_seeds = common::databases::service_var("TEST_REDIS_CLUSTER_TLS");
+    let tls_dir = Path::new(&common::databases::service_var("TEST_REDIS_CLUSTER_DIR")).join("tls");
+    let file = |name: &str| tls_dir.join(name).display().to_string();
+    let over_tls = |client_cert: bool| {
+        let mut envs = vec![
+            (
+                "FLARUM_WS_REDIS_URL",
+                format!("rediss+cluster://{tls_seeds}"),
+            ),
+            ("FLARUM_WS_REDIS_CA_FILE", file("ca.pem")),
+        ];
+        if client_cert {
+            envs.push(("FLARUM_WS_REDIS_CLIENT_CERT", file("client.pem")));
+            envs.push(("FLARUM_WS_REDIS_CLIENT_KEY", file("client.key")));
+        }
+        let (_, findings) = check(dir.path(), &envs, &[]);
+        finding(&findings, "redis").clone()
+    };
+    let found = over_tls(true);
+    assert_eq!(found["status"], "pass", "{found}");
+    assert!(
+        found["message"]
+            .as_str()
+            .unwrap()
+            .contains("a Redis Cluster of 3 shards (3 masters, 3 replicas), cluster_state:ok, answers, over TLS (certificate verified)"),
+        "{found}"
+    );
+    let found = over_tls(false);
+    assert_eq!(found["status"], "fail", "{found}");
+    assert!(
+        found["message"]
+            .as_str()
+            .unwrap()
+            .contains("asks for a client certificate"),
+        "{found}"
+    );
 
     let closed = free_port();
     let (status, message, _) = judged(format!("redis+cluster://127.0.0.1:{closed}"));

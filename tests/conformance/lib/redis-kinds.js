@@ -1,9 +1,11 @@
 // The kinds of Redis a flarum-ws cluster runs on, each a real Debian
 // redis-server on loopback: one plain server, a master with a replica
 // watched by three Sentinels, and the Redis Cluster of three masters and
-// three replicas that tests/services/start.sh shares between the tests.
+// three replicas that tests/services/start.sh shares between the tests,
+// plainly and over TLS.
 //
-// Each kind starts as { name, url, prefix, outage(), stop() }; `outage()`
+// Each kind starts as { name, url, env?, outage(), stop() } (`env`: the
+// settings a node needs besides the URL, such as TLS files); `outage()`
 // takes down what the nodes publish to (the server; the master; a shard
 // master) as a crash would and resolves with a function that brings it
 // back (after which a Sentinel or the cluster has promoted a replica).
@@ -132,8 +134,27 @@ async function cluster() {
   };
 }
 
+/** The same Redis Cluster over TLS: its nodes' TLS ports, client certificates required. */
+async function clusterTls() {
+  const seeds = process.env.TEST_REDIS_CLUSTER_TLS;
+  if (!seeds) {
+    throw new Error('TEST_REDIS_CLUSTER_TLS is not set: start the shared Redis Cluster with tests/services/start.sh (tests/run-all.sh does)');
+  }
+  const tls = path.join(process.env.TEST_REDIS_CLUSTER_DIR, 'tls');
+  return {
+    ...(await cluster()),
+    name: 'a Redis Cluster over TLS (sharded pub/sub, client certificates)',
+    url: `rediss+cluster://${seeds}`,
+    env: {
+      FLARUM_WS_REDIS_CA_FILE: path.join(tls, 'ca.pem'),
+      FLARUM_WS_REDIS_CLIENT_CERT: path.join(tls, 'client.pem'),
+      FLARUM_WS_REDIS_CLIENT_KEY: path.join(tls, 'client.key'),
+    },
+  };
+}
+
 /** Every kind, by name; `REDIS_KINDS=plain,cluster` picks some. */
-const KINDS = { plain, sentinel, cluster };
+const KINDS = { plain, sentinel, cluster, 'cluster-tls': clusterTls };
 
 function selected() {
   const names = (process.env.REDIS_KINDS || Object.keys(KINDS).join(',')).split(',');
