@@ -253,6 +253,7 @@ pub fn start(stream: std::os::unix::net::UnixStream, ctx: Arc<ServerContext>, si
         let mut mirrored = Mirrored::default();
         let received = apply_incoming(reader, &ctx, side, &mut mirrored).await;
         ctx.relay.store(None);
+        ctx.hub.unwatch_changes();
         // The other process has gone: its members leave (after the grace
         // when it was the old one, whose last tabs are moving here).
         for ((channel, _), key) in mirrored.0 {

@@ -385,6 +385,12 @@ impl Hub {
         receiver
     }
 
+    /// Stops sending changes to the receiver [`Hub::watch_changes`] gave,
+    /// which then ends (a handover's relay whose other process is gone).
+    pub fn unwatch_changes(&self) {
+        self.write().notices = None;
+    }
+
     /// Tells channel counts, presence membership changes and cache misses
     /// to `feed` from now on (the webhooks).
     pub fn watch_channels(&self, feed: ChangeFeed) {
@@ -497,6 +503,20 @@ mod tests {
             1
         );
         assert_eq!(hub.subscriber_ids("presence-room"), vec![a.id]);
+    }
+
+    #[tokio::test]
+    async fn changes_are_watched_until_unwatched() {
+        let hub = hub();
+        let channel = ChannelName::parse("presence-room", 200).unwrap();
+        let mut notices = hub.watch_changes();
+        let (a, _a_rx) = link();
+        hub.subscribe(&a, &channel, member("a")).unwrap();
+        assert!(matches!(notices.recv().await, Some(Notice::Joined { .. })));
+        hub.unwatch_changes();
+        let (b, _b_rx) = link();
+        hub.subscribe(&b, &channel, member("b")).unwrap();
+        assert!(notices.recv().await.is_none(), "the watcher ends");
     }
 
     #[test]
