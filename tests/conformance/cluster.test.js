@@ -1,9 +1,10 @@
-// Three flarum-ws nodes on each kind of Redis operators run (one server, a
-// Sentinel-watched master, a Redis Cluster with sharded pub/sub; all
-// Debian's redis-server), pusher-js 8 tabs spread across them and the npm
-// `pusher` SDK talking to one node at a time: the nodes must behave as one
-// server, survive a node being killed and Redis going down (restarted, or
-// failed over to a replica). REDIS_KINDS=plain,sentinel,cluster picks kinds.
+// Three flarum-ws nodes on each kind of Redis operators run (one server,
+// plain and over TLS; a Sentinel-watched master; a Redis Cluster with
+// sharded pub/sub, plain and over TLS; all Debian's redis-server), pusher-js
+// 8 tabs spread across them and the npm `pusher` SDK talking to one node at
+// a time: the nodes must behave as one server, survive a node being killed
+// and Redis going down (restarted, or failed over to a replica).
+// REDIS_KINDS=plain,tls,sentinel,cluster,cluster-tls picks kinds.
 'use strict';
 
 const { describe, it, before, after } = require('node:test');

@@ -1,5 +1,6 @@
 // The kinds of Redis a flarum-ws cluster runs on, each a real Debian
-// redis-server on loopback: one plain server, a master with a replica
+// redis-server on loopback: one plain server, one speaking only TLS with
+// client certificates required, a master with a replica
 // watched by three Sentinels, and the Redis Cluster of three masters and
 // three replicas that tests/services/start.sh shares between the tests,
 // plainly and over TLS.
@@ -40,6 +41,36 @@ async function plain() {
     },
     pause: () => redis.child.kill('SIGSTOP'),
     resume: () => redis.child.kill('SIGCONT'),
+    stop: () => redis.stop(),
+  };
+}
+
+/** One redis-server speaking only TLS, client certificates required (the shared cluster's test CA). */
+async function tls() {
+  const dir = process.env.TEST_REDIS_CLUSTER_DIR;
+  if (!dir) throw new Error('TEST_REDIS_CLUSTER_DIR is not set: run tests/services/start.sh (tests/run-all.sh does); its test CA signs this server too');
+  const files = path.join(dir, 'tls');
+  const port = await h.freePort();
+  const args = [
+    '--port', '0', '--tls-port', String(port),
+    '--tls-cert-file', path.join(files, 'redis.pem'), '--tls-key-file', path.join(files, 'redis.key'),
+    '--tls-ca-cert-file', path.join(files, 'ca.pem'), '--tls-auth-clients', 'yes',
+  ];
+  let redis = await h.startRedis(port, args);
+  return {
+    name: 'one Redis server over TLS',
+    url: `rediss://127.0.0.1:${port}`,
+    env: {
+      FLARUM_WS_REDIS_CA_FILE: path.join(files, 'ca.pem'),
+      FLARUM_WS_REDIS_CLIENT_CERT: path.join(files, 'client.pem'),
+      FLARUM_WS_REDIS_CLIENT_KEY: path.join(files, 'client.key'),
+    },
+    async outage() {
+      await redis.stop();
+      return async () => {
+        redis = await h.startRedis(port, args);
+      };
+    },
     stop: () => redis.stop(),
   };
 }
@@ -153,14 +184,18 @@ async function clusterTls() {
   };
 }
 
-/** Every kind, by name; `REDIS_KINDS=plain,cluster` picks some. */
-const KINDS = { plain, sentinel, cluster, 'cluster-tls': clusterTls };
+/** Every kind, by name; `REDIS_KINDS=plain,cluster` picks some for a run. */
+const KINDS = { plain, tls, sentinel, cluster, 'cluster-tls': clusterTls };
 
-function selected() {
-  const names = (process.env.REDIS_KINDS || Object.keys(KINDS).join(',')).split(',');
+/** The kinds whose outage is a failover to a replica (the others are restarted). */
+const FAIL_OVER = new Set(['sentinel', 'cluster', 'cluster-tls']);
+
+/** The kinds to test: `defaults` (every kind when not given), or REDIS_KINDS. */
+function selected(defaults = Object.keys(KINDS)) {
+  const names = process.env.REDIS_KINDS ? process.env.REDIS_KINDS.split(',') : defaults;
   return names.map((name) => {
     if (!KINDS[name]) throw new Error(`unknown Redis kind ${name} in REDIS_KINDS (${Object.keys(KINDS).join(', ')})`);
-    return { name, start: KINDS[name] };
+    return { name, start: KINDS[name], failsOver: FAIL_OVER.has(name) };
   });
 }
 
