@@ -1,11 +1,11 @@
 // Three flarum-ws nodes on real Redis, with pusher-js 8 tabs on every node
-// and the forum's events (the npm `pusher` SDK) arriving on all of them:
-// on one redis-server (plain, and over TLS) while it is paused (SIGSTOP, as
-// a stalled Redis looks) and while it is killed and started again; on a
-// Sentinel-watched master and on a Redis Cluster (plain, and over TLS)
-// while the master (a shard master) is killed and a replica takes over.
-// Every tab gets every event once, and nobody's presence flaps. REDIS_KINDS=plain,tls,sentinel,cluster,cluster-tls
-// picks kinds (plain, sentinel and cluster when unset).
+// and the forum's events (the npm `pusher` SDK) arriving on all of them: on
+// one redis-server while it is paused (SIGSTOP, as a stalled Redis looks)
+// and while it is killed and started again; on a Sentinel-watched master
+// and on a Redis Cluster while the master (a shard master) is killed and a
+// replica takes over. Every tab gets every event once, and nobody's
+// presence flaps. REDIS_KINDS=plain,tls,sentinel,cluster,cluster-tls picks
+// kinds (plain, sentinel and cluster when unset).
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
