@@ -70,40 +70,46 @@ impl AsyncPushSender for BoundedPushes {
 
 /// The listening side: subscribed to every lane.
 pub struct Listener {
-    /// Kept open: the pushes arrive through it (none in unit tests).
-    _connection: Option<ClusterConnection>,
+    /// Kept open: the pushes arrive through it.
+    connection: Option<ClusterConnection>,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     queued: Arc<AtomicUsize>,
     overflowed: Arc<AtomicBool>,
 }
 
 impl Listener {
-    /// Connects and subscribes to `lanes`.
-    pub async fn subscribe(target: &Target, lanes: &[String]) -> redis::RedisResult<Self> {
+    /// A listener not connected yet, and the sender of its pushes.
+    fn with_queue() -> (Self, BoundedPushes) {
         let (sender, pushes) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let overflowed = Arc::new(AtomicBool::new(false));
+        let listener = Self {
+            connection: None,
+            pushes,
+            queued: Arc::new(AtomicUsize::new(0)),
+            overflowed: Arc::new(AtomicBool::new(false)),
+        };
         let bounded = BoundedPushes {
             sender,
-            queued: queued.clone(),
-            overflowed: overflowed.clone(),
+            queued: listener.queued.clone(),
+            overflowed: listener.overflowed.clone(),
         };
+        (listener, bounded)
+    }
+
+    /// Connects and subscribes to `lanes`.
+    pub async fn subscribe(target: &Target, lanes: &[String]) -> redis::RedisResult<Self> {
+        let (mut listener, pushes) = Self::with_queue();
         let client = target.cluster_client(|builder| {
             builder
                 .use_protocol(ProtocolVersion::RESP3)
-                .push_sender(bounded)
+                .push_sender(pushes)
         })?;
         let mut connection = client.get_async_connection().await?;
         // One lane at a time: SSUBSCRIBE takes channels of one slot only.
         for lane in lanes {
             connection.ssubscribe(lane).await?;
         }
-        Ok(Self {
-            _connection: Some(connection),
-            pushes,
-            queued,
-            overflowed,
-        })
+        listener.connection = Some(connection);
+        Ok(listener)
     }
 
     /// The next message, or why the connection must be made again.
@@ -293,14 +299,7 @@ b3 127.0.0.1:7106@17106 slave,fail a3 0 1 3 disconnected
     /// for a fresh connection instead of holding them.
     #[tokio::test]
     async fn received_messages_wait_within_their_byte_budget() {
-        let (sender, pushes) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let overflowed = Arc::new(AtomicBool::new(false));
-        let bounded = BoundedPushes {
-            sender,
-            queued: queued.clone(),
-            overflowed: overflowed.clone(),
-        };
+        let (mut listener, bounded) = Listener::with_queue();
         let message = |bytes: usize| PushInfo {
             kind: PushKind::SMessage,
             data: vec![
@@ -312,16 +311,13 @@ b3 127.0.0.1:7106@17106 slave,fail a3 0 1 3 disconnected
         for _ in 0..3 {
             bounded.send(message(part)).unwrap();
         }
-        assert!(!overflowed.load(Ordering::Relaxed));
+        assert!(!listener.overflowed.load(Ordering::Relaxed));
         bounded.send(message(part)).unwrap();
-        assert!(overflowed.load(Ordering::Relaxed), "the fourth is past it");
-        assert!(queued.load(Ordering::Relaxed) <= MAX_RECEIVED_BYTES);
-        let mut listener = Listener {
-            _connection: None,
-            pushes,
-            queued,
-            overflowed,
-        };
+        assert!(
+            listener.overflowed.load(Ordering::Relaxed),
+            "the fourth is past it"
+        );
+        assert!(listener.queued.load(Ordering::Relaxed) <= MAX_RECEIVED_BYTES);
         assert!(matches!(listener.next().await, Heard::Lost(_)));
     }
 
