@@ -4,6 +4,7 @@
 
 const { spawn } = require('node:child_process');
 const { before, after } = require('node:test');
+const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -223,8 +224,10 @@ function freePort() {
 
 /** Debian's redis-server on `port`, no persistence; resolves when it accepts connections. */
 function startRedis(port, extraArgs = []) {
+  // A replica writes the copy it receives to its folder: a scratch one.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flarum-ws-redis-'));
   return new Promise((resolve, reject) => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -237,7 +240,7 @@ function startRedis(port, extraArgs = []) {
           child,
           stop() {
             child.kill('SIGKILL');
-            return new Promise((done) => child.once('exit', done));
+            return new Promise((done) => child.once('exit', done)).then(() => fs.rmSync(dir, { recursive: true, force: true }));
           },
         });
       }

@@ -11,6 +11,8 @@ pub struct RedisServer {
     pub port: u16,
     /// Its TLS port, when started with [`RedisServer::start_tls`].
     pub tls_port: Option<u16>,
+    /// Its folder: a replica writes the copy it receives there.
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -49,7 +51,9 @@ impl RedisServer {
 
     fn start_with(extra: &[String], tls_port: Option<u16>) -> Self {
         let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
+            .current_dir(dir.path())
             .args([
                 "--port",
                 &port.to_string(),
@@ -70,6 +74,7 @@ impl RedisServer {
             child,
             port,
             tls_port,
+            _dir: dir,
         }
     }
 
@@ -241,7 +246,9 @@ impl RedisServer {
     /// a replica of the TLS port `replica_of` when given.
     pub fn start_tls_only(tls: &TlsFiles, replica_of: Option<u16>) -> Self {
         let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new("redis-server");
+        command.current_dir(dir.path());
         command.args(["--port", "0", "--tls-port", &port.to_string()]);
         command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         for line in tls.config_lines().lines() {
@@ -260,6 +267,7 @@ impl RedisServer {
             child,
             port,
             tls_port: Some(port),
+            _dir: dir,
         }
     }
 
