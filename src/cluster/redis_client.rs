@@ -369,6 +369,8 @@ pub fn explain(error: &RedisError, config: &ClusterConfig) -> String {
         format!(
             "no sentinel answered with a master of that name ({text}): check the sentinels' addresses and the master's name after the last / in redis_url (sentinel monitor NAME in sentinel.conf)"
         )
+    } else if text.contains("cluster support disabled") {
+        "this Redis is not a Redis Cluster (cluster-enabled is off): write redis://host:port (rediss:// for TLS) instead of redis+cluster://".to_owned()
     } else if error.kind() == ErrorKind::AuthenticationFailed
         || text.contains("WRONGPASS")
         || text.contains("invalid username-password")

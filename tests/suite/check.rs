@@ -547,6 +547,11 @@ fn judges_a_redis_cluster_by_asking_it() {
         "{found}"
     );
 
+    let single = RedisServer::start();
+    let (status, message, _) = judged(format!("redis+cluster://127.0.0.1:{}", single.port));
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("is not a Redis Cluster"), "{message}");
+
     let closed = free_port();
     let (status, message, _) = judged(format!("redis+cluster://127.0.0.1:{closed}"));
     assert_eq!(status, "fail", "{message}");
