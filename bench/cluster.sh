@@ -94,7 +94,7 @@ for server in $SERVERS; do
   done
 done
 
-python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" >bench/CLUSTER.md <<'PY'
+python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" "$(git rev-parse --short HEAD)" >bench/CLUSTER.md <<'PY'
 import os, subprocess, sys
 import report
 rows = report.runs(sys.argv[1])
@@ -104,7 +104,8 @@ print("# Cross-node benchmark\n")
 print(f"Command: `bash bench/cluster.sh` on {os.cpu_count()} cores, {mem} GiB, everything on loopback")
 print("(two nodes and Debian's redis-server on the same machine as the load generator).")
 print("Clients subscribe on node B; events are triggered through node A's HTTP API.")
-print("Single node: clients and triggers on one node, no Redis. CPU is node B's (the receiving node).\n")
+print("Single node: clients and triggers on one node, no Redis. CPU is node B's (the receiving node).")
+print(f"flarum-ws: commit {sys.argv[4]}, release build.\n")
 print("| run | deliveries/s | p50 ms | p99 ms | max ms | lost | CPU µs/delivery (node B) |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
@@ -118,6 +119,6 @@ if skipped:
     for line in skipped:
         print(f"- {line}")
 if sys.argv[3].strip() != "()":
-    print(f"\nsockudo: {sys.argv[3]}, built with `cargo install --locked sockudo --features redis` (ADAPTER_DRIVER and CACHE_DRIVER redis for the cross-node runs).")
+    print(f"\nsockudo: {sys.argv[3]}, built with `cargo install sockudo --features redis` (ADAPTER_DRIVER and CACHE_DRIVER redis for the cross-node runs).")
 PY
 echo "wrote bench/CLUSTER.md" >&2
