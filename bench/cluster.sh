@@ -105,7 +105,9 @@ print(f"Command: `bash bench/cluster.sh` on {os.cpu_count()} cores, {mem} GiB, e
 print("(two nodes and Debian's redis-server on the same machine as the load generator).")
 print("Clients subscribe on node B; events are triggered through node A's HTTP API.")
 print("Single node: clients and triggers on one node, no Redis. CPU is node B's (the receiving node).")
-print(f"flarum-ws: commit {sys.argv[4]}, release build.\n")
+print(f"flarum-ws: commit {sys.argv[4]}, release build. The load generator shares the two cores with")
+print("both nodes and Redis, so full-speed rows are partly its limit; compare rows of one run only")
+print("(runs on different days have differed by up to 2x, for both servers alike).\n")
 print("| run | deliveries/s | p50 ms | p99 ms | max ms | lost | CPU µs/delivery (node B) |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
