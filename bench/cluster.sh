@@ -8,6 +8,7 @@
 #
 #   bash bench/cluster.sh
 #   SERVERS=flarum-ws bash bench/cluster.sh
+#   FLARUM_WS=/path/to/older/flarum-ws COMMIT=abc1234 OUT=/tmp/old.md SERVERS=flarum-ws bash bench/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,11 @@ SERVERS="${SERVERS:-flarum-ws sockudo}"
 #   cargo install --locked sockudo --features redis --root /opt/sockudo-redis
 #   SOCKUDO=/opt/sockudo-redis/bin/sockudo bash bench/cluster.sh
 SOCKUDO="${SOCKUDO:-sockudo}"
+# Another flarum-ws build (an A/B against an older commit), and where the
+# report goes.
+FLARUM_WS="${FLARUM_WS:-target/release/flarum-ws}"
+COMMIT="${COMMIT:-$(git rev-parse --short HEAD)}"
+OUT="${OUT:-bench/CLUSTER.md}"
 source bench/common.sh
 PORT_A=6211 PORT_B=6212 REDIS_PORT=6219
 LOADGEN=target/release/loadgen
@@ -35,7 +41,7 @@ start_node() { # server port redis(yes/no)
   case "$1" in
     flarum-ws)
       env "${FLARUM_WS_BENCH_ENV[@]}" FLARUM_WS_PORT=$2 FLARUM_WS_REDIS_URL=$redis_url \
-        target/release/flarum-ws serve >>/tmp/bench-cluster-$2.log 2>&1 &
+        "$FLARUM_WS" serve >>/tmp/bench-cluster-$2.log 2>&1 &
       ;;
     sockudo)
       local driver=local
@@ -94,7 +100,7 @@ for server in $SERVERS; do
   done
 done
 
-python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" "$(git rev-parse --short HEAD)" >bench/CLUSTER.md <<'PY'
+python3 - "$RUN" "$SKIPPED" "$("$SOCKUDO" --version 2>/dev/null | head -1) ($SOCKUDO)" "commit $COMMIT" >"$OUT" <<'PY'
 import os, subprocess, sys
 import report
 rows = report.runs(sys.argv[1])
@@ -105,7 +111,7 @@ print(f"Command: `bash bench/cluster.sh` on {os.cpu_count()} cores, {mem} GiB, e
 print("(two nodes and Debian's redis-server on the same machine as the load generator).")
 print("Clients subscribe on node B; events are triggered through node A's HTTP API.")
 print("Single node: clients and triggers on one node, no Redis. CPU is node B's (the receiving node).")
-print(f"flarum-ws: commit {sys.argv[4]}, release build. The load generator shares the two cores with")
+print(f"flarum-ws: {sys.argv[4]}, release build. The load generator shares the two cores with")
 print("both nodes and Redis, so full-speed rows are partly its limit; compare rows of one run only")
 print("(runs on different days have differed by up to 2x, for both servers alike).\n")
 print("| run | deliveries/s | p50 ms | p99 ms | max ms | lost | CPU µs/delivery (node B) |")
@@ -123,4 +129,4 @@ if skipped:
 if sys.argv[3].strip() != "()":
     print(f"\nsockudo: {sys.argv[3]}, built with `cargo install sockudo --features redis` (ADAPTER_DRIVER and CACHE_DRIVER redis for the cross-node runs).")
 PY
-echo "wrote bench/CLUSTER.md" >&2
+echo "wrote $OUT" >&2
