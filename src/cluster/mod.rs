@@ -1,7 +1,8 @@
 //! Several flarum-ws nodes behaving as one server, over Redis pub/sub.
 //!
-//! Every node publishes on one Redis channel (`{prefix}:bus`) and listens to
-//! it. Events triggered on any node are fanned out by every node to its own
+//! Every node publishes on one Redis channel (`{prefix}:bus`; on a Redis
+//! Cluster, its own of 16 shard channels: [`channels`]) and listens to it
+//! (them all). Events triggered on any node are fanned out by every node to its own
 //! subscribers (exactly once: a node ignores its own messages and delivers
 //! those locally itself). Presence members and signed-in users are mirrored
 //! into each node's hub, so member lists, `member_added`/`member_removed`
