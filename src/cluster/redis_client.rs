@@ -582,6 +582,13 @@ mod tests {
             ""
         );
         assert_eq!(error_of("rediss+sentinel://127.0.0.1:26379/m"), "");
+        assert_eq!(
+            error_of("redis+cluster://:pw@127.0.0.1:7001,127.0.0.1:7002/"),
+            ""
+        );
+        assert_eq!(error_of("rediss+cluster://127.0.0.1:7001"), "");
+        assert!(error_of("redis+cluster://127.0.0.1:7001/2").contains("only database 0"));
+        assert!(error_of("redis+cluster://").contains("no node address"));
         assert!(error_of("rediss+sentinel://127.0.0.1/m").contains("is not host:port"));
         assert!(error.contains("is not rediss://"), "{error}");
         let error = client(&config("rediss://127.0.0.1:6379", ca)).unwrap_err();
