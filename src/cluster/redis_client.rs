@@ -275,29 +275,19 @@ fn cluster_target(url: &str, tls: &RedisTls) -> Result<Target, String> {
 /// Where `config`'s Redis is; the error names the setting to fix.
 pub fn target(config: &ClusterConfig) -> Result<Target, String> {
     let url = config.redis_url.as_str();
-    if url.starts_with("rediss+cluster://") {
-        return cluster_target(url, &config.tls);
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let build: fn(&str, &RedisTls) -> Result<Target, String> = match scheme {
+        "redis+cluster" | "rediss+cluster" => cluster_target,
+        "redis+sentinel" | "rediss+sentinel" => sentinel_target,
+        _ => return client(config).map(Target::Direct),
+    };
+    if !scheme.starts_with("rediss") && config.tls.is_set() {
+        return Err(format!(
+            "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url is {scheme}://: write {}://",
+            scheme.replacen("redis", "rediss", 1)
+        ));
     }
-    if url.starts_with("redis+cluster://") {
-        if config.tls.is_set() {
-            return Err(
-                "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url is redis+cluster://: write rediss+cluster://".into(),
-            );
-        }
-        return cluster_target(url, &config.tls);
-    }
-    if url.starts_with("rediss+sentinel://") {
-        return sentinel_target(url, &config.tls);
-    }
-    if url.starts_with("redis+sentinel://") {
-        if config.tls.is_set() {
-            return Err(
-                "redis_ca_file, redis_client_cert and redis_client_key are for TLS, but redis_url is redis+sentinel://: write rediss+sentinel://".into(),
-            );
-        }
-        return sentinel_target(url, &config.tls);
-    }
-    client(config).map(Target::Direct)
+    build(url, &config.tls)
 }
 
 /// The configured TLS files, read; `None` when none is set.
@@ -589,6 +579,12 @@ mod tests {
         assert_eq!(error_of("rediss+cluster://127.0.0.1:7001"), "");
         assert!(error_of("redis+cluster://127.0.0.1:7001/2").contains("only database 0"));
         assert!(error_of("redis+cluster://").contains("no node address"));
+        let with_ca = |url: &str| match target(&config(url, ca.clone())) {
+            Ok(_) => String::new(),
+            Err(error) => error,
+        };
+        assert!(with_ca("redis+cluster://127.0.0.1:7001").contains("write rediss+cluster://"));
+        assert!(with_ca("redis+sentinel://127.0.0.1:1/m").contains("write rediss+sentinel://"));
         assert!(error_of("rediss+sentinel://127.0.0.1/m").contains("is not host:port"));
         assert!(error.contains("is not rediss://"), "{error}");
         let error = client(&config("rediss://127.0.0.1:6379", ca)).unwrap_err();

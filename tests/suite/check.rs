@@ -302,6 +302,14 @@ fn reports_whether_redis_answers() {
     assert_eq!(finding(&findings, "redis")["status"], "fail");
 }
 
+/// `check`'s finding on the Redis of `envs`: its status, message and fix.
+fn judge_redis(dir: &Path, envs: &[(&str, String)]) -> (String, String, String) {
+    let (_, findings) = check(dir, envs, &[]);
+    let found = finding(&findings, "redis");
+    let text = |key: &str| found[key].as_str().unwrap_or_default().to_owned();
+    (text("status"), text("message"), text("fix"))
+}
+
 /// Issue 37: a managed Redis speaks TLS with a private CA, and has ACL
 /// users. `check` passes the right settings and names each way they go
 /// wrong: no CA for the certificate, a wrong password, `rediss://` on the
@@ -325,12 +333,8 @@ fn judges_a_tls_redis_and_names_each_way_it_fails() {
         )
     };
     let judged = |envs: &[(&str, String)]| {
-        let (_, findings) = check(dir.path(), envs, &[]);
-        let found = finding(&findings, "redis").clone();
-        (
-            found["status"].as_str().unwrap().to_owned(),
-            found["message"].as_str().unwrap().to_owned(),
-        )
+        let (status, message, _) = judge_redis(dir.path(), envs);
+        (status, message)
     };
 
     let (status, message) = judged(&[url(":s3cret", tls_port), ca.clone()]);
@@ -397,12 +401,8 @@ fn names_a_missing_password_a_wrong_host_name_a_missing_client_certificate_and_a
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let judged = |envs: &[(&str, String)]| {
-        let (_, findings) = check(dir.path(), envs, &[]);
-        let found = finding(&findings, "redis").clone();
-        (
-            found["status"].as_str().unwrap().to_owned(),
-            found["message"].as_str().unwrap().to_owned(),
-        )
+        let (status, message, _) = judge_redis(dir.path(), envs);
+        (status, message)
     };
     let ca = (
         "FLARUM_WS_REDIS_CA_FILE",
@@ -482,15 +482,7 @@ fn names_a_missing_password_a_wrong_host_name_a_missing_client_certificate_and_a
 fn judges_a_redis_cluster_by_asking_it() {
     let dir = tempfile::tempdir().unwrap();
     let seeds = common::databases::service_var("TEST_REDIS_CLUSTER");
-    let judged = |url: String| {
-        let (_, findings) = check(dir.path(), &[("FLARUM_WS_REDIS_URL", url)], &[]);
-        let found = finding(&findings, "redis").clone();
-        (
-            found["status"].as_str().unwrap().to_owned(),
-            found["message"].as_str().unwrap().to_owned(),
-            found["fix"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
+    let judged = |url: String| judge_redis(dir.path(), &[("FLARUM_WS_REDIS_URL", url)]);
 
     let (status, message, _) = judged(format!("redis+cluster://{seeds}"));
     assert_eq!(status, "pass", "{message}");
@@ -525,26 +517,19 @@ fn judges_a_redis_cluster_by_asking_it() {
             envs.push(("FLARUM_WS_REDIS_CLIENT_CERT", file("client.pem")));
             envs.push(("FLARUM_WS_REDIS_CLIENT_KEY", file("client.key")));
         }
-        let (_, findings) = check(dir.path(), &envs, &[]);
-        finding(&findings, "redis").clone()
+        judge_redis(dir.path(), &envs)
     };
-    let found = over_tls(true);
-    assert_eq!(found["status"], "pass", "{found}");
+    let (status, message, _) = over_tls(true);
+    assert_eq!(status, "pass", "{message}");
     assert!(
-        found["message"]
-            .as_str()
-            .unwrap()
-            .contains("a Redis Cluster of 3 shards (3 masters, 3 replicas), cluster_state:ok, answers, over TLS (certificate verified)"),
-        "{found}"
+        message.contains("a Redis Cluster of 3 shards (3 masters, 3 replicas), cluster_state:ok, answers, over TLS (certificate verified)"),
+        "{message}"
     );
-    let found = over_tls(false);
-    assert_eq!(found["status"], "fail", "{found}");
+    let (status, message, _) = over_tls(false);
+    assert_eq!(status, "fail", "{message}");
     assert!(
-        found["message"]
-            .as_str()
-            .unwrap()
-            .contains("asks for a client certificate"),
-        "{found}"
+        message.contains("asks for a client certificate"),
+        "{message}"
     );
 
     let single = RedisServer::start();

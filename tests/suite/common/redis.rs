@@ -225,11 +225,23 @@ impl TlsFiles {
         }
     }
 
+    /// redis-server's TLS settings, as (name, value).
+    fn settings(&self) -> [(&str, &str); 5] {
+        [
+            ("tls-cert-file", &self.cert),
+            ("tls-key-file", &self.key),
+            ("tls-ca-cert-file", &self.ca),
+            ("tls-auth-clients", "yes"),
+            ("tls-replication", "yes"),
+        ]
+    }
+
+    /// The settings as lines of a config file.
     fn config_lines(&self) -> String {
-        format!(
-            "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
-            self.cert, self.key, self.ca
-        )
+        self.settings()
+            .iter()
+            .map(|(name, value)| format!("{name} {value}\n"))
+            .collect()
     }
 
     fn cli_args(&self) -> Vec<String> {
@@ -251,9 +263,8 @@ impl RedisServer {
         command.current_dir(dir.path());
         command.args(["--port", "0", "--tls-port", &port.to_string()]);
         command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        for line in tls.config_lines().lines() {
-            let (name, value) = line.split_once(' ').unwrap();
-            command.args([format!("--{name}"), value.to_owned()]);
+        for (name, value) in tls.settings() {
+            command.args([format!("--{name}").as_str(), value]);
         }
         if let Some(master) = replica_of {
             command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
