@@ -121,7 +121,7 @@ async function sentinel() {
   };
 }
 
-/** The shared Redis Cluster's masters: [{ port, pid }]. */
+/** The ports of the Redis Cluster's working masters, as the node at `seeds`' first address lists them. */
 function clusterMasters(seeds) {
   const [host, port] = seeds.split(',')[0].split(':');
   return cli(port, '-h', host, 'CLUSTER', 'NODES')
